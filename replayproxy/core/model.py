@@ -1,0 +1,110 @@
+"""The cassette model: plain, immutable values with no I/O.
+
+Headers are kept as a tuple of ``(name, value)`` pairs in the order and case they
+had on the wire, duplicates included. Header bytes are mapped to ``str`` with
+Latin-1, which is lossless: ``value.encode("latin-1")`` gives back the exact bytes.
+Bodies are the bytes exactly as sent on the wire (a gzip response stays gzip).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "Headers",
+    "Interaction",
+    "RecordMode",
+    "Request",
+    "Response",
+    "header_value",
+]
+
+Headers = tuple[tuple[str, str], ...]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def header_value(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    """Return the first value of header ``name`` (case-insensitive), or None."""
+    wanted = name.lower()
+    for key, value in headers:
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An HTTP request as the client sent it.
+
+    ``path`` has no query; ``query`` is the raw query string without ``?``.
+    """
+
+    method: str
+    scheme: str
+    host: str
+    port: int
+    path: str
+    query: str = ""
+    headers: Headers = ()
+    body: bytes = b""
+    http_version: str = "HTTP/1.1"
+
+    @property
+    def url(self) -> str:
+        """The absolute URL, with the port only when it is not the scheme's default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        netloc = host if _DEFAULT_PORTS.get(self.scheme) == self.port else f"{host}:{self.port}"
+        query = f"?{self.query}" if self.query else ""
+        return f"{self.scheme}://{netloc}{self.path}{query}"
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """An HTTP response as the upstream sent it (body still content-encoded)."""
+
+    status: int
+    reason: str = ""
+    headers: Headers = ()
+    body: bytes = b""
+    http_version: str = "HTTP/1.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    """One request and its response, with when and how fast it happened.
+
+    ``recorded_at`` is seconds since the epoch; ``ttfb`` (time to the first byte of
+    the response) and ``duration`` (until the last byte) are seconds from the start
+    of the request.
+    """
+
+    request: Request
+    response: Response
+    recorded_at: float = 0.0
+    ttfb: float = 0.0
+    duration: float = 0.0
+
+
+class RecordMode(StrEnum):
+    """When to record and when to replay; the meanings of VCR.py's record modes."""
+
+    ONCE = "once"
+    """Record if the cassette does not exist yet, otherwise replay only."""
+    NEW_EPISODES = "new_episodes"
+    """Replay what matches; send what does not upstream and append it."""
+    ALL = "all"
+    """Send everything upstream and record it; replay nothing."""
+    NONE = "none"
+    """Replay only; never contact an upstream."""
+
+    @classmethod
+    def parse(cls, value: str) -> RecordMode:
+        """Return the mode named ``value``; raise ValueError listing the valid names."""
+        try:
+            return cls(value)
+        except ValueError:
+            valid = ", ".join(m.value for m in cls)
+            raise ValueError(f"unknown record mode {value!r}; use one of: {valid}") from None

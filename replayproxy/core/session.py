@@ -1,0 +1,150 @@
+"""One cassette in use by a proxy run: decides, per request, replay or record.
+
+The session is plain Python: the mitmproxy addon turns a flow into a ``Request``,
+asks ``decide``, and carries out the answer (serve the recorded response, let the
+request go upstream and ``record`` the result, or answer "unmatched").
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from replayproxy.core.matching import ReplayIndex, Served
+from replayproxy.core.model import Interaction, RecordMode, Request
+from replayproxy.core.storage import (
+    CassetteFile,
+    Journal,
+    cassette_path,
+    load_cassette,
+    recover_journals,
+)
+from replayproxy.errors import CassetteError
+
+__all__ = ["CassetteSession", "Forward", "Replay", "SessionSummary", "Unmatched"]
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """Answer with a recorded interaction."""
+
+    served: Served
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Send the request upstream and record what comes back."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unmatched:
+    """Nothing in the cassette matches, and this mode may not go upstream."""
+
+    message: str
+
+
+Decision = Replay | Forward | Unmatched
+
+
+@dataclass(slots=True)
+class SessionSummary:
+    """What happened during a run, for the end-of-run report."""
+
+    cassette: str
+    path: Path
+    mode: RecordMode
+    replayed: int = 0
+    recorded: int = 0
+    recovered: int = 0
+    unmatched: list[Request] = field(default_factory=list)
+    unused: list[int] = field(default_factory=list)
+
+
+def unmatched_message(request: Request, cassette: str) -> str:
+    """The text a client gets when nothing in ``cassette`` matches ``request``."""
+    return (
+        f"replayproxy: no recorded interaction in cassette {cassette!r} matches "
+        f"{request.method} {request.url} (request body {len(request.body)} bytes).\n"
+        f"Re-record with `replayproxy record -c {cassette} -- CMD`, or add the missing "
+        f"requests with `--record-mode new_episodes`.\n"
+    )
+
+
+class CassetteSession:
+    """The state of one cassette during one run.
+
+    Args:
+        cassette_dir: directory of cassette files.
+        name: cassette name (validated; see ``validate_cassette_name``).
+        mode: the requested record mode; ``once`` becomes ``none`` when the cassette
+            exists and ``all`` when it does not.
+        strict: count requests beyond a recorded sequence as unmatched instead of
+            repeating its last response.
+
+    Raises:
+        CassetteError: replay-only mode and the cassette does not exist, or it is corrupt.
+    """
+
+    def __init__(
+        self,
+        cassette_dir: str | os.PathLike[str],
+        name: str,
+        mode: RecordMode = RecordMode.NONE,
+        *,
+        strict: bool = False,
+    ) -> None:
+        self.name = name
+        self.path = cassette_path(cassette_dir, name)
+        recovered = recover_journals(self.path)
+        exists = self.path.exists()
+        if mode is RecordMode.ONCE:
+            mode = RecordMode.NONE if exists else RecordMode.ALL
+        if mode is RecordMode.NONE and not exists:
+            raise CassetteError(
+                f"cassette {name!r} does not exist in {self.path.parent}: record it first "
+                f"with `replayproxy record -c {name} -- CMD`, or check --cassette-dir"
+            )
+        self.mode = mode
+        cassette = (
+            load_cassette(self.path, name)
+            if exists and mode is not RecordMode.ALL
+            else CassetteFile(name, ())
+        )
+        self.index = ReplayIndex(cassette, strict=strict)
+        self.summary = SessionSummary(name, self.path, mode, recovered=recovered)
+        self._journal: Journal | None = None
+
+    @property
+    def records(self) -> bool:
+        """True if this session may send requests upstream."""
+        return self.mode in (RecordMode.ALL, RecordMode.NEW_EPISODES)
+
+    def decide(self, request: Request) -> Decision:
+        """Return what to do with ``request``."""
+        if self.mode is RecordMode.ALL:
+            return Forward()
+        served = self.index.match(request)
+        if served is not None:
+            self.summary.replayed += 1
+            return Replay(served)
+        if self.mode is RecordMode.NEW_EPISODES:
+            return Forward()
+        self.summary.unmatched.append(request)
+        return Unmatched(unmatched_message(request, self.name))
+
+    def record(self, interaction: Interaction) -> None:
+        """Store a completed interaction; it is on disk when this returns."""
+        if self._journal is None:
+            self._journal = Journal(self.path, replace=self.mode is RecordMode.ALL)
+        self._journal.append(interaction)
+        self.summary.recorded += 1
+
+    def close(self) -> SessionSummary:
+        """Fold what was recorded into the cassette and return the run's summary."""
+        if self._journal is not None:
+            self._journal.commit()
+            self._journal = None
+        if self.mode is not RecordMode.ALL:
+            self.summary.unused = self.index.unused()
+        return self.summary
