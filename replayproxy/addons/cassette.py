@@ -29,8 +29,14 @@ _OFFLINE = (
 )
 
 
-def _headers(h: http.Headers) -> tuple[tuple[str, str], ...]:
-    return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in h.fields)
+def _headers(h: http.Headers, *, drop_proxy: bool = False) -> tuple[tuple[str, str], ...]:
+    """Headers as (name, value) str pairs; ``drop_proxy`` drops Proxy-* headers, which
+    a client sends to the proxy itself and which never reach the upstream."""
+    return tuple(
+        (k.decode("latin-1"), v.decode("latin-1"))
+        for k, v in h.fields
+        if not (drop_proxy and k.lower().startswith(b"proxy-"))
+    )
 
 
 def _split(path: str) -> tuple[str, str]:
@@ -48,7 +54,7 @@ def request_from_flow(req: http.Request) -> Request:
         port=req.port,
         path=path,
         query=query,
-        headers=_headers(req.headers),
+        headers=_headers(req.headers, drop_proxy=True),
         body=req.raw_content or b"",
         http_version=req.http_version,
     )

@@ -65,9 +65,11 @@ class ReplayIndex:
                 q = entry[0]
                 key = _exact(q[0], q[1], q[2], q[3], q[4])
             except (TypeError, IndexError, ValueError, AttributeError):
-                # decode it to get the precise error naming the file and position
+                # decoding raises the precise error, naming the file and position
                 cassette.interaction(i)
-                raise CassetteError(f"cassette {cassette.name!r}: malformed interaction #{i + 1}")
+                raise CassetteError(
+                    f"cassette {cassette.name!r}: malformed interaction #{i + 1}"
+                ) from None
             self._buckets.setdefault(key, []).append(i)
 
     def _group(self, key: _Exact) -> dict[_Rest, list[int]] | None:

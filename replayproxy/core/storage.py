@@ -42,6 +42,7 @@ __all__ = [
     "FORMAT_VERSION",
     "CassetteFile",
     "Journal",
+    "cassette_info",
     "cassette_path",
     "decode_interaction",
     "dumps",

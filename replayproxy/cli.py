@@ -1,0 +1,476 @@
+"""The ``replayproxy`` command: parse, call the core and the runtime, print.
+
+Messages of replayproxy itself go to stderr, so a wrapped command's stdout passes
+through untouched. Every ``ReplayproxyError`` becomes one line
+``replayproxy: error: …`` and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+
+from replayproxy.core.environment import export_lines
+from replayproxy.core.model import RecordMode
+from replayproxy.core.session import CassetteSession, SessionSummary
+from replayproxy.core.storage import (
+    cassette_info,
+    cassette_path,
+    list_cassettes,
+    load_cassette,
+    pending_journals,
+)
+from replayproxy.core.view import format_size, render_interaction, summary_line
+from replayproxy.errors import CassetteError, CommandError, ConfigError, ReplayproxyError
+
+app = typer.Typer(
+    name="replayproxy",
+    help="Record HTTP(S) traffic into cassettes and replay it offline, for any client.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+cassette_app = typer.Typer(help="Look at the cassettes in a cassette directory.",
+                           no_args_is_help=True)
+app.add_typer(cassette_app, name="cassette")
+
+log = logging.getLogger("replayproxy")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# -- shared options (declared once) -----------------------------------------------------
+
+CassetteName = Annotated[str, typer.Option("--cassette", "-c", help="Cassette name.",
+                                           show_default=False)]
+CassetteDir = Annotated[
+    Path,
+    typer.Option("--cassette-dir", "-d", envvar="REPLAYPROXY_CASSETTE_DIR",
+                 help="Directory holding the cassettes."),
+]
+UpstreamCA = Annotated[
+    Path | None,
+    typer.Option("--upstream-ca", help="PEM CA certificate to trust for upstream servers "
+                 "(e.g. a local sandbox), besides the public roots."),
+]
+CADir = Annotated[
+    Path | None,
+    typer.Option("--ca-dir", envvar="REPLAYPROXY_CA_DIR", show_default=False,
+                 help="Directory of the proxy's CA [default: ~/.replayproxy/ca]."),
+]
+Port = Annotated[int, typer.Option("--port", "-p", help="Proxy port on 127.0.0.1; 0 picks a "
+                                   "free one.")]
+Reverse = Annotated[
+    str | None,
+    typer.Option("--reverse", help="Also serve this upstream (e.g. https://api.example.com) "
+                 "on a local port as a plain base URL, for clients that ignore proxy "
+                 "variables; printed as REPLAYPROXY_REVERSE_URL."),
+]
+Strict = Annotated[bool, typer.Option("--strict", help="Once a recorded sequence of identical "
+                                      "requests is used up, treat more as unmatched instead "
+                                      "of repeating the last response.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")]
+Command = Annotated[
+    list[str] | None,
+    typer.Argument(help="The command to run under the proxy, after `--`.", show_default=False),
+]
+_CMD_CONTEXT = {"allow_interspersed_args": False, "ignore_unknown_options": True}
+
+
+def _mode_option() -> Any:
+    return typer.Option(
+        "--record-mode",
+        "-m",
+        help="once: record if the cassette is missing, else replay; new_episodes: replay "
+        "what matches, record the rest; all: record everything; none: replay only.",
+        case_sensitive=False,
+    )
+
+
+# -- plumbing ---------------------------------------------------------------------------
+
+
+def _errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn replayproxy errors into one line on stderr and their exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except ReplayproxyError as e:
+            typer.echo(f"replayproxy: error: {e}", err=True)
+            raise typer.Exit(e.exit_code) from None
+
+    return wrapper
+
+
+def _setup_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("replayproxy: %(message)s"))
+    ours = logging.getLogger("replayproxy")
+    ours.handlers[:] = [handler]
+    ours.setLevel(logging.WARNING if quiet else logging.INFO)
+    ours.propagate = False
+    theirs = logging.getLogger("mitmproxy")
+    theirs.handlers[:] = [handler]
+    theirs.setLevel(logging.ERROR)
+    theirs.propagate = False
+
+
+def _home() -> Path:
+    return Path(os.environ.get("REPLAYPROXY_HOME") or Path.home() / ".replayproxy").expanduser()
+
+
+def _run_dir() -> Path:
+    return _home() / "run"
+
+
+def _start_proxy(session: CassetteSession, *, ca_dir: Path | None, upstream_ca: Path | None,
+                 port: int, reverse: str | None) -> Any:
+    # imported here: mitmproxy takes ~0.6 s to import, which `cassette ls` should not pay
+    from replayproxy.addons.cassette import CassetteAddon
+    from replayproxy.runtime import Proxy, ensure_ca
+
+    if upstream_ca is not None and not upstream_ca.is_file():
+        raise ConfigError(f"--upstream-ca {upstream_ca} does not exist: pass a PEM CA file")
+    ca = ensure_ca(ca_dir)
+    proxy = Proxy([CassetteAddon(session)], ca=ca, port=port, reverse=reverse,
+                  upstream_ca=upstream_ca)
+    return proxy.start()
+
+
+def _describe_start(session: CassetteSession, proxy: Any) -> None:
+    verb = {RecordMode.ALL: "recording", RecordMode.NONE: "replaying (offline)",
+            RecordMode.NEW_EPISODES: "replaying and recording new requests"}[session.mode]
+    log.info("%s cassette %s via proxy %s", verb, session.path, proxy.proxy_url)
+    if proxy.reverse_url:
+        log.info("reverse proxy for %s at %s", proxy.reverse, proxy.reverse_url)
+    if session.summary.recovered:
+        log.warning("recovered %d interactions from an interrupted recording of %s",
+                    session.summary.recovered, session.name)
+
+
+def _report(summary: SessionSummary) -> None:
+    if summary.mode is RecordMode.ALL and summary.recorded == 0:
+        log.warning(
+            "nothing was recorded, cassette %s left as it was: does the command send its "
+            "requests through HTTP_PROXY/HTTPS_PROXY?", summary.path)
+    else:
+        log.info("cassette %s: %d replayed, %d recorded", summary.path, summary.replayed,
+                 summary.recorded)
+    if summary.unmatched:
+        log.warning("%d request(s) matched nothing in cassette %s:", len(summary.unmatched),
+                    summary.cassette)
+        for request in summary.unmatched[:50]:
+            log.warning("  unmatched: %s %s", request.method, request.url)
+        if len(summary.unmatched) > 50:
+            log.warning("  … and %d more", len(summary.unmatched) - 50)
+
+
+@contextlib.contextmanager
+def _forward_signals(child: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Let the child handle Ctrl-C itself; pass SIGTERM/SIGHUP on to it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _run_child(cmd: list[str], env: dict[str, str]) -> int:
+    try:
+        child = subprocess.Popen(cmd, env={**os.environ, **env})
+    except FileNotFoundError:
+        raise CommandError(
+            f"command not found: {cmd[0]!r}; check the command after `--` and your PATH"
+        ) from None
+    except PermissionError:
+        raise CommandError(f"command {cmd[0]!r} is not executable; check its permissions") \
+            from None
+    except OSError as e:
+        raise CommandError(f"cannot run {cmd[0]!r}: {e.strerror}") from None
+    with _forward_signals(child):
+        rc = child.wait()
+    return 128 - rc if rc < 0 else rc
+
+
+def _wrap(cmd: list[str] | None, *, name: str, cassette_dir: Path, mode: RecordMode,
+          strict: bool, upstream_ca: Path | None, ca_dir: Path | None, port: int,
+          reverse: str | None, quiet: bool) -> None:
+    """Run ``cmd`` under a proxy for cassette ``name``, then exit with its code."""
+    _setup_logging(quiet)
+    if not cmd:
+        raise ConfigError("no command given: put it after `--`, e.g. "
+                          f"replayproxy replay -c {name} -- pytest")
+    session = CassetteSession(cassette_dir, name, mode, strict=strict)
+    proxy = None
+    try:
+        proxy = _start_proxy(session, ca_dir=ca_dir, upstream_ca=upstream_ca, port=port,
+                             reverse=reverse)
+        _describe_start(session, proxy)
+        rc = _run_child(cmd, proxy.environment())
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        summary = session.close()
+    _report(summary)
+    if summary.unmatched and rc == 0:
+        log.warning("exiting with 1: the command passed but some requests were unmatched")
+        rc = 1
+    raise typer.Exit(rc)
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+@app.command(context_settings=_CMD_CONTEXT)
+@_errors
+def record(
+    cassette: CassetteName,
+    cmd: Command = None,
+    cassette_dir: CassetteDir = Path("cassettes"),
+    record_mode: Annotated[RecordMode, _mode_option()] = RecordMode.ALL,
+    upstream_ca: UpstreamCA = None,
+    ca_dir: CADir = None,
+    port: Port = 0,
+    reverse: Reverse = None,
+    strict: Strict = False,
+    quiet: Quiet = False,
+) -> None:
+    """Run CMD through the proxy and record its HTTP(S) traffic into a cassette.
+
+    Example: replayproxy record -c stripe -- pytest tests/payments
+    """
+    _wrap(cmd, name=cassette, cassette_dir=cassette_dir, mode=record_mode, strict=strict,
+          upstream_ca=upstream_ca, ca_dir=ca_dir, port=port, reverse=reverse, quiet=quiet)
+
+
+@app.command(context_settings=_CMD_CONTEXT)
+@_errors
+def replay(
+    cassette: CassetteName,
+    cmd: Command = None,
+    cassette_dir: CassetteDir = Path("cassettes"),
+    record_mode: Annotated[RecordMode, _mode_option()] = RecordMode.NONE,
+    upstream_ca: UpstreamCA = None,
+    ca_dir: CADir = None,
+    port: Port = 0,
+    reverse: Reverse = None,
+    strict: Strict = False,
+    quiet: Quiet = False,
+) -> None:
+    """Run CMD through the proxy, answering its requests from a cassette, offline.
+
+    Unmatched requests get 502 with `X-Replayproxy: unmatched`; if there were any,
+    the exit code is non-zero even when CMD passed.
+
+    Example: replayproxy replay -c stripe -- pytest tests/payments
+    """
+    _wrap(cmd, name=cassette, cassette_dir=cassette_dir, mode=record_mode, strict=strict,
+          upstream_ca=upstream_ca, ca_dir=ca_dir, port=port, reverse=reverse, quiet=quiet)
+
+
+@app.command()
+@_errors
+def serve(
+    cassette: CassetteName,
+    cassette_dir: CassetteDir = Path("cassettes"),
+    record_mode: Annotated[RecordMode, _mode_option()] = RecordMode.ONCE,
+    upstream_ca: UpstreamCA = None,
+    ca_dir: CADir = None,
+    port: Port = 0,
+    reverse: Reverse = None,
+    strict: Strict = False,
+    quiet: Quiet = False,
+) -> None:
+    """Run the proxy until interrupted; print the `export` lines for a shell.
+
+    Paste the lines into another shell (or run `eval "$(replayproxy env)"`) and run
+    anything there. Ctrl-C stops the proxy and writes the cassette.
+    """
+    _setup_logging(quiet)
+    session = CassetteSession(cassette_dir, cassette, record_mode, strict=strict)
+    proxy = None
+    state = _run_dir() / f"serve-{os.getpid()}.json"
+    stop = threading.Event()
+    try:
+        proxy = _start_proxy(session, ca_dir=ca_dir, upstream_ca=upstream_ca, port=port,
+                             reverse=reverse)
+        _describe_start(session, proxy)
+        env = proxy.environment()
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps({"pid": os.getpid(), "cassette": session.name,
+                                     "mode": session.mode.value, "env": env}))
+        for line in export_lines(env):
+            typer.echo(line)
+        log.info("press Ctrl-C to stop and write the cassette")
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, lambda *_: stop.set())
+        while not stop.wait(0.5):
+            pass
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            state.unlink()
+        if proxy is not None:
+            proxy.stop()
+        summary = session.close()
+    _report(summary)
+    raise typer.Exit(1 if summary.unmatched else 0)
+
+
+def _running_servers() -> list[dict[str, Any]]:
+    found = []
+    for f in sorted(_run_dir().glob("serve-*.json"), key=lambda p: p.stat().st_mtime):
+        try:
+            info = json.loads(f.read_text())
+            os.kill(int(info["pid"]), 0)
+        except (ProcessLookupError, ValueError, KeyError, OSError):
+            with contextlib.suppress(OSError):
+                f.unlink()  # left by a server that died
+            continue
+        found.append(info)
+    return found
+
+
+@app.command("env")
+@_errors
+def env_command(
+    pid: Annotated[int | None, typer.Option(help="PID of the `serve` to describe "
+                                            "[default: the newest].")] = None,
+) -> None:
+    """Print the `export` lines for a running `replayproxy serve`.
+
+    Example: eval "$(replayproxy env)"
+    """
+    servers = _running_servers()
+    if pid is not None:
+        servers = [s for s in servers if s["pid"] == pid]
+    if not servers:
+        raise ConfigError("no `replayproxy serve` is running"
+                          + (f" with PID {pid}" if pid else "")
+                          + "; start one with `replayproxy serve -c NAME`")
+    chosen = servers[-1]
+    if len(servers) > 1:
+        others = ", ".join(str(s["pid"]) for s in servers[:-1])
+        typer.echo(f"# also running: PID {others} (choose with --pid)", err=True)
+    typer.echo(f"# replayproxy serve PID {chosen['pid']}, cassette {chosen['cassette']} "
+               f"({chosen['mode']})")
+    for line in export_lines(chosen["env"]):
+        typer.echo(line)
+
+
+@app.command()
+@_errors
+def ca(
+    ca_dir: CADir = None,
+    path_only: Annotated[bool, typer.Option("--path", help="Print only the certificate "
+                                            "path.")] = False,
+) -> None:
+    """Show where the proxy's CA certificate is and how to trust it."""
+    from replayproxy.runtime import ensure_ca
+
+    authority = ensure_ca(ca_dir)
+    if path_only:
+        typer.echo(str(authority.cert))
+        return
+    cert, bundle = authority.cert, authority.bundle
+    typer.echo(f"""\
+CA certificate: {cert}
+CA key:         {authority.key} (owner-only; keep it private)
+Trust bundle:   {bundle} (this CA + the roots already trusted here)
+
+`replayproxy record/replay` set all of the below for the command they run.
+To trust the CA yourself:
+  curl            export CURL_CA_BUNDLE={bundle}   (or curl --cacert {cert})
+  Python requests export REQUESTS_CA_BUNDLE={bundle}
+  Python httpx, urllib, Ruby, OpenSSL
+                  export SSL_CERT_FILE={bundle}
+  Node.js         export NODE_EXTRA_CA_CERTS={cert}
+  Java            keytool -importcert -noprompt -alias replayproxy -file {cert} \\
+                    -keystore "$JAVA_HOME/lib/security/cacerts" -storepass changeit
+  Go              export SSL_CERT_FILE={bundle}
+  Debian/Ubuntu   sudo cp {cert} /usr/local/share/ca-certificates/replayproxy.crt \\
+                    && sudo update-ca-certificates
+  macOS           sudo security add-trusted-cert -d -r trustRoot \\
+                    -k /Library/Keychains/System.keychain {cert}""")
+
+
+@cassette_app.command("ls")
+@_errors
+def cassette_ls(cassette_dir: CassetteDir = Path("cassettes")) -> None:
+    """List the cassettes: name, interactions, size."""
+    files = list_cassettes(cassette_dir)
+    if not files:
+        typer.echo(f"no cassettes in {cassette_dir}", err=True)
+        return
+    width = max(len(f.stem) for f in files)
+    for f in files:
+        try:
+            count = str(cassette_info(f))
+        except CassetteError:
+            count = "corrupt"
+        pending = " (+ interrupted recording, recovered on next use)" if pending_journals(f) \
+            else ""
+        typer.echo(f"{f.stem:<{width}}  {count:>8} interactions  "
+                   f"{format_size(f.stat().st_size):>9}{pending}")
+
+
+@cassette_app.command("show")
+@_errors
+def cassette_show(
+    name: Annotated[str, typer.Argument(help="Cassette name.")],
+    cassette_dir: CassetteDir = Path("cassettes"),
+    interaction: Annotated[int | None, typer.Option("--interaction", "-i",
+                                                    help="Show only interaction N "
+                                                    "(1-based).")] = None,
+    brief: Annotated[bool, typer.Option("--brief", help="One line per interaction.")] = False,
+    max_chars: Annotated[int, typer.Option(help="Cut bodies longer than this.")] = 4000,
+) -> None:
+    """Show a cassette's interactions, bodies decoded and pretty-printed."""
+    cassette = load_cassette(cassette_path(cassette_dir, name), name)
+    numbers = range(1, len(cassette) + 1)
+    if interaction is not None:
+        if not 1 <= interaction <= len(cassette):
+            raise ConfigError(f"cassette {name!r} has interactions 1 to {len(cassette)}; "
+                              f"--interaction {interaction} is out of range")
+        numbers = range(interaction, interaction + 1)
+    typer.echo(f"# {cassette.path}: {len(cassette)} interactions")
+    for n in numbers:
+        it = cassette.interaction(n - 1)
+        if brief:
+            typer.echo(summary_line(n, it))
+        else:
+            for line in render_interaction(n, it, max_chars):
+                typer.echo(line)
+            typer.echo("")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
