@@ -41,15 +41,32 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 cassette_app = typer.Typer(help="Look at the cassettes in a cassette directory.",
-                           no_args_is_help=True)
+                           no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(cassette_app, name="cassette")
 
 log = logging.getLogger("replayproxy")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+def _version(value: bool) -> None:
+    if value:
+        from replayproxy import __version__
+
+        typer.echo(f"replayproxy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Record HTTP(S) traffic into cassettes and replay it offline, for any client."""
+
 
 # -- shared options (declared once) -----------------------------------------------------
 
