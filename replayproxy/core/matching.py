@@ -32,7 +32,8 @@ def normalise_query(query: str) -> tuple[tuple[str, str], ...]:
     """Return the query's parameters sorted, so that their order does not matter."""
     if not query:
         return ()
-    return tuple(sorted(parse_qsl(query, keep_blank_values=True)))
+    # surrogateescape keeps escapes that are not UTF-8 apart (%FF != %FE)
+    return tuple(sorted(parse_qsl(query, keep_blank_values=True, errors="surrogateescape")))
 
 
 def _exact(method: str, scheme: str, host: str, port: int, path: str) -> _Exact:

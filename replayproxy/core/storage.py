@@ -252,8 +252,7 @@ def load_cassette(path: str | os.PathLike[str], name: str | None = None) -> Cass
         raise _corrupt(
             p, f"header says {header.get('interactions')} interactions, file has {len(entries)}"
         )
-    with contextlib.suppress(msgpack.OutOfData):
-        unpacker.unpack()
+    if unpacker.tell() != len(data):
         raise _corrupt(p, "unexpected data after the interactions")
     return CassetteFile(name or p.name.removesuffix(SUFFIX), entries, p, header["version"])
 
@@ -334,6 +333,11 @@ def save_cassette(path: str | os.PathLike[str], entries: Sequence[RawEntry | Int
 # -- journals -------------------------------------------------------------------------
 
 
+def _journal_header(replace: bool) -> bytes:
+    header = {"format": JOURNAL_FORMAT, "replace": replace, "version": FORMAT_VERSION}
+    return msgpack.packb(header, use_bin_type=True)
+
+
 class Journal:
     """An append-only file receiving each interaction the moment it completes.
 
@@ -348,8 +352,7 @@ class Journal:
         self.count = 0
         self._file: IO[bytes] | None = self.path.open("ab")
         fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        header = {"format": JOURNAL_FORMAT, "replace": replace, "version": FORMAT_VERSION}
-        self._file.write(msgpack.packb(header, use_bin_type=True))
+        self._file.write(_journal_header(replace))
         self._file.flush()
 
     def append(self, it: Interaction) -> None:
@@ -377,6 +380,8 @@ def _read_journal(path: Path) -> tuple[bool, list[RawEntry]]:
     data = path.read_bytes()
     unpacker = msgpack.Unpacker(raw=False, use_list=False, max_buffer_size=max(len(data), 1))
     unpacker.feed(data)
+    if any(_journal_header(r).startswith(data) for r in (False, True)):
+        return False, []  # the writer was killed before its header was complete
     header = _read_header(unpacker, path, JOURNAL_FORMAT)
     entries: list[RawEntry] = []
     while True:
@@ -423,13 +428,13 @@ def _fold(cassette_file: Path, journals: Sequence[Path]) -> int:
     replaced = False
     for j in journals:
         replace, new = _read_journal(j)
-        if replace and not replaced:
+        if replace and new and not replaced:  # a run that recorded nothing replaces nothing
             entries, replaced = [], True
         entries.extend(new)
         folded += len(new)
     if replaced:
         entries = _stabilise(old, entries)
-    if folded or replaced or not cassette_file.exists():
+    if folded:
         _write_atomic(cassette_file, dumps(entries))
     for j in journals:
         with contextlib.suppress(FileNotFoundError):
