@@ -1,31 +1,38 @@
 """Finding the recorded interaction that answers a request.
 
-A request matches a recorded one when method, scheme, host, port and path are equal
-(host case-insensitively), the query holds the same parameters in any order, and the
-bodies are byte-equal.
+By default a request matches a recorded one when method, scheme, host, port and path
+are equal (host case-insensitively), the query holds the same parameters in any order,
+and the bodies are equal by content type (JSON semantically, forms as multimaps,
+multipart by parts, GraphQL by operation, query and variables; else byte for byte).
+``MatchConfig`` changes all of this per cassette and per route (see ``matchers``).
 
-The index is keyed by the always-exact fields (method, scheme, host, port, path), so
-building it costs one tuple per interaction and a lookup does not depend on the size
-of the cassette. Inside a bucket, entries are grouped by (query, body) the first time
-the bucket is asked for.
+The index is keyed by the exact fields (method, scheme, host, port, path unless the
+configuration drops some), so building it costs one tuple per interaction and a lookup
+does not depend on the size of the cassette. Inside a bucket, entries are grouped by
+their normalised ``match_key`` the first time the bucket is asked for, so JSON bodies
+are parsed once per recorded interaction at most.
 
-Identical requests recorded several times are served in recorded order; once they are
-used up the last one repeats, or, with ``strict``, the request counts as unmatched.
+Identical requests recorded several times are served in recorded order, tracked per
+match key; once they are used up the last one repeats, or, with ``on_exhausted =
+"error"`` (``strict``), the request counts as unmatched.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Hashable
+from dataclasses import dataclass, replace
+from typing import Any
 from urllib.parse import parse_qsl
 
+from replayproxy.core.diagnostics import Candidate, rank
+from replayproxy.core.matchers import Exhausted, MatchConfig, MatchRule, match_key
 from replayproxy.core.model import Interaction, Request
 from replayproxy.core.storage import CassetteFile
 from replayproxy.errors import CassetteError
 
 __all__ = ["ReplayIndex", "Served", "normalise_query"]
 
-_Exact = tuple[str, str, str, int, str]
-_Rest = tuple[tuple[tuple[str, str], ...], bytes]
+_FIELDS = {"method": 0, "scheme": 1, "host": 2, "port": 3, "path": 4}
 
 
 def normalise_query(query: str) -> tuple[tuple[str, str], ...]:
@@ -36,8 +43,14 @@ def normalise_query(query: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(parse_qsl(query, keep_blank_values=True, errors="surrogateescape")))
 
 
-def _exact(method: str, scheme: str, host: str, port: int, path: str) -> _Exact:
-    return (method.upper(), scheme.lower(), host.lower(), int(port), path)
+def _normal(name: str, value: Any) -> Any:
+    if name == "method":
+        return str(value).upper()
+    if name in ("scheme", "host"):
+        return str(value).lower()
+    if name == "port":
+        return int(value)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,20 +64,36 @@ class Served:
     """True when the sequence was used up and the last response is repeated."""
 
 
-class ReplayIndex:
-    """Matches requests against one cassette and remembers what was served."""
+def _raw_request(q: Any) -> Request:
+    return Request(q[0], q[1], q[2], int(q[3]), q[4], q[5], tuple(tuple(h) for h in q[6]),
+                   bytes(q[7]), q[8])
 
-    def __init__(self, cassette: CassetteFile, *, strict: bool = False) -> None:
+
+class ReplayIndex:
+    """Matches requests against one cassette and remembers what was served.
+
+    Args:
+        cassette: the loaded cassette.
+        config: matchers and rules; default: ``MatchConfig()``.
+        strict: make every rule's ``on_exhausted`` "error".
+    """
+
+    def __init__(self, cassette: CassetteFile, config: MatchConfig | None = None, *,
+                 strict: bool = False) -> None:
         self.cassette = cassette
+        self.config = config or MatchConfig()
         self.strict = strict
         self.served: set[int] = set()
-        self._buckets: dict[_Exact, list[int]] = {}
-        self._groups: dict[_Exact, dict[_Rest, list[int]]] = {}
-        self._cursor: dict[tuple[_Exact, _Rest], int] = {}
+        self._exact = tuple(_FIELDS[name] for name in self.config.exact)
+        self._names = self.config.exact
+        self._buckets: dict[tuple[Any, ...], list[int]] = {}
+        self._groups: dict[tuple[Any, ...], tuple[MatchRule, dict[Hashable, list[int]]]] = {}
+        self._cursor: dict[tuple[Any, ...], int] = {}
         for i, entry in enumerate(cassette.entries):
             try:
                 q = entry[0]
-                key = _exact(q[0], q[1], q[2], q[3], q[4])
+                key = tuple(_normal(n, q[f]) for n, f in zip(self._names, self._exact,
+                                                              strict=True))
             except (TypeError, IndexError, ValueError, AttributeError):
                 # decoding raises the precise error, naming the file and position
                 cassette.interaction(i)
@@ -73,26 +102,41 @@ class ReplayIndex:
                 ) from None
             self._buckets.setdefault(key, []).append(i)
 
-    def _group(self, key: _Exact) -> dict[_Rest, list[int]] | None:
-        group = self._groups.get(key)
-        if group is None:
-            positions = self._buckets.get(key)
-            if positions is None:
-                return None
-            group = {}
-            for i in positions:
-                q = self.cassette.entries[i][0]
-                group.setdefault((normalise_query(q[5]), bytes(q[7])), []).append(i)
-            self._groups[key] = group
+    def _key(self, request: Request) -> tuple[Any, ...]:
+        return tuple(_normal(n, getattr(request, n)) for n in self._names)
+
+    def rule_for(self, request: Request) -> MatchRule:
+        """The matching rule that applies to ``request``."""
+        rule = self.config.rule_for(request.method, request.scheme, request.host,
+                                    request.port, request.path)
+        if self.strict and rule.on_exhausted is not Exhausted.ERROR:
+            rule = replace(rule, on_exhausted=Exhausted.ERROR)
+        return rule
+
+    def _group(self, key: tuple[Any, ...], rule: MatchRule) -> dict[Hashable, list[int]] | None:
+        cached = self._groups.get(key)
+        if cached is not None and cached[0] == rule:
+            return cached[1]
+        positions = self._buckets.get(key)
+        if positions is None:
+            return None
+        group: dict[Hashable, list[int]] = {}
+        for i in positions:
+            recorded = _raw_request(self.cassette.entries[i][0])
+            group.setdefault(match_key(recorded, rule), []).append(i)
+        self._groups[key] = (rule, group)
         return group
 
     def match(self, request: Request) -> Served | None:
         """Return the interaction to serve for ``request``, or None if nothing matches."""
-        key = _exact(request.method, request.scheme, request.host, request.port, request.path)
-        group = self._group(key)
+        key = self._key(request)
+        if key not in self._buckets:
+            return None
+        rule = self.rule_for(request)
+        group = self._group(key, rule)
         if group is None:
             return None
-        rest = (normalise_query(request.query), request.body)
+        rest = match_key(request, rule)
         positions = group.get(rest)
         if not positions:
             return None
@@ -100,12 +144,28 @@ class ReplayIndex:
         if cursor < len(positions):
             self._cursor[(key, rest)] = cursor + 1
             position, repeated = positions[cursor], False
-        elif self.strict:
+        elif rule.on_exhausted is Exhausted.ERROR:
             return None
         else:
             position, repeated = positions[-1], True
         self.served.add(position)
         return Served(self.cassette.interaction(position), position, repeated)
+
+    def closest(self, request: Request, limit: int = 3) -> list[Candidate]:
+        """The recorded interactions closest to ``request``, with their differences."""
+        rule = self.rule_for(request)
+        host = request.host.lower()
+        entries = self.cassette.entries
+        same_host = [i for i in range(len(entries)) if str(entries[i][0][2]).lower() == host]
+        pool = same_host or list(range(len(entries)))
+        if len(pool) > 5000:  # keep a miss cheap on huge cassettes: same method first
+            method = request.method.upper()
+            pool = [i for i in pool if str(entries[i][0][0]).upper() == method][:5000] or \
+                pool[:5000]
+            # ...but always with the recordings that share the request's exact fields
+            pool = sorted({*pool, *self._buckets.get(self._key(request), [])[:5000]})
+        return rank(request, ((i, self.cassette.interaction(i)) for i in pool), rule,
+                    self.config.exact, limit)
 
     def unused(self) -> list[int]:
         """Return the positions of interactions never served, in recorded order."""

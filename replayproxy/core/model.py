@@ -18,12 +18,20 @@ __all__ = [
     "RecordMode",
     "Request",
     "Response",
+    "format_url",
     "header_value",
 ]
 
 Headers = tuple[tuple[str, str], ...]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def format_url(scheme: str, host: str, port: int, path: str, query: str = "") -> str:
+    """``scheme://host[:port]path[?query]``, the port only when not the scheme's default."""
+    shown = f"[{host}]" if ":" in host else host
+    netloc = shown if _DEFAULT_PORTS.get(scheme) == port else f"{shown}:{port}"
+    return f"{scheme}://{netloc}{path}{f'?{query}' if query else ''}"
 
 
 def header_value(headers: Iterable[tuple[str, str]], name: str) -> str | None:
@@ -55,10 +63,7 @@ class Request:
     @property
     def url(self) -> str:
         """The absolute URL, with the port only when it is not the scheme's default."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        netloc = host if _DEFAULT_PORTS.get(self.scheme) == self.port else f"{host}:{self.port}"
-        query = f"?{self.query}" if self.query else ""
-        return f"{self.scheme}://{netloc}{self.path}{query}"
+        return format_url(self.scheme, self.host, self.port, self.path, self.query)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,10 +7,14 @@ request go upstream and ``record`` the result, or answer "unmatched").
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from replayproxy.core.diagnostics import Candidate, render_candidates
+from replayproxy.core.matchers import MatchConfig
 from replayproxy.core.matching import ReplayIndex, Served
 from replayproxy.core.model import Interaction, RecordMode, Request
 from replayproxy.core.storage import (
@@ -41,7 +45,45 @@ class Forward:
 class Unmatched:
     """Nothing in the cassette matches, and this mode may not go upstream."""
 
-    message: str
+    cassette: str
+    request: Request
+    closest: tuple[Candidate, ...] = ()
+
+    @property
+    def message(self) -> str:
+        """Plain text for the client and the log: what was asked, what came closest."""
+        lines = [
+            f"replayproxy: no recorded interaction in cassette {self.cassette!r} matches "
+            f"{self.request.method} {self.request.url} "
+            f"(request body {len(self.request.body)} bytes).",
+            *render_candidates(list(self.closest)),
+            f"Re-record with `replayproxy record -c {self.cassette} -- CMD`, or add the "
+            "missing requests with `--record-mode new_episodes`.",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def as_json(self) -> dict[str, Any]:
+        """The same as a JSON document, for clients that accept JSON."""
+        return {
+            "error": "unmatched",
+            "cassette": self.cassette,
+            "request": {"method": self.request.method, "url": self.request.url},
+            "closest": [
+                {
+                    "interaction": c.position + 1,
+                    "method": c.interaction.request.method,
+                    "url": c.interaction.request.url,
+                    "differences": [d.as_json() for d in c.differences],
+                }
+                for c in self.closest
+            ],
+            "hint": f"re-record with `replayproxy record -c {self.cassette} -- CMD`, or use "
+            "--record-mode new_episodes",
+        }
+
+    def as_json_bytes(self) -> bytes:
+        """``as_json`` encoded, indented for people reading it in a client log."""
+        return json.dumps(self.as_json(), indent=2, ensure_ascii=False).encode("utf-8")
 
 
 Decision = Replay | Forward | Unmatched
@@ -57,18 +99,10 @@ class SessionSummary:
     replayed: int = 0
     recorded: int = 0
     recovered: int = 0
-    unmatched: list[Request] = field(default_factory=list)
+    unmatched: list[Unmatched] = field(default_factory=list)
     unused: list[int] = field(default_factory=list)
-
-
-def unmatched_message(request: Request, cassette: str) -> str:
-    """The text a client gets when nothing in ``cassette`` matches ``request``."""
-    return (
-        f"replayproxy: no recorded interaction in cassette {cassette!r} matches "
-        f"{request.method} {request.url} (request body {len(request.body)} bytes).\n"
-        f"Re-record with `replayproxy record -c {cassette} -- CMD`, or add the missing "
-        f"requests with `--record-mode new_episodes`.\n"
-    )
+    """Positions of recorded interactions never served."""
+    unused_interactions: list[Interaction] = field(default_factory=list)
 
 
 class CassetteSession:
@@ -81,6 +115,7 @@ class CassetteSession:
             exists and ``all`` when it does not.
         strict: count requests beyond a recorded sequence as unmatched instead of
             repeating its last response.
+        match: matchers and per-route rules (default: ``MatchConfig()``).
 
     Raises:
         CassetteError: replay-only mode and the cassette does not exist, or it is corrupt.
@@ -93,6 +128,7 @@ class CassetteSession:
         mode: RecordMode = RecordMode.NONE,
         *,
         strict: bool = False,
+        match: MatchConfig | None = None,
     ) -> None:
         self.name = name
         self.path = cassette_path(cassette_dir, name)
@@ -111,7 +147,7 @@ class CassetteSession:
             if exists and mode is not RecordMode.ALL
             else CassetteFile(name, ())
         )
-        self.index = ReplayIndex(cassette, strict=strict)
+        self.index = ReplayIndex(cassette, match, strict=strict)
         self.summary = SessionSummary(name, self.path, mode, recovered=recovered)
         self._journal: Journal | None = None
 
@@ -130,8 +166,9 @@ class CassetteSession:
             return Replay(served)
         if self.mode is RecordMode.NEW_EPISODES:
             return Forward()
-        self.summary.unmatched.append(request)
-        return Unmatched(unmatched_message(request, self.name))
+        unmatched = Unmatched(self.name, request, tuple(self.index.closest(request)))
+        self.summary.unmatched.append(unmatched)
+        return unmatched
 
     def record(self, interaction: Interaction) -> None:
         """Store a completed interaction; it is on disk when this returns."""
@@ -147,4 +184,7 @@ class CassetteSession:
             self._journal = None
         if self.mode is not RecordMode.ALL:
             self.summary.unused = self.index.unused()
+            self.summary.unused_interactions = [
+                self.index.cassette.interaction(i) for i in self.summary.unused[:100]
+            ]
         return self.summary

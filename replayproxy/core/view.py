@@ -6,10 +6,10 @@ Used by ``replayproxy cassette ls`` and ``replayproxy cassette show``.
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+from replayproxy.core.codec import decode_body
 from replayproxy.core.model import Headers, Interaction, header_value
 
 __all__ = ["decode_body", "format_size", "render_body", "render_interaction", "summary_line"]
@@ -23,39 +23,6 @@ def format_size(n: int) -> str:
             return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
-
-
-def _decode_one(data: bytes, encoding: str) -> bytes:
-    if encoding in ("gzip", "x-gzip"):
-        return zlib.decompress(data, 16 + zlib.MAX_WBITS)
-    if encoding == "deflate":
-        try:
-            return zlib.decompress(data)
-        except zlib.error:
-            return zlib.decompress(data, -zlib.MAX_WBITS)  # raw deflate, as some servers send
-    if encoding == "br":
-        import brotli  # a mitmproxy dependency
-
-        return bytes(brotli.decompress(data))
-    if encoding == "zstd":
-        import zstandard  # a mitmproxy dependency
-
-        return bytes(zstandard.ZstdDecompressor().decompressobj().decompress(data))
-    if encoding in ("identity", ""):
-        return data
-    raise ValueError(f"unknown content-encoding {encoding!r}")
-
-
-def decode_body(body: bytes, headers: Headers) -> bytes | None:
-    """Undo the body's Content-Encoding; None if it cannot be decoded."""
-    encodings = [e.strip().lower() for e in (header_value(headers, "content-encoding") or "")
-                 .split(",") if e.strip()]
-    try:
-        for encoding in reversed(encodings):
-            body = _decode_one(body, encoding)
-    except Exception:
-        return None
-    return body
 
 
 def render_body(body: bytes, headers: Headers, max_chars: int = 4000) -> str:

@@ -163,7 +163,7 @@ def test_unmatched_requests_are_collected_with_a_message_naming_the_cassette(tmp
     assert "replayproxy record -c shop" in decision.message
     session.decide(req("/a"))
     summary = session.close()
-    assert summary.unmatched == [missing]
+    assert [u.request for u in summary.unmatched] == [missing]
     assert summary.replayed == 1 and summary.unused == [1]
     assert summary.cassette == "shop" and summary.path == existing
 

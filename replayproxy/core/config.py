@@ -1,0 +1,212 @@
+"""Project configuration: ``[tool.replayproxy]`` in pyproject.toml or a replayproxy.toml.
+
+Looked up in the current directory: ``replayproxy.toml`` (settings at its top level)
+first, else ``pyproject.toml`` (settings under ``[tool.replayproxy]``); or the file
+given with ``--config``. Command-line flags override or extend what the file says.
+
+Every key is checked when the file is read; an unknown key, a wrong type, an invalid
+JSON path, regular expression or route gives a ``ConfigError`` naming the file, the key
+and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from replayproxy.core.matchers import (
+    EXACT_MATCHERS,
+    MATCHERS,
+    RULE_MATCHERS,
+    BodyKind,
+    Exhausted,
+    MatchConfig,
+    MatchRule,
+    compile_json_path,
+    extend_rule,
+)
+from replayproxy.core.routes import parse_route
+from replayproxy.errors import ConfigError
+
+__all__ = ["Settings", "find_config", "load_settings", "parse_settings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the configuration file can set."""
+
+    source: Path | None = None
+    cassette_dir: str | None = None
+    strict: bool = False
+    fail_on_unused: bool = False
+    match: MatchConfig = field(default_factory=MatchConfig)
+
+
+_TOP_KEYS = {"cassette_dir": str, "strict": bool, "fail_on_unused": bool, "match": dict}
+_RULE_KEYS: dict[str, str] = {
+    "matchers": "list of matcher names",
+    "ignore_query": "list of query parameter names",
+    "headers": 'list of header names to compare, or ["*"]',
+    "ignore_headers": "list of header names",
+    "ignore_json": "list of JSON paths such as $.request_id",
+    "ignore_form": "list of form field names",
+    "ignore_regex": "list of regular expressions",
+    "body": "one of " + ", ".join(k.value for k in BodyKind),
+    "on_exhausted": "one of " + ", ".join(k.value for k in Exhausted),
+}
+
+
+class _Where:
+    """Builds messages naming the file and the key."""
+
+    def __init__(self, source: Path | None, section: str) -> None:
+        self.source = source
+        self.section = section
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        where = f"{self.source}: " if self.source else ""
+        return ConfigError(f"{where}[{self.section}] {key}: {problem}")
+
+    def child(self, section: str) -> _Where:
+        return _Where(self.source, section)
+
+
+def _string_list(where: _Where, key: str, value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise where.error(key, f"expected a {_RULE_KEYS.get(key, 'list of strings')}, "
+                               f"got {value!r}")
+    return list(value)
+
+
+def _rule_settings(where: _Where, table: Mapping[str, Any], *, route: bool) -> dict[str, Any]:
+    """Validate a table of rule keys and return settings for ``extend_rule``."""
+    settings: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "route" and route:
+            continue
+        if key == "routes" and not route:
+            continue
+        if key not in _RULE_KEYS:
+            allowed = ", ".join(sorted([*_RULE_KEYS, "route" if route else "routes"]))
+            raise where.error(key, f"unknown setting; allowed: {allowed}")
+        if key in ("body", "on_exhausted"):
+            kind = BodyKind if key == "body" else Exhausted
+            try:
+                settings[key] = kind(value)
+            except ValueError:
+                raise where.error(key, f"expected {_RULE_KEYS[key]}, got {value!r}") from None
+            continue
+        items = _string_list(where, key, value)
+        if key == "matchers":
+            allowed_names = RULE_MATCHERS if route else tuple(MATCHERS)
+            for name in items:
+                if name not in allowed_names:
+                    hint = (" (a route may only choose among query, headers, body; method, "
+                            "scheme, host, port and path decide which route applies)"
+                            if route and name in MATCHERS else "")
+                    raise where.error(key, f"unknown matcher {name!r}; allowed: "
+                                           f"{', '.join(allowed_names)}{hint}")
+        elif key == "ignore_json":
+            for path in items:
+                try:
+                    compile_json_path(path)
+                except ValueError as e:
+                    raise where.error(key, str(e)) from None
+        elif key == "ignore_regex":
+            compiled = []
+            for pattern in items:
+                try:
+                    compiled.append(re.compile(pattern))
+                except re.error as e:
+                    raise where.error(
+                        key, f"invalid regular expression {pattern!r}: {e}") from None
+            settings[key] = compiled
+            continue
+        settings[key] = items
+    return settings
+
+
+def parse_settings(data: Mapping[str, Any], source: Path | None = None,
+                   section: str = "tool.replayproxy") -> Settings:
+    """Validate the settings table ``data`` (already parsed TOML)."""
+    where = _Where(source, section)
+    for key, value in data.items():
+        if key not in _TOP_KEYS:
+            raise where.error(key, "unknown setting; allowed: " + ", ".join(sorted(_TOP_KEYS)))
+        if not isinstance(value, _TOP_KEYS[key]):
+            raise where.error(key, f"expected {_TOP_KEYS[key].__name__}, got {value!r}")
+    match = data.get("match", {})
+    mwhere = where.child(f"{section}.match")
+    base_settings = _rule_settings(mwhere, match, route=False)
+    matchers = base_settings.pop("matchers", list(MATCHERS))
+    exact = tuple(m for m in EXACT_MATCHERS if m in matchers)
+    base = extend_rule(MatchRule(), str(source or "defaults"),
+                       matchers=[m for m in matchers if m in RULE_MATCHERS], **base_settings)
+    routes = []
+    raw_routes = match.get("routes", [])
+    if not isinstance(raw_routes, list):
+        raise mwhere.error("routes", "expected an array of tables [[...match.routes]]")
+    for i, table in enumerate(raw_routes):
+        rwhere = where.child(f"{section}.match.routes #{i + 1}")
+        if not isinstance(table, dict):
+            raise rwhere.error("route", "expected a table with a 'route' key")
+        if "route" not in table or not isinstance(table["route"], str):
+            raise rwhere.error("route", "missing; give a pattern such as "
+                                        "'POST api.example.com/v1/*'")
+        try:
+            route = parse_route(table["route"])
+        except ValueError as e:
+            raise rwhere.error("route", str(e)) from None
+        routes.append((route, _rule_settings(rwhere, table, route=True)))
+    return Settings(
+        source=source,
+        cassette_dir=data.get("cassette_dir"),
+        strict=bool(data.get("strict", False)),
+        fail_on_unused=bool(data.get("fail_on_unused", False)),
+        match=MatchConfig(exact=exact, base=base, routes=tuple(routes)),
+    )
+
+
+def find_config(directory: Path) -> tuple[Path, str] | None:
+    """The configuration file in ``directory`` and its settings section, if any."""
+    own = directory / "replayproxy.toml"
+    if own.is_file():
+        return own, ""
+    pyproject = directory / "pyproject.toml"
+    if pyproject.is_file():
+        return pyproject, "tool.replayproxy"
+    return None
+
+
+def load_settings(path: Path | None = None, directory: Path | None = None) -> Settings:
+    """Read the configuration from ``path``, or find it in ``directory`` (default: cwd).
+
+    Returns default settings when there is no configuration file.
+    """
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"configuration file {path} does not exist: check --config")
+        section = "tool.replayproxy" if path.name == "pyproject.toml" else ""
+    else:
+        found = find_config(directory or Path.cwd())
+        if found is None:
+            return Settings()
+        path, section = found
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}; fix the syntax") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read configuration file {path}: {e}") from None
+    table: Any = data
+    for part in section.split(".") if section else []:
+        table = table.get(part, {}) if isinstance(table, dict) else {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [{section}] must be a table")
+    return parse_settings(table, path, section or "replayproxy.toml")
