@@ -69,7 +69,8 @@ class _Where:
 
     def error(self, key: str, problem: str) -> ConfigError:
         where = f"{self.source}: " if self.source else ""
-        return ConfigError(f"{where}[{self.section}] {key}: {problem}")
+        table = f"[{self.section}] " if self.section else ""
+        return ConfigError(f"{where}{table}{key}: {problem}")
 
     def child(self, section: str) -> _Where:
         return _Where(self.source, section)
@@ -142,7 +143,8 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
         if not isinstance(value, _TOP_KEYS[key]):
             raise where.error(key, f"expected {_TOP_KEYS[key].__name__}, got {value!r}")
     match = data.get("match", {})
-    mwhere = where.child(f"{section}.match")
+    prefix = f"{section}." if section else ""
+    mwhere = where.child(f"{prefix}match")
     base_settings = _rule_settings(mwhere, match, route=False)
     matchers = base_settings.pop("matchers", list(MATCHERS))
     exact = tuple(m for m in EXACT_MATCHERS if m in matchers)
@@ -153,7 +155,7 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
     if not isinstance(raw_routes, list):
         raise mwhere.error("routes", "expected an array of tables [[...match.routes]]")
     for i, table in enumerate(raw_routes):
-        rwhere = where.child(f"{section}.match.routes #{i + 1}")
+        rwhere = where.child(f"{prefix}match.routes #{i + 1}")
         if not isinstance(table, dict):
             raise rwhere.error("route", "expected a table with a 'route' key")
         if "route" not in table or not isinstance(table["route"], str):
@@ -209,4 +211,4 @@ def load_settings(path: Path | None = None, directory: Path | None = None) -> Se
         table = table.get(part, {}) if isinstance(table, dict) else {}
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [{section}] must be a table")
-    return parse_settings(table, path, section or "replayproxy.toml")
+    return parse_settings(table, path, section)

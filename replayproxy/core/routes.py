@@ -53,6 +53,17 @@ class Route:
         return self.pattern.search(target) is not None
 
 
+def _url_glob(target: str) -> str:
+    """Lower-case scheme and host, and drop a default port, as ``format_url`` does."""
+    scheme, _, rest = target.partition("://")
+    netloc, slash, path = rest.partition("/")
+    scheme = scheme.lower()
+    default = {"http": ":80", "https": ":443"}.get(scheme)
+    if default and netloc.endswith(default):
+        netloc = netloc[: -len(default)]
+    return f"{scheme}://{netloc.lower()}{slash}{path}"
+
+
 def parse_route(text: str) -> Route:
     """Parse a route pattern; raise ValueError saying what is wrong with it."""
     stripped = text.strip()
@@ -79,7 +90,7 @@ def parse_route(text: str) -> Route:
         )
     full_url = "://" in target
     host, slash, path = target.partition("/")
-    glob = target if full_url else host.lower() + slash + path  # paths are case-sensitive
+    glob = _url_glob(target) if full_url else host.lower() + slash + path  # paths keep case
     if not full_url and "/" not in glob and not glob.endswith("*"):
         glob += "/*"  # a bare host means every path on it
     # anchored at the start too: "api.example.com/*" must not match "evilapi.example.com/"
