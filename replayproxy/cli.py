@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
+from replayproxy.core.diagnostics import render_candidates
 from replayproxy.core.environment import export_lines
 from replayproxy.core.model import RecordMode
 from replayproxy.core.session import CassetteSession, SessionSummary
@@ -133,9 +135,19 @@ def _errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _not_reported_elsewhere(record: logging.LogRecord) -> bool:
+    """Drop mitmproxy's own bind-failure lines (the message, then an empty one): the
+    ProxyStartError we raise says the same on one line, with the fix."""
+    if not record.name.startswith("mitmproxy"):
+        return True
+    message = record.getMessage()
+    return bool(message.strip()) and "failed to listen" not in message
+
+
 def _setup_logging(quiet: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("replayproxy: %(message)s"))
+    handler.addFilter(_not_reported_elsewhere)
     ours = logging.getLogger("replayproxy")
     ours.handlers[:] = [handler]
     ours.setLevel(logging.WARNING if quiet else logging.INFO)
@@ -190,8 +202,10 @@ def _report(summary: SessionSummary) -> None:
     if summary.unmatched:
         log.warning("%d request(s) matched nothing in cassette %s:", len(summary.unmatched),
                     summary.cassette)
-        for request in summary.unmatched[:50]:
-            log.warning("  unmatched: %s %s", request.method, request.url)
+        for unmatched in summary.unmatched[:50]:
+            log.warning("  unmatched: %s %s", unmatched.request.method, unmatched.request.url)
+            for line in render_candidates(list(unmatched.closest[:1])):
+                log.warning("    %s", line)
         if len(summary.unmatched) > 50:
             log.warning("  … and %d more", len(summary.unmatched) - 50)
 
@@ -439,10 +453,18 @@ To trust the CA yourself:
 def cassette_ls(cassette_dir: CassetteDir = Path("cassettes")) -> None:
     """List the cassettes: name, interactions, size."""
     files = list_cassettes(cassette_dir)
-    if not files:
+    # a first recording killed before it ended has left only its journal: show it too
+    unrecovered = sorted({
+        m.group(1) for j in (cassette_dir.glob(".*.cassette.*.journal")
+                             if cassette_dir.is_dir() else ())
+        if (m := re.fullmatch(r"\.(.+)\.cassette\.\d+\.journal", j.name))
+        and not (cassette_dir / f"{m.group(1)}.cassette").exists()
+        and pending_journals(cassette_dir / f"{m.group(1)}.cassette")
+    })
+    if not files and not unrecovered:
         typer.echo(f"no cassettes in {cassette_dir}", err=True)
         return
-    width = max(len(f.stem) for f in files)
+    width = max(len(n) for n in [f.stem for f in files] + unrecovered)
     for f in files:
         try:
             count = str(cassette_info(f))
@@ -452,6 +474,9 @@ def cassette_ls(cassette_dir: CassetteDir = Path("cassettes")) -> None:
             else ""
         typer.echo(f"{f.stem:<{width}}  {count:>8} interactions  "
                    f"{format_size(f.stat().st_size):>9}{pending}")
+    for name in unrecovered:
+        typer.echo(f"{name:<{width}}  interrupted recording only, recovered on next use "
+                   f"(e.g. replayproxy replay -c {name} -- CMD)")
 
 
 @cassette_app.command("show")
@@ -466,7 +491,13 @@ def cassette_show(
     max_chars: Annotated[int, typer.Option(help="Cut bodies longer than this.")] = 4000,
 ) -> None:
     """Show a cassette's interactions, bodies decoded and pretty-printed."""
-    cassette = load_cassette(cassette_path(cassette_dir, name), name)
+    path = cassette_path(cassette_dir, name)
+    if not path.exists() and pending_journals(path):
+        raise CassetteError(
+            f"cassette {name!r} has only an interrupted recording so far (a journal in "
+            f"{cassette_dir}): recover it with `replayproxy replay -c {name} -- true`, "
+            "then show it again")
+    cassette = load_cassette(path, name)
     numbers = range(1, len(cassette) + 1)
     if interaction is not None:
         if not 1 <= interaction <= len(cassette):

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from mitmproxy import ctx, master, options
 from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.certs import CertStore
+from mitmproxy.proxy import mode_specs
 
 from replayproxy.core.environment import build_trust_bundle, proxy_environment
 from replayproxy.errors import ConfigError, ProxyStartError
@@ -125,6 +126,20 @@ def reverse_spec(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def _tcp_only(spec: str) -> None:
+    """Make mitmproxy serve the mode ``spec`` over TCP only.
+
+    mitmproxy 11 also listens on UDP (for HTTP/3) in ``reverse:https://`` mode, through
+    mitmproxy_rs, whose tokio threads outlive the master and crash the interpreter at
+    exit (SIGSEGV or SIGBUS in about one run in six, measured with
+    ``replayproxy replay --reverse https://...``). ``ProxyMode.parse`` caches the parsed
+    spec, so the proxy server later gets this very object.
+    """
+    mode = mode_specs.ProxyMode.parse(spec)
+    if mode.transport_protocol == "both":
+        object.__setattr__(mode, "transport_protocol", "tcp")
+
+
 class _Lifecycle:
     """Signals readiness with the listen addresses; closes connections on shutdown."""
 
@@ -146,7 +161,11 @@ class _Lifecycle:
         ps = ctx.master.addons.get("proxyserver")
         await ps.servers.update([])
         for handler in list(ps.connections.values()):
-            handler.close_connection(handler.client)
+            # KeyError: the client is already disconnecting (its transport is gone);
+            # without the suppress, the other connections stay open and asyncio.run()
+            # cancels them with CancelledError tracebacks
+            with contextlib.suppress(KeyError):
+                handler.close_connection(handler.client)
         for _ in range(100):
             if not ps.connections:
                 break
@@ -270,6 +289,8 @@ class Proxy:
             self._lifecycle.ready.set()
 
     async def _main(self) -> None:
+        for spec in self._modes():
+            _tcp_only(spec)
         opts = options.Options(confdir=str(self.ca.directory), mode=self._modes())
         m = master.Master(opts)
         m.addons.add(

@@ -25,9 +25,15 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from replayproxy.core.diagnostics import Candidate, rank
-from replayproxy.core.matchers import Exhausted, MatchConfig, MatchRule, match_key
+from replayproxy.core.matchers import (
+    EXACT_MATCHERS,
+    Exhausted,
+    MatchConfig,
+    MatchRule,
+    match_key,
+)
 from replayproxy.core.model import Interaction, Request
-from replayproxy.core.storage import CassetteFile
+from replayproxy.core.storage import CassetteFile, without_gc
 from replayproxy.errors import CassetteError
 
 __all__ = ["ReplayIndex", "Served", "normalise_query"]
@@ -64,11 +70,6 @@ class Served:
     """True when the sequence was used up and the last response is repeated."""
 
 
-def _raw_request(q: Any) -> Request:
-    return Request(q[0], q[1], q[2], int(q[3]), q[4], q[5], tuple(tuple(h) for h in q[6]),
-                   bytes(q[7]), q[8])
-
-
 class ReplayIndex:
     """Matches requests against one cassette and remembers what was served.
 
@@ -89,18 +90,20 @@ class ReplayIndex:
         self._buckets: dict[tuple[Any, ...], list[int]] = {}
         self._groups: dict[tuple[Any, ...], tuple[MatchRule, dict[Hashable, list[int]]]] = {}
         self._cursor: dict[tuple[Any, ...], int] = {}
-        for i, entry in enumerate(cassette.entries):
-            try:
-                q = entry[0]
-                key = tuple(_normal(n, q[f]) for n, f in zip(self._names, self._exact,
-                                                              strict=True))
-            except (TypeError, IndexError, ValueError, AttributeError):
-                # decoding raises the precise error, naming the file and position
-                cassette.interaction(i)
-                raise CassetteError(
-                    f"cassette {cassette.name!r}: malformed interaction #{i + 1}"
-                ) from None
-            self._buckets.setdefault(key, []).append(i)
+        default = self.config.exact == EXACT_MATCHERS
+        with without_gc():
+            for i, q in enumerate(cassette.fields):
+                try:
+                    if default:  # the common case, inlined: 100,000 entries in ~0.1 s
+                        key = (q[0].upper(), q[1].lower(), q[2].lower(), int(q[3]), q[4])
+                    else:
+                        key = tuple(_normal(n, q[f]) for n, f in zip(self._names, self._exact,
+                                                                      strict=True))
+                except (TypeError, IndexError, ValueError, AttributeError):
+                    raise CassetteError(
+                        f"cassette {cassette.name!r}: malformed interaction #{i + 1}"
+                    ) from None
+                self._buckets.setdefault(key, []).append(i)
 
     def _key(self, request: Request) -> tuple[Any, ...]:
         return tuple(_normal(n, getattr(request, n)) for n in self._names)
@@ -122,7 +125,7 @@ class ReplayIndex:
             return None
         group: dict[Hashable, list[int]] = {}
         for i in positions:
-            recorded = _raw_request(self.cassette.entries[i][0])
+            recorded = self.cassette.request(i)
             group.setdefault(match_key(recorded, rule), []).append(i)
         self._groups[key] = (rule, group)
         return group
@@ -155,12 +158,12 @@ class ReplayIndex:
         """The recorded interactions closest to ``request``, with their differences."""
         rule = self.rule_for(request)
         host = request.host.lower()
-        entries = self.cassette.entries
-        same_host = [i for i in range(len(entries)) if str(entries[i][0][2]).lower() == host]
-        pool = same_host or list(range(len(entries)))
+        fields = self.cassette.fields
+        same_host = [i for i in range(len(fields)) if str(fields[i][2]).lower() == host]
+        pool = same_host or list(range(len(fields)))
         if len(pool) > 5000:  # keep a miss cheap on huge cassettes: same method first
             method = request.method.upper()
-            pool = [i for i in pool if str(entries[i][0][0]).upper() == method][:5000] or \
+            pool = [i for i in pool if str(fields[i][0]).upper() == method][:5000] or \
                 pool[:5000]
             # ...but always with the recordings that share the request's exact fields
             pool = sorted({*pool, *self._buckets.get(self._key(request), [])[:5000]})

@@ -27,6 +27,7 @@ import fcntl
 import gc
 import os
 import re
+import sys
 import tempfile
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -142,21 +143,56 @@ def dumps(entries: Sequence[RawEntry]) -> bytes:
 # -- reading --------------------------------------------------------------------------
 
 
-class CassetteFile:
-    """A loaded cassette: its raw entries, decoded into Interactions only on demand.
+@contextlib.contextmanager
+def without_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector: building a million small objects would
+    otherwise trigger dozens of full collections that free nothing."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
-    Decoding 100,000 interactions up front would cost more than reading the file;
-    matching needs only a few request fields (``request_fields``).
+
+RequestFields = tuple[str, str, str, int, str]
+"""``(method, scheme, host, port, path)`` of a stored request: what indexes use."""
+
+
+class CassetteFile:
+    """A loaded cassette: request fields read at load, interactions only on demand.
+
+    Indexing needs only ``fields[i]`` (method, scheme, host, port, path); the rest of
+    an interaction is unpacked from the file's bytes when it is compared or served, so
+    a 100,000-interaction cassette is ready quickly and small in memory.
     """
 
-    __slots__ = ("entries", "name", "path", "version")
+    __slots__ = ("_data", "_entries", "_offsets", "fields", "name", "path", "version")
 
     def __init__(self, name: str, entries: Sequence[RawEntry], path: Path | None = None,
                  version: int = FORMAT_VERSION) -> None:
         self.name = name
-        self.entries = entries
         self.path = path
         self.version = version
+        self._entries: Sequence[RawEntry] | None = entries
+        self._data = b""
+        self._offsets: Sequence[int] = ()
+        self.fields: list[Any] = []
+        for i, e in enumerate(entries):
+            try:
+                self.fields.append(tuple(e[0][:5]))
+            except (TypeError, IndexError):
+                raise CassetteError(f"cassette {self._where()} has a malformed interaction "
+                                    f"#{i + 1}: expected (request, response, ...)") from None
+
+    @classmethod
+    def _lazy(cls, name: str, path: Path, version: int, data: bytes, offsets: list[int],
+              fields: list[Any]) -> CassetteFile:
+        cassette = cls(name, (), path, version)
+        cassette._entries = None
+        cassette._data, cassette._offsets, cassette.fields = data, offsets, fields
+        return cassette
 
     @classmethod
     def from_interactions(cls, name: str, interactions: Iterable[Interaction]) -> CassetteFile:
@@ -164,12 +200,34 @@ class CassetteFile:
         return cls(name, [encode_interaction(it) for it in interactions])
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self.fields)
+
+    def entry(self, index: int) -> RawEntry:
+        """The stored form of interaction ``index`` (see ``encode_interaction``)."""
+        if self._entries is not None:
+            return self._entries[index]
+        if not 0 <= index < len(self.fields):
+            raise IndexError(index)
+        view = memoryview(self._data)[self._offsets[index]: self._offsets[index + 1]]
+        entry: RawEntry = msgpack.unpackb(view, raw=False, use_list=False)
+        return entry
+
+    @property
+    def entries(self) -> Sequence[RawEntry]:
+        """Every stored interaction (unpacks them all: for rewriting a cassette)."""
+        if self._entries is None:
+            with without_gc():
+                self._entries = [self.entry(i) for i in range(len(self.fields))]
+        return self._entries
+
+    def request(self, index: int) -> Request:
+        """Return the request of interaction ``index``; raise CassetteError if malformed."""
+        return self.interaction(index).request
 
     def interaction(self, index: int) -> Interaction:
         """Return interaction number ``index`` (0-based); raise CassetteError if malformed."""
         try:
-            return decode_interaction(self.entries[index])
+            return decode_interaction(self.entry(index))
         except ValueError as e:
             raise CassetteError(
                 f"cassette {self._where()} has a malformed interaction #{index + 1} ({e}): "
@@ -178,7 +236,7 @@ class CassetteFile:
 
     def interactions(self) -> Iterator[Interaction]:
         """Yield every interaction in recorded order."""
-        for i in range(len(self.entries)):
+        for i in range(len(self)):
             yield self.interaction(i)
 
     def _where(self) -> str:
@@ -235,26 +293,45 @@ def load_cassette(path: str | os.PathLike[str], name: str | None = None) -> Cass
     unpacker = msgpack.Unpacker(raw=False, use_list=False, max_buffer_size=max(len(data), 1))
     unpacker.feed(data)
     header = _read_header(unpacker, p, CASSETTE_FORMAT)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # a million new objects would trigger dozens of useless collections
-    try:
-        entries = unpacker.unpack()
-    except msgpack.OutOfData:
-        raise _corrupt(p, "the file ends before its last interaction") from None
-    except Exception as e:
-        raise _corrupt(p, f"undecodable interactions: {type(e).__name__}") from None
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    if not isinstance(entries, tuple):
-        raise _corrupt(p, "the interaction list is missing")
-    if header.get("interactions") != len(entries):
-        raise _corrupt(
-            p, f"header says {header.get('interactions')} interactions, file has {len(entries)}"
-        )
+    offsets: list[int] = []
+    fields: list[Any] = []
+    intern = sys.intern
+    with without_gc():
+        try:
+            try:
+                count = unpacker.read_array_header()
+            except msgpack.OutOfData:
+                raise
+            except Exception:
+                raise _corrupt(p, "the interaction list is missing") from None
+            for i in range(count):
+                offsets.append(unpacker.tell())
+                if unpacker.read_array_header() != 5:
+                    raise _corrupt(p, f"interaction #{i + 1} is not a 5-element array")
+                if unpacker.read_array_header() != 9:
+                    raise _corrupt(p, f"interaction #{i + 1} has a malformed request")
+                method, scheme, host, port, path = (unpacker.unpack() for _ in range(5))
+                if not (isinstance(method, str) and isinstance(scheme, str)
+                        and isinstance(host, str) and isinstance(port, int)
+                        and isinstance(path, str)):
+                    raise _corrupt(p, f"interaction #{i + 1} has a malformed request")
+                fields.append((intern(method), intern(scheme), intern(host), port, path))
+                for _ in range(8):  # query, headers, body, version; response, 3 timings
+                    unpacker.skip()
+            offsets.append(unpacker.tell())
+        except msgpack.OutOfData:
+            raise _corrupt(p, "the file ends before its last interaction") from None
+        except CassetteError:
+            raise
+        except Exception as e:  # msgpack raises several unrelated types on garbage
+            raise _corrupt(p, f"undecodable interactions: {type(e).__name__}") from None
+    if header.get("interactions") != count:
+        raise _corrupt(p, f"header says {header.get('interactions')} interactions, file has "
+                          f"{count}")
     if unpacker.tell() != len(data):
         raise _corrupt(p, "unexpected data after the interactions")
-    return CassetteFile(name or p.name.removesuffix(SUFFIX), entries, p, header["version"])
+    return CassetteFile._lazy(name or p.name.removesuffix(SUFFIX), p, header["version"], data,
+                              offsets, fields)
 
 
 def cassette_info(path: Path) -> int:

@@ -328,7 +328,18 @@ def test_malformed_interaction_is_reported_with_file_and_position(tmp_path):
     path = tmp_path / "bad.cassette"
     good = encode_interaction(make())
     path.write_bytes(header_bytes(interactions=2) + msgpack.packb([good, [1, 2]]))
-    cassette = load_cassette(path)
+    with pytest.raises(CassetteError, match=r"interaction #2 is not a 5-element array") as info:
+        load_cassette(path)
+    assert str(path) in str(info.value)
+    bad_request = list(good)
+    bad_request[0] = ("GET", "https")
+    path.write_bytes(header_bytes(interactions=2) + msgpack.packb([good, bad_request]))
+    with pytest.raises(CassetteError, match=r"interaction #2 has a malformed request"):
+        load_cassette(path)
+    bad_response = list(good)
+    bad_response[1] = ("not", "a", "response")
+    path.write_bytes(header_bytes(interactions=2) + msgpack.packb([good, bad_response]))
+    cassette = load_cassette(path)  # responses are only unpacked when served
     assert cassette.interaction(0) == make()
     with pytest.raises(CassetteError, match=r"malformed interaction #2") as info:
         cassette.interaction(1)

@@ -1,0 +1,173 @@
+"""Nothing recorded is lost: `kill -9` during a recording keeps every completed
+interaction, and two recordings into one cassette at once leave a valid file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from replayproxy.core.storage import cassette_path, load_cassette
+from tests.integration.support import (
+    JSON_BODY,
+    assert_clean_error,
+    background,
+    cli,
+    replayproxy_cmd,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+# A client run under the proxy: N GETs through HTTPS_PROXY (requests honours it and
+# REQUESTS_CA_BUNDLE), then "PID done" in a marker file, then it idles until killed.
+CLIENT = """\
+import os, sys, time
+import requests
+
+base, n, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+mode = sys.argv[4] if len(sys.argv) > 4 else "idle"
+if mode == "barrier":  # wait (bounded) until the test says go
+    open(marker + ".ready", "w").close()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(marker + ".go") and time.monotonic() < deadline:
+        time.sleep(0.02)
+with requests.Session() as s:
+    for i in range(n):
+        r = s.get(f"{base}/json?client={os.path.basename(marker)}&i={i}", timeout=30)
+        assert r.status_code == 200, (r.status_code, r.text)
+        assert r.json()["hello"] == "world"
+with open(marker + ".tmp", "w") as f:
+    f.write(f"{os.getpid()} done\\n")
+os.replace(marker + ".tmp", marker)
+if mode == "idle":
+    time.sleep(60)
+"""
+
+N = 5
+
+
+@pytest.fixture
+def client_script(tmp_path: Path) -> Path:
+    path = tmp_path / "client.py"
+    path.write_text(CLIENT)
+    return path
+
+
+def journal_entries(path: Path) -> int:
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(path.read_bytes())
+    return sum(1 for _ in unpacker) - 1  # minus the header
+
+
+def _is_our_client(pid: int, script: Path) -> bool:
+    try:
+        return str(script) in Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+    except OSError:
+        return False
+
+
+def test_kill_9_during_recording_keeps_completed_interactions(
+        https_upstream, cli_env, upstream_ca, client_script, tmp_path):
+    cdir = tmp_path / "cassettes"
+    marker = tmp_path / "client-done"
+    cmd = replayproxy_cmd("record", "-c", "crash", "--cassette-dir", cdir, "--upstream-ca",
+                          upstream_ca.pem, "--", sys.executable, client_script,
+                          https_upstream.base_url, str(N), marker)
+    child_pid = 0
+    try:
+        with background(cmd, env=cli_env, cwd=tmp_path,
+                        stderr_path=tmp_path / "rp.err") as bg:
+            wait_for(marker.exists, timeout=60, what="the client's N requests")
+            child_pid = int(marker.read_text().split()[0])
+            journal = cdir / f".crash.cassette.{bg.proc.pid}.journal"
+            assert journal.exists(), sorted(p.name for p in cdir.iterdir())
+            assert journal_entries(journal) == N
+            assert not cassette_path(cdir, "crash").exists()  # not folded yet
+
+            bg.proc.send_signal(signal.SIGKILL)
+            assert bg.proc.wait(10) == -signal.SIGKILL
+    finally:
+        if child_pid and _is_our_client(child_pid, client_script):
+            os.kill(child_pid, signal.SIGKILL)  # the orphaned CMD, by its PID
+    wait_for(lambda: not _is_our_client(child_pid, client_script), timeout=10,
+             what="the client to die")
+    assert https_upstream.hits("/json") == N
+
+    # an interrupted recording is visible before anything recovers it
+    ls = cli("cassette", "ls", "--cassette-dir", cdir, env=cli_env)
+    assert ls.returncode == 0
+    assert "crash" in ls.stdout, "cassette ls hides the interrupted recording"
+    assert "interrupted recording" in ls.stdout
+    show = cli("cassette", "show", "crash", "--cassette-dir", cdir, env=cli_env)
+    assert_clean_error(show, "'crash'", "interrupted recording",
+                       "replayproxy replay -c crash")
+
+    # the next run recovers every completed interaction and replays them offline
+    connections = https_upstream.connections
+    again = tmp_path / "replay" / marker.name  # same name: the same requests
+    again.parent.mkdir()
+    replay = cli("replay", "-c", "crash", "--cassette-dir", cdir, "--", sys.executable,
+                 client_script, https_upstream.base_url, str(N), again, "exit",
+                 env=cli_env, cwd=tmp_path)
+    assert replay.returncode == 0, replay.stderr
+    assert f"recovered {N} interactions" in replay.stderr
+    assert https_upstream.connections == connections
+    assert https_upstream.hits("/json") == N
+    assert not list(cdir.glob(".*.journal"))
+
+    cassette = load_cassette(cassette_path(cdir, "crash"))
+    got = [(it.request.query, it.response.status, it.response.body)
+           for it in cassette.interactions()]
+    assert got == [(f"client=client-done&i={i}", 200, JSON_BODY) for i in range(N)]
+
+    show = cli("cassette", "show", "crash", "--brief", "--cassette-dir", cdir, env=cli_env)
+    assert show.returncode == 0
+    assert len([line for line in show.stdout.splitlines() if line.startswith("#")]) == N + 1
+
+
+@pytest.mark.parametrize("mode", ["new_episodes", "all"])
+def test_two_processes_recording_one_cassette(mode, https_upstream, cli_env, upstream_ca,
+                                               client_script, tmp_path):
+    cdir = tmp_path / "cassettes"
+    markers = [tmp_path / "a", tmp_path / "b"]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for marker in markers:
+            procs.append(subprocess.Popen(
+                replayproxy_cmd("record", "-c", "shared", "--cassette-dir", cdir,
+                                "--upstream-ca", upstream_ca.pem, "--record-mode", mode,
+                                "--quiet", "--", sys.executable, client_script,
+                                https_upstream.base_url, str(N), marker, "barrier"),
+                env=cli_env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE))
+        wait_for(lambda: all(Path(f"{m}.ready").exists() for m in markers), timeout=60,
+                 what="both clients to start")
+        for marker in markers:
+            Path(f"{marker}.go").touch()
+        results = [p.communicate(timeout=60) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate(timeout=10)
+    for p, (_, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err.decode()
+    assert https_upstream.hits("/json") == 2 * N
+
+    cassette = load_cassette(cassette_path(cdir, "shared"))  # valid and complete
+    queries = [it.request.query for it in cassette.interactions()]
+    per_client = {m.name: [f"client={m.name}&i={i}" for i in range(N)] for m in markers}
+    if mode == "new_episodes":  # both appended, each in its own order, none lost
+        assert sorted(queries) == sorted(per_client["a"] + per_client["b"])
+        for expected in per_client.values():
+            assert [q for q in queries if q in expected] == expected
+    else:  # each run re-records the whole cassette: the last one to finish wins, whole
+        assert queries in (per_client["a"], per_client["b"])
+    assert not list(cdir.glob(".*.journal"))
+    assert not list(cdir.glob("*.tmp"))
