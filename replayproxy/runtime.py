@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,8 +87,8 @@ def ensure_ca(directory: Path | None = None) -> CA:
     return CA(d, cert, key, bundle)
 
 
-def _upstream_trust(ca: CA, upstream_ca: Path) -> Path:
-    """A bundle of the public roots plus ``upstream_ca`` (the option replaces, not adds)."""
+def _read_upstream_ca(upstream_ca: Path) -> bytes:
+    """The PEM bytes of ``--upstream-ca``; ConfigError if unreadable or not PEM."""
     try:
         extra = upstream_ca.read_bytes()
     except OSError as e:
@@ -100,15 +100,18 @@ def _upstream_trust(ca: CA, upstream_ca: Path) -> Path:
             f"--upstream-ca {upstream_ca} holds no PEM certificate "
             "('-----BEGIN CERTIFICATE-----'); pass the CA certificate in PEM form"
         )
+    return extra
+
+
+def _upstream_trust(extra: bytes) -> Path:
+    """A temporary bundle of the public roots plus ``extra``: mitmproxy's option
+    replaces its trust store rather than adding to it. The caller deletes the file."""
     import certifi
 
-    digest = hashlib.sha256(extra).hexdigest()[:16]
-    out = ca.directory / f"upstream-{digest}.pem"
-    if not out.exists():
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(Path(certifi.where()).read_bytes() + b"\n" + extra)
-        os.replace(tmp, out)
-    return out
+    fd, name = tempfile.mkstemp(prefix="replayproxy-upstream-", suffix=".pem")
+    with os.fdopen(fd, "wb") as f:
+        f.write(Path(certifi.where()).read_bytes() + b"\n" + extra)
+    return Path(name)
 
 
 def reverse_spec(url: str) -> str:
@@ -210,7 +213,8 @@ class Proxy:
         self.host = host
         self.port = port
         self.reverse = reverse_spec(reverse) if reverse else None
-        self.upstream_trust = _upstream_trust(ca, upstream_ca) if upstream_ca else None
+        self._upstream_pem = _read_upstream_ca(upstream_ca) if upstream_ca else None
+        self.upstream_trust: Path | None = None
         self.lazy = lazy
         self.http2 = http2
         self.proxy_address: tuple[str, int] | None = None
@@ -234,6 +238,8 @@ class Proxy:
                 "a replayproxy proxy is already running in this process; stop it first "
                 "(mitmproxy allows one master per process)"
             )
+        if self._upstream_pem is not None:
+            self.upstream_trust = _upstream_trust(self._upstream_pem)
         self._thread = threading.Thread(target=self._run, name="replayproxy", daemon=True)
         self._thread.start()
         if not self._lifecycle.ready.wait(_START_TIMEOUT) or self._failure:
@@ -262,6 +268,10 @@ class Proxy:
                 self._master.shutdown()
         self._thread.join(60)
         self._thread = None
+        if self.upstream_trust is not None:
+            with contextlib.suppress(OSError):
+                self.upstream_trust.unlink()
+            self.upstream_trust = None
         _PROXY_LOCK.release()
 
     def __enter__(self) -> Proxy:

@@ -160,6 +160,13 @@ class CassetteAddon:
         except (ReplayproxyError, ValueError) as e:
             raise exceptions.OptionsError(str(e)) from None
 
+    def running(self) -> None:
+        # mitmproxy's default "eager" strategy connects upstream as soon as a client opens
+        # an HTTPS tunnel; replay must not, so switch to "lazy"
+        replaying = self.session is not None and not self.session.records
+        if replaying and ctx.options.connection_strategy != "lazy":
+            ctx.options.update(connection_strategy="lazy")
+
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         if self.session is not None and not self.session.records:
             data.server.error = _OFFLINE
@@ -175,8 +182,14 @@ class CassetteAddon:
                 flow.response = _to_flow_response(decision.served.interaction.response)
                 flow.metadata[_META] = "replayed"
             else:
-                log.warning("unmatched: %s %s", flow.request.method, flow.request.url)
-                flow.response = _plain(502, decision.message, "unmatched")
+                for line in decision.message.splitlines():
+                    log.warning("%s", line)
+                if "json" in flow.request.headers.get("accept", "").lower():
+                    flow.response = http.Response.make(
+                        502, decision.as_json_bytes(),
+                        {"Content-Type": "application/json", "X-Replayproxy": "unmatched"})
+                else:
+                    flow.response = _plain(502, decision.message, "unmatched")
                 flow.metadata[_META] = "unmatched"
         except Exception as e:  # never let a failure here send the request upstream
             log.exception("replayproxy failed on %s", flow.request.url)

@@ -53,6 +53,7 @@ __all__ = [
     "pending_journals",
     "recover_journals",
     "save_cassette",
+    "unrecovered_cassettes",
     "validate_cassette_name",
 ]
 
@@ -534,6 +535,19 @@ def pending_journals(cassette_file: Path) -> list[Path]:
             continue
         found.append(j)
     return sorted(found, key=lambda p: p.stat().st_mtime)
+
+
+def unrecovered_cassettes(cassette_dir: str | os.PathLike[str]) -> list[str]:
+    """Names of cassettes that exist only as journals of killed first recordings."""
+    d = Path(cassette_dir)
+    if not d.is_dir():
+        return []
+    names = set()
+    for journal in d.glob(f".*{SUFFIX}.*.journal"):
+        m = re.fullmatch(rf"\.(.+){re.escape(SUFFIX)}\.\d+\.journal", journal.name)
+        if m and not (d / f"{m.group(1)}{SUFFIX}").exists():
+            names.add(m.group(1))
+    return sorted(n for n in names if pending_journals(d / f"{n}{SUFFIX}"))
 
 
 def glob_escape(text: str) -> str:

@@ -36,8 +36,7 @@ def _mitmdump(script: str, port: int, cdir: Path, ca_dir: Path, *extra: str) -> 
             "--listen-host", "127.0.0.1", "-p", str(port),
             "--set", f"confdir={ca_dir}",
             "--set", "replayproxy_cassette=dumped",
-            "--set", f"replayproxy_cassette_dir={cdir}",
-            "--set", "connection_strategy=lazy", *extra]
+            "--set", f"replayproxy_cassette_dir={cdir}", *extra]
 
 
 def test_record_and_replay_scripts_in_mitmdump(https_upstream, proxy_ca, upstream_ca, cli_env,
@@ -47,7 +46,8 @@ def test_record_and_replay_scripts_in_mitmdump(https_upstream, proxy_ca, upstrea
 
     port = free_port()
     cmd = _mitmdump("record.py", port, cdir, proxy_ca.directory,
-                    "--set", f"ssl_verify_upstream_trusted_ca={upstream_ca.pem}")
+                    "--set", f"ssl_verify_upstream_trusted_ca={upstream_ca.pem}",
+                    "--set", "connection_strategy=lazy")
     with background(cmd, env=cli_env, stderr_path=tmp_path / "rec.err") as bg:
         wait_for(lambda: _listening(port) or bg.proc.poll() is not None, timeout=30,
                  what="mitmdump to listen")
@@ -62,6 +62,8 @@ def test_record_and_replay_scripts_in_mitmdump(https_upstream, proxy_ca, upstrea
 
     connections = https_upstream.connections
     port = free_port()
+    # no connection_strategy=lazy here: the replay addon switches mitmproxy to it itself,
+    # so an HTTPS tunnel does not connect upstream
     with background(_mitmdump("replay.py", port, cdir, proxy_ca.directory), env=cli_env,
                     stderr_path=tmp_path / "rep.err") as bg:
         wait_for(lambda: _listening(port) or bg.proc.poll() is not None, timeout=30,
