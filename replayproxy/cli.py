@@ -18,15 +18,18 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
+from replayproxy.core.config import Settings, load_settings
 from replayproxy.core.diagnostics import render_candidates
 from replayproxy.core.environment import export_lines
-from replayproxy.core.model import RecordMode
-from replayproxy.core.session import CassetteSession, SessionSummary
+from replayproxy.core.matchers import compile_json_path, extend_rule
+from replayproxy.core.model import RecordMode, request_from_cli
+from replayproxy.core.session import CassetteSession, Replay, SessionSummary, Unmatched
 from replayproxy.core.storage import (
     cassette_info,
     cassette_path,
@@ -76,9 +79,42 @@ def _root(
 CassetteName = Annotated[str, typer.Option("--cassette", "-c", help="Cassette name.",
                                            show_default=False)]
 CassetteDir = Annotated[
-    Path,
-    typer.Option("--cassette-dir", "-d", envvar="REPLAYPROXY_CASSETTE_DIR",
-                 help="Directory holding the cassettes."),
+    Path | None,
+    typer.Option("--cassette-dir", "-d", envvar="REPLAYPROXY_CASSETTE_DIR", show_default=False,
+                 help="Directory holding the cassettes [default: cassette_dir from the "
+                 "configuration, else ./cassettes]."),
+]
+Config = Annotated[
+    Path | None,
+    typer.Option("--config", show_default=False,
+                 help="Configuration file [default: ./replayproxy.toml, else "
+                 "[tool.replayproxy] in ./pyproject.toml]."),
+]
+IgnoreQuery = Annotated[
+    list[str] | None,
+    typer.Option("--ignore-query", show_default=False, metavar="NAME",
+                 help="Query parameter never compared (repeatable)."),
+]
+IgnoreHeader = Annotated[
+    list[str] | None,
+    typer.Option("--ignore-header", show_default=False, metavar="NAME",
+                 help="Header never compared (repeatable)."),
+]
+MatchHeader = Annotated[
+    list[str] | None,
+    typer.Option("--match-header", show_default=False, metavar="NAME",
+                 help="Header that must equal the recording; '*' for all (repeatable)."),
+]
+IgnoreJson = Annotated[
+    list[str] | None,
+    typer.Option("--ignore-json", show_default=False, metavar="PATH",
+                 help="JSON path in request bodies never compared, e.g. $.nonce "
+                 "(repeatable)."),
+]
+FailOnUnused = Annotated[
+    bool,
+    typer.Option("--fail-on-unused", help="Exit non-zero when recorded interactions were "
+                 "never used (stale cassette entries)."),
 ]
 UpstreamCA = Annotated[
     Path | None,
@@ -120,6 +156,61 @@ def _mode_option() -> Any:
 
 
 # -- plumbing ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Matching:
+    """The matching-related flags of a command, to merge over the configuration file."""
+
+    config: Path | None = None
+    cassette_dir: Path | None = None
+    strict: bool = False
+    fail_on_unused: bool = False
+    ignore_query: list[str] | None = None
+    ignore_header: list[str] | None = None
+    match_header: list[str] | None = None
+    ignore_json: list[str] | None = None
+
+    def settings(self) -> Settings:
+        """The configuration file's settings with these flags applied."""
+        settings = load_settings(self.config)
+        flags: dict[str, Any] = {}
+        for key, values in (("ignore_query", self.ignore_query),
+                            ("ignore_headers", self.ignore_header),
+                            ("headers", self.match_header),
+                            ("ignore_json", self.ignore_json)):
+            if values:
+                flags[key] = values
+        for path in self.ignore_json or ():
+            try:
+                compile_json_path(path)
+            except ValueError as e:
+                raise ConfigError(f"--ignore-json: {e}; write e.g. --ignore-json '$.nonce'") \
+                    from None
+        match = settings.match
+        if flags:
+            match = replace(match, base=extend_rule(match.base, "command line", **flags))
+        return replace(
+            settings,
+            cassette_dir=str(self.cassette_dir or settings.cassette_dir or "cassettes"),
+            strict=self.strict or settings.strict,
+            fail_on_unused=self.fail_on_unused or settings.fail_on_unused,
+            match=match,
+        )
+
+    def cassette_directory(self) -> Path:
+        """The cassette directory: the flag, else the configuration, else ./cassettes."""
+        if self.cassette_dir is not None:
+            return self.cassette_dir
+        return Path(load_settings(self.config).cassette_dir or "cassettes")
+
+    def session(self, name: str, mode: RecordMode) -> tuple[CassetteSession, Settings]:
+        """Open cassette ``name`` with the merged settings."""
+        settings = self.settings()
+        assert settings.cassette_dir is not None
+        session = CassetteSession(settings.cassette_dir, name, mode, strict=settings.strict,
+                                  match=settings.match)
+        return session, settings
 
 
 def _errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -197,7 +288,7 @@ def _describe_start(session: CassetteSession, proxy: Any) -> None:
                     session.summary.recovered, session.name)
 
 
-def _report(summary: SessionSummary) -> None:
+def _report(summary: SessionSummary, fail_on_unused: bool = False) -> None:
     if summary.mode is RecordMode.ALL and summary.recorded == 0:
         log.warning(
             "nothing was recorded, cassette %s left as it was: does the command send its "
@@ -214,6 +305,14 @@ def _report(summary: SessionSummary) -> None:
                 log.warning("    %s", line)
         if len(summary.unmatched) > 50:
             log.warning("  … and %d more", len(summary.unmatched) - 50)
+    if summary.unused:
+        level = logging.WARNING if fail_on_unused else logging.INFO
+        log.log(level, "%d recorded interaction(s) in cassette %s were never used:",
+                len(summary.unused), summary.cassette)
+        for position, it in zip(summary.unused[:20], summary.unused_interactions, strict=False):
+            log.log(level, "  %s", summary_line(position + 1, it))
+        if len(summary.unused) > 20:
+            log.log(level, "  … and %d more", len(summary.unused) - 20)
 
 
 @contextlib.contextmanager
@@ -253,15 +352,15 @@ def _run_child(cmd: list[str], env: dict[str, str]) -> int:
     return 128 - rc if rc < 0 else rc
 
 
-def _wrap(cmd: list[str] | None, *, name: str, cassette_dir: Path, mode: RecordMode,
-          strict: bool, upstream_ca: Path | None, ca_dir: Path | None, port: int,
-          reverse: str | None, quiet: bool) -> None:
+def _wrap(cmd: list[str] | None, *, name: str, matching: _Matching, mode: RecordMode,
+          upstream_ca: Path | None, ca_dir: Path | None, port: int, reverse: str | None,
+          quiet: bool) -> None:
     """Run ``cmd`` under a proxy for cassette ``name``, then exit with its code."""
     _setup_logging(quiet)
     if not cmd:
         raise ConfigError("no command given: put it after `--`, e.g. "
                           f"replayproxy replay -c {name} -- pytest")
-    session = CassetteSession(cassette_dir, name, mode, strict=strict)
+    session, settings = matching.session(name, mode)
     proxy = None
     try:
         proxy = _start_proxy(session, ca_dir=ca_dir, upstream_ca=upstream_ca, port=port,
@@ -272,9 +371,12 @@ def _wrap(cmd: list[str] | None, *, name: str, cassette_dir: Path, mode: RecordM
         if proxy is not None:
             proxy.stop()
         summary = session.close()
-    _report(summary)
-    if summary.unmatched and rc == 0:
+    _report(summary, settings.fail_on_unused)
+    if rc == 0 and summary.unmatched:
         log.warning("exiting with 1: the command passed but some requests were unmatched")
+        rc = 1
+    if rc == 0 and summary.unused and settings.fail_on_unused:
+        log.warning("exiting with 1: recorded interactions were never used (--fail-on-unused)")
         rc = 1
     raise typer.Exit(rc)
 
@@ -287,21 +389,29 @@ def _wrap(cmd: list[str] | None, *, name: str, cassette_dir: Path, mode: RecordM
 def record(
     cassette: CassetteName,
     cmd: Command = None,
-    cassette_dir: CassetteDir = Path("cassettes"),
+    cassette_dir: CassetteDir = None,
     record_mode: Annotated[RecordMode, _mode_option()] = RecordMode.ALL,
+    config: Config = None,
     upstream_ca: UpstreamCA = None,
     ca_dir: CADir = None,
     port: Port = 0,
     reverse: Reverse = None,
     strict: Strict = False,
+    ignore_query: IgnoreQuery = None,
+    ignore_header: IgnoreHeader = None,
+    match_header: MatchHeader = None,
+    ignore_json: IgnoreJson = None,
+    fail_on_unused: FailOnUnused = False,
     quiet: Quiet = False,
 ) -> None:
     """Run CMD through the proxy and record its HTTP(S) traffic into a cassette.
 
     Example: replayproxy record -c stripe -- pytest tests/payments
     """
-    _wrap(cmd, name=cassette, cassette_dir=cassette_dir, mode=record_mode, strict=strict,
-          upstream_ca=upstream_ca, ca_dir=ca_dir, port=port, reverse=reverse, quiet=quiet)
+    matching = _Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
+                         ignore_header, match_header, ignore_json)
+    _wrap(cmd, name=cassette, matching=matching, mode=record_mode, upstream_ca=upstream_ca,
+          ca_dir=ca_dir, port=port, reverse=reverse, quiet=quiet)
 
 
 @app.command(context_settings=_CMD_CONTEXT)
@@ -309,13 +419,19 @@ def record(
 def replay(
     cassette: CassetteName,
     cmd: Command = None,
-    cassette_dir: CassetteDir = Path("cassettes"),
+    cassette_dir: CassetteDir = None,
     record_mode: Annotated[RecordMode, _mode_option()] = RecordMode.NONE,
+    config: Config = None,
     upstream_ca: UpstreamCA = None,
     ca_dir: CADir = None,
     port: Port = 0,
     reverse: Reverse = None,
     strict: Strict = False,
+    ignore_query: IgnoreQuery = None,
+    ignore_header: IgnoreHeader = None,
+    match_header: MatchHeader = None,
+    ignore_json: IgnoreJson = None,
+    fail_on_unused: FailOnUnused = False,
     quiet: Quiet = False,
 ) -> None:
     """Run CMD through the proxy, answering its requests from a cassette, offline.
@@ -325,21 +441,29 @@ def replay(
 
     Example: replayproxy replay -c stripe -- pytest tests/payments
     """
-    _wrap(cmd, name=cassette, cassette_dir=cassette_dir, mode=record_mode, strict=strict,
-          upstream_ca=upstream_ca, ca_dir=ca_dir, port=port, reverse=reverse, quiet=quiet)
+    matching = _Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
+                         ignore_header, match_header, ignore_json)
+    _wrap(cmd, name=cassette, matching=matching, mode=record_mode, upstream_ca=upstream_ca,
+          ca_dir=ca_dir, port=port, reverse=reverse, quiet=quiet)
 
 
 @app.command()
 @_errors
 def serve(
     cassette: CassetteName,
-    cassette_dir: CassetteDir = Path("cassettes"),
+    cassette_dir: CassetteDir = None,
     record_mode: Annotated[RecordMode, _mode_option()] = RecordMode.ONCE,
+    config: Config = None,
     upstream_ca: UpstreamCA = None,
     ca_dir: CADir = None,
     port: Port = 0,
     reverse: Reverse = None,
     strict: Strict = False,
+    ignore_query: IgnoreQuery = None,
+    ignore_header: IgnoreHeader = None,
+    match_header: MatchHeader = None,
+    ignore_json: IgnoreJson = None,
+    fail_on_unused: FailOnUnused = False,
     quiet: Quiet = False,
 ) -> None:
     """Run the proxy until interrupted; print the `export` lines for a shell.
@@ -348,7 +472,9 @@ def serve(
     anything there. Ctrl-C stops the proxy and writes the cassette.
     """
     _setup_logging(quiet)
-    session = CassetteSession(cassette_dir, cassette, record_mode, strict=strict)
+    matching = _Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
+                         ignore_header, match_header, ignore_json)
+    session, settings = matching.session(cassette, record_mode)
     proxy = None
     state = _run_dir() / f"serve-{os.getpid()}.json"
     stop = threading.Event()
@@ -373,8 +499,9 @@ def serve(
         if proxy is not None:
             proxy.stop()
         summary = session.close()
-    _report(summary)
-    raise typer.Exit(1 if summary.unmatched else 0)
+    _report(summary, settings.fail_on_unused)
+    raise typer.Exit(1 if summary.unmatched or (summary.unused and settings.fail_on_unused)
+                     else 0)
 
 
 def _running_servers() -> list[dict[str, Any]]:
@@ -389,6 +516,62 @@ def _running_servers() -> list[dict[str, Any]]:
             continue
         found.append(info)
     return found
+
+
+@app.command()
+@_errors
+def explain(
+    cassette: CassetteName,
+    url: Annotated[str, typer.Option("--url", "-u", help="The request's absolute URL.",
+                                     show_default=False)],
+    method: Annotated[str, typer.Option("--method", "-X", help="HTTP method.")] = "GET",
+    body: Annotated[str | None, typer.Option("--body", "-b", show_default=False,
+                                             help="Request body; @FILE reads a file.")] = None,
+    header: Annotated[list[str] | None, typer.Option("--header", "-H", show_default=False,
+                                                     help="'Name: value' (repeatable).")] = None,
+    cassette_dir: CassetteDir = None,
+    config: Config = None,
+    ignore_query: IgnoreQuery = None,
+    ignore_header: IgnoreHeader = None,
+    match_header: MatchHeader = None,
+    ignore_json: IgnoreJson = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the analysis as "
+                                              "JSON.")] = False,
+) -> None:
+    """Say, offline, whether a request would match the cassette, and if not, why.
+
+    Exit code 0 when it matches, 1 when it does not.
+
+    Example: replayproxy explain -c stripe -X POST -u https://api.stripe.com/v1/charges
+    -H 'Content-Type: application/json' --body @charge.json
+    """
+    matching = _Matching(config, cassette_dir, False, False, ignore_query, ignore_header,
+                         match_header, ignore_json)
+    session, _ = matching.session(cassette, RecordMode.NONE)
+    request = request_from_cli(method, url, header or [], _read_body(body))
+    decision = session.decide(request)
+    if isinstance(decision, Replay):
+        served = decision.served
+        if json_output:
+            typer.echo(json.dumps({"match": True, "interaction": served.position + 1}))
+        else:
+            typer.echo(f"matches {summary_line(served.position + 1, served.interaction)}")
+        return
+    assert isinstance(decision, Unmatched)
+    typer.echo(decision.as_json_bytes().decode() if json_output else decision.message.rstrip())
+    raise typer.Exit(1)
+
+
+def _read_body(body: str | None) -> bytes:
+    if body is None:
+        return b""
+    if body.startswith("@"):
+        try:
+            return Path(body[1:]).read_bytes()
+        except OSError as e:
+            raise ConfigError(f"cannot read --body {body}: {e.strerror}; give @PATH to a "
+                              "readable file, or the body itself") from None
+    return body.encode("utf-8")
 
 
 @app.command("env")
@@ -456,8 +639,9 @@ To trust the CA yourself:
 
 @cassette_app.command("ls")
 @_errors
-def cassette_ls(cassette_dir: CassetteDir = Path("cassettes")) -> None:
+def cassette_ls(cassette_dir: CassetteDir = None, config: Config = None) -> None:
     """List the cassettes: name, interactions, size."""
+    cassette_dir = _Matching(config, cassette_dir).cassette_directory()
     files = list_cassettes(cassette_dir)
     # a first recording killed before it ended has left only its journal: show it too
     unrecovered = unrecovered_cassettes(cassette_dir)
@@ -483,7 +667,8 @@ def cassette_ls(cassette_dir: CassetteDir = Path("cassettes")) -> None:
 @_errors
 def cassette_show(
     name: Annotated[str, typer.Argument(help="Cassette name.")],
-    cassette_dir: CassetteDir = Path("cassettes"),
+    cassette_dir: CassetteDir = None,
+    config: Config = None,
     interaction: Annotated[int | None, typer.Option("--interaction", "-i",
                                                     help="Show only interaction N "
                                                     "(1-based).")] = None,
@@ -491,6 +676,7 @@ def cassette_show(
     max_chars: Annotated[int, typer.Option(help="Cut bodies longer than this.")] = 4000,
 ) -> None:
     """Show a cassette's interactions, bodies decoded and pretty-printed."""
+    cassette_dir = _Matching(config, cassette_dir).cassette_directory()
     path = cassette_path(cassette_dir, name)
     if not path.exists() and pending_journals(path):
         raise CassetteError(

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import server_hooks
 
+from replayproxy.core.config import load_settings
 from replayproxy.core.model import Interaction, RecordMode, Request, Response
 from replayproxy.core.session import CassetteSession, Forward, Replay, SessionSummary
 from replayproxy.errors import ReplayproxyError
@@ -135,6 +137,13 @@ class CassetteAddon:
             choices=[m.value for m in RecordMode],
         )
         loader.add_option(
+            "replayproxy_config",
+            str,
+            "",
+            "Configuration file (default: replayproxy.toml or pyproject.toml in the "
+            "current directory).",
+        )
+        loader.add_option(
             "replayproxy_strict",
             bool,
             False,
@@ -151,11 +160,14 @@ class CassetteAddon:
             )
         self._close()
         try:
+            settings = load_settings(Path(opts.replayproxy_config) if opts.replayproxy_config
+                                     else None)
             self.session = CassetteSession(
                 opts.replayproxy_cassette_dir,
                 opts.replayproxy_cassette,
                 RecordMode.parse(opts.replayproxy_record_mode),
-                strict=opts.replayproxy_strict,
+                strict=opts.replayproxy_strict or settings.strict,
+                match=settings.match,
             )
         except (ReplayproxyError, ValueError) as e:
             raise exceptions.OptionsError(str(e)) from None
