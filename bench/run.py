@@ -298,6 +298,23 @@ def synthetic(n: int) -> list[Interaction]:
     return out
 
 
+def synthetic_json(n: int) -> list[Interaction]:
+    """``n`` JSON POSTs, 100 per path: matching parses and compares bodies in each bucket."""
+    out = []
+    for i in range(n):
+        body = json.dumps({"amount": 100 + i, "currency": "eur", "customer": f"cus_{i % 100}",
+                           "metadata": {"order": i, "tags": ["a", "b"]}}).encode()
+        answer = json.dumps({"id": f"ch_{i}", "status": "succeeded"}).encode()
+        out.append(Interaction(
+            Request("POST", "https", "api.bench.test", 443, f"/v1/customers/{i // 100}/charges",
+                    "", (("Host", "api.bench.test"), ("Content-Type", "application/json"),
+                         ("Content-Length", str(len(body)))), body),
+            Response(200, "OK", (("Content-Type", "application/json"),
+                                 ("Content-Length", str(len(answer)))), answer),
+            1_764_000_000.0 + i / 1000, 0.0012, 0.0015))
+    return out
+
+
 # -- measurements ---------------------------------------------------------------------------
 
 
@@ -468,6 +485,19 @@ def report(res: dict[str, Any]) -> str:
                 f" and {(p['peak_rss'] - p['rss_before']) / p['flows'] / 1024:.1f} KiB; "
                 f"replayproxy {big['ready_s'] / big['interactions'] * 1e6:.1f} us and "
                 f"{(big['peak_rss'] - big['rss_before']) / big['interactions'] / 1024:.1f} KiB")
+    if res.get("load_json"):
+        out.append("")
+        out.append("   JSON-body matching (POSTs with JSON bodies, 100 per path; every lookup "
+                   "parses the request body and compares it semantically):")
+        out.append(table(["interactions", "ready ms", "match p50 us", "match p99 us"], [
+            [f"{p['interactions']:,}", f"{p['ready_s'] * 1000:.0f}",
+             f"{p['lookup_p50_us']:.1f}", f"{p['lookup_p99_us']:.1f}"]
+            for p in res["load_json"]]))
+        if len(res["load_json"]) > 1:
+            lo, hi = res["load_json"][0], res["load_json"][-1]
+            ratio = fmt_x(hi["lookup_p50_us"], lo["lookup_p50_us"])
+            out.append(f"  JSON match p50 at {hi['interactions']:,} / at "
+                       f"{lo['interactions']:,} = {ratio}")
     out.append("")
     out.append("   Proxy process start -> accepting connections (includes Python + mitmproxy "
                "import):")
@@ -590,6 +620,10 @@ def main() -> int:
         for n in sizes:
             save_cassette(big_dir / f"synthetic-{n}.cassette",
                           [encode_interaction(it) for it in synthetic(n)])
+        json_sizes = sorted({min(sizes), max(sizes)}) if sizes else []
+        for n in json_sizes:
+            save_cassette(big_dir / f"json-{n}.cassette",
+                          [encode_interaction(it) for it in synthetic_json(n)])
         for n in flow_sizes:
             write_flows(synthetic(n), big_dir / f"synthetic-{n}.flows")
 
@@ -682,6 +716,12 @@ def main() -> int:
             res["load"].append(pick)
             log(f"cassette {n:>7,}: ready {pick['ready_s'] * 1000:.0f} ms, peak RSS "
                 f"{pick['peak_rss'] / MIB:.0f} MiB, match p50 {pick['lookup_p50_us']:.1f} us")
+        res["load_json"] = []
+        for n in json_sizes:
+            pick = probe("cassette", big_dir / f"json-{n}.cassette")
+            res["load_json"].append(pick)
+            log(f"JSON cassette {n:>7,}: ready {pick['ready_s'] * 1000:.0f} ms, match p50 "
+                f"{pick['lookup_p50_us']:.1f} us")
         res["flows_load"] = []
         for n in flow_sizes:
             path = big_dir / f"synthetic-{n}.flows"
