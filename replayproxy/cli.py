@@ -24,11 +24,13 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
-from replayproxy.core.config import Settings, load_settings
+from replayproxy.core.config import Settings, home_dir, load_settings
 from replayproxy.core.diagnostics import render_candidates
 from replayproxy.core.environment import export_lines
 from replayproxy.core.matchers import compile_json_path, extend_rule
 from replayproxy.core.model import RecordMode, request_from_cli
+from replayproxy.core.redaction import Redactor, load_key
+from replayproxy.core.scan import scan_interaction, scan_path
 from replayproxy.core.session import CassetteSession, Replay, SessionSummary, Unmatched
 from replayproxy.core.storage import (
     cassette_info,
@@ -36,6 +38,8 @@ from replayproxy.core.storage import (
     list_cassettes,
     load_cassette,
     pending_journals,
+    recover_journals,
+    save_cassette,
     unrecovered_cassettes,
 )
 from replayproxy.core.view import format_size, render_interaction, summary_line
@@ -209,7 +213,7 @@ class _Matching:
         settings = self.settings()
         assert settings.cassette_dir is not None
         session = CassetteSession(settings.cassette_dir, name, mode, strict=settings.strict,
-                                  match=settings.match)
+                                  match=settings.match, redactor=_redactor(settings))
         return session, settings
 
 
@@ -250,12 +254,12 @@ def _setup_logging(quiet: bool) -> None:
     theirs.propagate = False
 
 
-def _home() -> Path:
-    return Path(os.environ.get("REPLAYPROXY_HOME") or Path.home() / ".replayproxy").expanduser()
-
-
 def _run_dir() -> Path:
-    return _home() / "run"
+    return home_dir() / "run"
+
+
+def _redactor(settings: Settings) -> Redactor:
+    return Redactor(settings.redact, load_key(home_dir()))
 
 
 def _start_proxy(session: CassetteSession, *, ca_dir: Path | None, upstream_ca: Path | None,
@@ -305,6 +309,16 @@ def _report(summary: SessionSummary, fail_on_unused: bool = False) -> None:
                 log.warning("    %s", line)
         if len(summary.unmatched) > 50:
             log.warning("  … and %d more", len(summary.unmatched) - 50)
+    if summary.leaks:
+        verb = "written anyway (on_leak = \"warn\")" if summary.leaks_written else \
+            "NOT written"
+        log.error("%d interaction(s) still held secrets after redaction and were %s:",
+                  len(summary.leaks), verb)
+        for request, findings in summary.leaks[:20]:
+            log.error("  %s %s", request.method, request.url)
+            for finding in findings[:5]:
+                log.error("    %s: %s (%s)", finding.location, finding.rule, finding.excerpt)
+        log.error("add a rule for them in [tool.replayproxy.redact] (see docs/redaction.md)")
     if summary.unused:
         level = logging.WARNING if fail_on_unused else logging.INFO
         log.log(level, "%d recorded interaction(s) in cassette %s were never used:",
@@ -374,6 +388,9 @@ def _wrap(cmd: list[str] | None, *, name: str, matching: _Matching, mode: Record
     _report(summary, settings.fail_on_unused)
     if rc == 0 and summary.unmatched:
         log.warning("exiting with 1: the command passed but some requests were unmatched")
+        rc = 1
+    if rc == 0 and summary.leaks and not summary.leaks_written:
+        log.warning("exiting with 1: interactions holding secrets were not recorded")
         rc = 1
     if rc == 0 and summary.unused and settings.fail_on_unused:
         log.warning("exiting with 1: recorded interactions were never used (--fail-on-unused)")
@@ -572,6 +589,67 @@ def _read_body(body: str | None) -> bytes:
             raise ConfigError(f"cannot read --body {body}: {e.strerror}; give @PATH to a "
                               "readable file, or the body itself") from None
     return body.encode("utf-8")
+
+
+@app.command()
+@_errors
+def scan(
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Cassettes, VCR.py YAML or HAR files, or directories [default: the cassette "
+        "directory].", show_default=False)] = None,
+    cassette_dir: CassetteDir = None,
+    config: Config = None,
+) -> None:
+    """Scan cassettes (and VCR.py YAML, HAR files) for secrets; exit 1 on any finding.
+
+    Usable as a pre-commit hook or a CI step: replayproxy scan cassettes/
+    """
+    matching = _Matching(config, cassette_dir)
+    settings = load_settings(config)
+    targets = paths or [matching.cassette_directory()]
+    count = 0
+    for target in targets:
+        for finding in scan_path(target, settings.redact):
+            typer.echo(finding.describe())
+            count += 1
+    if count:
+        typer.echo(f"replayproxy: {count} secret(s) found; redact them with `replayproxy "
+                   "redact -c NAME` or add a rule to [tool.replayproxy.redact]", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"replayproxy: no secrets found in {', '.join(map(str, targets))}", err=True)
+
+
+@app.command()
+@_errors
+def redact(
+    cassette: CassetteName,
+    cassette_dir: CassetteDir = None,
+    config: Config = None,
+) -> None:
+    """Apply the current redaction rules to an existing cassette, in place (atomically).
+
+    Example: replayproxy redact -c stripe
+    """
+    matching = _Matching(config, cassette_dir)
+    settings = load_settings(config)
+    path = cassette_path(matching.cassette_directory(), cassette)
+    recover_journals(path)
+    redactor = _redactor(settings)
+    loaded = load_cassette(path, cassette)
+    redacted = [redactor.redact(it) for it in loaded.interactions()]
+    changed = sum(a != b for a, b in zip(loaded.interactions(), redacted, strict=True))
+    leaks = [f for i, it in enumerate(redacted)
+             for f in scan_interaction(it, settings.redact, str(path), i + 1)]
+    if leaks:
+        for finding in leaks:
+            typer.echo(finding.describe(), err=True)
+        raise CassetteError(f"{len(leaks)} secret(s) in {path} are not covered by any "
+                            "redaction rule; add rules to [tool.replayproxy.redact] and run "
+                            "again (the cassette was not changed)")
+    if changed:
+        save_cassette(path, redacted)
+    typer.echo(f"replayproxy: {changed} of {len(redacted)} interactions redacted in {path}",
+               err=True)
 
 
 @app.command("env")

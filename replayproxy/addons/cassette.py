@@ -15,8 +15,9 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import server_hooks
 
-from replayproxy.core.config import load_settings
+from replayproxy.core.config import home_dir, load_settings
 from replayproxy.core.model import Interaction, RecordMode, Request, Response
+from replayproxy.core.redaction import Redactor, load_key
 from replayproxy.core.session import CassetteSession, Forward, Replay, SessionSummary
 from replayproxy.errors import ReplayproxyError
 
@@ -168,6 +169,7 @@ class CassetteAddon:
                 RecordMode.parse(opts.replayproxy_record_mode),
                 strict=opts.replayproxy_strict or settings.strict,
                 match=settings.match,
+                redactor=Redactor(settings.redact, load_key(home_dir())),
             )
         except (ReplayproxyError, ValueError) as e:
             raise exceptions.OptionsError(str(e)) from None
@@ -212,11 +214,16 @@ class CassetteAddon:
         if self.session is None or _META in flow.metadata or flow.response is None:
             return
         try:
-            self.session.record(_interaction_from_flow(flow))
+            findings = self.session.record(_interaction_from_flow(flow))
         except Exception:
             # losing a recording silently is worse than stopping: say so loudly
             log.exception("replayproxy could not record %s", flow.request.url)
             flow.kill()
+            return
+        for finding in findings:
+            log.error("secret left after redaction in %s %s: %s: %s (%s)",
+                      flow.request.method, flow.request.pretty_url, finding.location,
+                      finding.rule, finding.excerpt)
 
     def done(self) -> None:
         self._close()

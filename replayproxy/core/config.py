@@ -11,10 +11,11 @@ and what is allowed.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,18 @@ from replayproxy.core.matchers import (
     compile_json_path,
     extend_rule,
 )
+from replayproxy.core.redaction import RedactionConfig
 from replayproxy.core.routes import parse_route
+from replayproxy.core.secrets import ValuePattern
 from replayproxy.errors import ConfigError
 
-__all__ = ["Settings", "find_config", "load_settings", "parse_settings"]
+__all__ = ["Settings", "find_config", "home_dir", "load_settings", "parse_settings"]
+
+
+def home_dir() -> Path:
+    """replayproxy's own directory: ``$REPLAYPROXY_HOME``, else ``~/.replayproxy``
+    (running servers' state, the redaction key, the CA by default)."""
+    return Path(os.environ.get("REPLAYPROXY_HOME") or Path.home() / ".replayproxy").expanduser()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +53,21 @@ class Settings:
     strict: bool = False
     fail_on_unused: bool = False
     match: MatchConfig = field(default_factory=MatchConfig)
+    redact: RedactionConfig = field(default_factory=RedactionConfig)
 
 
-_TOP_KEYS = {"cassette_dir": str, "strict": bool, "fail_on_unused": bool, "match": dict}
+_TOP_KEYS = {"cassette_dir": str, "strict": bool, "fail_on_unused": bool, "match": dict,
+             "redact": dict}
+_REDACT_KEYS = {
+    "headers": "list of header names to redact",
+    "keep_headers": "list of header names a default rule would redact, to keep",
+    "fields": "list of query parameter, form field or JSON key names to redact",
+    "json": "list of JSON paths to redact, such as $.card.number",
+    "patterns": "list of regular expressions (or tables {name, regex}) to redact in text",
+    "same_value": "list of rule names whose redacted values must be equal to match",
+    "on_leak": "error or warn",
+    "defaults": "true or false: use the built-in rules",
+}
 _RULE_KEYS: dict[str, str] = {
     "matchers": "list of matcher names",
     "ignore_query": "list of query parameter names",
@@ -166,13 +187,105 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
         except ValueError as e:
             raise rwhere.error("route", str(e)) from None
         routes.append((route, _rule_settings(rwhere, table, route=True)))
+    rwhere = where.child(f"{prefix}redact")
+    redact = _redaction(rwhere, data.get("redact", {}), prefix)
     return Settings(
         source=source,
+        redact=redact,
         cassette_dir=data.get("cassette_dir"),
         strict=bool(data.get("strict", False)),
         fail_on_unused=bool(data.get("fail_on_unused", False)),
         match=MatchConfig(exact=exact, base=base, routes=tuple(routes)),
     )
+
+
+def _names(where: _Where, key: str, value: Any) -> frozenset[str]:
+    return frozenset(v.lower() for v in _string_list(where, key, value))
+
+
+def _patterns(where: _Where, key: str, value: Any) -> tuple[ValuePattern, ...]:
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            name, regex = f"pattern-{i + 1}", item
+        elif isinstance(item, dict) and isinstance(item.get("regex"), str):
+            name, regex = str(item.get("name", f"pattern-{i + 1}")), item["regex"]
+            if not re.fullmatch(r"[a-z0-9_.\-]+", name):
+                raise where.error(key, f"pattern name {name!r} must be lower-case letters, "
+                                       "digits, '_', '-' or '.'")
+        else:
+            raise where.error(key, f"expected a {_REDACT_KEYS[key]}, got {item!r}")
+        try:
+            out.append(ValuePattern(name, re.compile(regex)))
+        except re.error as e:
+            raise where.error(key, f"invalid regular expression {regex!r}: {e}") from None
+    return tuple(out)
+
+
+def _redact_table(where: _Where, table: Mapping[str, Any], allowed: set[str]) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in allowed:
+            raise where.error(key, "unknown setting; allowed: " + ", ".join(sorted(allowed)))
+        if key in ("headers", "keep_headers", "fields", "same_value"):
+            extra[key] = _names(where, key, value)
+        elif key == "json":
+            paths = _string_list(where, key, value)
+            for path in paths:
+                try:
+                    compile_json_path(path)
+                except ValueError as e:
+                    raise where.error(key, str(e)) from None
+            extra["json_paths"] = tuple(paths)
+        elif key == "patterns":
+            extra["patterns"] = _patterns(where, key, value)
+        elif key == "on_leak":
+            if value not in ("error", "warn"):
+                raise where.error(key, f"expected error or warn, got {value!r}")
+            extra[key] = value
+        elif key == "defaults":
+            if not isinstance(value, bool):
+                raise where.error(key, f"expected true or false, got {value!r}")
+            extra[key] = value
+    return extra
+
+
+def _redaction(where: _Where, table: Any, prefix: str) -> RedactionConfig:
+    if not isinstance(table, dict):
+        raise where.error("redact", "expected a table")
+    base = _redact_table(where, {k: v for k, v in table.items() if k != "routes"},
+                         set(_REDACT_KEYS))
+    defaults = base.pop("defaults", True)
+    config = RedactionConfig() if defaults else RedactionConfig(
+        headers=frozenset(), fields=frozenset(), patterns=())
+    config = replace(
+        config,
+        headers=config.headers | base.get("headers", frozenset()),
+        keep_headers=base.get("keep_headers", frozenset()),
+        fields=config.fields | base.get("fields", frozenset()),
+        json_paths=base.get("json_paths", ()),
+        patterns=(*config.patterns, *base.get("patterns", ())),
+        same_value=base.get("same_value", frozenset()),
+        on_leak=base.get("on_leak", "error"),
+    )
+    routes = []
+    raw = table.get("routes", [])
+    if not isinstance(raw, list):
+        raise where.error("routes", "expected an array of tables [[...redact.routes]]")
+    for i, item in enumerate(raw):
+        rwhere = where.child(f"{prefix}redact.routes #{i + 1}")
+        if not isinstance(item, dict) or not isinstance(item.get("route"), str):
+            raise rwhere.error("route", "missing; give a pattern such as "
+                                        "'POST api.example.com/oauth/*'")
+        try:
+            route = parse_route(item["route"])
+        except ValueError as e:
+            raise rwhere.error("route", str(e)) from None
+        routes.append((route, _redact_table(
+            rwhere, {k: v for k, v in item.items() if k != "route"},
+            {"headers", "keep_headers", "fields", "json", "patterns"})))
+    return replace(config, routes=tuple(routes))
 
 
 def find_config(directory: Path) -> tuple[Path, str] | None:

@@ -5,7 +5,8 @@ each ignores. Matching then compares *normalised views* of the two requests:
 
 - ``query``: parameters as a multimap, in any order, minus ``ignore_query``;
 - ``headers``: only the names in ``headers`` (``*`` for all but a few hop-by-hop
-  ones), minus ``ignore_headers``, names case-insensitive;
+  ones), minus ``ignore_headers``, names case-insensitive, a multipart boundary
+  dropped from ``Content-Type``;
 - ``body``: by content type (``body = "auto"``): JSON semantically (key order and
   whitespace do not matter) minus the ``ignore_json`` paths; GraphQL by operation name,
   whitespace-normalised query text and variables; form-urlencoded as a multimap minus
@@ -104,6 +105,9 @@ class MatchRule:
     ignore_regex: tuple[re.Pattern[str], ...] = ()
     body: BodyKind = BodyKind.AUTO
     on_exhausted: Exhausted = Exhausted.REPEAT
+    redacted_same: frozenset[str] = frozenset()
+    """Redaction rules whose placeholders must be equal; any other placeholder matches
+    any value its rule redacted (``<redacted:token:1a2b3c>`` ~ ``<redacted:token:9f8e7d>``)."""
     sources: tuple[str, ...] = field(default=(), compare=False)
     """Where the rule's settings came from (for messages), e.g. route patterns."""
 
@@ -111,6 +115,25 @@ class MatchRule:
 # -- normalised views -----------------------------------------------------------------
 
 _MISSING = object()
+_PLACEHOLDER = re.compile(r"<redacted:([a-z0-9_.\-]+):[0-9a-f]{6}>")
+_PLACEHOLDER_BYTES = re.compile(rb"<redacted:([a-z0-9_.\-]+):[0-9a-f]{6}>")
+
+
+def _unhash(text: str, rule: MatchRule) -> str:
+    """Drop placeholder hashes, except for rules that require the same value."""
+    if "<redacted:" not in text:
+        return text
+    return _PLACEHOLDER.sub(
+        lambda m: m.group(0) if m.group(1) in rule.redacted_same else f"<redacted:{m.group(1)}>",
+        text)
+
+
+def _unhash_bytes(data: bytes, rule: MatchRule) -> bytes:
+    if b"<redacted:" not in data:
+        return data
+    return _PLACEHOLDER_BYTES.sub(
+        lambda m: m.group(0) if m.group(1).decode() in rule.redacted_same
+        else b"<redacted:" + m.group(1) + b">", data)
 
 
 def _multimap(pairs: list[tuple[str, str]], ignore: frozenset[str]) -> dict[str, list[str]]:
@@ -124,7 +147,10 @@ def _multimap(pairs: list[tuple[str, str]], ignore: frozenset[str]) -> dict[str,
 def query_view(query: str, rule: MatchRule) -> dict[str, list[str]]:
     """The query as {name: [values]}; values keep their order per name."""
     pairs = parse_qsl(query, keep_blank_values=True, errors="surrogateescape") if query else []
-    return _multimap(pairs, rule.ignore_query)
+    return _multimap([(k, _unhash(v, rule)) for k, v in pairs], rule.ignore_query)
+
+
+_BOUNDARY = re.compile(r';\s*boundary=(?:"[^"]*"|[^;]*)', re.IGNORECASE)
 
 
 def headers_view(headers: Headers, rule: MatchRule) -> dict[str, list[str]]:
@@ -139,7 +165,9 @@ def headers_view(headers: Headers, rule: MatchRule) -> dict[str, list[str]]:
         if name in rule.ignore_headers or (every and name in _HOP_BY_HOP):
             continue
         if every or name in wanted:
-            out.setdefault(name, []).append(v)
+            if name == "content-type":  # a multipart boundary is new in every request
+                v = _BOUNDARY.sub("", v)
+            out.setdefault(name, []).append(_unhash(v, rule))
     return out
 
 
@@ -240,7 +268,7 @@ def body_view(request: Request, rule: MatchRule) -> Any:
     if kind is BodyKind.IGNORE:
         return None
     raw = decode_body(request.body, request.headers)
-    body = request.body if raw is None else raw
+    body = _unhash_bytes(request.body if raw is None else raw, rule)
     if kind in (BodyKind.JSON, BodyKind.GRAPHQL):
         view = _json_or_graphql_view(body, request.headers, kind, rule)
         if view is not _MISSING:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ from replayproxy.core.diagnostics import Candidate, render_candidates
 from replayproxy.core.matchers import MatchConfig
 from replayproxy.core.matching import ReplayIndex, Served
 from replayproxy.core.model import Interaction, RecordMode, Request
+from replayproxy.core.redaction import Redactor
+from replayproxy.core.scan import Finding, scan_interaction
 from replayproxy.core.storage import (
     CassetteFile,
     Journal,
@@ -103,6 +105,10 @@ class SessionSummary:
     unused: list[int] = field(default_factory=list)
     """Positions of recorded interactions never served."""
     unused_interactions: list[Interaction] = field(default_factory=list)
+    leaks: list[tuple[Request, list[Finding]]] = field(default_factory=list)
+    """Interactions in which secrets remained after redaction, with what was found."""
+    leaks_written: bool = False
+    """True when they were written anyway (``on_leak = "warn"``)."""
 
 
 class CassetteSession:
@@ -116,6 +122,8 @@ class CassetteSession:
         strict: count requests beyond a recorded sequence as unmatched instead of
             repeating its last response.
         match: matchers and per-route rules (default: ``MatchConfig()``).
+        redactor: redacts every interaction before it is written, and every incoming
+            request before it is matched (default: the built-in rules, on).
 
     Raises:
         CassetteError: replay-only mode and the cassette does not exist, or it is corrupt.
@@ -129,6 +137,7 @@ class CassetteSession:
         *,
         strict: bool = False,
         match: MatchConfig | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.name = name
         self.path = cassette_path(cassette_dir, name)
@@ -147,6 +156,11 @@ class CassetteSession:
             if exists and mode is not RecordMode.ALL
             else CassetteFile(name, ())
         )
+        self.redactor = redactor or Redactor()
+        match = match or MatchConfig()
+        if self.redactor.config.same_value:
+            match = replace(match, base=replace(
+                match.base, redacted_same=self.redactor.config.same_value))
         self.index = ReplayIndex(cassette, match, strict=strict)
         self.summary = SessionSummary(name, self.path, mode, recovered=recovered)
         self._journal: Journal | None = None
@@ -160,6 +174,7 @@ class CassetteSession:
         """Return what to do with ``request``."""
         if self.mode is RecordMode.ALL:
             return Forward()
+        request = self.redactor.redact_request(request)
         served = self.index.match(request)
         if served is not None:
             self.summary.replayed += 1
@@ -170,12 +185,25 @@ class CassetteSession:
         self.summary.unmatched.append(unmatched)
         return unmatched
 
-    def record(self, interaction: Interaction) -> None:
-        """Store a completed interaction; it is on disk when this returns."""
+    def record(self, interaction: Interaction) -> list[Finding]:
+        """Redact a completed interaction and store it; it is on disk when this returns.
+
+        Returns what the scanner still found after redaction. With ``on_leak =
+        "error"`` (the default) such an interaction is not written at all.
+        """
+        interaction = self.redactor.redact(interaction)
+        findings = scan_interaction(interaction, self.redactor.config, str(self.path),
+                                    self.summary.recorded + 1)
+        if findings:
+            self.summary.leaks.append((interaction.request, findings))
+            if self.redactor.config.on_leak != "warn":
+                return findings
+            self.summary.leaks_written = True
         if self._journal is None:
             self._journal = Journal(self.path, replace=self.mode is RecordMode.ALL)
         self._journal.append(interaction)
         self.summary.recorded += 1
+        return findings
 
     def close(self) -> SessionSummary:
         """Fold what was recorded into the cassette and return the run's summary."""
