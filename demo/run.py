@@ -235,6 +235,14 @@ def demo() -> int:
     detail(out + err)
     if rc != 0:
         raise DemoError(f"`replayproxy cassette show` failed with exit status {rc}")
+    detail("the client's API key (Authorization: Bearer sk_test_...) was redacted before "
+           "writing; the scanner proves it:")
+    cmd = replayproxy("scan", show_path(CASSETTES))
+    print(f"      $ {show_cmd(cmd)}", flush=True)
+    rc, out, err = run_captured(cmd, env)
+    detail(out + err)
+    if rc != 0:
+        raise DemoError("`replayproxy scan` found secrets in the cassette")
 
     step(5, "Replaying offline: the same client command, answered from the cassette")
     cmd = replayproxy("replay", "-c", CASSETTE, "--cassette-dir", show_path(CASSETTES),
