@@ -64,14 +64,20 @@ class Candidate:
     differences: tuple[Difference, ...]
 
 
+_JSON_LIMIT = 2000
+"""Longest text or body kept whole in a JSON diagnosis (a 200 KB body stays out)."""
+
+
 def _jsonable(value: Any) -> Any:
     if value is MISSING:
         return None
     if isinstance(value, bytes):
         try:
-            return value.decode("utf-8")
+            value = value.decode("utf-8")
         except UnicodeDecodeError:
             return f"<{len(value)} bytes>"
+    if isinstance(value, str) and len(value) > _JSON_LIMIT:
+        return f"{value[:_JSON_LIMIT]}… ({len(value) - _JSON_LIMIT} more characters)"
     return value
 
 

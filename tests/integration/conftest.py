@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from replayproxy.addons.cassette import CassetteAddon
+from replayproxy.core.config import Settings, load_settings
 from replayproxy.core.model import RecordMode
 from replayproxy.core.session import CassetteSession, SessionSummary
 from replayproxy.runtime import CA, Proxy, ensure_ca
@@ -99,7 +100,10 @@ def cassette_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def run_proxy(proxy_ca: CA, upstream_ca: UpstreamCA, cassette_dir: Path, tmp_path: Path,
               caplog: pytest.LogCaptureFixture) -> Iterator[ProxyFactory]:
-    """``with run_proxy("name", RecordMode.ALL, strict=False, reverse=None) as p:``
+    """``with run_proxy("name", RecordMode.ALL, strict=False, reverse=None, config=None)``
+
+    ``config`` is a replayproxy.toml or pyproject.toml whose matching settings the
+    session uses, as ``--config`` would.
 
     Builds CassetteSession + CassetteAddon + Proxy (trusting the upstream CA), and on
     exit stops the proxy, then closes the session (``p.summary``), then fails if the
@@ -109,8 +113,11 @@ def run_proxy(proxy_ca: CA, upstream_ca: UpstreamCA, cassette_dir: Path, tmp_pat
 
     @contextlib.contextmanager
     def factory(name: str, mode: RecordMode, *, strict: bool = False,
-                reverse: str | None = None) -> Iterator[RunningProxy]:
-        session = CassetteSession(cassette_dir, name, mode, strict=strict)
+                reverse: str | None = None, config: Path | None = None
+                ) -> Iterator[RunningProxy]:
+        settings = load_settings(config) if config is not None else Settings()
+        session = CassetteSession(cassette_dir, name, mode, strict=strict or settings.strict,
+                                  match=settings.match)
         proxy = Proxy([CassetteAddon(session)], ca=proxy_ca, reverse=reverse,
                       upstream_ca=upstream_ca.pem)
         running.append((proxy, session))

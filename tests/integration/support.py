@@ -23,6 +23,7 @@ import ssl
 import struct
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 import zlib
@@ -35,6 +36,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import requests
+
+from replayproxy.core.model import RecordMode
 
 # -- bodies the upstream serves ---------------------------------------------------------
 
@@ -148,6 +151,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif path == "/headers":
             self._send(200, b"headers", {"Content-Type": "text/plain"},
                        [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("X-MiXed-Case", "Yes")])
+        elif path.startswith(("/v1/", "/v2/")):
+            # an API of sorts: any method, any body; echoes what it got and counts how
+            # often it got exactly that, so a replayed sequence shows its recorded order
+            n = self.server.next_call(f"{self.command} {self.path} {body!r}")
+            reply = json.dumps({
+                "method": self.command,
+                "path": path,
+                "query": query,
+                "content_type": self.headers.get("Content-Type", ""),
+                "body": body.decode("latin-1"),
+                "n": n,
+            }).encode()
+            self._send(200, reply, {"Content-Type": "application/json"})
         elif path.startswith("/status/"):
             code = int(path.rsplit("/", 1)[1])
             self._send(code, f"status {code}".encode(), {"Content-Type": "text/plain"})
@@ -167,6 +183,7 @@ class _Server(http.server.ThreadingHTTPServer):
         self.connections = 0
         self.requests: Counter[tuple[str, str]] = Counter()
         self.polls: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
         self.open_sockets: set[socket.socket] = set()
         super().__init__(("127.0.0.1", 0), _Handler)
 
@@ -196,6 +213,11 @@ class _Server(http.server.ThreadingHTTPServer):
         with self.lock:
             self.polls[key] += 1
             return self.polls[key]
+
+    def next_call(self, key: str) -> int:
+        with self.lock:
+            self.calls[key] += 1
+            return self.calls[key]
 
     def close_open_connections(self) -> None:
         with self.lock:
@@ -410,6 +432,50 @@ class HttpxClient(Client):
 
 CLIENTS: dict[str, type[Client]] = {"curl": CurlClient, "requests": RequestsClient,
                                     "httpx": HttpxClient}
+
+
+# -- matching: configuration files, the offline check, the payment scenario ------------
+
+
+def write_config(tmp_path: Path, text: str, *, name: str = "pyproject.toml") -> Path:
+    """A configuration file in its own directory (never the CLI's working directory).
+
+    For pyproject.toml, ``text`` is TOML whose tables are relative to [tool.replayproxy]
+    (``[match]`` becomes ``[tool.replayproxy.match]``); replayproxy.toml takes it as is.
+    """
+    directory = tmp_path / "conf"
+    directory.mkdir(exist_ok=True)
+    text = textwrap.dedent(text)
+    if name == "pyproject.toml":
+        text = text.replace("[[match.", "[[tool.replayproxy.match.").replace(
+            "[match]", "[tool.replayproxy.match]")
+        text = '[project]\nname = "app"\n\n[tool.replayproxy]\n' + text
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def offline(upstream: Upstream) -> Iterator[None]:
+    """Assert that nothing in the block reached the upstream."""
+    connections, served = upstream.connections, upstream.total_requests
+    yield
+    assert upstream.connections == connections, "replay connected to the upstream"
+    assert upstream.total_requests == served
+
+
+AMOUNT_URL_PATH = "/v1/payments"
+RECORDED_PAYMENT = b'{"amount": 1200, "currency": "eur", "customer": "cus_1"}'
+CHANGED_PAYMENT = b'{"amount": 1500, "currency": "eur", "customer": "cus_1"}'
+AMOUNT_DIFF = "body $.amount: recorded 1200, received 1500"
+
+
+def record_payment(run_proxy: Any, upstream: Upstream, name: str = "pay") -> Resp:
+    """Record a GET and the payment POST (#2) with curl through ``run_proxy``."""
+    with run_proxy(name, RecordMode.ALL) as p, p.client("curl") as c:
+        c.get(upstream.url("/v1/customers/cus_1"))
+        return c.post(upstream.url(AMOUNT_URL_PATH), RECORDED_PAYMENT,
+                      {"Content-Type": "application/json"})
 
 
 # -- the CLI in a subprocess ------------------------------------------------------------

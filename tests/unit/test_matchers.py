@@ -184,6 +184,17 @@ def test_ignore_headers_wins_over_star_and_over_a_chosen_name():
     assert headers_view(a.headers, chosen) == {"accept": ["*/*"]}
 
 
+@pytest.mark.parametrize("names", [["*"], ["content-type"]])
+def test_a_compared_content_type_ignores_the_multipart_boundary(names):
+    r = rule(headers=names)
+    a = req(headers=(("Content-Type", "multipart/form-data; boundary=aaa"),))
+    b = req(headers=(("content-type", 'multipart/form-data; Boundary="b;b"'),))
+    assert matched("headers", a, b, r)
+    assert headers_view(a.headers, r) == {"content-type": ["multipart/form-data"]}
+    assert not matched("headers", a, req(headers=(("Content-Type", "multipart/mixed; "
+                                                                  "boundary=aaa"),)), r)
+
+
 def test_repeated_headers_are_compared_as_lists():
     r = rule(headers=["accept"])
     a = req(headers=(("Accept", "a"), ("Accept", "b")))
