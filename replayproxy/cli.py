@@ -27,6 +27,7 @@ import typer
 from replayproxy.core.config import Settings, home_dir, load_settings
 from replayproxy.core.diagnostics import render_candidates
 from replayproxy.core.environment import export_lines
+from replayproxy.core.faults import FaultPlan, parse_fault
 from replayproxy.core.matchers import compile_json_path, extend_rule
 from replayproxy.core.model import RecordMode, request_from_cli
 from replayproxy.core.redaction import Redactor, load_key
@@ -114,6 +115,12 @@ IgnoreJson = Annotated[
     typer.Option("--ignore-json", show_default=False, metavar="PATH",
                  help="JSON path in request bodies never compared, e.g. $.nonce "
                  "(repeatable)."),
+]
+Faults = Annotated[
+    list[str] | None,
+    typer.Option("--fault", show_default=False, metavar="SPEC",
+                 help="Inject a fault: KIND[=VALUE][,OPTION=VALUE...][@ROUTE], e.g. "
+                 "'status=503,first=2@POST */v1/charges' (repeatable; see docs/faults.md)."),
 ]
 FailOnUnused = Annotated[
     bool,
@@ -262,23 +269,46 @@ def _redactor(settings: Settings) -> Redactor:
     return Redactor(settings.redact, load_key(home_dir()))
 
 
-def _start_proxy(session: CassetteSession, *, ca_dir: Path | None, upstream_ca: Path | None,
-                 port: int, reverse: str | None) -> Any:
+@contextlib.contextmanager
+def _running_proxy(session: CassetteSession, settings: Settings, faults: list[str] | None, *,
+                   ca_dir: Path | None, upstream_ca: Path | None, port: int,
+                   reverse: str | None) -> Iterator[tuple[Any, dict[str, str]]]:
+    """Run the proxy (with the cassette and fault addons) and the fault control API.
+
+    Yields the proxy and the environment a child needs. Closes the session on exit.
+    """
     # imported here: mitmproxy takes ~0.6 s to import, which `cassette ls` should not pay
     from replayproxy.addons.cassette import CassetteAddon
+    from replayproxy.addons.faults import FaultAddon
+    from replayproxy.control import ControlServer
     from replayproxy.runtime import Proxy, ensure_ca
 
+    plan = FaultPlan(settings.faults)
+    for spec in faults or ():
+        try:
+            plan.add(parse_fault(spec))
+        except ValueError as e:
+            raise ConfigError(f"--fault {spec!r}: {e}") from None
     if upstream_ca is not None and not upstream_ca.is_file():
         raise ConfigError(f"--upstream-ca {upstream_ca} does not exist: pass a PEM CA file")
-    ca = ensure_ca(ca_dir)
-    proxy = Proxy([CassetteAddon(session)], ca=ca, port=port, reverse=reverse,
-                  upstream_ca=upstream_ca)
-    proxy.start()
-    # what exists now (mitmproxy, the loaded cassette) lives until exit: keep it out of
-    # the collector's full passes, which otherwise stall every connection for ~60 ms
-    gc.collect()
-    gc.freeze()
-    return proxy
+    lock = threading.Lock()
+    proxy = Proxy([CassetteAddon(session), FaultAddon(plan, lock)], ca=ensure_ca(ca_dir),
+                  port=port, reverse=reverse, upstream_ca=upstream_ca)
+    control = ControlServer(plan, lock)
+    try:
+        proxy.start()
+        control.start()
+        # what exists now (mitmproxy, the loaded cassette) lives until exit: keep it out of
+        # the collector's full passes, which otherwise stall every connection for ~60 ms
+        gc.collect()
+        gc.freeze()
+        env = {**proxy.environment(), "REPLAYPROXY_CONTROL_URL": control.url}
+        if len(plan):
+            log.info("faults: %s", "; ".join(f.text for f in plan.list()))
+        yield proxy, env
+    finally:
+        control.stop()
+        proxy.stop()
 
 
 def _describe_start(session: CassetteSession, proxy: Any) -> None:
@@ -368,22 +398,19 @@ def _run_child(cmd: list[str], env: dict[str, str]) -> int:
 
 def _wrap(cmd: list[str] | None, *, name: str, matching: _Matching, mode: RecordMode,
           upstream_ca: Path | None, ca_dir: Path | None, port: int, reverse: str | None,
-          quiet: bool) -> None:
+          quiet: bool, faults: list[str] | None = None) -> None:
     """Run ``cmd`` under a proxy for cassette ``name``, then exit with its code."""
     _setup_logging(quiet)
     if not cmd:
         raise ConfigError("no command given: put it after `--`, e.g. "
                           f"replayproxy replay -c {name} -- pytest")
     session, settings = matching.session(name, mode)
-    proxy = None
     try:
-        proxy = _start_proxy(session, ca_dir=ca_dir, upstream_ca=upstream_ca, port=port,
-                             reverse=reverse)
-        _describe_start(session, proxy)
-        rc = _run_child(cmd, proxy.environment())
+        with _running_proxy(session, settings, faults, ca_dir=ca_dir,
+                            upstream_ca=upstream_ca, port=port, reverse=reverse) as (proxy, env):
+            _describe_start(session, proxy)
+            rc = _run_child(cmd, env)
     finally:
-        if proxy is not None:
-            proxy.stop()
         summary = session.close()
     _report(summary, settings.fail_on_unused)
     if rc == 0 and summary.unmatched:
@@ -419,6 +446,7 @@ def record(
     match_header: MatchHeader = None,
     ignore_json: IgnoreJson = None,
     fail_on_unused: FailOnUnused = False,
+    fault: Faults = None,
     quiet: Quiet = False,
 ) -> None:
     """Run CMD through the proxy and record its HTTP(S) traffic into a cassette.
@@ -428,7 +456,7 @@ def record(
     matching = _Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
                          ignore_header, match_header, ignore_json)
     _wrap(cmd, name=cassette, matching=matching, mode=record_mode, upstream_ca=upstream_ca,
-          ca_dir=ca_dir, port=port, reverse=reverse, quiet=quiet)
+          ca_dir=ca_dir, port=port, reverse=reverse, quiet=quiet, faults=fault)
 
 
 @app.command(context_settings=_CMD_CONTEXT)
@@ -449,6 +477,7 @@ def replay(
     match_header: MatchHeader = None,
     ignore_json: IgnoreJson = None,
     fail_on_unused: FailOnUnused = False,
+    fault: Faults = None,
     quiet: Quiet = False,
 ) -> None:
     """Run CMD through the proxy, answering its requests from a cassette, offline.
@@ -461,7 +490,7 @@ def replay(
     matching = _Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
                          ignore_header, match_header, ignore_json)
     _wrap(cmd, name=cassette, matching=matching, mode=record_mode, upstream_ca=upstream_ca,
-          ca_dir=ca_dir, port=port, reverse=reverse, quiet=quiet)
+          ca_dir=ca_dir, port=port, reverse=reverse, quiet=quiet, faults=fault)
 
 
 @app.command()
@@ -481,6 +510,7 @@ def serve(
     match_header: MatchHeader = None,
     ignore_json: IgnoreJson = None,
     fail_on_unused: FailOnUnused = False,
+    fault: Faults = None,
     quiet: Quiet = False,
 ) -> None:
     """Run the proxy until interrupted; print the `export` lines for a shell.
@@ -492,29 +522,25 @@ def serve(
     matching = _Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
                          ignore_header, match_header, ignore_json)
     session, settings = matching.session(cassette, record_mode)
-    proxy = None
     state = _run_dir() / f"serve-{os.getpid()}.json"
     stop = threading.Event()
     try:
-        proxy = _start_proxy(session, ca_dir=ca_dir, upstream_ca=upstream_ca, port=port,
-                             reverse=reverse)
-        _describe_start(session, proxy)
-        env = proxy.environment()
-        state.parent.mkdir(parents=True, exist_ok=True)
-        state.write_text(json.dumps({"pid": os.getpid(), "cassette": session.name,
-                                     "mode": session.mode.value, "env": env}))
-        for line in export_lines(env):
-            typer.echo(line)
-        log.info("press Ctrl-C to stop and write the cassette")
-        for s in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(s, lambda *_: stop.set())
-        while not stop.wait(0.5):
-            pass
+        with _running_proxy(session, settings, fault, ca_dir=ca_dir,
+                            upstream_ca=upstream_ca, port=port, reverse=reverse) as (proxy, env):
+            _describe_start(session, proxy)
+            state.parent.mkdir(parents=True, exist_ok=True)
+            state.write_text(json.dumps({"pid": os.getpid(), "cassette": session.name,
+                                         "mode": session.mode.value, "env": env}))
+            for line in export_lines(env):
+                typer.echo(line)
+            log.info("press Ctrl-C to stop and write the cassette")
+            for s in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(s, lambda *_: stop.set())
+            while not stop.wait(0.5):
+                pass
     finally:
         with contextlib.suppress(FileNotFoundError):
             state.unlink()
-        if proxy is not None:
-            proxy.stop()
         summary = session.close()
     _report(summary, settings.fail_on_unused)
     raise typer.Exit(1 if summary.unmatched or (summary.unused and settings.fail_on_unused)

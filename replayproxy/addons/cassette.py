@@ -195,6 +195,7 @@ class CassetteAddon:
             if isinstance(decision, Replay):
                 flow.response = _to_flow_response(decision.served.interaction.response)
                 flow.metadata[_META] = "replayed"
+                flow.metadata["replayproxy_recorded_ttfb"] = decision.served.interaction.ttfb
             else:
                 for line in decision.message.splitlines():
                     log.warning("%s", line)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from replayproxy.core.faults import FaultSpec, fault_from_table, parse_fault
 from replayproxy.core.matchers import (
     EXACT_MATCHERS,
     MATCHERS,
@@ -54,10 +55,11 @@ class Settings:
     fail_on_unused: bool = False
     match: MatchConfig = field(default_factory=MatchConfig)
     redact: RedactionConfig = field(default_factory=RedactionConfig)
+    faults: tuple[FaultSpec, ...] = ()
 
 
 _TOP_KEYS = {"cassette_dir": str, "strict": bool, "fail_on_unused": bool, "match": dict,
-             "redact": dict}
+             "redact": dict, "faults": list}
 _REDACT_KEYS = {
     "headers": "list of header names to redact",
     "keep_headers": "list of header names a default rule would redact, to keep",
@@ -189,9 +191,22 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
         routes.append((route, _rule_settings(rwhere, table, route=True)))
     rwhere = where.child(f"{prefix}redact")
     redact = _redaction(rwhere, data.get("redact", {}), prefix)
+    faults = []
+    for i, item in enumerate(data.get("faults", [])):
+        fwhere = where.child(f"{prefix}faults #{i + 1}")
+        try:
+            if isinstance(item, str):
+                faults.append(parse_fault(item))
+            elif isinstance(item, dict):
+                faults.append(fault_from_table(item))
+            else:
+                raise ValueError("expected a spec string or a table")
+        except ValueError as e:
+            raise fwhere.error("fault", str(e)) from None
     return Settings(
         source=source,
         redact=redact,
+        faults=tuple(faults),
         cassette_dir=data.get("cassette_dir"),
         strict=bool(data.get("strict", False)),
         fail_on_unused=bool(data.get("fail_on_unused", False)),

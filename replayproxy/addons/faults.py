@@ -1,0 +1,138 @@
+"""The mitmproxy addon that carries out fault decisions.
+
+The core ``FaultPlan`` decides which fault applies to a request; this addon only acts:
+it answers with an error status, drops the connection, holds the request, sleeps,
+truncates or corrupts the body, or refuses a CONNECT. Load it after ``CassetteAddon``
+so that the cassette records the upstream's real response before a fault touches it,
+and a fault answer is never recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+from mitmproxy import http
+from mitmproxy.net.http import status_codes
+
+from replayproxy.addons.cassette import request_from_flow
+from replayproxy.core.faults import (
+    Corrupt,
+    FaultAction,
+    FaultPlan,
+    Hold,
+    RefuseConnect,
+    Reset,
+    Respond,
+    Truncate,
+    corrupt_body,
+    truncate_body,
+)
+
+__all__ = ["FaultAddon"]
+
+log = logging.getLogger("replayproxy")
+
+_META = "replayproxy"
+_ACTION = "replayproxy_fault"
+_TTFB = "replayproxy_recorded_ttfb"
+
+
+def _respond(effect: Respond) -> http.Response:
+    headers = {"X-Replayproxy": "fault", **dict(effect.headers)}
+    response = http.Response.make(effect.status, effect.body, headers)
+    response.reason = status_codes.RESPONSES.get(effect.status, "")
+    return response
+
+
+class FaultAddon:
+    """Inject the faults of a ``FaultPlan`` (shared with the control API under ``lock``)."""
+
+    def __init__(self, plan: FaultPlan, lock: threading.Lock | None = None) -> None:
+        self.plan = plan
+        self.lock = lock or threading.Lock()
+
+    def _decide(self, flow: http.HTTPFlow) -> FaultAction | None:
+        with self.lock:
+            return self.plan.decide(request_from_flow(flow.request), time.monotonic())
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        with self.lock:
+            action = self.plan.decide_connect(flow.request.host, flow.request.port, "https",
+                                              time.monotonic())
+        if action is not None and isinstance(action.terminal, RefuseConnect):
+            log.info("fault: refusing CONNECT %s:%d", flow.request.host, flow.request.port)
+            flow.response = http.Response.make(
+                502, b"replayproxy fault: connection refused\n", {"X-Replayproxy": "fault"})
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get(_META) in ("unmatched", "error"):
+            return  # a failure of the replay itself: leave it visible as it is
+        if flow.request.scheme == "http":
+            with self.lock:
+                refused = self.plan.decide_connect(flow.request.host, flow.request.port,
+                                                   "http", time.monotonic())
+            if refused is not None:
+                self._mark(flow, "refused")
+                flow.response = http.Response.make(
+                    502, b"replayproxy fault: connection refused\n", {"X-Replayproxy": "fault"})
+                return
+        action = self._decide(flow)
+        if action is None:
+            return
+        flow.metadata[_ACTION] = action
+        terminal = action.terminal
+        if isinstance(terminal, Respond):
+            self._mark(flow, "status")
+            flow.response = _respond(terminal)
+        elif isinstance(terminal, Reset):
+            self._mark(flow, "reset")
+            flow.response = None
+            flow.kill()
+        elif isinstance(terminal, Hold):
+            self._mark(flow, "timeout")
+            flow.response = None
+            # an async hook holds only this flow; the others go on (measured)
+            await asyncio.sleep(terminal.max_seconds)
+            flow.kill()
+
+    def _mark(self, flow: http.HTTPFlow, what: str) -> None:
+        """Mark a flow the fault answered, so the cassette never records it."""
+        flow.metadata[_META] = f"fault:{what}"
+        log.info("fault: %s on %s %s", what, flow.request.method, flow.request.pretty_url)
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        action = flow.metadata.get(_ACTION)
+        if not isinstance(action, FaultAction) or flow.response is None:
+            return
+        resp = flow.response
+        recorded = flow.metadata.get(_TTFB)
+        if recorded is None and resp.timestamp_start and flow.request.timestamp_start:
+            recorded = max(0.0, resp.timestamp_start - flow.request.timestamp_start)
+        for delay in action.delays:
+            elapsed = time.time() - flow.request.timestamp_start
+            seconds = delay.wait(elapsed, recorded)
+            if seconds > 0:
+                await asyncio.sleep(seconds)
+        terminal = action.terminal
+        if isinstance(terminal, Truncate):
+            body = resp.raw_content or b""
+            part = truncate_body(body, terminal)
+            resp.raw_content = part
+            resp.headers["content-length"] = str(max(len(body), 1))
+            resp.headers.pop("transfer-encoding", None)
+            resp.headers["connection"] = "close"
+            log.info("fault: truncate %d of %d bytes on %s", len(part), len(body),
+                     flow.request.pretty_url)
+        elif isinstance(terminal, Corrupt):
+            resp.decode(strict=False)
+            resp.content = corrupt_body(resp.content or b"", terminal)
+            log.info("fault: corrupt body on %s", flow.request.pretty_url)
+        trickle = action.trickle
+        if trickle is not None:
+            # the body goes out in one piece from here, so the trickle is approximated by
+            # waiting as long as sending it at that rate would take
+            size = len(resp.raw_content or b"")
+            await asyncio.sleep(size / max(trickle.bytes_per_second, 1))
