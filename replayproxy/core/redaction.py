@@ -33,7 +33,7 @@ import os
 import re
 import secrets as _secrets
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -225,7 +225,7 @@ class Redactor:
             m = _AUTH_SCHEME.match(value)
             if m:
                 if PLACEHOLDER.fullmatch(m.group(2).strip()):
-                    return value
+                    return f"{m.group(1)} {_relabel(m.group(2), lower)}"
                 found.add(m.group(2), lower)
                 return f"{m.group(1)} {self.placeholder(lower, m.group(2).strip())}"
         if lower == "cookie":
@@ -234,14 +234,16 @@ class Redactor:
             first, sep, attributes = value.partition(";")
             return self._cookie(first, lower, found) + sep + attributes
         if PLACEHOLDER.fullmatch(value.strip()):
-            return value
+            return _relabel(value, _rule_name(lower))
         found.add(value, lower)
         return self.placeholder(_rule_name(lower), value.strip())
 
     def _cookie(self, part: str, rule: str, found: _Found) -> str:
         name, eq, value = part.strip().partition("=")
-        if not eq or not value or PLACEHOLDER.fullmatch(value):
+        if not eq or not value:
             return part.strip()
+        if PLACEHOLDER.fullmatch(value):
+            return f"{name}={_relabel(value, rule)}"
         found.add(value, rule)
         return f"{name}={self.placeholder(rule, value)}"
 
@@ -267,8 +269,18 @@ class Redactor:
                 if not PLACEHOLDER.search(plain):
                     found.add(plain, _rule_name(plain_name))
                     segment = f"{name}={self.placeholder(_rule_name(plain_name), plain)}"
+                elif PLACEHOLDER.fullmatch(plain):
+                    segment = f"{name}={_relabel(plain, _rule_name(plain_name))}"
             parts.append(segment)
         return "&".join(parts)
+
+    def _form_fields(self, headers: Headers, config: RedactionConfig
+                     ) -> Callable[[str], str] | None:
+        """For a form body: redact its secret fields in place, as in a query (a value
+        too short to be replaced everywhere would otherwise stay)."""
+        if "x-www-form-urlencoded" not in (header_value(headers, "content-type") or "").lower():
+            return None
+        return lambda text: self._query(text, config, _Found())
 
     def _replacements(self, found: _Found) -> list[tuple[str, str]]:
         """(variant of a secret, placeholder), longest first, for replacing everywhere."""
@@ -276,10 +288,11 @@ class Redactor:
         for value, rule in found.values.items():
             placeholder = self.placeholder(rule, value)
             if len(value) < _MIN_GLOBAL:  # only as a whole JSON string: "pw": "abc"
-                pairs.setdefault(json.dumps(value), json.dumps(placeholder))
+                for variant in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
+                    pairs.setdefault(variant, json.dumps(placeholder))
                 continue
             for variant in (value, quote(value, safe=""), quote_plus(value),
-                            json.dumps(value)[1:-1]):
+                            json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]):
                 pairs.setdefault(variant, placeholder)
         return sorted(pairs.items(), key=lambda p: -len(p[0]))
 
@@ -298,7 +311,8 @@ class Redactor:
             _find_in_body(body, headers, config, found)
         for text in (q.path, query, *(v for _, v in q_headers), *(v for _, v in r_headers)):
             _find_in_text(text, config, found)
-        if not found.values:
+        q_form, r_form = self._form_fields(q.headers, config), self._form_fields(r.headers, config)
+        if not found.values and q_form is None and r_form is None:
             return replace(it, request=replace(q, headers=q_headers, query=query),
                            response=replace(r, headers=r_headers))
         pairs = self._replacements(found)
@@ -307,8 +321,8 @@ class Redactor:
             _replace_all(query, pairs),
             (), b"", q.http_version,
         )
-        q_new_body, q_headers = _rebuild_body(q.body, q_body, q_headers, pairs)
-        r_new_body, r_headers = _rebuild_body(r.body, r_body, r_headers, pairs)
+        q_new_body, q_headers = _rebuild_body(q.body, q_body, q_headers, pairs, q_form)
+        r_new_body, r_headers = _rebuild_body(r.body, r_body, r_headers, pairs, r_form)
         request = replace(request, headers=_replace_headers(q_headers, pairs), body=q_new_body)
         response = replace(r, headers=_replace_headers(r_headers, pairs), body=r_new_body)
         return replace(it, request=request, response=response)
@@ -318,11 +332,25 @@ class Redactor:
         return self.redact(Interaction(request, Response(0))).request
 
 
+def _relabel(placeholder: str, rule: str) -> str:
+    """A placeholder found where ``rule`` applies, under that rule with the same hash.
+
+    On replay a client sends back what a replayed response gave it (a Set-Cookie value,
+    an access token) as a placeholder of the response's rule; under the request field's
+    rule it matches the recording, which redacted the real value with that rule."""
+    m = PLACEHOLDER.fullmatch(placeholder.strip())
+    return f"<redacted:{rule}:{m.group(2)}>" if m else placeholder
+
+
 def _replace_all(text: str, pairs: list[tuple[str, str]]) -> str:
-    for secret, placeholder in pairs:
-        if secret in text:
-            text = text.replace(secret, placeholder)
-    return text
+    """Replace every secret variant in one pass, longest first, so that a shorter secret
+    can never rewrite part of a placeholder put in for a longer one."""
+    present = [(secret, placeholder) for secret, placeholder in pairs if secret in text]
+    if not present:
+        return text
+    table = dict(present)
+    pattern = re.compile("|".join(re.escape(secret) for secret, _ in present))
+    return pattern.sub(lambda m: table[m.group(0)], text)
 
 
 def _replace_headers(headers: Headers, pairs: list[tuple[str, str]]) -> Headers:
@@ -349,14 +377,18 @@ def _encode(data: bytes, encodings: list[str]) -> bytes | None:
 
 
 def _rebuild_body(raw: bytes, decoded: bytes | None, headers: Headers,
-                  pairs: list[tuple[str, str]]) -> tuple[bytes, Headers]:
-    """Replace secrets in a body; re-encode it and fix Content-Length if it changed."""
+                  pairs: list[tuple[str, str]], form: Callable[[str], str] | None = None
+                  ) -> tuple[bytes, Headers]:
+    """Replace secrets in a body (and its secret form fields, with ``form``); re-encode
+    it and fix Content-Length if it changed."""
     plain = raw if decoded is None else decoded
     try:
         text, charset = plain.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         text, charset = plain.decode("latin-1"), "latin-1"
     new_text = _replace_all(text, pairs)
+    if form is not None:
+        new_text = form(new_text)
     if new_text == text:
         return raw, headers
     new_plain = new_text.encode(charset, "replace")

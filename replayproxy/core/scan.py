@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from replayproxy.core.codec import decode_body
 from replayproxy.core.model import Headers, Interaction, header_value
@@ -171,6 +171,7 @@ def _scan_har(path: Path, config: RedactionConfig) -> Iterator[Finding]:
             for c in part.get("cookies") or []:
                 if isinstance(c, dict) and _unredacted(str(c.get("value", ""))):
                     scan.add(f"{side} cookie {c.get('name')}", "cookie", str(c.get("value")))
+        scan.text("request url", str(req.get("url", "")))
         scan.fields("request query", _har_headers(req.get("queryString")))
         post = req.get("postData") or {}
         scan.body("request body", str(post.get("text", "")).encode(),
@@ -183,8 +184,53 @@ def _scan_har(path: Path, config: RedactionConfig) -> Iterator[Finding]:
         yield from scan.findings
 
 
+def _vcr_headers(raw: Any) -> Headers:
+    if not isinstance(raw, dict):
+        return ()
+    return tuple((str(k), str(v)) for k, values in raw.items()
+                 for v in (values if isinstance(values, list) else [values]))
+
+
+def _vcr_bytes(value: Any) -> bytes:
+    if isinstance(value, dict):  # a response body: {"string": ...}
+        value = value.get("string")
+    if value is None:
+        return b""
+    return value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogateescape")
+
+
+def _scan_vcr(path: Path, config: RedactionConfig) -> list[Finding] | None:
+    """A VCR.py cassette (headers as lists, bodies as strings or !!binary), scanned per
+    interaction like a cassette; None if the file is not one."""
+    try:
+        from ruamel.yaml import YAML  # a mitmproxy dependency
+
+        entries = YAML(typ="safe", pure=True).load(path.read_bytes())["interactions"]
+    except Exception:
+        return None
+    if not isinstance(entries, list):
+        return None
+    findings: list[Finding] = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            continue
+        scan = _Scan(str(path), i + 1, config)
+        req, resp = (part if isinstance(part := entry.get(k), dict) else {}
+                     for k in ("request", "response"))
+        uri = str(req.get("uri", ""))
+        scan.text("request uri", uri)
+        scan.fields("request query", parse_qsl(urlsplit(uri).query, keep_blank_values=True))
+        for side, part in (("request", req), ("response", resp)):
+            headers = _vcr_headers(part.get("headers"))
+            for k, v in headers:
+                scan.header(side, k, v)
+            scan.body(f"{side} body", _vcr_bytes(part.get("body")), headers)
+        findings += scan.findings
+    return findings
+
+
 def _scan_text(path: Path, config: RedactionConfig) -> Iterator[Finding]:
-    """Any other file (VCR.py YAML, logs): credential shapes and `name: value` lines."""
+    """Any other file (other YAML, logs): credential shapes and `name: value` lines."""
     text = path.read_bytes().decode("utf-8", "replace")
     names = config.headers | config.fields
     for n, line in enumerate(text.splitlines(), 1):
@@ -218,4 +264,5 @@ def scan_path(path: Path, config: RedactionConfig | None = None) -> Iterator[Fin
     elif path.suffix == ".har":
         yield from _scan_har(path, cfg)
     else:
-        yield from _scan_text(path, cfg)
+        vcr = _scan_vcr(path, cfg) if path.suffix in (".yaml", ".yml", ".json") else None
+        yield from _scan_text(path, cfg) if vcr is None else vcr

@@ -1,0 +1,274 @@
+"""The secret scanner (issue 5): what it finds in an interaction, in cassettes, VCR.py
+YAML and HAR files, and how it names each finding (file, interaction, location, rule)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from vcr.serializers import yamlserializer
+
+from replayproxy.core.model import Interaction, Request, Response
+from replayproxy.core.redaction import Redactor
+from replayproxy.core.scan import Finding, scan_interaction, scan_path
+from replayproxy.core.storage import save_cassette
+from replayproxy.errors import CassetteError
+
+STRIPE = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
+AWS = "AKIAIOSFODNN7EXAMPLE"
+BEARER = "bearer-token-0123456789"
+JSON = (("Content-Type", "application/json"),)
+FORM = (("Content-Type", "application/x-www-form-urlencoded"),)
+
+
+def make(*, path="/v1/things", query="", headers=(), body=b"", r_headers=(), r_body=b""):
+    return Interaction(
+        Request("POST", "https", "api.example.com", 443, path, query, tuple(headers), body),
+        Response(200, "OK", tuple(r_headers), r_body),
+        recorded_at=1_767_225_600.0, ttfb=0.01, duration=0.02,
+    )
+
+
+def where(findings: list[Finding]) -> list[tuple[str, str]]:
+    return [(f.location, f.rule) for f in findings]
+
+
+# -- one interaction ---------------------------------------------------------------------
+
+
+def test_every_kind_of_leftover_secret_is_found_with_location_and_rule():
+    it = make(
+        path=f"/v1/users/{AWS}",
+        query="page=1&token=query-token-123",
+        headers=[("Authorization", f"Bearer {BEARER}"), ("Cookie", "sid=cookie-abc-123"),
+                 ("X-Api-Key", "header-key-123")] + list(JSON),
+        body=json.dumps({"user": {"password": "hunter22"}, "n": 1}).encode(),
+        r_headers=[("Set-Cookie", "session=set-cookie-123; Path=/")] + list(FORM),
+        r_body=f"client_secret=cs-123456&note={STRIPE}".encode(),
+    )
+    assert where(scan_interaction(it)) == [
+        ("request path", "aws-access-key"),
+        ("request query token", "token"),
+        ("request header Authorization", "authorization"),
+        ("request header Cookie", "cookie"),
+        ("request header X-Api-Key", "x-api-key"),
+        ("response header Set-Cookie", "set-cookie"),
+        ("request body $.user.password", "password"),
+        ("response body field client_secret", "client_secret"),
+        ("response body", "stripe-key"),
+    ]
+
+
+def test_redacted_and_harmless_values_are_clean():
+    it = make(
+        query="token=<redacted:token:0a1b2c>&q=x",
+        headers=[("Authorization", "Bearer <redacted:authorization:0a1b2c>"),
+                 ("Cookie", "sid=<redacted:cookie:0a1b2c>; b=<redacted:cookie:3d4e5f>"),
+                 ("X-Api-Key", "[FILTERED]")] + list(JSON),
+        body=json.dumps({"password": "", "token": None, "secret": "***",
+                         "client_secret": "<redacted:client_secret:0a1b2c>",
+                         "api_key": "REDACTED", "refresh_token": True}).encode(),
+        r_headers=[("Set-Cookie", "session=<redacted:set-cookie:0a1b2c>; Path=/; Secure")],
+    )
+    assert scan_interaction(it) == []
+
+
+def test_whatever_redaction_produced_scans_clean():
+    it = make(
+        query="api_key=query-key-123456",
+        headers=[("Authorization", f"Basic {BEARER}"), ("Cookie", "a=1; b=2")] + list(FORM),
+        body=f"client_secret=abc&refresh_token=rt-0123456&x={AWS}".encode(),
+        r_headers=JSON, r_body=json.dumps({"id_token": "x.y.z", "k": STRIPE}).encode())
+    assert len(scan_interaction(it)) == 9
+    assert scan_interaction(Redactor(key=b"k").redact(it)) == []
+
+
+def test_excerpt_is_masked():
+    [finding] = scan_interaction(make(headers=[("X-Api-Key", "supersecretvalue-0001")]))
+    assert finding.excerpt == "supe… 21 chars"
+    assert "supersecretvalue" not in finding.describe()
+    [short] = scan_interaction(make(headers=JSON, body=b'{"password": "abc"}'))
+    assert short.excerpt == "3 chars"
+
+
+def test_undecodable_body_is_scanned_as_bytes():
+    raw = b"\x1f\x8b not really gzip \xff\xfe " + AWS.encode() + b" \x00"
+    it = make(headers=[("Content-Encoding", "gzip")], body=raw)
+    assert where(scan_interaction(it)) == [("request body", "aws-access-key")]
+
+
+def test_compressed_body_is_decoded_before_scanning():
+    raw = gzip.compress(json.dumps({"refresh_token": "rt-0123456789"}).encode())
+    it = make(r_headers=[("Content-Encoding", "gzip")] + list(JSON), r_body=raw)
+    assert where(scan_interaction(it)) == [("response body $.refresh_token", "refresh_token")]
+
+
+# -- cassette files ----------------------------------------------------------------------
+
+
+def _dirty_interactions() -> list[Interaction]:
+    clean = make(path="/v1/clean", headers=[("Accept", "application/json")],
+                 r_headers=JSON, r_body=b'{"ok": true}')
+    dirty = make(path="/v1/login", headers=[("Authorization", f"Bearer {BEARER}")] + list(JSON),
+                 body=b'{"user": "bob", "password": "hunter22"}',
+                 r_headers=JSON, r_body=json.dumps({"key": STRIPE}).encode())
+    return [clean, dirty]
+
+
+def test_scan_path_on_a_dirty_cassette(tmp_path):
+    path = tmp_path / "dirty.cassette"
+    save_cassette(path, _dirty_interactions())
+    findings = list(scan_path(path))
+    assert [(f.file, f.interaction, f.location, f.rule) for f in findings] == [
+        (str(path), 2, "request header Authorization", "authorization"),
+        (str(path), 2, "request body $.password", "password"),
+        (str(path), 2, "response body", "stripe-key"),
+    ]
+    assert findings[0].describe() == \
+        f"{path}: #2 request header Authorization: authorization (bear… 23 chars)"
+
+
+def test_scan_path_on_a_clean_cassette(tmp_path):
+    path = tmp_path / "clean.cassette"
+    redactor = Redactor(key=b"k")
+    save_cassette(path, [redactor.redact(it) for it in _dirty_interactions()])
+    assert list(scan_path(path)) == []
+
+
+def test_scan_path_on_a_missing_or_corrupt_file(tmp_path):
+    with pytest.raises(CassetteError, match="does not exist"):
+        list(scan_path(tmp_path / "nope.cassette"))
+    (tmp_path / "bad.cassette").write_bytes(b"\xc1 not msgpack")
+    with pytest.raises(CassetteError):
+        list(scan_path(tmp_path / "bad.cassette"))
+
+
+# -- VCR.py YAML ---------------------------------------------------------------------------
+
+
+def vcr_yaml(*, authorization: str, cookie: str, api_key: str, password: str,
+             token: str, set_cookie: str) -> str:
+    """A cassette exactly as VCR.py writes it (its own serializer: headers as lists,
+    a gzip body as !!binary)."""
+    return yamlserializer.serialize({"version": 1, "interactions": [
+        {"request": {"method": "GET", "uri": "https://api.example.com/v1/me", "body": None,
+                     "headers": {"Accept": ["*/*"]}},
+         "response": {"status": {"code": 200, "message": "OK"},
+                      "headers": {"Content-Type": ["application/json"]},
+                      "body": {"string": '{"ok": true}'}}},
+        {"request": {
+            "method": "POST", "uri": f"https://api.example.com/v1/login?api_key={api_key}&x=1",
+            "body": json.dumps({"user": "bob", "password": password}),
+            "headers": {"Authorization": [authorization], "Cookie": [cookie],
+                        "Content-Type": ["application/json"]}},
+         "response": {"status": {"code": 200, "message": "OK"},
+                      "headers": {"Content-Encoding": ["gzip"], "Set-Cookie": [set_cookie],
+                                  "Content-Type": ["application/json"]},
+                      "body": {"string": gzip.compress(json.dumps(
+                          {"access_token": token, "expires_in": 3600}).encode())}}},
+    ]})
+
+
+def test_vcr_yaml_dirty(tmp_path):
+    path = tmp_path / "vcr_cassette.yaml"
+    path.write_text(vcr_yaml(authorization=f"Bearer {BEARER}", cookie="sid=cookie-123456",
+                             api_key="query-key-123456", password="hunter22",
+                             token="access-token-0123456", set_cookie="s=set-123456; Path=/"))
+    findings = list(scan_path(path))
+    assert {f.file for f in findings} == {str(path)}
+    assert {f.interaction for f in findings} == {2}
+    assert sorted(where(findings)) == sorted([
+        ("request query api_key", "api_key"),
+        ("request header Authorization", "authorization"),
+        ("request header Cookie", "cookie"),
+        ("request body $.password", "password"),
+        ("response header Set-Cookie", "set-cookie"),
+        ("response body $.access_token", "access_token"),  # inside a gzip !!binary body
+    ])
+
+
+def test_vcr_yaml_clean(tmp_path):
+    path = tmp_path / "vcr_cassette.yml"
+    path.write_text(vcr_yaml(authorization="Bearer <redacted:authorization:0a1b2c>",
+                             cookie="sid=<redacted:cookie:0a1b2c>", api_key="DUMMY",
+                             password="<redacted:password:0a1b2c>", token="[FILTERED]",
+                             set_cookie="s=<redacted:set-cookie:0a1b2c>; Path=/"))
+    assert list(scan_path(path)) == []
+
+
+def test_vcr_yaml_credential_shapes_by_line(tmp_path):
+    path = tmp_path / "other.yaml"
+    path.write_text(f"settings:\n  stripe: {STRIPE}\n  region: eu\n  password: hunter22\n")
+    assert [(f.interaction, f.location, f.rule) for f in scan_path(path)] == [
+        (None, "line 2", "stripe-key"), (None, "line 4 password", "password")]
+
+
+# -- HAR -----------------------------------------------------------------------------------
+
+
+def har(*, authorization: str, api_key: str, secret: str, content: bytes, cookie: str,
+        url_key: str) -> str:
+    return json.dumps({"log": {"version": "1.2", "creator": {"name": "test"}, "entries": [
+        {"request": {"method": "GET", "url": "https://api.example.com/v1/ok", "headers": [],
+                     "queryString": [], "cookies": []},
+         "response": {"status": 200, "headers": [],
+                      "content": {"mimeType": "text/plain", "text": "fine"}}},
+        {"request": {
+            "method": "POST", "url": f"https://api.example.com/v1/keys/{url_key}?api_key={api_key}",
+            "headers": [{"name": "Authorization", "value": authorization}],
+            "queryString": [{"name": "api_key", "value": api_key}],
+            "cookies": [{"name": "sid", "value": cookie}],
+            "postData": {"mimeType": "application/x-www-form-urlencoded",
+                         "text": f"grant_type=client_credentials&client_secret={secret}"}},
+         "response": {"status": 200, "headers": [{"name": "Content-Type",
+                                                  "value": "application/json"}],
+                      "content": {"mimeType": "application/json", "encoding": "base64",
+                                  "text": base64.b64encode(content).decode()}}},
+    ]}})
+
+
+def test_har_dirty_with_base64_content(tmp_path):
+    path = tmp_path / "session.har"
+    path.write_text(har(authorization=f"Bearer {BEARER}", api_key="query-key-123456",
+                        secret="cs-0123456", cookie="cookie-123456", url_key=AWS,
+                        content=json.dumps({"refresh_token": "rt-0123456",
+                                            "note": STRIPE}).encode()))
+    findings = list(scan_path(path))
+    assert {(f.file, f.interaction) for f in findings} == {(str(path), 2)}
+    assert sorted(where(findings)) == sorted([
+        ("request header Authorization", "authorization"),
+        ("request cookie sid", "cookie"),
+        ("request query api_key", "api_key"),
+        ("request url", "aws-access-key"),
+        ("request body field client_secret", "client_secret"),
+        ("response body $.refresh_token", "refresh_token"),
+        ("response body", "stripe-key"),
+    ])
+
+
+def test_har_clean(tmp_path):
+    path = tmp_path / "session.har"
+    path.write_text(har(authorization="Bearer <redacted:authorization:0a1b2c>",
+                        api_key="<redacted:api_key:0a1b2c>", secret="<redacted:x:0a1b2c>",
+                        cookie="<redacted:cookie:0a1b2c>", url_key="key-1",
+                        content=b'{"refresh_token": "<redacted:refresh_token:0a1b2c>"}'))
+    assert list(scan_path(path)) == []
+
+
+# -- directories ---------------------------------------------------------------------------
+
+
+def test_scan_a_directory(tmp_path):
+    save_cassette(tmp_path / "a.cassette", _dirty_interactions())
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.har").write_text(har(
+        authorization=f"Bearer {BEARER}", api_key="k", secret="s", cookie="", url_key="x",
+        content=b"{}"))
+    (tmp_path / "clean.yaml").write_text("a: 1\n")
+    (tmp_path / "notes.txt").write_text(STRIPE)  # not a cassette, HAR or YAML: skipped
+    (tmp_path / ".a.cassette.123.journal").write_bytes(STRIPE.encode())  # hidden: skipped
+    files = {Path(f.file).name for f in scan_path(tmp_path)}
+    assert files == {"a.cassette", "b.har"}
