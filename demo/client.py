@@ -8,6 +8,13 @@ The flow: create a customer, charge them, poll the charge until it has succeeded
 bounded loop), read the balance. One line per step on stdout, results only, so two runs
 against the same API print the same lines. Errors go to stderr, with exit status 1.
 
+Like any client of a remote API it retries what may pass on a second try: a dropped
+connection, a timeout, a body cut short, a 500, 502, 503 or 504 answer (the 5xx that
+mean "try again later"; 501 or 505 will not change). At most RETRIES more attempts,
+waiting BACKOFF seconds before the first and twice as long before each next one; each
+retry is reported on stderr. (A real payments client would also send an
+Idempotency-Key, so that a retried POST never charges twice; the sandbox has none.)
+
     python demo/client.py --base-url https://127.0.0.1:PORT [--cafile CA.pem]
 """
 
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import http.client
 import json
 import os
 import ssl
@@ -27,10 +35,17 @@ from typing import Any
 MAX_POLLS = 10
 POLL_INTERVAL = 0.1  # seconds between polls
 TIMEOUT = 10.0  # seconds per request
+RETRIES = 3  # attempts after the first one, at most
+BACKOFF = 0.1  # seconds before the first retry, doubled before each next one
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
 
 class ClientError(Exception):
     pass
+
+
+class TransientError(ClientError):
+    """A failure that another attempt may not have: connection, timeout, some 5xx."""
 
 
 class Api:
@@ -42,6 +57,24 @@ class Api:
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None,
              ) -> tuple[dict[str, Any], str | None]:
+        """Send a request, retrying transient failures; return the decoded JSON body and
+        its Content-Encoding."""
+        for retry in range(RETRIES + 1):
+            try:
+                return self.call_once(method, path, body)
+            except TransientError as e:
+                first_line, newline, details = str(e).partition("\n")
+                if retry == RETRIES:
+                    raise ClientError(f"{first_line} (gave up after {RETRIES + 1} attempts)"
+                                      f"{newline}{details}") from None
+                delay = BACKOFF * 2 ** retry
+                print(f"client: {first_line}; retry {retry + 1} of {RETRIES} in {delay:.1f} s",
+                      file=sys.stderr, flush=True)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def call_once(self, method: str, path: str, body: dict[str, Any] | None = None,
+                  ) -> tuple[dict[str, Any], str | None]:
         """Send one request; return the decoded JSON body and its Content-Encoding."""
         data = None if body is None else json.dumps(body, sort_keys=True).encode()
         request = urllib.request.Request(self.base_url + path, data=data, method=method)
@@ -54,13 +87,19 @@ class Api:
             with urllib.request.urlopen(request, timeout=TIMEOUT, context=self.context) as resp:
                 raw, encoding = resp.read(), resp.headers.get("Content-Encoding")
         except urllib.error.HTTPError as e:
-            raise ClientError(f"{method} {path}: HTTP {e.code} {e.reason}"
-                              + describe_error(e.read())) from None
+            error = TransientError if e.code in RETRY_STATUSES else ClientError
+            raise error(f"{method} {path}: HTTP {e.code} {e.reason}"
+                        + describe_error(e.read())) from None
         except urllib.error.URLError as e:
-            raise ClientError(f"{method} {path}: cannot reach {self.base_url}: {e.reason}") \
-                from None
+            raise TransientError(f"{method} {path}: cannot reach {self.base_url}: "
+                                 f"{e.reason}") from None
         except TimeoutError:
-            raise ClientError(f"{method} {path}: no answer within {TIMEOUT:.0f} s") from None
+            raise TransientError(f"{method} {path}: no answer within {TIMEOUT:.0f} s") \
+                from None
+        except (OSError, http.client.HTTPException) as e:
+            # the connection dropped before or during the answer (urllib lets these through)
+            raise TransientError(f"{method} {path}: connection dropped "
+                                 f"({type(e).__name__}: {e})") from None
         if encoding == "gzip":
             raw = gzip.decompress(raw)  # urllib leaves Content-Encoding to the caller
         try:

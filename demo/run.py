@@ -5,8 +5,10 @@
 3. stop the sandbox, so nothing answers on its port any more;
 4. show the cassette;
 5. `replayproxy replay` the same client command, offline, from the cassette;
-then compare what the client printed in both runs. Exit status 0 only when every step
-worked and both runs printed the same lines.
+6. replay it again with two faults injected on the charge: the first attempt's
+   connection is dropped, the second gets a 503; the client retries and carries on;
+then compare what the client printed in the three runs. Exit status 0 only when every
+step worked, all three runs printed the same lines and the client retried twice.
 
 Everything lives in demo/.work (cassettes, the sandbox's CA, replayproxy's own CA via
 REPLAYPROXY_CA_DIR), so ~/.replayproxy is left alone.
@@ -37,7 +39,10 @@ CASSETTE = "payments"
 READY_TIMEOUT = 20.0  # seconds for the sandbox to start listening
 STOP_TIMEOUT = 5.0  # seconds for a process to exit after SIGTERM
 RUN_TIMEOUT = 120.0  # seconds for one `replayproxy record/replay` run
-STEPS = 5
+STEPS = 6
+# step 6: both rules see every charge; the first drops attempt 1, the second answers
+# attempt 2 (only) with a 503, so attempt 3 gets the recorded answer
+FAULTS = ("reset,first=1@POST */v1/charges", "status=503,nth=2@POST */v1/charges")
 
 
 class DemoError(Exception):
@@ -176,14 +181,16 @@ def client(url: str) -> list[str]:
     return [sys.executable, show_path(DEMO / "client.py"), "--base-url", url]
 
 
-def wrapped_run(verb: str, cmd: list[str], env: dict[str, str]) -> str:
+def wrapped_run(verb: str, cmd: list[str], env: dict[str, str]) -> tuple[str, str]:
+    """Run and show a `replayproxy record/replay`; return the client's stdout and the
+    stderr (replayproxy's messages and the client's)."""
     print(f"      $ {show_cmd(cmd)}", flush=True)
     rc, out, err = run_captured(cmd, env)
     detail(err, "      | ")
     if rc != 0:
         detail(out, "      > ")
         raise DemoError(f"{verb} failed with exit status {rc} (see the messages above)")
-    return out
+    return out, err
 
 
 def print_run(title: str, out: str) -> None:
@@ -213,7 +220,7 @@ def demo() -> int:
         step(2, "Recording: the client talks to the sandbox through replayproxy")
         cmd = replayproxy("record", "-c", CASSETTE, "--cassette-dir", show_path(CASSETTES),
                           "--upstream-ca", show_path(sandbox_ca), "--", *client(url))
-        recorded = wrapped_run("recording", cmd, env)
+        recorded, _ = wrapped_run("recording", cmd, env)
         served = sum(1 for line in log_path.read_text().splitlines() if " /v1/" in line)
         detail(f"the sandbox answered {served} requests")
         if not served:
@@ -247,18 +254,34 @@ def demo() -> int:
     step(5, "Replaying offline: the same client command, answered from the cassette")
     cmd = replayproxy("replay", "-c", CASSETTE, "--cassette-dir", show_path(CASSETTES),
                       "--", *client(url))
-    replayed = wrapped_run("replaying", cmd, env)
+    replayed, _ = wrapped_run("replaying", cmd, env)
+
+    step(6, "Replaying with faults: the first charge attempt is dropped, the second gets "
+            "a 503")
+    fault_args = [arg for spec in FAULTS for arg in ("--fault", spec)]
+    cmd = replayproxy("replay", "-c", CASSETTE, "--cassette-dir", show_path(CASSETTES),
+                      *fault_args, "--", *client(url))
+    faulted, err = wrapped_run("replaying with faults", cmd, env)
+    retries = [line for line in err.splitlines()
+               if line.startswith("client: ") and " retry " in line]
+    detail(f"the client retried {len(retries)} times and went on")
 
     print("\nWhat the client printed:")
     print_run("while recording (live sandbox):", recorded)
     print_run("while replaying (sandbox stopped, offline):", replayed)
+    print_run("while replaying with a reset and a 503 injected (after 2 retries):", faulted)
     elapsed = time.monotonic() - started
-    if recorded and recorded == replayed:
+    if len(retries) != 2:
+        print(f"\nFAILED: the client should have retried twice in step 6, it retried "
+              f"{len(retries)} times.", flush=True)
+        return 1
+    if recorded and recorded == replayed == faulted:
         lines = len(recorded.splitlines())
-        print(f"\nOK: both runs printed the same {lines} lines; the second one was answered "
-              f"from the cassette,\nwith the sandbox stopped. (done in {elapsed:.1f} s)")
+        print(f"\nOK: all three runs printed the same {lines} lines; the second one was "
+              "answered from the cassette,\nwith the sandbox stopped; the third survived a "
+              f"dropped connection and a 503 by retrying.\n(done in {elapsed:.1f} s)")
         return 0
-    print("\nFAILED: the two runs printed different output.", flush=True)
+    print("\nFAILED: the runs printed different output.", flush=True)
     return 1
 
 

@@ -279,7 +279,7 @@ def _running_proxy(session: CassetteSession, settings: Settings, faults: list[st
     """
     # imported here: mitmproxy takes ~0.6 s to import, which `cassette ls` should not pay
     from replayproxy.addons.cassette import CassetteAddon
-    from replayproxy.addons.faults import FaultAddon
+    from replayproxy.addons.faults import FaultAddon, FaultResponses
     from replayproxy.control import ControlServer
     from replayproxy.runtime import Proxy, ensure_ca
 
@@ -292,7 +292,8 @@ def _running_proxy(session: CassetteSession, settings: Settings, faults: list[st
     if upstream_ca is not None and not upstream_ca.is_file():
         raise ConfigError(f"--upstream-ca {upstream_ca} does not exist: pass a PEM CA file")
     lock = threading.Lock()
-    proxy = Proxy([CassetteAddon(session), FaultAddon(plan, lock)], ca=ensure_ca(ca_dir),
+    proxy = Proxy([FaultAddon(plan, lock), CassetteAddon(session), FaultResponses()],
+                  ca=ensure_ca(ca_dir),
                   port=port, reverse=reverse, upstream_ca=upstream_ca)
     control = ControlServer(plan, lock)
     try:
@@ -302,7 +303,7 @@ def _running_proxy(session: CassetteSession, settings: Settings, faults: list[st
         # the collector's full passes, which otherwise stall every connection for ~60 ms
         gc.collect()
         gc.freeze()
-        env = {**proxy.environment(), "REPLAYPROXY_CONTROL_URL": control.url}
+        env = {"REPLAYPROXY_CONTROL_URL": control.url, **proxy.environment()}
         if len(plan):
             log.info("faults: %s", "; ".join(f.text for f in plan.list()))
         yield proxy, env

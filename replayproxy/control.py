@@ -128,9 +128,10 @@ class ControlServer:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() would wait forever for an unstarted loop
+            self._server.shutdown()
+            self._thread.join(10)
         self._server.server_close()
-        self._thread.join(10)
 
 
 class FaultControlError(Exception):

@@ -186,8 +186,9 @@ class CassetteAddon:
             data.server.error = _OFFLINE
 
     def request(self, flow: http.HTTPFlow) -> None:
-        if self.session is None or flow.response is not None:
-            return
+        if self.session is None or flow.response is not None or _META in flow.metadata \
+                or flow.error is not None:
+            return  # answered, killed or held by something else (auth, a fault)
         try:
             decision = self.session.decide(request_from_flow(flow.request))
             if isinstance(decision, Forward):

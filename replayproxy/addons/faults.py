@@ -1,10 +1,15 @@
 """The mitmproxy addon that carries out fault decisions.
 
-The core ``FaultPlan`` decides which fault applies to a request; this addon only acts:
-it answers with an error status, drops the connection, holds the request, sleeps,
-truncates or corrupts the body, or refuses a CONNECT. Load it after ``CassetteAddon``
-so that the cassette records the upstream's real response before a fault touches it,
-and a fault answer is never recorded.
+The core ``FaultPlan`` decides which fault applies to a request; these addons only act:
+they answer with an error status, drop the connection, hold the request, sleep,
+truncate or corrupt the body, or refuse a CONNECT. Load them around ``CassetteAddon``::
+
+    [FaultAddon(plan, lock), CassetteAddon(session), FaultResponses()]
+
+``FaultAddon`` decides before the cassette is asked, so a request a fault answers never
+uses up a recorded interaction (a polling sequence stays in step, as against a live
+API); ``FaultResponses`` acts on the response after the cassette has recorded it, so
+a cassette only ever holds the upstream's real response.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from replayproxy.core.faults import (
     truncate_body,
 )
 
-__all__ = ["FaultAddon"]
+__all__ = ["FaultAddon", "FaultResponses"]
 
 log = logging.getLogger("replayproxy")
 
@@ -68,8 +73,8 @@ class FaultAddon:
                 502, b"replayproxy fault: connection refused\n", {"X-Replayproxy": "fault"})
 
     async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.metadata.get(_META) in ("unmatched", "error"):
-            return  # a failure of the replay itself: leave it visible as it is
+        if flow.response is not None:
+            return  # answered already (e.g. proxy authentication)
         if flow.request.scheme == "http":
             with self.lock:
                 refused = self.plan.decide_connect(flow.request.host, flow.request.port,
@@ -90,6 +95,8 @@ class FaultAddon:
         elif isinstance(terminal, Reset):
             self._mark(flow, "reset")
             flow.response = None
+            # latency rules apply here too: a slow server that then drops the connection
+            await _wait(flow, action, None)
             flow.kill()
         elif isinstance(terminal, Hold):
             self._mark(flow, "timeout")
@@ -103,6 +110,21 @@ class FaultAddon:
         flow.metadata[_META] = f"fault:{what}"
         log.info("fault: %s on %s %s", what, flow.request.method, flow.request.pretty_url)
 
+
+
+async def _wait(flow: http.HTTPFlow, action: FaultAction, recorded: float | None) -> None:
+    """Sleep for every latency rule that fired, in rule order."""
+    for delay in action.delays:
+        elapsed = time.time() - flow.request.timestamp_start
+        seconds = delay.wait(elapsed, recorded)
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+
+
+class FaultResponses:
+    """Apply the response side of a fault ``FaultAddon`` decided: delays, truncation,
+    corruption, a slow body. Load it after ``CassetteAddon``."""
+
     async def response(self, flow: http.HTTPFlow) -> None:
         action = flow.metadata.get(_ACTION)
         if not isinstance(action, FaultAction) or flow.response is None:
@@ -111,11 +133,7 @@ class FaultAddon:
         recorded = flow.metadata.get(_TTFB)
         if recorded is None and resp.timestamp_start and flow.request.timestamp_start:
             recorded = max(0.0, resp.timestamp_start - flow.request.timestamp_start)
-        for delay in action.delays:
-            elapsed = time.time() - flow.request.timestamp_start
-            seconds = delay.wait(elapsed, recorded)
-            if seconds > 0:
-                await asyncio.sleep(seconds)
+        await _wait(flow, action, recorded)
         terminal = action.terminal
         if isinstance(terminal, Truncate):
             body = resp.raw_content or b""
