@@ -32,7 +32,7 @@ from replayproxy.core.matchers import (
     extend_rule,
 )
 from replayproxy.core.redaction import RedactionConfig
-from replayproxy.core.routes import parse_route
+from replayproxy.core.routes import Route, parse_route
 from replayproxy.core.secrets import ValuePattern
 from replayproxy.errors import ConfigError
 
@@ -173,22 +173,9 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
     exact = tuple(m for m in EXACT_MATCHERS if m in matchers)
     base = extend_rule(MatchRule(), str(source or "defaults"),
                        matchers=[m for m in matchers if m in RULE_MATCHERS], **base_settings)
-    routes = []
-    raw_routes = match.get("routes", [])
-    if not isinstance(raw_routes, list):
-        raise mwhere.error("routes", "expected an array of tables [[...match.routes]]")
-    for i, table in enumerate(raw_routes):
-        rwhere = where.child(f"{prefix}match.routes #{i + 1}")
-        if not isinstance(table, dict):
-            raise rwhere.error("route", "expected a table with a 'route' key")
-        if "route" not in table or not isinstance(table["route"], str):
-            raise rwhere.error("route", "missing; give a pattern such as "
-                                        "'POST api.example.com/v1/*'")
-        try:
-            route = parse_route(table["route"])
-        except ValueError as e:
-            raise rwhere.error("route", str(e)) from None
-        routes.append((route, _rule_settings(rwhere, table, route=True)))
+    routes = [(route, _rule_settings(rwhere, table, route=True))
+              for route, table, rwhere in _route_tables(where, match, f"{prefix}match",
+                                                        "POST api.example.com/v1/*")]
     rwhere = where.child(f"{prefix}redact")
     redact = _redaction(rwhere, data.get("redact", {}), prefix)
     faults = []
@@ -284,23 +271,33 @@ def _redaction(where: _Where, table: Any, prefix: str) -> RedactionConfig:
         same_value=base.get("same_value", frozenset()),
         on_leak=base.get("on_leak", "error"),
     )
-    routes = []
+    routes = [(route, _redact_table(rwhere, {k: v for k, v in item.items() if k != "route"},
+                                    {"headers", "keep_headers", "fields", "json", "patterns"}))
+              for route, item, rwhere in _route_tables(where, table, f"{prefix}redact",
+                                                       "POST api.example.com/oauth/*")]
+    return replace(config, routes=tuple(routes))
+
+
+def _route_tables(where: _Where, table: Mapping[str, Any], section: str, example: str
+                  ) -> list[tuple[Route, Mapping[str, Any], _Where]]:
+    """The ``routes`` array of ``table``: each entry's parsed route, the entry, and where
+    it is (for messages)."""
     raw = table.get("routes", [])
     if not isinstance(raw, list):
-        raise where.error("routes", "expected an array of tables [[...redact.routes]]")
+        raise where.child(section).error("routes", f"expected an array of tables "
+                                                   f"[[...{section}.routes]]")
+    out: list[tuple[Route, Mapping[str, Any], _Where]] = []
     for i, item in enumerate(raw):
-        rwhere = where.child(f"{prefix}redact.routes #{i + 1}")
-        if not isinstance(item, dict) or not isinstance(item.get("route"), str):
-            raise rwhere.error("route", "missing; give a pattern such as "
-                                        "'POST api.example.com/oauth/*'")
+        rwhere = where.child(f"{section}.routes #{i + 1}")
+        if not isinstance(item, dict):
+            raise rwhere.error("route", "expected a table with a 'route' key")
+        if not isinstance(item.get("route"), str):
+            raise rwhere.error("route", f"missing; give a pattern such as '{example}'")
         try:
-            route = parse_route(item["route"])
+            out.append((parse_route(item["route"]), item, rwhere))
         except ValueError as e:
             raise rwhere.error("route", str(e)) from None
-        routes.append((route, _redact_table(
-            rwhere, {k: v for k, v in item.items() if k != "route"},
-            {"headers", "keep_headers", "fields", "json", "patterns"})))
-    return replace(config, routes=tuple(routes))
+    return out
 
 
 def find_config(directory: Path) -> tuple[Path, str] | None:
