@@ -64,6 +64,8 @@ class FaultAddon:
             return self.plan.decide(request_from_flow(flow.request), time.monotonic())
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
+        if not len(self.plan):
+            return
         with self.lock:
             action = self.plan.decide_connect(flow.request.host, flow.request.port, "https",
                                               time.monotonic())
@@ -73,8 +75,8 @@ class FaultAddon:
                 502, b"replayproxy fault: connection refused\n", {"X-Replayproxy": "fault"})
 
     async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None:
-            return  # answered already (e.g. proxy authentication)
+        if flow.response is not None or not len(self.plan):
+            return  # answered already (e.g. proxy authentication), or no faults at all
         if flow.request.scheme == "http":
             with self.lock:
                 refused = self.plan.decide_connect(flow.request.host, flow.request.port,
