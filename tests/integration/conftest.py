@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,8 +110,6 @@ def run_proxy(proxy_ca: CA, upstream_ca: UpstreamCA, cassette_dir: Path, tmp_pat
     exit stops the proxy, then closes the session (``p.summary``), then fails if the
     proxy logged an error (mitmproxy logs exceptions in addons and carries on).
     """
-    running: list[tuple[Proxy, CassetteSession]] = []
-
     @contextlib.contextmanager
     def factory(name: str, mode: RecordMode, *, strict: bool = False,
                 reverse: str | None = None, config: Path | None = None
@@ -120,28 +119,30 @@ def run_proxy(proxy_ca: CA, upstream_ca: UpstreamCA, cassette_dir: Path, tmp_pat
                                   match=settings.match)
         proxy = Proxy([CassetteAddon(session)], ca=proxy_ca, reverse=reverse,
                       upstream_ca=upstream_ca.pem)
-        running.append((proxy, session))
         workdir = tmp_path / "clients"
         workdir.mkdir(exist_ok=True)
         rp = RunningProxy(proxy, session, workdir)
-        try:
-            proxy.start()
+        with serving(rp, caplog):
             yield rp
-        finally:
-            proxy.stop()
-            rp.summary = session.close()
-            running.remove((proxy, session))
-        errors = [f"{r.name}: {r.getMessage()}" for r in caplog.records
-                  if r.levelno >= logging.ERROR
-                  and r.name.split(".")[0] in ("mitmproxy", "asyncio", "replayproxy")]
-        assert not errors, "the proxy logged errors:\n" + "\n".join(errors)
 
+    yield factory
+
+
+@contextlib.contextmanager
+def serving(running: Any, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Start ``running.proxy``; on exit stop it, close ``running.session`` into
+    ``running.summary``, then fail if the proxy logged an error (mitmproxy logs an
+    exception in an addon and carries on)."""
     try:
-        yield factory
+        running.proxy.start()
+        yield
     finally:
-        for proxy, session in running:  # only if a test escaped its `with`
-            proxy.stop()
-            session.close()
+        running.proxy.stop()
+        running.summary = running.session.close()
+    errors = [f"{r.name}: {r.getMessage()}" for r in caplog.records
+              if r.levelno >= logging.ERROR
+              and r.name.split(".")[0] in ("mitmproxy", "asyncio", "replayproxy")]
+    assert not errors, "the proxy logged errors:\n" + "\n".join(errors)
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import ssl
 import subprocess
 import threading
@@ -39,6 +38,7 @@ from replayproxy.core.session import CassetteSession, SessionSummary
 from replayproxy.core.storage import cassette_path, load_cassette, save_cassette
 from replayproxy.runtime import CA, Proxy
 from tests.conftest import UpstreamCA
+from tests.integration.conftest import serving
 from tests.integration.support import (
     GZIP_PAYLOAD,
     JSON_BODY,
@@ -139,38 +139,20 @@ def fault_proxy(proxy_ca: CA, upstream_ca: UpstreamCA, cassette_dir: Path, tmp_p
     error (mitmproxy logs an exception in an addon and carries on: a fault that crashed
     would show up here).
     """
-    running: list[tuple[Proxy, CassetteSession]] = []
-
     @contextlib.contextmanager
     def factory(name: str, mode: RecordMode, faults: Sequence[str] = ()
                 ) -> Iterator[FaultProxy]:
         session = CassetteSession(cassette_dir, name, mode)
         plan, lock = FaultPlan(faults), threading.Lock()
         proxy = Proxy([FaultAddon(plan, lock), CassetteAddon(session), FaultResponses()],
-                      ca=proxy_ca,
-                      upstream_ca=upstream_ca.pem)
-        running.append((proxy, session))
+                      ca=proxy_ca, upstream_ca=upstream_ca.pem)
         workdir = tmp_path / "clients"
         workdir.mkdir(exist_ok=True)
         fp = FaultProxy(proxy, session, plan, lock, workdir)
-        try:
-            proxy.start()
+        with serving(fp, caplog):
             yield fp
-        finally:
-            proxy.stop()
-            fp.summary = session.close()
-            running.remove((proxy, session))
-        errors = [f"{r.name}: {r.getMessage()}" for r in caplog.records
-                  if r.levelno >= logging.ERROR
-                  and r.name.split(".")[0] in ("mitmproxy", "asyncio", "replayproxy")]
-        assert not errors, "the proxy logged errors:\n" + "\n".join(errors)
 
-    try:
-        yield factory
-    finally:
-        for proxy, session in running:  # only if a test escaped its `with`
-            proxy.stop()
-            session.close()
+    yield factory
 
 
 def record(fault_proxy: FaultFactory, upstream: Upstream, name: str,
