@@ -13,11 +13,11 @@ import contextlib
 import gzip
 import http.server
 import json
-import socket
 import ssl
-import threading
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.integration.support import CountingServer, Upstream
 
 ISSUED_TOKEN = "issued-access-token-Vu83Jd0Lq5"
 """An access token the upstream hands out in every response body."""
@@ -33,7 +33,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "leaky/1.0"
     sys_version = ""
     timeout = 15
-    server: _Server
+    server: CountingServer
 
     def setup(self) -> None:
         super().setup()
@@ -49,8 +49,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.headers.get("Content-Encoding", "").lower() == "gzip":
             with contextlib.suppress(OSError, EOFError):  # claims gzip but is not: as is
                 body = gzip.decompress(body)
-        with self.server.lock:
-            self.server.requests += 1
+        self.server.count_request(self.command, url.path)
         reply = gzip.compress(json.dumps({
             "method": self.command,
             "path": url.path,
@@ -74,73 +73,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = _echo
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = False
-    block_on_close = True
-
-    def __init__(self, tls: ssl.SSLContext | None) -> None:
-        self.tls = tls
-        self.lock = threading.Lock()
-        self.connections = 0
-        self.requests = 0
-        self.open_sockets: set[socket.socket] = set()
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, addr = self.socket.accept()
-        with self.lock:
-            self.connections += 1
-        if self.tls is not None:
-            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        with self.lock:
-            self.open_sockets.add(sock)
-        return sock, addr
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.lock:
-            self.open_sockets.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client going away mid-handshake is not the test's business
-
-
-class SecretUpstream:
-    """The leaky upstream; ``stop()`` closes it (idempotent)."""
+class SecretUpstream(Upstream):
+    """The leaky upstream: ``Upstream`` with the echoing handler."""
 
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
-        self._server = _Server(tls)
-        self.scheme = "https" if tls else "http"
-        host, port = self._server.server_address[:2]
-        self.host, self.port = str(host), int(port)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        self.running = True
-
-    def url(self, path: str) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}{path}"
-
-    @property
-    def connections(self) -> int:
-        """TCP connections accepted so far."""
-        with self._server.lock:
-            return self._server.connections
+        super().__init__(tls, _Handler)
 
     @property
     def requests(self) -> int:
-        with self._server.lock:
-            return self._server.requests
+        """Requests answered so far."""
+        return sum(self.hits(path, method) for method, path in self._paths())
 
-    def stop(self) -> None:
-        if not self.running:
-            return
-        self.running = False
-        self._server.shutdown()
+    def _paths(self) -> list[tuple[str, str]]:
         with self._server.lock:
-            socks = list(self._server.open_sockets)
-        for s in socks:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-        self._server.server_close()
-        self._thread.join(10)
+            return list(self._server.requests)

@@ -81,7 +81,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "upstream/1.0"
     sys_version = ""
     timeout = 15  # an idle keep-alive connection frees its thread after this
-    server: _Server
+    server: CountingServer
 
     def setup(self) -> None:
         super().setup()
@@ -173,11 +173,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _dispatch
 
 
-class _Server(http.server.ThreadingHTTPServer):
+class CountingServer(http.server.ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins the handler threads
     block_on_close = True
 
-    def __init__(self, tls: ssl.SSLContext | None) -> None:
+    def __init__(self, tls: ssl.SSLContext | None,
+                 handler: type[http.server.BaseHTTPRequestHandler] | None = None) -> None:
         self.tls = tls
         self.lock = threading.Lock()
         self.connections = 0
@@ -185,7 +186,7 @@ class _Server(http.server.ThreadingHTTPServer):
         self.polls: Counter[str] = Counter()
         self.calls: Counter[str] = Counter()
         self.open_sockets: set[socket.socket] = set()
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", 0), handler or _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = self.socket.accept()
@@ -230,8 +231,9 @@ class _Server(http.server.ThreadingHTTPServer):
 class Upstream:
     """A local HTTP(S) server on 127.0.0.1, port 0, that counts accepted connections."""
 
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
-        self._server = _Server(tls)
+    def __init__(self, tls: ssl.SSLContext | None = None,
+                 handler: type[http.server.BaseHTTPRequestHandler] | None = None) -> None:
+        self._server = CountingServer(tls, handler)
         self.scheme = "https" if tls else "http"
         host, port = self._server.server_address[:2]
         self.host, self.port = str(host), int(port)
