@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import threading
 import time
 
 from mitmproxy import http
 from mitmproxy.net.http import status_codes
+from mitmproxy.proxy import server_hooks
 
 from replayproxy.addons.cassette import request_from_flow
 from replayproxy.core.faults import (
@@ -43,6 +45,7 @@ log = logging.getLogger("replayproxy")
 _META = "replayproxy"
 _ACTION = "replayproxy_fault"
 _TTFB = "replayproxy_recorded_ttfb"
+_TRICKLE = "replayproxy_trickle"
 
 
 def _respond(effect: Respond) -> http.Response:
@@ -123,13 +126,108 @@ async def _wait(flow: http.HTTPFlow, action: FaultAction, recorded: float | None
             await asyncio.sleep(seconds)
 
 
+class _Trickle:
+    """A loopback server that sends registered responses at a given byte rate.
+
+    mitmproxy sends a response an addon made in one piece; to trickle a replayed body,
+    the flow is pointed at this server and its response streamed through
+    (``flow.response.stream``), so the client gets the headers at once and the body
+    a few bytes at a time.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[str, tuple[bytes, bytes, int]] = {}
+        self.address: tuple[str, int] | None = None
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        host, port = self._server.sockets[0].getsockname()[:2]
+        self.address = (str(host), int(port))
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def register(self, response: http.Response, rate: int) -> str:
+        """Keep ``response`` for one request; return the path that fetches it."""
+        body = response.raw_content or b""
+        lines = [f"HTTP/1.1 {response.status_code} {response.reason}".encode("latin-1")]
+        for name, value in response.headers.fields:
+            if name.lower() not in (b"content-length", b"transfer-encoding", b"connection"):
+                lines.append(name + b": " + value)
+        lines += [b"Content-Length: %d" % len(body), b"Connection: close", b"", b""]
+        token = secrets.token_hex(8)
+        self.pending[token] = (b"\r\n".join(lines), body, max(rate, 1))
+        return f"/replayproxy-trickle/{token}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            token = head.split(b" ", 2)[1].rsplit(b"/", 1)[-1].decode("ascii", "replace")
+            entry = self.pending.pop(token, None)
+            if entry is None:
+                writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                return
+            response_head, body, rate = entry
+            writer.write(response_head)
+            await writer.drain()
+            step = max(1, rate // 10)  # ten writes a second
+            for start in range(0, len(body), step):
+                writer.write(body[start:start + step])
+                await writer.drain()
+                if start + step < len(body):
+                    await asyncio.sleep(step / rate)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                IndexError):
+            pass  # the client went away: nothing more to send
+        finally:
+            writer.close()
+
+
 class FaultResponses:
     """Apply the response side of a fault ``FaultAddon`` decided: delays, truncation,
     corruption, a slow body. Load it after ``CassetteAddon``."""
 
+    def __init__(self) -> None:
+        self._trickle = _Trickle()
+
+    async def running(self) -> None:
+        await self._trickle.start()
+
+    async def done(self) -> None:
+        await self._trickle.stop()
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        """Send a replayed response with a slow_body fault through the trickle server."""
+        action = flow.metadata.get(_ACTION)
+        if not isinstance(action, FaultAction) or action.trickle is None or \
+                flow.response is None or flow.metadata.get(_META) != "replayed" or \
+                self._trickle.address is None:
+            return
+        await _wait(flow, action, flow.metadata.get(_TTFB))
+        path = self._trickle.register(flow.response, action.trickle.bytes_per_second)
+        flow.response = None
+        flow.metadata[_TRICKLE] = True
+        host, port = self._trickle.address
+        flow.request.scheme, flow.request.host, flow.request.port = "http", host, port
+        flow.request.path = path
+        log.info("fault: slow_body at %d B/s", action.trickle.bytes_per_second)
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        # replay refuses every upstream connection; the trickle server is not upstream
+        if self._trickle.address is not None and data.server.address == self._trickle.address:
+            data.server.error = None
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get(_TRICKLE) and flow.response is not None:
+            flow.response.stream = True
+
     async def response(self, flow: http.HTTPFlow) -> None:
         action = flow.metadata.get(_ACTION)
-        if not isinstance(action, FaultAction) or flow.response is None:
+        if not isinstance(action, FaultAction) or flow.response is None or \
+                flow.metadata.get(_TRICKLE):
             return
         resp = flow.response
         recorded = flow.metadata.get(_TTFB)
@@ -152,7 +250,7 @@ class FaultResponses:
             log.info("fault: corrupt body on %s", flow.request.pretty_url)
         trickle = action.trickle
         if trickle is not None:
-            # the body goes out in one piece from here, so the trickle is approximated by
-            # waiting as long as sending it at that rate would take
+            # a live response goes out in one piece from here (replayed ones are trickled
+            # above), so it waits as long as sending it at that rate would take
             size = len(resp.raw_content or b"")
             await asyncio.sleep(size / max(trickle.bytes_per_second, 1))

@@ -428,11 +428,31 @@ def test_latency_adds_up_and_delays_a_fault_answer(http_upstream, fault_proxy):
         assert p.hits() == (2, 2, 1, 1)
 
 
-def test_slow_body_takes_at_least_size_over_rate(http_upstream, fault_proxy):
-    # slow_body is approximated: the whole body waits size/rate, then goes out at once
-    # (docs/faults.md); a true trickle would take as long, so only that bound is checked
-    record(fault_proxy, http_upstream, "drip", "/json")
-    with fault_proxy("drip", RecordMode.NONE, ["slow_body=200b/s@*/json"]) as p, \
+def test_slow_body_trickles_a_replayed_body(upstream: Upstream, fault_proxy):
+    """Headers at once, then a few bytes at a time: a client whose read timeout (1 s)
+    is shorter than the whole body's time (~1.8 s) still gets it, slowly."""
+    record(fault_proxy, upstream, "trickle", "/json", "/png")
+    with fault_proxy("trickle", RecordMode.NONE, ["slow_body=40b/s@*/json"]) as p, \
+            p.requests() as s:
+        start = time.monotonic()
+        with s.get(upstream.url("/json"), timeout=(5, 1.0), stream=True) as r:
+            headers_at = time.monotonic() - start
+            chunks = [(time.monotonic() - start, c) for c in r.iter_content(chunk_size=1)]
+        assert r.status_code == 200
+        assert b"".join(c for _, c in chunks) == JSON_BODY
+        # it came in pieces: the last byte well after the first (ten writes a second)
+        assert chunks[-1][0] - chunks[0][0] >= (len(JSON_BODY) - 8) / 40
+        assert chunks[0][0] - headers_at < chunks[-1][0] - chunks[0][0]
+        other = s.get(upstream.url("/png"), timeout=30)  # other routes are untouched
+        assert other.content == PNG_BODY
+        assert p.hits() == (1,)
+    assert upstream.connections == 2  # the two recordings; replay never went upstream
+
+
+def test_slow_body_live_takes_at_least_size_over_rate(http_upstream, fault_proxy):
+    # in record mode (a live upstream) the body is not trickled but waits size/rate, then
+    # goes out at once (docs/faults.md): only that bound is checked
+    with fault_proxy("drip", RecordMode.ALL, ["slow_body=200b/s@*/json"]) as p, \
             p.requests() as s:
         elapsed, r = timed(lambda: s.get(http_upstream.url("/json"), timeout=30))
         assert r.status_code == 200 and r.content == JSON_BODY
