@@ -429,69 +429,52 @@ def _wrap(cmd: list[str] | None, *, name: str, matching: _Matching, mode: Record
 # -- commands ---------------------------------------------------------------------------
 
 
-@app.command(context_settings=_CMD_CONTEXT)
-@_errors
-def record(
-    cassette: CassetteName,
-    cmd: Command = None,
-    cassette_dir: CassetteDir = None,
-    record_mode: Annotated[RecordMode, _mode_option()] = RecordMode.ALL,
-    config: Config = None,
-    upstream_ca: UpstreamCA = None,
-    ca_dir: CADir = None,
-    port: Port = 0,
-    reverse: Reverse = None,
-    strict: Strict = False,
-    ignore_query: IgnoreQuery = None,
-    ignore_header: IgnoreHeader = None,
-    match_header: MatchHeader = None,
-    ignore_json: IgnoreJson = None,
-    fail_on_unused: FailOnUnused = False,
-    fault: Faults = None,
-    quiet: Quiet = False,
-) -> None:
-    """Run CMD through the proxy and record its HTTP(S) traffic into a cassette.
+def _wrapping_command(name: str, default_mode: RecordMode, doc: str) -> None:
+    """Register ``record`` or ``replay``: the same command with another default mode."""
+
+    def command(
+        cassette: CassetteName,
+        cmd: Command = None,
+        cassette_dir: CassetteDir = None,
+        record_mode: Annotated[RecordMode, _mode_option()] = default_mode,
+        config: Config = None,
+        upstream_ca: UpstreamCA = None,
+        ca_dir: CADir = None,
+        port: Port = 0,
+        reverse: Reverse = None,
+        strict: Strict = False,
+        ignore_query: IgnoreQuery = None,
+        ignore_header: IgnoreHeader = None,
+        match_header: MatchHeader = None,
+        ignore_json: IgnoreJson = None,
+        fail_on_unused: FailOnUnused = False,
+        fault: Faults = None,
+        quiet: Quiet = False,
+    ) -> None:
+        matching = _Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
+                             ignore_header, match_header, ignore_json)
+        _wrap(cmd, name=cassette, matching=matching, mode=record_mode,
+              upstream_ca=upstream_ca, ca_dir=ca_dir, port=port, reverse=reverse,
+              quiet=quiet, faults=fault)
+
+    command.__name__ = name
+    command.__doc__ = doc
+    app.command(name, context_settings=_CMD_CONTEXT)(_errors(command))
+
+
+_wrapping_command("record", RecordMode.ALL, """\
+    Run CMD through the proxy and record its HTTP(S) traffic into a cassette.
 
     Example: replayproxy record -c stripe -- pytest tests/payments
-    """
-    matching = _Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
-                         ignore_header, match_header, ignore_json)
-    _wrap(cmd, name=cassette, matching=matching, mode=record_mode, upstream_ca=upstream_ca,
-          ca_dir=ca_dir, port=port, reverse=reverse, quiet=quiet, faults=fault)
-
-
-@app.command(context_settings=_CMD_CONTEXT)
-@_errors
-def replay(
-    cassette: CassetteName,
-    cmd: Command = None,
-    cassette_dir: CassetteDir = None,
-    record_mode: Annotated[RecordMode, _mode_option()] = RecordMode.NONE,
-    config: Config = None,
-    upstream_ca: UpstreamCA = None,
-    ca_dir: CADir = None,
-    port: Port = 0,
-    reverse: Reverse = None,
-    strict: Strict = False,
-    ignore_query: IgnoreQuery = None,
-    ignore_header: IgnoreHeader = None,
-    match_header: MatchHeader = None,
-    ignore_json: IgnoreJson = None,
-    fail_on_unused: FailOnUnused = False,
-    fault: Faults = None,
-    quiet: Quiet = False,
-) -> None:
-    """Run CMD through the proxy, answering its requests from a cassette, offline.
+    """)
+_wrapping_command("replay", RecordMode.NONE, """\
+    Run CMD through the proxy, answering its requests from a cassette, offline.
 
     Unmatched requests get 502 with `X-Replayproxy: unmatched`; if there were any,
     the exit code is non-zero even when CMD passed.
 
     Example: replayproxy replay -c stripe -- pytest tests/payments
-    """
-    matching = _Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
-                         ignore_header, match_header, ignore_json)
-    _wrap(cmd, name=cassette, matching=matching, mode=record_mode, upstream_ca=upstream_ca,
-          ca_dir=ca_dir, port=port, reverse=reverse, quiet=quiet, faults=fault)
+    """)
 
 
 @app.command()
