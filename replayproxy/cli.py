@@ -211,9 +211,7 @@ class _Matching:
 
     def cassette_directory(self) -> Path:
         """The cassette directory: the flag, else the configuration, else ./cassettes."""
-        if self.cassette_dir is not None:
-            return self.cassette_dir
-        return Path(load_settings(self.config).cassette_dir or "cassettes")
+        return Path(self.settings().cassette_dir or "cassettes")
 
     def session(self, name: str, mode: RecordMode) -> tuple[CassetteSession, Settings]:
         """Open cassette ``name`` with the merged settings."""
@@ -614,9 +612,8 @@ def scan(
 
     Usable as a pre-commit hook or a CI step: replayproxy scan cassettes/
     """
-    matching = _Matching(config, cassette_dir)
-    settings = load_settings(config)
-    targets = paths or [matching.cassette_directory()]
+    settings = _Matching(config, cassette_dir).settings()
+    targets = paths or [Path(settings.cassette_dir or "cassettes")]
     count = 0
     for target in targets:
         for finding in scan_path(target, settings.redact):
@@ -640,14 +637,13 @@ def redact(
 
     Example: replayproxy redact -c stripe
     """
-    matching = _Matching(config, cassette_dir)
-    settings = load_settings(config)
-    path = cassette_path(matching.cassette_directory(), cassette)
+    settings = _Matching(config, cassette_dir).settings()
+    path = cassette_path(settings.cassette_dir or "cassettes", cassette)
     recover_journals(path)
     redactor = _redactor(settings)
-    loaded = load_cassette(path, cassette)
-    redacted = [redactor.redact(it) for it in loaded.interactions()]
-    changed = sum(a != b for a, b in zip(loaded.interactions(), redacted, strict=True))
+    originals = list(load_cassette(path, cassette).interactions())
+    redacted = [redactor.redact(it) for it in originals]
+    changed = sum(a != b for a, b in zip(originals, redacted, strict=True))
     leaks = [f for i, it in enumerate(redacted)
              for f in scan_interaction(it, settings.redact, str(path), i + 1)]
     if leaks:
