@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl
 
 from replayproxy.core.codec import decode_body
 from replayproxy.core.model import Headers, Request, header_value
+from replayproxy.core.secrets import PLACEHOLDER
 
 __all__ = [
     "EXACT_MATCHERS",
@@ -115,15 +116,14 @@ class MatchRule:
 # -- normalised views -----------------------------------------------------------------
 
 _MISSING = object()
-_PLACEHOLDER = re.compile(r"<redacted:([a-z0-9_.\-]+):[0-9a-f]{6}>")
-_PLACEHOLDER_BYTES = re.compile(rb"<redacted:([a-z0-9_.\-]+):[0-9a-f]{6}>")
+_PLACEHOLDER_BYTES = re.compile(PLACEHOLDER.pattern.encode("ascii"))
 
 
 def _unhash(text: str, rule: MatchRule) -> str:
     """Drop placeholder hashes, except for rules that require the same value."""
     if "<redacted:" not in text:
         return text
-    return _PLACEHOLDER.sub(
+    return PLACEHOLDER.sub(
         lambda m: m.group(0) if m.group(1) in rule.redacted_same else f"<redacted:{m.group(1)}>",
         text)
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import parse_qsl
 
 from replayproxy.core.diagnostics import Candidate, rank
 from replayproxy.core.matchers import (
@@ -36,17 +35,9 @@ from replayproxy.core.model import Interaction, Request
 from replayproxy.core.storage import CassetteFile, without_gc
 from replayproxy.errors import CassetteError
 
-__all__ = ["ReplayIndex", "Served", "normalise_query"]
+__all__ = ["ReplayIndex", "Served"]
 
 _FIELDS = {"method": 0, "scheme": 1, "host": 2, "port": 3, "path": 4}
-
-
-def normalise_query(query: str) -> tuple[tuple[str, str], ...]:
-    """Return the query's parameters sorted, so that their order does not matter."""
-    if not query:
-        return ()
-    # surrogateescape keeps escapes that are not UTF-8 apart (%FF != %FE)
-    return tuple(sorted(parse_qsl(query, keep_blank_values=True, errors="surrogateescape")))
 
 
 def _normal(name: str, value: Any) -> Any:

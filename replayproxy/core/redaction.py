@@ -33,7 +33,7 @@ import os
 import re
 import secrets as _secrets
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -400,9 +400,3 @@ def _rebuild_body(raw: bytes, decoded: bytes | None, headers: Headers,
     fixed = tuple((k, str(len(body)) if k.lower() == "content-length" else v)
                   for k, v in headers)
     return body, fixed
-
-
-def redacted_spans(text: str) -> Iterator[tuple[str, str]]:
-    """(rule, hash) of each placeholder in ``text``."""
-    for m in PLACEHOLDER.finditer(text):
-        yield m.group(1), m.group(2)

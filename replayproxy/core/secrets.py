@@ -15,8 +15,6 @@ __all__ = [
     "PLACEHOLDER",
     "VALUE_PATTERNS",
     "ValuePattern",
-    "is_placeholder",
-    "looks_secret_name",
 ]
 
 DEFAULT_SECRET_HEADERS = frozenset({
@@ -39,16 +37,6 @@ redacted wherever they appear."""
 
 PLACEHOLDER = re.compile(r"<redacted:([a-z0-9_.\-]+):([0-9a-f]{6})>")
 """``<redacted:RULE:HASH>``: what a secret becomes. HASH is a keyed hash of the value."""
-
-
-def is_placeholder(value: str) -> bool:
-    """True if ``value`` is a placeholder or contains only placeholders and punctuation."""
-    return bool(PLACEHOLDER.fullmatch(value.strip()))
-
-
-def looks_secret_name(name: str, fields: frozenset[str] = DEFAULT_SECRET_FIELDS) -> bool:
-    """True if a field called ``name`` holds a secret (case-insensitive)."""
-    return name.lower() in fields
 
 
 @dataclass(frozen=True, slots=True)

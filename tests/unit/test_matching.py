@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from replayproxy.core.matching import ReplayIndex, normalise_query
+from replayproxy.core.matching import ReplayIndex
 from replayproxy.core.model import Interaction, Request, Response
 from replayproxy.core.storage import CassetteFile, encode_interaction
 from replayproxy.errors import CassetteError
@@ -82,12 +82,6 @@ def test_host_scheme_and_method_case_do_not_matter():
     index = ReplayIndex(recorded((BASE, b"r")))
     assert body_of(index, dataclasses.replace(BASE, host="API.Example.COM")) == b"r"
     assert body_of(index, dataclasses.replace(BASE, scheme="HTTPS", method="post")) == b"r"
-
-
-def test_normalise_query():
-    assert normalise_query("") == ()
-    assert normalise_query("b=2&a=1&a=0") == (("a", "0"), ("a", "1"), ("b", "2"))
-    assert normalise_query("flag&x=") == (("flag", ""), ("x", ""))
 
 
 def test_repeated_requests_are_served_in_order_then_the_last_repeats():
