@@ -7,8 +7,12 @@
 5. `replayproxy replay` the same client command, offline, from the cassette;
 6. replay it again with two faults injected on the charge: the first attempt's
    connection is dropped, the second gets a 503; the client retries and carries on;
+7. start the sandbox as v2 (a field renamed, a type changed) and run the drift check
+   against it: it must report exactly those changes as breaking, and the volatile
+   ``created`` times as noise (HTML, JUnit and JSON reports in demo/.work/drift);
 then compare what the client printed in the three runs. Exit status 0 only when every
-step worked, all three runs printed the same lines and the client retried twice.
+step worked, all three runs printed the same lines, the client retried twice and the
+drift check found what v2 changed and nothing else.
 
 Everything lives in demo/.work (cassettes, the sandbox's CA, replayproxy's own CA via
 REPLAYPROXY_CA_DIR), so ~/.replayproxy is left alone.
@@ -39,10 +43,14 @@ CASSETTE = "payments"
 READY_TIMEOUT = 20.0  # seconds for the sandbox to start listening
 STOP_TIMEOUT = 5.0  # seconds for a process to exit after SIGTERM
 RUN_TIMEOUT = 120.0  # seconds for one `replayproxy record/replay` run
-STEPS = 6
+STEPS = 7
 # step 6: both rules see every charge; the first drops attempt 1, the second answers
 # attempt 2 (only) with a 503, so attempt 3 gets the recorded answer
 FAULTS = ("reset,first=1@POST */v1/charges", "status=503,nth=2@POST */v1/charges")
+DRIFT = WORK / "drift"
+API_KEY = "sk_test_demo_4242"  # the client's default key (demo/client.py)
+# what v2 changes, as the drift check must report it (kind, location), and nothing else
+EXPECTED_BREAKING = {("field_missing", "body $.customer"), ("type_changed", "body $.amount")}
 
 
 class DemoError(Exception):
@@ -119,11 +127,12 @@ def stop_process(proc: subprocess.Popen[Any], name: str) -> None:
         proc.wait(timeout=STOP_TIMEOUT)
 
 
-def start_sandbox(env: dict[str, str],
-                  log_path: Path) -> tuple[subprocess.Popen[Any], dict[str, Any]]:
+def start_sandbox(env: dict[str, str], log_path: Path, version: str = "v1"
+                  ) -> tuple[subprocess.Popen[Any], dict[str, Any]]:
     ready = SANDBOX_DIR / "ready.json"
+    ready.unlink(missing_ok=True)
     cmd = [sys.executable, str(DEMO / "sandbox.py"), "--port", "0", "--ready-file", str(ready),
-           "--work-dir", str(SANDBOX_DIR), "--log-file", str(log_path)]
+           "--work-dir", str(SANDBOX_DIR), "--log-file", str(log_path), "--version", version]
     errors = SANDBOX_DIR / "stderr.log"  # a file, not a pipe: it can never fill up and block
     with open(errors, "wb") as err_file:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err_file)
@@ -266,6 +275,8 @@ def demo() -> int:
                if line.startswith("client: ") and " retry " in line]
     detail(f"the client retried {len(retries)} times and went on")
 
+    drift_ok = drift_check(env, log_path, url)
+
     print("\nWhat the client printed:")
     print_run("while recording (live sandbox):", recorded)
     print_run("while replaying (sandbox stopped, offline):", replayed)
@@ -275,14 +286,63 @@ def demo() -> int:
         print(f"\nFAILED: the client should have retried twice in step 6, it retried "
               f"{len(retries)} times.", flush=True)
         return 1
+    if not drift_ok:
+        print("\nFAILED: the drift check did not report what v2 changed (see step 7).",
+              flush=True)
+        return 1
     if recorded and recorded == replayed == faulted:
         lines = len(recorded.splitlines())
         print(f"\nOK: all three runs printed the same {lines} lines; the second one was "
               "answered from the cassette,\nwith the sandbox stopped; the third survived a "
-              f"dropped connection and a 503 by retrying.\n(done in {elapsed:.1f} s)")
+              f"dropped connection and a 503 by retrying.\nThe drift check against the "
+              f"sandbox v2 reported its renamed field and changed type as breaking.\n"
+              f"(done in {elapsed:.1f} s)")
         return 0
     print("\nFAILED: the runs printed different output.", flush=True)
     return 1
+
+
+def drift_check(env: dict[str, str], log_path: Path, recorded_url: str) -> bool:
+    """Step 7: the drift check against the sandbox v2; True when it found exactly the
+    breaking changes v2 made and called the ``created`` times noise."""
+    step(7, "Drift check: the sandbox now runs v2 (`customer` renamed `customer_id`, "
+            "`amount` a string)")
+    shutil.rmtree(DRIFT, ignore_errors=True)
+    DRIFT.mkdir(parents=True)
+    sandbox, info = start_sandbox(env, log_path, "v2")
+    try:
+        detail(f"sandbox v2 listening on {info['url']}; the cassette was recorded against "
+               f"{recorded_url}")
+        cmd = replayproxy(
+            "drift", "-c", CASSETTE, "--cassette-dir", show_path(CASSETTES),
+            "--upstream-ca", show_path(info["ca"]), "--origin", f"{recorded_url}={info['url']}",
+            "--credential", "authorization=SANDBOX_API_KEY", "--allow-unsafe",
+            "--concurrency", "1", "--json", show_path(DRIFT / "drift.json"),
+            "--junit", show_path(DRIFT / "drift.xml"), "--html", show_path(DRIFT / "drift.html"),
+            "--markdown", show_path(DRIFT / "drift.md"), "--db", show_path(DRIFT / "history.db"))
+        print(f"      $ SANDBOX_API_KEY=sk_test_... {show_cmd(cmd)}", flush=True)
+        rc, out, err = run_captured(cmd, {**env, "SANDBOX_API_KEY": API_KEY})
+        detail(out + err, "      | ")
+    finally:
+        stop_process(sandbox, "the sandbox v2")
+    if rc != 1:
+        print(f"      the drift check exited {rc}, expected 1 (breaking drift)", flush=True)
+        return False
+    report = json.loads((DRIFT / "drift.json").read_text())
+    found = [f for r in report["results"] for f in r["findings"]]
+    breaking = {(f["kind"], f["location"]) for f in found if f["severity"] == "breaking"}
+    noise = {f["location"] for f in found if f["severity"] == "noise"}
+    detail(f"breaking: {', '.join(sorted(f'{k} at {loc}' for k, loc in breaking))}")
+    detail(f"noise: {', '.join(sorted(noise))}")
+    detail(f"reports: {show_path(DRIFT)}/drift.html, drift.xml (JUnit), drift.md, drift.json")
+    if breaking != EXPECTED_BREAKING:
+        print(f"      expected breaking {sorted(EXPECTED_BREAKING)}, got {sorted(breaking)}",
+              flush=True)
+        return False
+    if "body $.created" not in noise:
+        print("      the volatile `created` times were not reported as noise", flush=True)
+        return False
+    return True
 
 
 def main() -> int:

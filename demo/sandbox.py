@@ -2,8 +2,9 @@
 
 It plays the part of an external provider's sandbox (think of a payments service) for
 the replayproxy demo: a few JSON endpoints, a charge that has to be polled until it
-succeeds, and a gzip-encoded balance. Its response bodies are deterministic: ids come
-from counters, and no body holds a random or time value (only the Date header varies).
+succeeds, and a gzip-encoded balance. Ids come from counters; customers and charges
+carry a ``created`` time (epoch seconds), as real APIs do, which the drift check learns
+to treat as noise.
 
 Endpoints (all need ``Authorization: Bearer sk_test_...``):
 
@@ -37,6 +38,7 @@ import signal
 import ssl
 import sys
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -80,7 +82,8 @@ class Ledger:
                            "name: must be a string")
         with self.lock:
             cid = f"cus_{len(self.customers) + 1:04d}"
-            customer = {"id": cid, "object": "customer", "email": email, "name": name}
+            customer = {"id": cid, "object": "customer", "email": email, "name": name,
+                        "created": int(time.time())}
             self.customers[cid] = customer
             return dict(customer)
 
@@ -100,7 +103,7 @@ class Ledger:
             chid = f"ch_{len(self.charges) + 1:04d}"
             charge = {"id": chid, "amount": amount, "currency": currency,
                       "customer": customer, "description": body.get("description"),
-                      "status": "pending", "polls": 0}
+                      "status": "pending", "polls": 0, "created": int(time.time())}
             self.charges[chid] = charge
             return self.render_charge(charge)
 
@@ -134,12 +137,14 @@ class Ledger:
         if self.version == "v1":
             return {"id": charge["id"], "object": "charge", "amount": charge["amount"],
                     "currency": charge["currency"], "customer": charge["customer"],
-                    "description": charge["description"], "status": charge["status"]}
+                    "description": charge["description"], "status": charge["status"],
+                    "created": charge["created"]}
         # v2: `customer` renamed `customer_id`, `amount` a decimal string
         return {"id": charge["id"], "object": "charge",
                 "amount": f"{charge['amount'] // 100}.{charge['amount'] % 100:02d}",
                 "currency": charge["currency"], "customer_id": charge["customer"],
-                "description": charge["description"], "status": charge["status"]}
+                "description": charge["description"], "status": charge["status"],
+                "created": charge["created"]}
 
 
 CHARGE_PATH = re.compile(r"^/v1/charges/(?P<id>[A-Za-z0-9_]+)$")

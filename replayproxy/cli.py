@@ -14,9 +14,11 @@ import json
 import logging
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,8 +28,15 @@ import typer
 
 from replayproxy.core.config import Settings, home_dir, load_settings
 from replayproxy.core.diagnostics import render_candidates
+from replayproxy.core.drift_check import (
+    Checked,
+    DriftConfig,
+    DriftReport,
+    parse_origin,
+    parse_rate,
+)
 from replayproxy.core.environment import export_lines
-from replayproxy.core.faults import FaultPlan, parse_fault
+from replayproxy.core.faults import FaultPlan, duration_seconds, parse_fault
 from replayproxy.core.matchers import compile_json_path, extend_rule
 from replayproxy.core.model import RecordMode, request_from_cli
 from replayproxy.core.redaction import Redactor, load_key
@@ -57,6 +66,8 @@ app = typer.Typer(
 cassette_app = typer.Typer(help="Look at the cassettes in a cassette directory.",
                            no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(cassette_app, name="cassette")
+drift_app = typer.Typer(rich_markup_mode=None)
+app.add_typer(drift_app, name="drift")
 
 log = logging.getLogger("replayproxy")
 
@@ -783,6 +794,260 @@ def cassette_show(
             for line in render_interaction(n, it, max_chars):
                 typer.echo(line)
             typer.echo("")
+
+
+# -- drift ------------------------------------------------------------------------------
+
+
+def _pairs(flag: str, values: list[str] | None, example: str) -> list[tuple[str, str]]:
+    out = []
+    for value in values or ():
+        key, sep, target = value.partition("=")
+        if not sep or not key.strip() or not target.strip():
+            raise ConfigError(f"{flag} {value!r}: write it as {example}")
+        out.append((key.strip(), target.strip()))
+    return out
+
+
+def _drift_config(base: DriftConfig, *, credential: list[str] | None,
+                  origin: list[str] | None, ignore: list[str] | None, allow_unsafe: bool,
+                  concurrency: int | None, rate: str | None, timeout: str | None,
+                  repeat: bool | None) -> DriftConfig:
+    """The configuration's drift settings with the flags applied (flags win)."""
+    changes: dict[str, Any] = {}
+    creds = _pairs("--credential", credential, "--credential authorization=API_TOKEN")
+    if creds:
+        changes["credentials"] = (*creds, *base.credentials)
+    origins = _pairs("--origin", origin,
+                     "--origin https://api.example.com=http://127.0.0.1:8080")
+    try:
+        if origins:
+            changes["origins"] = (*((parse_origin("--origin", a), parse_origin("--origin", b))
+                                    for a, b in origins), *base.origins)
+        if rate is not None:
+            changes["rate"] = parse_rate("--rate", rate)
+        if timeout is not None:
+            changes["timeout"] = duration_seconds("--timeout", timeout)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    for path in ignore or ():
+        if path.strip().startswith("$"):
+            try:
+                compile_json_path(path)
+            except ValueError as e:
+                raise ConfigError(f"--ignore: {e}; write e.g. --ignore '$.meta.request_id'") \
+                    from None
+    if ignore:
+        changes["ignore"] = (*base.ignore, *ignore)
+    if concurrency is not None:
+        if concurrency < 1:
+            raise ConfigError(f"--concurrency must be 1 or more, got {concurrency}")
+        changes["concurrency"] = concurrency
+    if allow_unsafe:
+        changes["allow_unsafe"] = True
+    if repeat is not None:
+        changes["repeat"] = repeat
+    return replace(base, **changes)
+
+
+def _write_report(path: Path, data: str | bytes) -> None:
+    """Write a report file whole or not at all (temp file, then rename)."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(raw)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise ConfigError(f"cannot write report {path}: {e.strerror}; check the directory "
+                          "exists and is writable") from None
+
+
+def _write_reports(report: DriftReport, outputs: dict[str, Path | None]) -> list[str]:
+    from replayproxy.core import drift_report
+
+    render: dict[str, Callable[[DriftReport], str | bytes]] = {
+        "json": drift_report.write_json, "junit": drift_report.junit_xml,
+        "markdown": drift_report.markdown, "html": drift_report.html}
+    failures = []
+    for kind, path in outputs.items():
+        if path is not None:
+            try:
+                _write_report(path, render[kind](report))
+            except ConfigError as e:
+                failures.append(str(e))
+    return failures
+
+
+DriftCassettes = Annotated[
+    list[str] | None,
+    typer.Option("--cassette", "-c", show_default=False,
+                 help="Cassette to check (repeatable)."),
+]
+
+
+@drift_app.callback(invoke_without_command=True)
+@_errors
+def drift(
+    ctx: typer.Context,
+    cassette: DriftCassettes = None,
+    cassette_dir: CassetteDir = None,
+    config: Config = None,
+    upstream_ca: UpstreamCA = None,
+    allow_unsafe: Annotated[bool, typer.Option(
+        "--allow-unsafe", help="Also re-send POST, PUT, PATCH, DELETE... (they may change "
+        "data on the live service).")] = False,
+    credential: Annotated[list[str] | None, typer.Option(
+        "--credential", metavar="KEY=ENV_VAR", show_default=False,
+        help="Put the value of ENV_VAR where the cassette holds a placeholder; KEY is the "
+        "placeholder, the header holding it or its rule, e.g. authorization=API_TOKEN "
+        "(repeatable).")] = None,
+    origin: Annotated[list[str] | None, typer.Option(
+        "--origin", metavar="RECORDED=LIVE", show_default=False,
+        help="Send requests recorded for one origin to another, e.g. "
+        "https://api.example.com=https://sandbox.example.com (repeatable).")] = None,
+    ignore: Annotated[list[str] | None, typer.Option(
+        "--ignore", metavar="PATH|HEADER", show_default=False,
+        help="JSON path ($.meta.request_id) or header name never compared (repeatable).")]
+        = None,
+    concurrency: Annotated[int | None, typer.Option(
+        help="Requests in flight at once [default: 4].", show_default=False)] = None,
+    rate: Annotated[str | None, typer.Option(
+        help="At most this many requests per host, e.g. 5/s or 120/min [default: no "
+        "limit].", show_default=False)] = None,
+    timeout: Annotated[str | None, typer.Option(
+        help="Timeout of each live call, e.g. 10s [default: 10s].", show_default=False)]
+        = None,
+    repeat: Annotated[bool | None, typer.Option(
+        "--repeat/--no-repeat", show_default=False,
+        help="Send each safe request twice to learn which values change on every call "
+        "[default: --repeat].")] = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", metavar="FILE", show_default=False, help="Write the report as JSON.")]
+        = None,
+    junit: Annotated[Path | None, typer.Option(
+        metavar="FILE", show_default=False,
+        help="Write a JUnit XML report (a test case per interaction) for CI.")] = None,
+    markdown: Annotated[Path | None, typer.Option(
+        metavar="FILE", show_default=False,
+        help="Write a Markdown report, e.g. for a pull-request comment.")] = None,
+    html: Annotated[Path | None, typer.Option(
+        metavar="FILE", show_default=False,
+        help="Write a self-contained HTML report with recorded and live side by side.")]
+        = None,
+    db: Annotated[Path | None, typer.Option(
+        metavar="FILE", show_default=False,
+        help="History database [default: database from the configuration, else "
+        "CASSETTE_DIR/.replayproxy.db].")] = None,
+    history: Annotated[bool, typer.Option(
+        "--history/--no-history", help="Store this run in the history database.")] = True,
+    update: Annotated[bool, typer.Option(
+        "--update", help="Re-record the interactions with breaking or additive drift "
+        "(through the redaction rules).")] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Also list noise and skipped interactions.")] = False,
+) -> None:
+    """Re-send recorded requests to the live API and report where it drifted.
+
+    Exit code: 0 no breaking drift, 1 breaking drift, 2 the check could not run
+    (fully). Example: replayproxy drift -c stripe --junit drift.xml --html drift.html
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not cassette:
+        raise ConfigError("give the cassettes to check: replayproxy drift -c NAME [-c NAME ...]")
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from replayproxy.core.drift_report import print_report
+    from replayproxy.drift_live import check, load_jobs, update_cassettes
+
+    outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html}
+    report = DriftReport(tuple(cassette))
+    try:
+        settings = _Matching(config, cassette_dir).settings()
+        dconfig = _drift_config(settings.drift, credential=credential, origin=origin,
+                                ignore=ignore, allow_unsafe=allow_unsafe,
+                                concurrency=concurrency, rate=rate, timeout=timeout,
+                                repeat=repeat)
+        if upstream_ca is not None and not upstream_ca.is_file():
+            raise ConfigError(f"--upstream-ca {upstream_ca} does not exist: pass a PEM CA file")
+    except ConfigError as e:
+        report.problems.append(str(e))
+        report.finished_at = time.time()
+        failures = _write_reports(report, outputs)
+        for failure in failures:
+            typer.echo(f"replayproxy: error: {failure}", err=True)
+        raise
+    directory = Path(settings.cassette_dir or "cassettes")
+    jobs = load_jobs(directory, cassette, report)
+    err = Console(stderr=True)
+    with Progress(TextColumn("checking"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.description}"), console=err, transient=True,
+                  disable=not err.is_terminal) as progress:
+        task = progress.add_task("", total=len(jobs))
+
+        def advance(result: Checked) -> None:
+            progress.update(task, advance=1, description=f"{result.method} {result.url}"[:60])
+
+        try:
+            report.results, plans = check(jobs, dconfig, os.environ, upstream_ca=upstream_ca,
+                                          on_result=advance)
+        except ssl.SSLError as e:
+            raise ConfigError(f"--upstream-ca {upstream_ca}: not a PEM CA certificate ({e})") \
+                from None
+    report.finished_at = time.time()
+    if update:
+        update_cassettes(directory, report, jobs, plans, _redactor(settings))
+    if history:
+        from replayproxy.core.history import record_run
+
+        database = db or Path(dconfig.database or directory / ".replayproxy.db")
+        try:
+            record_run(database, report)
+        except ConfigError as e:
+            report.problems.append(str(e))
+    out = Console()
+    if not out.is_terminal:  # a CI log: long lines stay whole rather than wrapped at 80
+        out = Console(soft_wrap=True)
+    print_report(out, report, verbose=verbose)
+    problems = list(report.problems) + _write_reports(report, outputs)
+    for problem in problems:
+        typer.echo(f"replayproxy: error: {problem}", err=True)
+    raise typer.Exit(2 if problems else report.exit_code())
+
+
+@drift_app.command("history")
+@_errors
+def drift_history(
+    cassette: DriftCassettes = None,
+    cassette_dir: CassetteDir = None,
+    config: Config = None,
+    db: Annotated[Path | None, typer.Option(
+        metavar="FILE", show_default=False,
+        help="History database [default: database from the configuration, else "
+        "CASSETTE_DIR/.replayproxy.db].")] = None,
+    runs: Annotated[int, typer.Option(help="How many recent runs to list.")] = 10,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show recent drift runs and what is new, resolved or still present since the
+    run before the last.
+
+    Example: replayproxy drift history -c stripe
+    """
+    from rich.console import Console
+
+    from replayproxy.core.history import history_json, load_history, render_history
+
+    settings = _Matching(config, cassette_dir).settings()
+    directory = Path(settings.cassette_dir or "cassettes")
+    database = db or Path(settings.drift.database or directory / ".replayproxy.db")
+    found = load_history(database, runs=runs, cassettes=cassette or None)
+    if json_out:
+        typer.echo(json.dumps(history_json(found), indent=2, ensure_ascii=False))
+    else:
+        render_history(Console(), found)
 
 
 def main() -> None:

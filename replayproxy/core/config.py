@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from replayproxy.core.faults import FaultSpec, fault_from_table, parse_fault
+from replayproxy.core.drift_check import DriftConfig, DriftRoute, parse_origin, parse_rate
+from replayproxy.core.faults import FaultSpec, duration_seconds, fault_from_table, parse_fault
 from replayproxy.core.matchers import (
     EXACT_MATCHERS,
     MATCHERS,
@@ -56,10 +57,25 @@ class Settings:
     match: MatchConfig = field(default_factory=MatchConfig)
     redact: RedactionConfig = field(default_factory=RedactionConfig)
     faults: tuple[FaultSpec, ...] = ()
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
 
 _TOP_KEYS = {"cassette_dir": str, "strict": bool, "fail_on_unused": bool, "match": dict,
-             "redact": dict, "faults": list}
+             "redact": dict, "faults": list, "drift": dict}
+_DRIFT_KEYS = {
+    "credentials": "table of placeholder, header or rule name = \"ENV_VAR\"",
+    "ignore": "list of JSON paths ($.meta.request_id) and header names never compared",
+    "allow_unsafe": "true or false: re-send POST, PUT, PATCH, DELETE...",
+    "origins": "table of recorded origin = live origin, such as "
+               "\"https://api.example.com\" = \"https://sandbox.example.com\"",
+    "concurrency": "a whole number of requests in flight, 1 or more",
+    "rate": "requests per second per host, such as \"5/s\" or \"120/min\"",
+    "timeout": "a duration such as \"10s\"",
+    "repeat": "true or false: send safe requests twice to learn volatile values",
+    "database": "path of the drift history database",
+    "routes": "array of tables [[drift.routes]] with route, ignore, allow_unsafe, skip",
+}
+_DRIFT_ROUTE_KEYS = {"route", "ignore", "allow_unsafe", "skip"}
 _REDACT_KEYS = {
     "headers": "list of header names to redact",
     "keep_headers": "list of header names a default rule would redact, to keep",
@@ -190,15 +206,93 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
                 raise ValueError("expected a spec string or a table")
         except ValueError as e:
             raise fwhere.error("fault", str(e)) from None
+    drift = _drift(where.child(f"{prefix}drift"), data.get("drift", {}), prefix)
     return Settings(
         source=source,
         redact=redact,
         faults=tuple(faults),
+        drift=drift,
         cassette_dir=data.get("cassette_dir"),
         strict=bool(data.get("strict", False)),
         fail_on_unused=bool(data.get("fail_on_unused", False)),
         match=MatchConfig(exact=exact, base=base, routes=tuple(routes)),
     )
+
+
+def _string_table(where: _Where, key: str, value: Any) -> list[tuple[str, str]]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) and v.strip()
+                                              for v in value.values()):
+        raise where.error(key, f"expected a {_DRIFT_KEYS[key]}, got {value!r}")
+    return [(k, v.strip()) for k, v in value.items()]
+
+
+def _drift(where: _Where, table: Mapping[str, Any], prefix: str) -> DriftConfig:
+    """Validate ``[drift]``: credentials, ignore, safety, pacing, history, routes."""
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "credentials": dict, "ignore": (list, str), "allow_unsafe": bool, "origins": dict,
+        "concurrency": int, "rate": (str, int, float), "timeout": (str, int, float),
+        "repeat": bool, "database": str, "routes": list}
+    for key, value in table.items():
+        if key not in _DRIFT_KEYS:
+            raise where.error(key, "unknown setting; allowed: " + ", ".join(sorted(_DRIFT_KEYS)))
+        if not isinstance(value, kinds[key]) or isinstance(value, bool) != (kinds[key] is bool):
+            raise where.error(key, f"expected {_DRIFT_KEYS[key]}, got {value!r}")
+    config = DriftConfig()
+    changes: dict[str, Any] = {}
+    if "credentials" in table:
+        changes["credentials"] = tuple(_string_table(where, "credentials",
+                                                     table["credentials"]))
+    if "ignore" in table:
+        changes["ignore"] = tuple(_drift_ignore(where, "ignore", table["ignore"]))
+    if "origins" in table:
+        pairs = _string_table(where, "origins", table["origins"])
+        try:
+            changes["origins"] = tuple((parse_origin("origin", a), parse_origin("origin", b))
+                                       for a, b in pairs)
+        except ValueError as e:
+            raise where.error("origins", str(e)) from None
+    if "concurrency" in table:
+        if table["concurrency"] < 1:
+            raise where.error("concurrency", f"expected {_DRIFT_KEYS['concurrency']}, "
+                                             f"got {table['concurrency']!r}")
+        changes["concurrency"] = table["concurrency"]
+    try:
+        if "rate" in table:
+            changes["rate"] = parse_rate("rate", str(table["rate"]))
+        if "timeout" in table:
+            raw = table["timeout"]
+            changes["timeout"] = duration_seconds(
+                "timeout", f"{raw}s" if isinstance(raw, int | float) else raw)
+    except ValueError as e:
+        raise where.error(str(e).split("=", 1)[0], str(e)) from None
+    for key in ("allow_unsafe", "repeat", "database"):
+        if key in table:
+            changes[key] = table[key]
+    routes = []
+    for route, item, rwhere in _route_tables(where.child(""), table, f"{prefix}drift",
+                                             "GET api.example.com/v1/charges/*"):
+        for key, value in item.items():
+            if key not in _DRIFT_ROUTE_KEYS:
+                raise rwhere.error(key, "unknown setting; allowed: "
+                                        + ", ".join(sorted(_DRIFT_ROUTE_KEYS)))
+            if key in ("allow_unsafe", "skip") and not isinstance(value, bool):
+                raise rwhere.error(key, f"expected true or false, got {value!r}")
+        routes.append(DriftRoute(route, tuple(_drift_ignore(rwhere, "ignore",
+                                                             item.get("ignore", []))),
+                                 item.get("allow_unsafe"), bool(item.get("skip", False))))
+    changes["routes"] = tuple(routes)
+    return replace(config, **changes)
+
+
+def _drift_ignore(where: _Where, key: str, value: Any) -> list[str]:
+    items = _string_list(where, key, value)
+    for item in items:
+        if item.strip().startswith("$"):
+            try:
+                compile_json_path(item)
+            except ValueError as e:
+                raise where.error(key, str(e)) from None
+    return items
 
 
 def _names(where: _Where, key: str, value: Any) -> frozenset[str]:

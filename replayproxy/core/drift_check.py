@@ -35,6 +35,8 @@ __all__ = [
     "endpoint_of",
     "interaction_key",
     "judge",
+    "parse_origin",
+    "parse_rate",
     "plan_request",
 ]
 
@@ -89,6 +91,42 @@ class DriftConfig:
         return tuple(ignore), allow, skip
 
 
+_RATE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(?:/\s*(s|sec|second|m|min|minute|h|hour))?")
+_RATE_UNITS = {None: 1.0, "s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0,
+               "minute": 60.0, "h": 3600.0, "hour": 3600.0}
+
+
+def parse_rate(name: str, text: str) -> float:
+    """Requests per second from ``5/s``, ``120/min``, ``1000/h`` or a bare number.
+
+    Raises:
+        ValueError: naming ``name``.
+    """
+    m = _RATE.fullmatch(text.strip().lower())
+    rate = float(m[1]) / _RATE_UNITS[m[2]] if m else 0.0
+    if rate <= 0:
+        raise ValueError(f"{name}={text!r} is not a rate; write requests per host such as "
+                         f"5/s, 120/min or 1000/h (more than 0)")
+    return rate
+
+
+def parse_origin(name: str, text: str) -> str:
+    """``https://host[:port][/prefix]`` checked and without a trailing slash.
+
+    Raises:
+        ValueError: naming ``name``.
+    """
+    parts = urlsplit(text.strip())
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise ValueError(f"{name} {text!r} is not an origin; write e.g. "
+                         f"https://api.example.com or http://127.0.0.1:8080")
+    return text.strip().rstrip("/")
+
+
 class Outcome(StrEnum):
     """What came of one recorded interaction; declared worst first."""
 
@@ -127,10 +165,17 @@ def _origin(scheme: str, host: str, port: int) -> str:
     return format_url(scheme, host, port, "")
 
 
+def _normal_origin(text: str) -> str:
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    return _origin(scheme, (parts.hostname or "").lower(), port)
+
+
 def _rebase(request: Request, origins: Sequence[tuple[str, str]]) -> Request:
     here = _origin(request.scheme, request.host, request.port)
     for recorded, live in origins:
-        if recorded.rstrip("/") == here:
+        if _normal_origin(recorded) == here:
             parts = urlsplit(live)
             scheme = parts.scheme
             port = parts.port or (443 if scheme == "https" else 80)

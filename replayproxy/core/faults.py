@@ -81,6 +81,7 @@ __all__ = [
     "Trickle",
     "Truncate",
     "corrupt_body",
+    "duration_seconds",
     "fault_from_table",
     "faults_from_table",
     "parse_fault",
@@ -389,6 +390,18 @@ def _duration(key: str, text: str, *, positive: bool = False) -> float:
     if positive and seconds == 0:
         raise _Problem(key, f"{key} must be more than 0, got {text!r}")
     return seconds
+
+
+def duration_seconds(name: str, text: str) -> float:
+    """``300ms``, ``1.5s``, ``2m``, ``1h`` in seconds, more than 0, for settings elsewhere.
+
+    Raises:
+        ValueError: naming ``name`` and showing valid examples.
+    """
+    try:
+        return _duration(name, text, positive=True)
+    except _Problem as e:
+        raise ValueError(e.message) from None
 
 
 def _size(key: str, text: str) -> int:
