@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install demo test lint bench docs clean
+.PHONY: install demo test lint bench docs screenshot clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ lint: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python docs/generate_cli.py
+
+# docs/drift-report.png: the HTML drift report of `make demo`, in headless Chromium
+# (apt install chromium)
+screenshot: demo
+	chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
+	  --disable-extensions --disable-sync --no-first-run --hide-scrollbars \
+	  --window-size=1280,1400 --screenshot=docs/drift-report.png \
+	  "file://$(CURDIR)/demo/.work/drift/drift.html"
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -290,8 +290,9 @@ def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-_ID_SEGMENT = re.compile(r"\d+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-                         re.I)
+_ID_SEGMENT = re.compile(r"\d+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+                         r"|[a-z]{1,8}_[a-z0-9]*\d[a-z0-9]*", re.I)
+"""A path segment that names one resource: a number, a UUID, a prefixed id (ch_0001)."""
 
 
 def endpoint_of(request: Request) -> str:

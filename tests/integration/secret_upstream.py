@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import http.server
 import json
 import ssl
-from typing import Any
 from urllib.parse import urlsplit
 
-from tests.integration.support import CountingServer, Upstream
+from tests.integration.support import QuietHandler, Upstream
 
 ISSUED_TOKEN = "issued-access-token-Vu83Jd0Lq5"
 """An access token the upstream hands out in every response body."""
@@ -28,20 +26,8 @@ ISSUED_SESSION = "issued-session-Rb61Tk2Hw4"
 ISSUED = (ISSUED_TOKEN, ISSUED_KEY, ISSUED_SESSION)
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     server_version = "leaky/1.0"
-    sys_version = ""
-    timeout = 15
-    server: CountingServer
-
-    def setup(self) -> None:
-        super().setup()
-        if isinstance(self.connection, ssl.SSLSocket):
-            self.connection.do_handshake()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def _echo(self) -> None:
         url = urlsplit(self.path)

@@ -76,7 +76,10 @@ PNG_BODY = make_png()
 # -- the upstream -----------------------------------------------------------------------
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """Base of the test upstreams' handlers: HTTP/1.1 keep-alive, the TLS handshake done
+    in the handler's thread (not the accepting one), no logging."""
+
     protocol_version = "HTTP/1.1"
     server_version = "upstream/1.0"
     sys_version = ""
@@ -88,11 +91,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if isinstance(self.connection, ssl.SSLSocket):
             self.connection.do_handshake()
 
-    def date_time_string(self, timestamp: float | None = None) -> str:
-        return FIXED_DATE  # identical traffic gives identical bytes
-
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+class _Handler(QuietHandler):
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        return FIXED_DATE  # identical traffic gives identical bytes
 
     def _send(self, status: int, body: bytes, headers: Mapping[str, str] | None = None,
               extra: list[tuple[str, str]] | None = None) -> None:

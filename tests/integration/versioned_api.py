@@ -17,7 +17,6 @@ v2 changes, per endpoint:
 
 from __future__ import annotations
 
-import http.server
 import json
 import ssl
 import time
@@ -25,26 +24,14 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.integration.support import CountingServer, Upstream
+from tests.integration.support import QuietHandler, Upstream
 
 TOKEN = "sk_test_DriftSandboxKey0123456789abcd"
 """The bearer token the API wants (what a test puts in $SANDBOX_KEY)."""
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     server_version = "sandbox/1.0"
-    sys_version = ""
-    timeout = 15
-    server: CountingServer
-
-    def setup(self) -> None:
-        super().setup()
-        if isinstance(self.connection, ssl.SSLSocket):
-            self.connection.do_handshake()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def _json(self, status: int, doc: Any) -> None:
         body = json.dumps(doc).encode() if doc is not None else b""

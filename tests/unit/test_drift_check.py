@@ -136,6 +136,8 @@ def test_endpoint_folds_ids_and_key_counts_occurrences():
     r = req(path="/v1/customers/cus_Nffrfeu1aPfVbJ/orders/12345")
     assert endpoint_of(r) == "GET api.example.com/v1/customers/{id}/orders/{id}"
     assert endpoint_of(req(path="/v1/charges")) == "GET api.example.com/v1/charges"
+    assert endpoint_of(req(path="/v1/charges/ch_0001")) == "GET api.example.com/v1/charges/{id}"
+    assert endpoint_of(req(path="/v1/payment_intents")).endswith("/v1/payment_intents")
     assert interaction_key(r, 2).endswith(" #2")
 
 
