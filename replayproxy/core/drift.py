@@ -24,7 +24,8 @@ data:
   → ``null``), except where only ``null`` was recorded (a nullable field now carrying a
   value), which is additive. An empty array on either side has no element shape and
   matches any. A recorded JSON body that no longer parses is breaking ``body_not_json``.
-- **Values** that differ at the same path and type are reported only when volatile, as
+- **Values** that differ at the same path and type (found with deepdiff, arrays position
+  by position) are reported only when volatile, as
   noise ``value_changed``: the path differed between two live calls (``live_again``), or
   its key (``id``, ``*_id``, ``*_at``, ``created``, ``signature``, ``etag``...) or both
   values (uuid, ISO or HTTP timestamp, epoch seconds or milliseconds, long hex, prefixed
@@ -52,6 +53,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from deepdiff import DeepDiff
 
 from replayproxy.core.codec import decode_body
 from replayproxy.core.matchers import compile_json_path
@@ -332,17 +335,22 @@ def _compare_shapes(rec: _Shape, live: _Shape, path: Path, out: list[_Raw]) -> N
         _compare_shapes(rec.items, live.items, (*path, None), out)
 
 
-def _changed_values(rec: Any, live: Any, path: Path, out: dict[Path, tuple[Any, Any]]) -> None:
-    """Leaves of the same JSON type whose values differ, first example per path."""
-    if isinstance(rec, dict) and isinstance(live, dict):
-        for key in rec.keys() & live.keys():
-            _changed_values(rec[key], live[key], (*path, key), out)
-    elif isinstance(rec, list) and isinstance(live, list):
-        for a, b in zip(rec, live, strict=False):
-            _changed_values(a, b, (*path, None), out)
-    elif (not isinstance(rec, dict | list) and _json_type(rec) == _json_type(live)
-          and rec != live):
-        out.setdefault(path, (rec, live))
+def _changed_values(rec: Any, live: Any) -> dict[Path, tuple[Any, Any]]:
+    """Leaves of the same JSON type whose values differ, first example per path, found
+    with deepdiff (arrays compared position by position, as ``[*]``)."""
+    diff = DeepDiff(rec, live, view="tree", ignore_private_variables=False,
+                    ignore_string_type_changes=False, cache_size=0)
+    out: dict[Path, tuple[Any, Any]] = {}
+    for report in ("values_changed", "type_changes"):
+        for level in diff.get(report, ()):
+            a, b = level.t1, level.t2
+            if isinstance(a, dict | list) or isinstance(b, dict | list) \
+                    or _json_type(a) != _json_type(b):
+                continue  # structure, not a value: the shape comparison reports it
+            path = tuple(None if isinstance(k, int) else str(k)
+                         for k in level.path(output_format="list"))
+            out.setdefault(path, (a, b))
+    return out
 
 
 def json_path(path: Path) -> str:
@@ -391,8 +399,7 @@ def looks_volatile(key: str | None, value: Any) -> bool:
 
 
 def _value_findings(rec: Any, live: Any, volatile: set[Path]) -> list[_Raw]:
-    changed: dict[Path, tuple[Any, Any]] = {}
-    _changed_values(rec, live, (), changed)
+    changed = _changed_values(rec, live)
     out = []
     for path, (a, b) in changed.items():
         key = next((k for k in reversed(path) if k is not None), None)
@@ -516,12 +523,10 @@ def compare_responses(recorded: Response, live: Response, *, live_again: Respons
     if live_again is not None:
         again_body = _body_of(live_again, paths)
         if live_body.doc is not _NOT_JSON and again_body.doc is not _NOT_JSON:
-            changed: dict[Path, tuple[Any, Any]] = {}
             try:
-                _changed_values(live_body.doc, again_body.doc, (), changed)
+                volatile = set(_changed_values(live_body.doc, again_body.doc))
             except RecursionError:
-                changed = {}
-            volatile = set(changed)
+                volatile = set()
         unstable = _differences(live, live_again, live_body, again_body, headers, set())
         # a header present in only one live response is unstable whatever its kind
         unstable += [_Raw(FindingKind.HEADER_ADDED, Severity.NOISE, f"header {name}")
