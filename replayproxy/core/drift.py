@@ -338,6 +338,8 @@ def _compare_shapes(rec: _Shape, live: _Shape, path: Path, out: list[_Raw]) -> N
 def _changed_values(rec: Any, live: Any) -> dict[Path, tuple[Any, Any]]:
     """Leaves of the same JSON type whose values differ, first example per path, found
     with deepdiff (arrays compared position by position, as ``[*]``)."""
+    if rec == live:  # the common case, and deepdiff's cost is in walking both documents
+        return {}
     diff = DeepDiff(rec, live, view="tree", ignore_private_variables=False,
                     ignore_string_type_changes=False, cache_size=0)
     out: dict[Path, tuple[Any, Any]] = {}
@@ -398,8 +400,10 @@ def looks_volatile(key: str | None, value: Any) -> bool:
     return isinstance(value, str) and any(p.fullmatch(value) for p in _VOLATILE_TEXT)
 
 
-def _value_findings(rec: Any, live: Any, volatile: set[Path]) -> list[_Raw]:
-    changed = _changed_values(rec, live)
+def _value_findings(rec: Any, live: Any, volatile: set[Path],
+                    changed: dict[Path, tuple[Any, Any]] | None = None) -> list[_Raw]:
+    if changed is None:
+        changed = _changed_values(rec, live)
     out = []
     for path, (a, b) in changed.items():
         key = next((k for k in reversed(path) if k is not None), None)
@@ -438,13 +442,14 @@ def _header_findings(rec: Headers, live: Headers, ignore: frozenset[str]) -> lis
     return sorted(out, key=lambda r: r.where.lower())
 
 
-def _body_findings(rec: _Body, live: _Body, volatile: set[Path]) -> list[_Raw]:
+def _body_findings(rec: _Body, live: _Body, volatile: set[Path],
+                   changed: dict[Path, tuple[Any, Any]] | None = None) -> list[_Raw]:
     both_json = rec.doc is not _NOT_JSON and live.doc is not _NOT_JSON
     if both_json:
         out: list[_Raw] = []
         try:
             _compare_shapes(_add(_Shape(), rec.doc), _add(_Shape(), live.doc), (), out)
-            out += _value_findings(rec.doc, live.doc, volatile)
+            out += _value_findings(rec.doc, live.doc, volatile, changed)
         except RecursionError:  # nested deeper than we can walk: compare sizes below
             pass
         else:
@@ -461,7 +466,9 @@ def _body_findings(rec: _Body, live: _Body, volatile: set[Path]) -> list[_Raw]:
 
 
 def _differences(rec: Response, live: Response, rec_body: _Body, live_body: _Body,
-                 ignore_headers: frozenset[str], volatile: set[Path]) -> list[_Raw]:
+                 ignore_headers: frozenset[str], volatile: set[Path],
+                 changed: dict[Path, tuple[Any, Any]] | None = None) -> list[_Raw]:
+    """``changed``: the changed values of the two bodies, when already known."""
     out = _status_findings(rec.status, live.status)
     if out and out[0].kind is FindingKind.STATUS_CLASS_CHANGED:
         return out
@@ -473,7 +480,7 @@ def _differences(rec: Response, live: Response, rec_body: _Body, live_body: _Bod
                         recorded=a, live=b))
         if severity is Severity.BREAKING:
             return out
-    return out + _body_findings(rec_body, live_body, volatile)
+    return out + _body_findings(rec_body, live_body, volatile, changed)
 
 
 def _unstable(raw: _Raw, unstable: list[_Raw]) -> bool:
@@ -522,12 +529,15 @@ def compare_responses(recorded: Response, live: Response, *, live_again: Respons
     volatile: set[Path] = set()
     if live_again is not None:
         again_body = _body_of(live_again, paths)
+        between: dict[Path, tuple[Any, Any]] | None = None
         if live_body.doc is not _NOT_JSON and again_body.doc is not _NOT_JSON:
             try:
-                volatile = set(_changed_values(live_body.doc, again_body.doc))
+                between = _changed_values(live_body.doc, again_body.doc)
             except RecursionError:
-                volatile = set()
-        unstable = _differences(live, live_again, live_body, again_body, headers, set())
+                between = None
+            volatile = set(between or ())
+        unstable = _differences(live, live_again, live_body, again_body, headers, set(),
+                                between)
         # a header present in only one live response is unstable whatever its kind
         unstable += [_Raw(FindingKind.HEADER_ADDED, Severity.NOISE, f"header {name}")
                      for name in _header_names(live.headers).keys()
