@@ -15,6 +15,7 @@ is bounded.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import ssl
 import subprocess
@@ -40,11 +41,15 @@ from replayproxy.runtime import CA, Proxy
 from tests.conftest import UpstreamCA
 from tests.integration.conftest import serving
 from tests.integration.support import (
+    BIG_BODY,
+    CHUNKS,
+    GZIP_BODY,
     GZIP_PAYLOAD,
     JSON_BODY,
     PNG_BODY,
     Upstream,
     base_env,
+    free_port,
     parse_head,
 )
 
@@ -449,15 +454,193 @@ def test_slow_body_trickles_a_replayed_body(upstream: Upstream, fault_proxy):
     assert upstream.connections == 2  # the two recordings; replay never went upstream
 
 
-def test_slow_body_live_takes_at_least_size_over_rate(http_upstream, fault_proxy):
-    # in record mode (a live upstream) the body is not trickled but waits size/rate, then
-    # goes out at once (docs/faults.md): only that bound is checked
-    with fault_proxy("drip", RecordMode.ALL, ["slow_body=200b/s@*/json"]) as p, \
+def test_slow_body_replayed_head_and_corrupt(http_upstream, fault_proxy):
+    """A replayed HEAD has no body to trickle: its recorded headers (Content-Length
+    included) come as they are; a corrupt that fires with slow_body is applied to the
+    trickled body."""
+    with fault_proxy("trickle-more", RecordMode.ALL) as p, p.requests() as s:
+        assert s.get(http_upstream.url("/json"), timeout=30).content == JSON_BODY
+        assert s.head(http_upstream.url("/json"), timeout=30).status_code == 200
+    rules = ["slow_body=200b/s@*/json", "corrupt@GET */json"]
+    with fault_proxy("trickle-more", RecordMode.NONE, rules) as p, p.requests() as s:
+        r = s.head(http_upstream.url("/json"), timeout=(5, 1.0))
+        assert r.status_code == 200 and r.content == b""
+        assert r.headers["Content-Length"] == str(len(JSON_BODY))
+        start = time.monotonic()
+        with s.get(http_upstream.url("/json"), timeout=(5, 1.0), stream=True) as r:
+            arrivals = _arrivals(r, start)
+        body = b"".join(c for _, c in arrivals)
+        assert r.status_code == 200 and int(r.headers["Content-Length"]) == len(body)
+        assert JSON_BODY.startswith(body) and not _is_json(body)
+        if len(body) > 40:  # 20-byte writes: a short cut may come in one
+            assert _pauses(arrivals) >= 1, arrivals
+        assert p.hits() == (2, 1)
+    assert http_upstream.hits("/json") == 1 and http_upstream.hits("/json", "HEAD") == 1
+
+
+def _arrivals(r: requests.Response, start: float) -> list[tuple[float, bytes]]:
+    """Read ``r``'s body a byte at a time as it arrives, undecoded, with the time of
+    each read since ``start``."""
+    return [(time.monotonic() - start, c) for c in r.raw.stream(1, decode_content=False)]
+
+
+def _pauses(arrivals: list[tuple[float, bytes]], gap: float = 0.05) -> int:
+    """How many times the body stopped for at least ``gap`` seconds between two reads."""
+    times = [t for t, _ in arrivals]
+    return sum(1 for a, b in zip(times, times[1:], strict=False) if b - a >= gap)
+
+
+def _reference(fault_proxy: FaultFactory, cassette_dir: Path, upstream: Upstream,
+               *requests_: tuple[str, str]) -> list[Response]:
+    """Record (method, path) requests without faults; return the responses recorded."""
+    with fault_proxy("reference", RecordMode.ALL) as p, p.requests() as s:
+        for method, path in requests_:
+            assert s.request(method, upstream.url(path), timeout=30).status_code == 200
+    return [it.response for it in load_cassette(
+        cassette_path(cassette_dir, "reference")).interactions()]
+
+
+def test_slow_body_live_trickles_and_records_the_full_response(
+        upstream: Upstream, fault_proxy: FaultFactory, cassette_dir: Path) -> None:
+    """Record mode: the upstream's body reaches the client a few bytes at a time (a read
+    timeout of 1 s against ~1.6 s for the whole body), and the cassette gets the
+    upstream's response whole, exactly as recorded without the fault."""
+    [reference] = _reference(fault_proxy, cassette_dir, upstream, ("GET", "/json"))
+    rate = 40
+    with fault_proxy("live-trickle", RecordMode.ALL, [f"slow_body={rate}b/s@*/json"]) as p, \
             p.requests() as s:
-        elapsed, r = timed(lambda: s.get(http_upstream.url("/json"), timeout=30))
-        assert r.status_code == 200 and r.content == JSON_BODY
-        assert elapsed >= len(JSON_BODY) / 200
+        start = time.monotonic()
+        with s.get(upstream.url("/json"), timeout=(5, 1.0), stream=True) as r:
+            arrivals = _arrivals(r, start)
+        elapsed = time.monotonic() - start
+        assert r.status_code == 200 and r.headers["X-Upstream"] == "json"
+        assert int(r.headers["Content-Length"]) == len(JSON_BODY)
+        assert b"".join(c for _, c in arrivals) == JSON_BODY
+        # ten writes a second of rate/10 bytes: in pieces, over about size/rate seconds
+        assert elapsed >= (len(JSON_BODY) - rate / 10) / rate
+        assert arrivals[-1][0] - arrivals[0][0] >= (len(JSON_BODY) - 2 * rate / 10) / rate
+        assert _pauses(arrivals) >= 5, arrivals
         assert p.hits() == (1,)
+    assert upstream.hits("/json") == 2  # the reference and this one: sent upstream once
+    [live] = load_cassette(cassette_path(cassette_dir, "live-trickle")).interactions()
+    assert live.response == reference
+    assert (live.request.method, live.request.scheme, live.request.host, live.request.port,
+            live.request.path) == ("GET", upstream.scheme, upstream.host, upstream.port, "/json")
+
+
+def test_slow_body_live_gzip_is_trickled_as_on_the_wire(https_upstream, fault_proxy,
+                                                        cassette_dir):
+    """A gzip body is trickled compressed, Content-Encoding kept (requests over HTTP/1.1
+    and curl, which speaks HTTP/2 to the proxy); the cassette holds the gzip bytes."""
+    [reference] = _reference(fault_proxy, cassette_dir, https_upstream, ("GET", "/gzip"))
+    rate = 60
+    with fault_proxy("live-gzip", RecordMode.ALL, [f"slow_body={rate}b/s@*/gzip"]) as p:
+        with p.requests() as s:
+            start = time.monotonic()
+            with s.get(https_upstream.url("/gzip"), timeout=(5, 1.0), stream=True) as r:
+                arrivals = _arrivals(r, start)
+            elapsed = time.monotonic() - start
+        assert r.status_code == 200 and r.headers["Content-Encoding"] == "gzip"
+        body = b"".join(c for _, c in arrivals)
+        assert body == GZIP_BODY and gzip.decompress(body) == GZIP_PAYLOAD
+        assert elapsed >= (len(GZIP_BODY) - rate / 10) / rate
+        assert _pauses(arrivals) >= 5, arrivals
+
+        start = time.monotonic()
+        got = p.curl(https_upstream.url("/gzip"))  # no --compressed: the bytes as sent
+        elapsed = time.monotonic() - start
+        assert got.rc == 0 and got.status == 200, got
+        assert got.header("Content-Encoding") == "gzip" and got.body == GZIP_BODY
+        assert elapsed >= (len(GZIP_BODY) - rate / 10) / rate
+        assert p.hits() == (2,)
+    assert https_upstream.hits("/gzip") == 3
+    recorded = [it.response for it in load_cassette(
+        cassette_path(cassette_dir, "live-gzip")).interactions()]
+    assert [(r.status, r.headers, r.body) for r in recorded] == [
+        (reference.status, reference.headers, GZIP_BODY)] * 2
+
+
+def test_slow_body_live_chunked_big_and_head(http_upstream, fault_proxy, cassette_dir):
+    """A chunked upstream body is trickled with its length announced; a 5 MiB body
+    arrives whole; a HEAD has no body to trickle. All are recorded as without the fault."""
+    reference = _reference(fault_proxy, cassette_dir, http_upstream, ("GET", "/chunked"),
+                           ("HEAD", "/json"))
+    assert ("Transfer-Encoding", "chunked") in reference[0].headers
+    rules = ["slow_body=10kb/s@GET */chunked", "slow_body=20mb/s@GET */big",
+             "slow_body=10b/s@HEAD */json"]
+    chunked = b"".join(CHUNKS)
+    with fault_proxy("live-mixed", RecordMode.ALL, rules) as p, p.requests() as s:
+        start = time.monotonic()
+        with s.get(http_upstream.url("/chunked"), timeout=(5, 1.0), stream=True) as r:
+            arrivals = _arrivals(r, start)
+        assert r.status_code == 200 and "Transfer-Encoding" not in r.headers
+        assert int(r.headers["Content-Length"]) == len(chunked)
+        assert b"".join(c for _, c in arrivals) == chunked
+        assert _pauses(arrivals) >= 2, arrivals  # 1 kB ten times a second: 3 writes
+
+        # the headers wait for the whole upstream body and its recording, as they do
+        # without the fault (seconds, for 5 MiB): a generous read timeout
+        start = time.monotonic()
+        with s.get(http_upstream.url("/big"), timeout=(5, 30), stream=True) as r:
+            headers_at = time.monotonic() - start
+            body = r.raw.read(decode_content=False)
+        elapsed = time.monotonic() - start
+        assert r.status_code == 200 and body == BIG_BODY
+        assert elapsed - headers_at >= 0.2  # 5 MiB at 20 MiB/s: 2 MiB writes, 0.1 s apart
+
+        r = s.head(http_upstream.url("/json"), timeout=(5, 1.0))  # 10 b/s: no wait
+        assert r.status_code == 200 and r.content == b""
+        assert r.headers["Content-Length"] == str(len(JSON_BODY))
+        assert p.hits() == (1, 1, 1)
+    recorded = [it.response for it in load_cassette(
+        cassette_path(cassette_dir, "live-mixed")).interactions()]
+    assert [recorded[0], recorded[2]] == reference
+    assert recorded[1].status == 200 and recorded[1].body == BIG_BODY
+
+
+def test_slow_body_live_sends_a_request_body_upstream_once(https_upstream, fault_proxy,
+                                                            cassette_dir):
+    body = b'{"amount": 100}'
+    with fault_proxy("live-post", RecordMode.ALL, ["slow_body=400b/s@POST */v1/charges"]) as p, \
+            p.requests() as s:
+        r = s.post(https_upstream.url("/v1/charges"), data=body, timeout=(5, 1.0),
+                   headers={"Content-Type": "application/json"})
+        assert r.status_code == 200
+        assert r.json() == {"method": "POST", "path": "/v1/charges", "query": "",
+                            "content_type": "application/json", "body": body.decode(), "n": 1}
+    assert https_upstream.hits("/v1/charges", "POST") == 1
+    [it] = load_cassette(cassette_path(cassette_dir, "live-post")).interactions()
+    assert it.request.body == body and it.response.body == r.content
+
+
+def test_slow_body_live_with_truncate_cuts_the_trickle(http_upstream, fault_proxy,
+                                                       cassette_dir):
+    rules = ["slow_body=200b/s@*/json", "truncate,bytes=20@*/json"]
+    with fault_proxy("live-slow-cut", RecordMode.ALL, rules) as p, p.requests() as s:
+        got = bytearray()
+        with s.get(http_upstream.url("/json"), timeout=(5, 1.0), stream=True) as r, \
+                pytest.raises(requests.exceptions.ChunkedEncodingError):
+            for chunk in r.iter_content(chunk_size=1):
+                got += chunk
+        assert bytes(got) == JSON_BODY[:20]
+        assert p.hits() == (1, 1)
+    [it] = load_cassette(cassette_path(cassette_dir, "live-slow-cut")).interactions()
+    assert it.response.body == JSON_BODY
+
+
+def test_slow_body_live_upstream_failure_is_the_usual_502(fault_proxy, cassette_dir):
+    """The upstream refuses the connection: the client gets mitmproxy's 502, with or
+    without the fault, and nothing is recorded."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    with fault_proxy("live-dead", RecordMode.ALL, ["slow_body=10b/s@*/json"]) as p, \
+            p.requests() as s:
+        faulted = s.get(f"{dead}/json", timeout=30)
+        plain = s.get(f"{dead}/other", timeout=30)
+        assert p.hits() == (1,)
+    assert faulted.status_code == plain.status_code == 502
+    assert faulted.headers["Content-Type"] == plain.headers["Content-Type"]
+    assert faulted.content == plain.content
+    assert p.summary is not None and p.summary.recorded == 0
 
 
 # -- corrupt ----------------------------------------------------------------------------
