@@ -189,13 +189,13 @@ def _find_in_body(body: bytes, headers: Headers, config: RedactionConfig,
             if k.lower() in config.fields:
                 found.add(v, _rule_name(k))
     for pattern in config.patterns:
-        for m in pattern.regex.finditer(text):
+        for m in pattern.finditer(text):
             found.add(m.group(), pattern.name)
 
 
 def _find_in_text(text: str, config: RedactionConfig, found: _Found) -> None:
     for pattern in config.patterns:
-        for m in pattern.regex.finditer(text):
+        for m in pattern.finditer(text):
             found.add(m.group(), pattern.name)
 
 

@@ -69,7 +69,7 @@ class _Scan:
 
     def text(self, location: str, text: str) -> None:
         for pattern in self.config.patterns:
-            for m in pattern.regex.finditer(text):
+            for m in pattern.finditer(text):
                 self.add(location, pattern.name, m.group())
 
     def header(self, side: str, name: str, value: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from vcr.serializers import yamlserializer
 from replayproxy.core.model import Interaction, Request, Response
 from replayproxy.core.redaction import Redactor
 from replayproxy.core.scan import Finding, scan_interaction, scan_path
+from replayproxy.core.secrets import VALUE_PATTERNS, ValuePattern
 from replayproxy.core.storage import save_cassette
 from replayproxy.errors import CassetteError
 
@@ -272,3 +274,40 @@ def test_scan_a_directory(tmp_path):
     (tmp_path / ".a.cassette.123.journal").write_bytes(STRIPE.encode())  # hidden: skipped
     files = {Path(f.file).name for f in scan_path(tmp_path)}
     assert files == {"a.cassette", "b.har"}
+
+
+_SAMPLES = {
+    "private-key": "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----",
+    "stripe-key": "sk_live_" + "a1B2c3D4e5F6g7",
+    "stripe-webhook-secret": "whsec_" + "a1B2c3D4e5F6g7H8i9",
+    "aws-access-key": "AKIA" + "ABCDEFGHIJKLMNOP",
+    "github-token": "ghp_" + "a" * 36,
+    "gitlab-token": "glpat-" + "a" * 20,
+    "slack-token": "xoxb-" + "1" * 12,
+    "google-api-key": "AIza" + "b" * 35,
+    "sendgrid-key": "SG." + "c" * 16 + "." + "d" * 16,
+    "twilio-key": "SK" + "e" * 32,
+    "openai-key": "sk-" + "f" * 32,
+    "jwt": "eyJ" + "g" * 8 + ".eyJ" + "h" * 8 + "." + "i" * 8,
+}
+
+
+@pytest.mark.parametrize("pattern", VALUE_PATTERNS, ids=lambda p: p.name)
+def test_every_match_of_a_default_pattern_contains_one_of_its_hints(pattern):
+    sample = _SAMPLES[pattern.name]
+    text = f"some text {sample} more text"
+    assert [m.group() for m in pattern.finditer(text)] == [sample]
+    assert pattern.hints and any(h in sample for h in pattern.hints)
+
+
+def test_a_pattern_is_not_run_when_no_hint_occurs():
+    class Exploding:
+        def finditer(self, text):
+            raise AssertionError("the regex ran")
+
+    pattern = ValuePattern("x", Exploding(), ("needle",))  # type: ignore[arg-type]
+    assert list(pattern.finditer("hay " * 1000)) == []
+    with pytest.raises(AssertionError, match="the regex ran"):
+        list(pattern.finditer("hay needle hay"))
+    unhinted = ValuePattern("y", re.compile(r"\d+"))
+    assert [m.group() for m in unhinted.finditer("a 12 b")] == ["12"]
