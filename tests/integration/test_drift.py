@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import sqlite3
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -313,3 +314,42 @@ def test_unmapped_placeholder_is_an_error_not_drift(api, drift, tmp_path):
     assert api.hits("/v1/legacy") == before, "sent a placeholder to the live API"
     report = json.loads((tmp_path / "r.json").read_text())
     assert "no credential is mapped" in _result(report, "GET", "/v1/legacy")["message"]
+
+
+# -- live errors are errors, not drift --------------------------------------------------
+
+
+def test_tls_failure_is_an_error_naming_the_fix(api, drift, tmp_path):
+    proc = drift("-c", "api", "--credential", "authorization=SANDBOX_KEY",
+                 "--json", tmp_path / "r.json", ca=False)
+    assert proc.returncode == 2
+    report = json.loads((tmp_path / "r.json").read_text())
+    errors = [r for r in report["results"] if r["outcome"] == "error"]
+    assert len(errors) == 4
+    assert "TLS handshake" in errors[0]["message"]
+    assert "--upstream-ca" in errors[0]["message"]
+    assert report["counts"]["breaking"] == 0
+
+
+def test_a_live_api_that_never_answers_is_a_timeout_error(api, drift, tmp_path):
+    with socket.socket() as silent:  # accepts connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        proc = drift("-c", "api", "--credential", "authorization=SANDBOX_KEY", "--origin",
+                     f"{api.base_url}=http://127.0.0.1:{port}", "--timeout", "300ms",
+                     "--json", tmp_path / "r.json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    messages = [r["message"] for r in report["results"] if r["outcome"] == "error"]
+    assert len(messages) == 4 and all("did not answer in time" in m for m in messages)
+
+
+def test_rate_spaces_the_calls_to_a_host(api, drift, tmp_path):
+    api.version = "v1"
+    proc = drift("-c", "api", "--credential", "authorization=SANDBOX_KEY", "--rate", "10/s",
+                 "--concurrency", "8", "--json", tmp_path / "r.json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    # 4 safe requests, each sent twice: 8 calls to one host, at most 10 a second
+    assert report["finished_at"] - report["started_at"] >= 0.7

@@ -1,0 +1,51 @@
+"""How the drift check names a failed live call (the network part runs in the
+integration tests)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import httpx
+import pytest
+
+from replayproxy.core.model import Request
+from replayproxy.drift_live import _describe
+
+REQUEST = Request("GET", "https", "api.example.com", 443, "/v1/x")
+
+
+def _wrapped(root: BaseException, outer: httpx.HTTPError) -> httpx.HTTPError:
+    """``outer`` caused by ``root``, as httpx wraps httpcore wraps the OSError."""
+    try:
+        try:
+            raise root
+        except BaseException as e:
+            raise outer from e
+    except httpx.HTTPError as e:
+        return e
+
+
+@pytest.mark.parametrize(("root", "words", "unreachable"), [
+    (socket.gaierror(-2, "Name or service not known"), "cannot resolve api.example.com", True),
+    (ConnectionRefusedError(111, "refused"), "connection refused by api.example.com:443", True),
+    (ssl.SSLCertVerificationError("certificate verify failed"), "--upstream-ca", True),
+    (OSError("network is unreachable"), "cannot connect to api.example.com:443", True),
+])
+def test_connect_errors_are_named_by_their_cause(root, words, unreachable):
+    error = _describe(_wrapped(root, httpx.ConnectError("All connection attempts failed")),
+                      REQUEST)
+    assert words in str(error)
+    assert error.unreachable is unreachable
+
+
+def test_timeouts():
+    assert _describe(httpx.ConnectTimeout("t"), REQUEST).unreachable
+    read = _describe(httpx.ReadTimeout("t"), REQUEST)
+    assert "did not answer in time" in str(read) and "--timeout" in str(read)
+    assert not read.unreachable
+
+
+def test_protocol_errors_are_not_unreachable():
+    error = _describe(httpx.RemoteProtocolError("peer closed connection"), REQUEST)
+    assert "RemoteProtocolError" in str(error) and not error.unreachable
