@@ -353,3 +353,30 @@ def test_rate_spaces_the_calls_to_a_host(api, drift, tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     # 4 safe requests, each sent twice: 8 calls to one host, at most 10 a second
     assert report["finished_at"] - report["started_at"] >= 0.7
+
+
+def test_configuration_file_supplies_credentials_routes_and_ignore(api, drift, tmp_path):
+    (tmp_path / "replayproxy.toml").write_text(
+        '[drift]\n'
+        'credentials = { authorization = "SANDBOX_KEY" }\n'
+        '[[drift.routes]]\n'
+        'route = "POST */v1/charges"\n'
+        'allow_unsafe = true\n'
+        '[[drift.routes]]\n'
+        'route = "GET */v1/customers/*"\n'
+        'ignore = ["$.email", "$.balance", "$.tier"]\n'
+        '[[drift.routes]]\n'
+        'route = "*/v1/legacy"\n'
+        'skip = true\n')
+    api.version = "v2"
+    try:
+        posts = api.hits("/v1/charges", "POST")
+        proc = drift("-c", "api", "--json", tmp_path / "r.json")  # no flags: the file only
+        assert api.hits("/v1/charges", "POST") == posts + 1
+    finally:
+        api.version = "v1"
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert _result(report, "POST", "/v1/charges")["outcome"] == "passed"
+    assert _result(report, "GET", "/v1/legacy")["outcome"] == "skipped"
+    assert _result(report, "GET", "/v1/customers/cus_1")["outcome"] == "passed"
