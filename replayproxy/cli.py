@@ -954,6 +954,9 @@ def drift(
     (fully). Example: replayproxy drift -c stripe --junit drift.xml --html drift.html
     """
     if ctx.invoked_subcommand is not None:
+        # `drift --cassette-dir X history`: what was given before the subcommand counts
+        ctx.obj = {"cassette": cassette, "cassette_dir": cassette_dir, "config": config,
+                   "db": db}
         return
     if not cassette:
         raise ConfigError("give the cassettes to check: replayproxy drift -c NAME [-c NAME ...]")
@@ -1021,6 +1024,7 @@ def drift(
 @drift_app.command("history")
 @_errors
 def drift_history(
+    ctx: typer.Context,
     cassette: DriftCassettes = None,
     cassette_dir: CassetteDir = None,
     config: Config = None,
@@ -1040,6 +1044,11 @@ def drift_history(
 
     from replayproxy.core.history import history_json, load_history, render_history
 
+    given = ctx.obj if isinstance(ctx.obj, dict) else {}
+    cassette = cassette or given.get("cassette")
+    cassette_dir = cassette_dir or given.get("cassette_dir")
+    config = config or given.get("config")
+    db = db or given.get("db")
     settings = _Matching(config, cassette_dir).settings()
     directory = Path(settings.cassette_dir or "cassettes")
     database = db or Path(settings.drift.database or directory / ".replayproxy.db")

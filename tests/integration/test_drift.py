@@ -196,7 +196,7 @@ def test_markdown_and_html_reports(api, drift, tmp_path):
     assert "<script src" not in page and "<link" not in page
 
 
-def test_history_across_two_runs(api, drift, cdir, tmp_path):
+def test_history_across_two_runs(api, drift, cdir, tmp_path, cli_env):
     api.version = "v1"
     assert drift("-c", "api", "--credential", "authorization=SANDBOX_KEY").returncode == 0
     api.version = "v2"
@@ -214,13 +214,17 @@ def test_history_across_two_runs(api, drift, cdir, tmp_path):
     second = runs[1][0]
     assert ("field_missing", "body $.email", second, second) in new
     assert ("type_changed", "body $.balance", second, second) in new
-    proc = drift("history", "--json", ca=False)
+    # options before the subcommand count too; run elsewhere so no default finds the db
+    proc = cli("drift", "--cassette-dir", cdir, "history", "--json", env=cli_env,
+               cwd=tmp_path.parent)
     assert proc.returncode == 0, proc.stderr
     history = json.loads(proc.stdout)
     new_locations = {f["location"] for f in history["new"]}
     assert {"body $.email", "body $.balance", "status"} <= new_locations
-    text = drift("history", ca=False)
-    assert text.returncode == 0 and "$.email" in text.stdout
+    text = cli("drift", "history", "--cassette-dir", cdir, "-c", "api", env=cli_env,
+               cwd=tmp_path.parent)  # options after the subcommand, another directory
+    assert text.returncode == 0, text.stderr
+    assert "$.email" in text.stdout
 
 
 def test_update_re_records_drifted_interactions_redacted(api, drift, cdir, tmp_path):
