@@ -887,6 +887,14 @@ DriftCassettes = Annotated[
 ]
 
 
+DriftDb = Annotated[
+    Path | None,
+    typer.Option(metavar="FILE", show_default=False,
+                 help="History database [default: database from the configuration, else "
+                 "CASSETTE_DIR/.replayproxy.db]."),
+]
+
+
 @drift_app.callback(invoke_without_command=True)
 @_errors
 def drift(
@@ -936,10 +944,7 @@ def drift(
         metavar="FILE", show_default=False,
         help="Write a self-contained HTML report with recorded and live side by side.")]
         = None,
-    db: Annotated[Path | None, typer.Option(
-        metavar="FILE", show_default=False,
-        help="History database [default: database from the configuration, else "
-        "CASSETTE_DIR/.replayproxy.db].")] = None,
+    db: DriftDb = None,
     history: Annotated[bool, typer.Option(
         "--history/--no-history", help="Store this run in the history database.")] = True,
     update: Annotated[bool, typer.Option(
@@ -1028,10 +1033,7 @@ def drift_history(
     cassette: DriftCassettes = None,
     cassette_dir: CassetteDir = None,
     config: Config = None,
-    db: Annotated[Path | None, typer.Option(
-        metavar="FILE", show_default=False,
-        help="History database [default: database from the configuration, else "
-        "CASSETTE_DIR/.replayproxy.db].")] = None,
+    db: DriftDb = None,
     runs: Annotated[int, typer.Option(help="How many recent runs to list.")] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
