@@ -850,6 +850,15 @@ def _drift_config(base: DriftConfig, *, credential: list[str] | None,
     return replace(base, **changes)
 
 
+def _console() -> Any:
+    """A rich console on stdout; in a CI log (not a terminal) long lines stay whole
+    rather than being wrapped at 80 columns."""
+    from rich.console import Console
+
+    out = Console()
+    return out if out.is_terminal else Console(soft_wrap=True)
+
+
 def _write_report(path: Path, data: str | bytes) -> None:
     """Write a report file whole or not at all (temp file, then rename)."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
@@ -1016,10 +1025,7 @@ def drift(
             record_run(database, report)
         except ConfigError as e:
             report.problems.append(str(e))
-    out = Console()
-    if not out.is_terminal:  # a CI log: long lines stay whole rather than wrapped at 80
-        out = Console(soft_wrap=True)
-    print_report(out, report, verbose=verbose)
+    print_report(_console(), report, verbose=verbose)
     problems = list(report.problems) + _write_reports(report, outputs)
     for problem in problems:
         typer.echo(f"replayproxy: error: {problem}", err=True)
@@ -1042,7 +1048,6 @@ def drift_history(
 
     Example: replayproxy drift history -c stripe
     """
-    from rich.console import Console
 
     from replayproxy.core.history import history_json, load_history, render_history
 
@@ -1058,7 +1063,7 @@ def drift_history(
     if json_out:
         typer.echo(json.dumps(history_json(found), indent=2, ensure_ascii=False))
     else:
-        render_history(Console(), found)
+        render_history(_console(), found)
 
 
 def main() -> None:

@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -540,10 +541,13 @@ def render_history(console: Console, history: History) -> None:
         which = (f" for {', '.join(history.cassettes)}" if history.cassettes else "")
         console.print(Text(f"No drift runs recorded{which} in {history.database}."))
         return
-    table = Table(title=f"Drift runs ({history.database})", title_justify="left")
+    # short headers and light borders: the table fits 80 columns with a cassette name
+    table = Table(title=f"Drift runs ({history.database})", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
+                  collapse_padding=True)
     for name in ("Run", "When (UTC)", "Cassettes"):
         table.add_column(name, overflow="ellipsis", no_wrap=name != "Cassettes")
-    for name in ("Checked", "Breaking", "Changed", "Passed", "Errors", "Skipped", "Exit"):
+    for name in ("Checked", "Break", "Chg", "Pass", "Err", "Skip", "Exit"):
         table.add_column(name, justify="right")
     for run in history.runs:
         table.add_row(str(run.id), _when(run.started_at), Text(_short_list(run.cassettes)),
