@@ -4,9 +4,14 @@ proxy, switch the same server to v2, and run the drift check as a subprocess."""
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
 import shutil
 import socket
 import sqlite3
+import subprocess
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +22,7 @@ import pytest
 from replayproxy.core.model import header_value
 from replayproxy.core.storage import cassette_path, load_cassette
 from tests.conftest import UpstreamCA
-from tests.integration.support import base_env, cli, error_lines
+from tests.integration.support import base_env, cli, error_lines, replayproxy_cmd
 from tests.integration.versioned_api import TOKEN, VersionedApi
 
 pytestmark = pytest.mark.slow
@@ -384,3 +389,36 @@ def test_configuration_file_supplies_credentials_routes_and_ignore(api, drift, t
     assert _result(report, "POST", "/v1/charges")["outcome"] == "passed"
     assert _result(report, "GET", "/v1/legacy")["outcome"] == "skipped"
     assert _result(report, "GET", "/v1/customers/cus_1")["outcome"] == "passed"
+
+
+def test_progress_bar_on_a_terminal(api, cdir, cli_env, upstream_ca, tmp_path):
+    """On a terminal, stderr shows a progress bar while checking (CI logs get none)."""
+    api.version = "v1"
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            replayproxy_cmd("drift", "-c", "api", "--cassette-dir", cdir, "--upstream-ca",
+                            upstream_ca.pem, "--credential", "authorization=SANDBOX_KEY"),
+            env=dict(cli_env, SANDBOX_KEY=TOKEN, COLUMNS="100", TERM="xterm"), cwd=tmp_path,
+            stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        seen = b""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            elif proc.poll() is not None:
+                break
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+    assert proc.returncode == 0, out
+    assert b"checking" in seen and b"/5" in seen
+    assert b"checking" not in out  # the report on stdout has no progress bar in it
