@@ -136,7 +136,8 @@ def _tcp_only(spec: str) -> None:
     mitmproxy_rs, whose tokio threads outlive the master and crash the interpreter at
     exit (SIGSEGV or SIGBUS in about one run in six, measured with
     ``replayproxy replay --reverse https://...``). ``ProxyMode.parse`` caches the parsed
-    spec, so the proxy server later gets this very object.
+    spec, so the proxy server later gets this very object. mitmproxy 12 (checked up to
+    12.3.1) parses, caches and listens the same way, so this holds there too.
     """
     mode = mode_specs.ProxyMode.parse(spec)
     if mode.transport_protocol == "both":

@@ -18,7 +18,8 @@ import trustme
 # Importing mitmproxy 11.0.2 raises DeprecationWarnings in its dependencies (ldap3 uses
 # pyasn1's deprecated "tagMap"; passlib imports the stdlib "crypt" module, deprecated in
 # 3.11). With filterwarnings=error they would fail every test that imports mitmproxy, so
-# import it once here with DeprecationWarning ignored for the import only.
+# import it once here with DeprecationWarning ignored for the import only. (mitmproxy 12
+# dropped passlib; ldap3's "tagMap"/"typeMap" warnings remain.)
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import mitmproxy.addons  # noqa: F401

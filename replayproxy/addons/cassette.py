@@ -186,8 +186,14 @@ class CassetteAddon:
             data.server.error = _OFFLINE
 
     def request(self, flow: http.HTTPFlow) -> None:
-        if self.session is None or flow.response is not None or _META in flow.metadata \
-                or flow.error is not None:
+        if self.session is None:
+            return
+        if flow.response is not None and _META not in flow.metadata:
+            # answered by an addon before this one (proxy authentication; from mitmproxy
+            # 12 on, TlsConfig answers requests for the CRL its certificates name): not
+            # the upstream's response, so the response hook must not record it
+            flow.metadata[_META] = "answered"
+        if flow.response is not None or _META in flow.metadata or flow.error is not None:
             return  # answered, killed or held by something else (auth, a fault)
         try:
             decision = self.session.decide(request_from_flow(flow.request))

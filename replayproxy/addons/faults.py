@@ -29,6 +29,7 @@ import logging
 import secrets
 import threading
 import time
+from typing import Any
 
 from mitmproxy import ctx, http, version
 from mitmproxy.addons.clientplayback import ReplayHandler
@@ -155,6 +156,7 @@ class _Trickle:
         self.pending: dict[str, tuple[bytes, bytes, int]] = {}
         self.address: tuple[str, int] | None = None
         self._server: asyncio.Server | None = None
+        self._sending: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
 
     async def start(self) -> None:
         # a generous line limit: the request head is the client's, cookies and all
@@ -163,9 +165,23 @@ class _Trickle:
         self.address = (str(host), int(port))
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        """Stop listening and end the trickles still being sent.
+
+        ``Server.wait_closed()`` alone differs by Python: from 3.12.1 it waits for every
+        open connection (a slow body could hold up shutdown for as long as it takes),
+        before that it returns at once and ``asyncio.run()`` then cancels the handlers
+        still sleeping between two writes (3.11 logs each as an "Exception in callback
+        ... CancelledError"). So drop those connections and wait for their handlers,
+        which end at their next write.
+        """
+        if self._server is None:
+            return
+        self._server.close()
+        for writer in list(self._sending.values()):
+            writer.transport.abort()
+        if self._sending:
+            await asyncio.wait(list(self._sending), timeout=5)
+        await self._server.wait_closed()
 
     def register(self, response: http.Response, rate: int,
                  content_length: int | None = None) -> str:
@@ -188,6 +204,9 @@ class _Trickle:
         return f"/replayproxy-trickle/{token}"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._sending[task] = writer
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
             token = head.split(b" ", 2)[1].rsplit(b"/", 1)[-1].decode("ascii", "replace")
@@ -209,6 +228,8 @@ class _Trickle:
             pass  # the client went away: nothing more to send
         finally:
             writer.close()
+            if task is not None:
+                self._sending.pop(task, None)
 
 
 def _has_body(request: http.Request, response: http.Response) -> bool:
@@ -251,8 +272,12 @@ def _break_body(flow: http.HTTPFlow, terminal: object, resp: http.Response) -> i
                  flow.request.pretty_url)
         return announced
     if isinstance(terminal, Corrupt):
-        resp.decode(strict=False)
-        resp.content = corrupt_body(resp.content or b"", terminal)
+        # decode and drop Content-Encoding by hand: mitmproxy 12's ``Message.decode()``
+        # does nothing on an empty body, so an empty gzip body kept its header and the
+        # mangled bytes went out gzip-encoded again (11 and 12 now send the same)
+        decoded = resp.get_content(strict=False) or b""
+        resp.headers.pop("content-encoding", None)
+        resp.content = corrupt_body(decoded, terminal)
         log.info("fault: corrupt body on %s", flow.request.pretty_url)
     return None
 

@@ -9,11 +9,19 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from types import SimpleNamespace
 
 import pytest
+from cryptography import x509
+from mitmproxy import http
+from mitmproxy.addons import tlsconfig
 
+from replayproxy.addons.cassette import CassetteAddon
 from replayproxy.core.model import RecordMode, header_value
+from replayproxy.core.session import CassetteSession
 from replayproxy.core.storage import cassette_path, load_cassette
+from replayproxy.runtime import Proxy
+from tests.integration.conftest import serving
 from tests.integration.support import (
     BIG_BODY,
     CHUNKS,
@@ -21,6 +29,7 @@ from tests.integration.support import (
     GZIP_PAYLOAD,
     JSON_BODY,
     PNG_BODY,
+    RequestsClient,
     Resp,
     Upstream,
 )
@@ -189,3 +198,38 @@ def test_recorded_order_holds_across_clients(https_upstream, run_proxy):
             assert _poll(first, https_upstream, 1) == ["pending"]
         with p.client("curl") as second:
             assert _poll(second, https_upstream, 1) == ["done"]
+
+
+class _AnswersOnePath:
+    """An addon ahead of the cassette that answers one path itself."""
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.request.path == "/answered-by-an-addon":
+            flow.response = http.Response.make(200, b"not from the upstream")
+
+
+def test_a_response_another_addon_made_is_never_recorded(http_upstream, proxy_ca,
+                                                         cassette_dir, tmp_path, caplog):
+    """Only upstream responses are recorded, not one an addon ahead of the cassette made:
+    ours here, and from mitmproxy 12 on TlsConfig's, which answers any request for the
+    CRL its certificates name (``/mitmproxy-<CA serial>.crl``) itself."""
+    session = CassetteSession(cassette_dir, "answered", RecordMode.ALL)
+    running = SimpleNamespace(session=session, summary=None,
+                              proxy=Proxy([_AnswersOnePath(), CassetteAddon(session)],
+                                          ca=proxy_ca))
+    serial = x509.load_pem_x509_certificate(proxy_ca.cert.read_bytes()).serial_number
+    crl_path = f"/mitmproxy-{serial}.crl"
+    serves_crl = hasattr(tlsconfig.TlsConfig, "crl_path")  # mitmproxy >= 12
+    with serving(running, caplog), \
+            RequestsClient(running.proxy.proxy_url, proxy_ca.bundle, tmp_path) as client:
+        got = client.get(http_upstream.url("/answered-by-an-addon"))
+        assert (got.status, got.body) == (200, b"not from the upstream")
+        crl = client.get(http_upstream.url(crl_path))
+        assert crl.header("Content-Type") == \
+            ("application/pkix-crl" if serves_crl else "text/plain")
+        assert client.get(http_upstream.url("/json")).body == JSON_BODY
+    paths = [it.request.path for it in
+             load_cassette(cassette_path(cassette_dir, "answered")).interactions()]
+    assert paths == ([] if serves_crl else [crl_path]) + ["/json"]
+    assert http_upstream.hits("/answered-by-an-addon") == 0
+    assert http_upstream.hits(crl_path) == (0 if serves_crl else 1)
