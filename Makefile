@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install demo test lint bench docs screenshot clean
+.PHONY: install demo test test-mitmproxy12 lint bench docs screenshot clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,19 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# the same suite on Python 3.12 with mitmproxy 12 (what users of newer Pythons get), in
+# its own venv; PYTHON312 names the interpreter (e.g. ~/.pyenv/versions/3.12.1/bin/python)
+PYTHON312 ?= python3.12
+VENV12    := .venv-mitmproxy12
+$(VENV12)/.installed: pyproject.toml
+	$(PYTHON312) -m venv $(VENV12)
+	$(VENV12)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV12)/bin/python -m pip install --quiet -e '.[dev]' 'mitmproxy>=12,<13'
+	touch $@
+
+test-mitmproxy12: $(VENV12)/.installed
+	$(VENV12)/bin/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,4 +54,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/drift_bench.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache demo/.work bench/.work
+	rm -rf $(VENV) $(VENV12) build *.egg-info .pytest_cache .mypy_cache .ruff_cache demo/.work bench/.work
