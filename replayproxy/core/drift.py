@@ -84,6 +84,11 @@ class Severity(StrEnum):
     NOISE = "noise"
     """Expected to differ on every call (ids, timestamps): shown, never fails."""
 
+    @property
+    def rank(self) -> int:
+        """0 for the worst: sort by it to list breaking findings first."""
+        return _SEVERITY_RANK[self]
+
 
 class FindingKind(StrEnum):
     """What changed."""
@@ -104,7 +109,7 @@ class FindingKind(StrEnum):
 Scalar = str | int | float | bool | None
 """A short, JSON-safe value shown in a finding."""
 
-_SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
+_SEVERITY_RANK: dict[Severity, int] = {s: i for i, s in enumerate(Severity)}
 _SHOW_LIMIT = 80
 
 
@@ -127,9 +132,19 @@ class Finding:
         Values (of ``value_changed`` and headers) are shown as JSON, type names, media
         types and size classes as they are.
         """
-        quote = self.kind in _VALUE_KINDS
         return (f"{self.severity} {self.kind} at {self.location}: "
-                f"recorded {_show(self.recorded, quote)}, live {_show(self.live, quote)}")
+                f"recorded {self.recorded_text}, live {self.live_text}")
+
+    @property
+    def recorded_text(self) -> str:
+        """The recorded side as ``describe()`` shows it: values and headers as JSON,
+        type names, media types and size classes as they are, ``(absent)`` for None."""
+        return _show(self.recorded, self.kind in _VALUE_KINDS)
+
+    @property
+    def live_text(self) -> str:
+        """The live side, shown like ``recorded_text``."""
+        return _show(self.live, self.kind in _VALUE_KINDS)
 
     def as_json(self) -> dict[str, Scalar]:
         """A JSON-safe dict for reports."""
@@ -165,7 +180,7 @@ def summarise(findings: Iterable[Finding]) -> dict[Severity, int]:
 
 def worst(findings: Iterable[Finding]) -> Severity | None:
     """The most severe severity among ``findings``; None if there are none."""
-    return min((f.severity for f in findings), key=_SEVERITY_RANK.__getitem__, default=None)
+    return min((f.severity for f in findings), key=lambda s: s.rank, default=None)
 
 
 # -- headers ----------------------------------------------------------------------------
@@ -553,4 +568,4 @@ def compare_responses(recorded: Response, live: Response, *, live_again: Respons
         elif _unstable(raw, unstable):
             severity = Severity.NOISE
         findings.append(Finding(severity, raw.kind, _location(raw), raw.recorded, raw.live))
-    return sorted(findings, key=lambda f: _SEVERITY_RANK[f.severity])
+    return sorted(findings, key=lambda f: f.severity.rank)

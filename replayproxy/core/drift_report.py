@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.text import Text
 
 from replayproxy.core.codec import content_encodings, decode_body
-from replayproxy.core.drift import Finding, FindingKind, Path, Severity, json_path
+from replayproxy.core.drift import Finding, Path, Severity, json_path
 from replayproxy.core.drift_check import Checked, DriftReport, Outcome
 from replayproxy.core.model import Response, header_value
 from replayproxy.core.view import format_size
@@ -38,10 +38,6 @@ from replayproxy.core.view import format_size
 __all__ = ["html", "junit_xml", "markdown", "print_report", "summary_line", "write_json"]
 
 _OUTCOME_RANK = {o: i for i, o in enumerate(Outcome)}
-_SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
-_VALUE_KINDS = frozenset({FindingKind.VALUE_CHANGED, FindingKind.HEADER_ADDED,
-                          FindingKind.HEADER_MISSING})
-"""Kinds whose recorded/live sides are values (shown as JSON), as ``Finding.describe``."""
 
 
 # -- shared -----------------------------------------------------------------------------
@@ -95,14 +91,7 @@ def _by_endpoint(results: Iterable[Checked]) -> list[tuple[str, list[Checked]]]:
 
 def _findings(checked: Checked, *severities: Severity) -> list[Finding]:
     return sorted((f for f in checked.findings if f.severity in severities),
-                  key=lambda f: _SEVERITY_RANK[f.severity])
-
-
-def _side(finding: Finding, value: object) -> str:
-    """One side of a finding as ``describe()`` shows it."""
-    if value is None:
-        return "(absent)"
-    return json.dumps(value, ensure_ascii=False) if finding.kind in _VALUE_KINDS else str(value)
+                  key=lambda f: f.severity.rank)
 
 
 def _status(response: Response | None) -> str:
@@ -229,9 +218,9 @@ def _md_code(text: str, cell: bool = True) -> str:
 
 def _md_table(findings: Sequence[Finding], limit: int = _MD_ROWS) -> list[str]:
     """A findings table, identical findings of several interactions as one row ``×N``."""
-    rows = Counter((f.severity, f.kind, f.location, _side(f, f.recorded), _side(f, f.live))
+    rows = Counter((f.severity, f.kind, f.location, f.recorded_text, f.live_text)
                    for f in findings)
-    ordered = sorted(rows.items(), key=lambda kv: _SEVERITY_RANK[kv[0][0]])
+    ordered = sorted(rows.items(), key=lambda kv: kv[0][0].rank)
     out = ["| Severity | Kind | Where | Recorded | Live |", "| --- | --- | --- | --- | --- |"]
     for (severity, kind, where, rec, live), n in ordered[:limit]:
         sev = f"**{severity}**" if severity is Severity.BREAKING else str(severity)
@@ -469,7 +458,7 @@ class _Marks:
     @classmethod
     def of(cls, findings: Iterable[Finding]) -> _Marks:
         marks = cls()
-        for f in sorted(findings, key=lambda f: _SEVERITY_RANK[f.severity], reverse=True):
+        for f in sorted(findings, key=lambda f: f.severity.rank, reverse=True):
             if f.location == "status":
                 marks.status = f.severity
             elif f.location.startswith("header "):
@@ -626,9 +615,9 @@ def _findings_table(findings: Sequence[Finding]) -> str:
         f'<tr class="f-{f.severity.value}"><td><span class="pill s-{f.severity.value}">'
         f"{escape(f.severity.value)}</span></td><td><code>{escape(f.kind.value)}</code></td>"
         f"<td><code>{escape(f.location)}</code></td>"
-        f"<td><code>{escape(_side(f, f.recorded))}</code></td>"
-        f"<td><code>{escape(_side(f, f.live))}</code></td></tr>"
-        for f in sorted(findings, key=lambda f: _SEVERITY_RANK[f.severity]))
+        f"<td><code>{escape(f.recorded_text)}</code></td>"
+        f"<td><code>{escape(f.live_text)}</code></td></tr>"
+        for f in sorted(findings, key=lambda f: f.severity.rank))
     return ('<table class="findings"><thead><tr><th>Severity</th><th>Kind</th><th>Where</th>'
             f"<th>Recorded</th><th>Live</th></tr></thead><tbody>{rows}</tbody></table>")
 
