@@ -203,12 +203,7 @@ class _Matching:
                             ("ignore_json", self.ignore_json)):
             if values:
                 flags[key] = values
-        for path in self.ignore_json or ():
-            try:
-                compile_json_path(path)
-            except ValueError as e:
-                raise ConfigError(f"--ignore-json: {e}; write e.g. --ignore-json '$.nonce'") \
-                    from None
+        _check_json_path_flags("--ignore-json", self.ignore_json or [], "$.nonce")
         match = settings.match
         if flags:
             match = replace(match, base=extend_rule(match.base, "command line", **flags))
@@ -231,6 +226,15 @@ class _Matching:
         session = CassetteSession(settings.cassette_dir, name, mode, strict=settings.strict,
                                   match=settings.match, redactor=_redactor(settings))
         return session, settings
+
+
+def _check_json_path_flags(flag: str, paths: list[str], example: str) -> None:
+    """Raise a ConfigError naming ``flag`` and an example for a path that does not parse."""
+    for path in paths:
+        try:
+            compile_json_path(path)
+        except ValueError as e:
+            raise ConfigError(f"{flag}: {e}; write e.g. {flag} '{example}'") from None
 
 
 def _errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -830,13 +834,8 @@ def _drift_config(base: DriftConfig, *, credential: list[str] | None,
             changes["timeout"] = duration_seconds("--timeout", timeout)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    for path in ignore or ():
-        if path.strip().startswith("$"):
-            try:
-                compile_json_path(path)
-            except ValueError as e:
-                raise ConfigError(f"--ignore: {e}; write e.g. --ignore '$.meta.request_id'") \
-                    from None
+    _check_json_path_flags("--ignore", [p for p in ignore or () if p.strip().startswith("$")],
+                           "$.meta.request_id")
     if ignore:
         changes["ignore"] = (*base.ignore, *ignore)
     if concurrency is not None:

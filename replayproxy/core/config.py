@@ -153,11 +153,7 @@ def _rule_settings(where: _Where, table: Mapping[str, Any], *, route: bool) -> d
                     raise where.error(key, f"unknown matcher {name!r}; allowed: "
                                            f"{', '.join(allowed_names)}{hint}")
         elif key == "ignore_json":
-            for path in items:
-                try:
-                    compile_json_path(path)
-                except ValueError as e:
-                    raise where.error(key, str(e)) from None
+            _check_json_paths(where, key, items)
         elif key == "ignore_regex":
             compiled = []
             for pattern in items:
@@ -286,13 +282,17 @@ def _drift(where: _Where, table: Mapping[str, Any], prefix: str) -> DriftConfig:
 
 def _drift_ignore(where: _Where, key: str, value: Any) -> list[str]:
     items = _string_list(where, key, value)
-    for item in items:
-        if item.strip().startswith("$"):
-            try:
-                compile_json_path(item)
-            except ValueError as e:
-                raise where.error(key, str(e)) from None
+    _check_json_paths(where, key, [i for i in items if i.strip().startswith("$")])
     return items
+
+
+def _check_json_paths(where: _Where, key: str, paths: list[str]) -> None:
+    """Raise the ConfigError naming ``key`` for the first path that does not parse."""
+    for path in paths:
+        try:
+            compile_json_path(path)
+        except ValueError as e:
+            raise where.error(key, str(e)) from None
 
 
 def _names(where: _Where, key: str, value: Any) -> frozenset[str]:
@@ -328,11 +328,7 @@ def _redact_table(where: _Where, table: Mapping[str, Any], allowed: set[str]) ->
             extra[key] = _names(where, key, value)
         elif key == "json":
             paths = _string_list(where, key, value)
-            for path in paths:
-                try:
-                    compile_json_path(path)
-                except ValueError as e:
-                    raise where.error(key, str(e)) from None
+            _check_json_paths(where, key, paths)
             extra["json_paths"] = tuple(paths)
         elif key == "patterns":
             extra["patterns"] = _patterns(where, key, value)
