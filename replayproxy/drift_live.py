@@ -220,9 +220,9 @@ def _base(job: Job, plan: Planned | Skip) -> Checked:
 def check(jobs: Sequence[Job], config: DriftConfig, environ: Mapping[str, str], *,
           upstream_ca: Path | None = None,
           on_result: Callable[[Checked], None] = lambda _r: None,
-          ) -> tuple[list[Checked], dict[str, Planned]]:
-    """Check every job; results in job order, and the plans by interaction key."""
-    plans: dict[str, Planned] = {}
+          ) -> tuple[list[Checked], dict[tuple[str, str], Planned]]:
+    """Check every job; results in job order, and the plans by (cassette, key)."""
+    plans: dict[tuple[str, str], Planned] = {}
     results: list[Checked | None] = [None] * len(jobs)
 
     async def main() -> None:
@@ -241,7 +241,7 @@ def check(jobs: Sequence[Job], config: DriftConfig, environ: Mapping[str, str], 
                     results[i] = skipped
                     on_result(skipped)
                     continue
-                plans[job.key + "@" + job.cassette] = plan
+                plans[(job.cassette, job.key)] = plan
                 tasks[i] = asyncio.create_task(runner.run_one(client, base, job, plan))
             for i, task in tasks.items():
                 results[i] = await task
@@ -251,7 +251,7 @@ def check(jobs: Sequence[Job], config: DriftConfig, environ: Mapping[str, str], 
 
 
 def update_cassettes(cassette_dir: Path, report: DriftReport, jobs: Sequence[Job],
-                     plans: Mapping[str, Planned], redactor: Redactor) -> None:
+                     plans: Mapping[tuple[str, str], Planned], redactor: Redactor) -> None:
     """Re-record breaking and changed interactions: the recorded request stays, the live
     response replaces the recorded one, redacted (and scanned) like a recording.
 
@@ -264,7 +264,7 @@ def update_cassettes(cassette_dir: Path, report: DriftReport, jobs: Sequence[Job
         if result.outcome not in (Outcome.BREAKING, Outcome.CHANGED) or result.live is None:
             continue
         job = by_key[(result.cassette, result.key)]
-        plan = plans[result.key + "@" + result.cassette]
+        plan = plans[(result.cassette, result.key)]
         redacted = redactor.redact(Interaction(plan.request, result.live))
         fresh = Interaction(job.interaction.request, redacted.response, time.time(),
                             result.elapsed, result.elapsed)

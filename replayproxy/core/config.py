@@ -252,15 +252,18 @@ def _drift(where: _Where, table: Mapping[str, Any], prefix: str) -> DriftConfig:
             raise where.error("concurrency", f"expected {_DRIFT_KEYS['concurrency']}, "
                                              f"got {table['concurrency']!r}")
         changes["concurrency"] = table["concurrency"]
-    try:
-        if "rate" in table:
+    if "rate" in table:
+        try:
             changes["rate"] = parse_rate("rate", str(table["rate"]))
-        if "timeout" in table:
-            raw = table["timeout"]
+        except ValueError as e:
+            raise where.error("rate", str(e)) from None
+    if "timeout" in table:
+        raw = table["timeout"]
+        try:
             changes["timeout"] = duration_seconds(
                 "timeout", f"{raw}s" if isinstance(raw, int | float) else raw)
-    except ValueError as e:
-        raise where.error(str(e).split("=", 1)[0], str(e)) from None
+        except ValueError as e:
+            raise where.error("timeout", str(e)) from None
     for key in ("allow_unsafe", "repeat", "database"):
         if key in table:
             changes[key] = table[key]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from urllib.parse import quote, quote_plus, urlsplit
@@ -161,28 +161,27 @@ class Planned:
     """The credential values put in (for re-redacting what comes back)."""
 
 
-def _origin(scheme: str, host: str, port: int) -> str:
-    return format_url(scheme, host, port, "")
+def _netloc(scheme: str, host: str, port: int) -> str:
+    """``host[:port]``, the port only when not the scheme's default (a Host header)."""
+    return format_url(scheme, host, port, "").split("://", 1)[1]
 
 
-def _normal_origin(text: str) -> str:
+def _split_origin(text: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path prefix) of an origin such as ``https://host:8443/mock``."""
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
-    port = parts.port or (443 if scheme == "https" else 80)
-    return _origin(scheme, (parts.hostname or "").lower(), port)
+    return (scheme, parts.hostname or "", parts.port or (443 if scheme == "https" else 80),
+            parts.path.rstrip("/"))
 
 
 def _rebase(request: Request, origins: Sequence[tuple[str, str]]) -> Request:
-    here = _origin(request.scheme, request.host, request.port)
+    here = (request.scheme, request.host, request.port)
     for recorded, live in origins:
-        if _normal_origin(recorded) == here:
-            parts = urlsplit(live)
-            scheme = parts.scheme
-            port = parts.port or (443 if scheme == "https" else 80)
-            host = parts.hostname or request.host
-            prefix = parts.path.rstrip("/")
-            headers = tuple((k, _origin(scheme, host, port).split("://", 1)[1])
-                            if k.lower() == "host" else (k, v) for k, v in request.headers)
+        if _split_origin(recorded)[:3] == here:
+            scheme, host, port, prefix = _split_origin(live)
+            host = host or request.host
+            headers = tuple((k, _netloc(scheme, host, port)) if k.lower() == "host"
+                            else (k, v) for k, v in request.headers)
             return replace(request, scheme=scheme, host=host, port=port,
                            path=prefix + request.path, headers=headers)
     return request
@@ -264,8 +263,8 @@ def plan_request(request: Request, config: DriftConfig,
     if not safe and not allow_unsafe:
         return Skip(f"{request.method} not re-sent: it may change data on the server; "
                     f"pass --allow-unsafe or allow it for this route")
-    if content_encodings(request.headers) and PLACEHOLDER.search(
-            request.body.decode("latin-1")):
+    text = request.body.decode("latin-1")  # lossless: any bytes, searched once
+    if content_encodings(request.headers) and PLACEHOLDER.search(text):
         return Skip("the request body is content-encoded and holds placeholders; "
                     "re-record it", error=True)
     creds = _Credentials(config.credentials, environ)
@@ -274,20 +273,15 @@ def plan_request(request: Request, config: DriftConfig,
     query = _fill(request.query, creds, None, "url")
     path = _fill(request.path, creds, None, "url")
     body = request.body
-    if body and (PLACEHOLDER.search(body.decode("latin-1"))
-                 or _ENCODED_PLACEHOLDER.search(body.decode("latin-1"))):
+    if PLACEHOLDER.search(text) or _ENCODED_PLACEHOLDER.search(text):
         body = _fill(body.decode("utf-8", "surrogateescape"), creds, None,
                      _body_escape(request.headers)).encode("utf-8", "surrogateescape")
     if creds.problems:
-        return Skip(_unique(creds.problems)[0], error=True)
+        return Skip(creds.problems[0], error=True)
     live = _rebase(replace(request, headers=headers, query=query, path=path, body=body),
                    config.origins)
     return Planned(live, ignore, repeat=config.repeat and safe,
                    secrets=tuple(dict.fromkeys(creds.used.values())))
-
-
-def _unique(items: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(items))
 
 
 _ID_SEGMENT = re.compile(r"\d+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -299,7 +293,7 @@ def endpoint_of(request: Request) -> str:
     """``GET api.example.com/v1/charges/{id}``: ids in the path folded, for grouping."""
     segments = [("{id}" if s and (_ID_SEGMENT.fullmatch(s) or looks_volatile(None, s)) else s)
                 for s in request.path.split("/")]
-    netloc = format_url(request.scheme, request.host, request.port, "").split("://", 1)[1]
+    netloc = _netloc(request.scheme, request.host, request.port)
     return f"{request.method} {netloc}{'/'.join(segments)}"
 
 
