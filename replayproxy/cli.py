@@ -858,6 +858,15 @@ def _console() -> Any:
     return out if out.is_terminal else Console(soft_wrap=True)
 
 
+def _history_database(db: Path | None, settings: Settings) -> Path:
+    """The drift history database: --db, else the configuration's, else in the cassette
+    directory."""
+    from replayproxy.core.history import DEFAULT_DATABASE
+
+    return db or Path(settings.drift.database
+                      or Path(settings.cassette_dir or "cassettes") / DEFAULT_DATABASE)
+
+
 def _write_report(path: Path, data: str | bytes) -> None:
     """Write a report file whole or not at all (temp file, then rename)."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
@@ -1019,9 +1028,8 @@ def drift(
     if history:
         from replayproxy.core.history import record_run
 
-        database = db or Path(dconfig.database or directory / ".replayproxy.db")
         try:
-            record_run(database, report)
+            record_run(_history_database(db, settings), report)
         except ConfigError as e:
             report.problems.append(str(e))
     print_report(_console(), report, verbose=verbose)
@@ -1056,9 +1064,8 @@ def drift_history(
     config = config or given.get("config")
     db = db or given.get("db")
     settings = _Matching(config, cassette_dir).settings()
-    directory = Path(settings.cassette_dir or "cassettes")
-    database = db or Path(settings.drift.database or directory / ".replayproxy.db")
-    found = load_history(database, runs=runs, cassettes=cassette or None)
+    found = load_history(_history_database(db, settings), runs=runs,
+                         cassettes=cassette or None)
     if json_out:
         typer.echo(json.dumps(history_json(found), indent=2, ensure_ascii=False))
     else:
