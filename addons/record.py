@@ -1,9 +1,9 @@
-"""Record into a cassette with plain mitmproxy:
+"""Record into a cassette with plain mitmproxy (the same script ships in the package,
+``replayproxy/engines/mitm/scripts/record.py``):
 
     mitmdump -s addons/record.py --set replayproxy_cassette=NAME [--set connection_strategy=lazy]
 """
 
-from replayproxy.addons.cassette import CassetteAddon
-from replayproxy.core.model import RecordMode
+from replayproxy.engines.mitm.scripts.record import addons
 
-addons = [CassetteAddon(default_mode=RecordMode.ALL)]
+__all__ = ["addons"]

@@ -1,9 +1,9 @@
-"""Replay a cassette with plain mitmproxy, offline:
+"""Replay a cassette with plain mitmproxy, offline (the same script ships in the package,
+``replayproxy/engines/mitm/scripts/replay.py``):
 
     mitmdump -s addons/replay.py --set replayproxy_cassette=NAME --set connection_strategy=lazy
 """
 
-from replayproxy.addons.cassette import CassetteAddon
-from replayproxy.core.model import RecordMode
+from replayproxy.engines.mitm.scripts.replay import addons
 
-addons = [CassetteAddon(default_mode=RecordMode.NONE)]
+__all__ = ["addons"]

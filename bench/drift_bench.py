@@ -6,7 +6,7 @@ interactions, then per round, alternating:
 - **baseline**: an httpx AsyncClient sends the same 2N requests (each twice, as the
   drift check does to learn volatility) at the same concurrency, reading every body
   and doing nothing else: the least any drift check must spend on the network;
-- **drift**: ``replayproxy.drift_live.check`` on the cassette (plan, send twice,
+- **drift**: ``replayproxy.drift.live.check`` on the cassette (plan, send twice,
   compare, classify).
 
 Reports the median over rounds of drift time / baseline time, and the CPU cost of one
@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.upstream import item_body  # noqa: E402
-from replayproxy.core.drift import compare_responses  # noqa: E402
-from replayproxy.core.drift_check import DriftConfig, Outcome, interaction_key  # noqa: E402
-from replayproxy.core.model import Interaction, Request, Response  # noqa: E402
-from replayproxy.drift_live import Job, check  # noqa: E402
+from replayproxy.drift.compare import compare_responses  # noqa: E402
+from replayproxy.drift.live import Job, check  # noqa: E402
+from replayproxy.drift.plan import DriftConfig, Outcome, interaction_key  # noqa: E402
+from replayproxy.model import Interaction, Request, Response  # noqa: E402
 
 JSON = (("Content-Type", "application/json"), ("Server", "bench-upstream"))
 

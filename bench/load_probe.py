@@ -36,8 +36,8 @@ def _peak_rss() -> int:
 
 
 def probe_cassette(path: str, lookups: int) -> dict[str, object]:
-    from replayproxy.core.matching import ReplayIndex
-    from replayproxy.core.storage import load_cassette
+    from replayproxy.cassette.store import load_cassette
+    from replayproxy.matching.index import ReplayIndex
 
     rss_before = _rss()
     t0 = time.perf_counter()

@@ -20,10 +20,10 @@ import threading
 import time
 from pathlib import Path
 
-from replayproxy.addons.cassette import CassetteAddon
-from replayproxy.core.model import RecordMode
-from replayproxy.core.session import CassetteSession
-from replayproxy.runtime import Proxy, ensure_ca
+from replayproxy.decision.session import CassetteSession
+from replayproxy.engines.mitm.cassette import CassetteAddon
+from replayproxy.engines.mitm.master import Proxy, ensure_ca
+from replayproxy.model import RecordMode
 
 
 def main() -> int:

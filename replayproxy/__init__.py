@@ -1,15 +1,14 @@
 """replayproxy: record HTTP(S) traffic into cassettes and replay it offline.
 
 The public names below need no mitmproxy import; the proxy itself is
-``replayproxy.runtime.Proxy`` and the addon ``replayproxy.addons.cassette.CassetteAddon``.
+``replayproxy.engines.mitm.master.Proxy`` and the addon
+``replayproxy.engines.mitm.cassette.CassetteAddon``.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from replayproxy.core.matching import ReplayIndex
-from replayproxy.core.model import Interaction, RecordMode, Request, Response
-from replayproxy.core.session import CassetteSession
-from replayproxy.core.storage import CassetteFile, load_cassette, save_cassette
+from replayproxy.cassette.store import CassetteFile, load_cassette, save_cassette
+from replayproxy.decision.session import CassetteSession
 from replayproxy.errors import (
     CassetteError,
     CommandError,
@@ -17,6 +16,8 @@ from replayproxy.errors import (
     ProxyStartError,
     ReplayproxyError,
 )
+from replayproxy.matching.index import ReplayIndex
+from replayproxy.model import Interaction, RecordMode, Request, Response
 
 try:
     __version__ = version("replayproxy")

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from replayproxy.addons.cassette import CassetteAddon
-from replayproxy.core.config import Settings, load_settings
-from replayproxy.core.model import RecordMode
-from replayproxy.core.session import CassetteSession, SessionSummary
-from replayproxy.runtime import CA, Proxy, ensure_ca
+from replayproxy.config import Settings, load_settings
+from replayproxy.decision.session import CassetteSession, SessionSummary
+from replayproxy.engines.mitm.cassette import CassetteAddon
+from replayproxy.engines.mitm.master import CA, Proxy, ensure_ca
+from replayproxy.model import RecordMode
 from tests.conftest import UpstreamCA
 from tests.integration.support import CLIENTS, Client, Upstream, base_env
 

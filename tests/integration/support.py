@@ -37,7 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import requests
 
-from replayproxy.core.model import RecordMode
+from replayproxy.model import RecordMode
 
 # -- bodies the upstream serves ---------------------------------------------------------
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from replayproxy.core.storage import cassette_path, load_cassette
+from replayproxy.cassette.store import cassette_path, load_cassette
 from tests.integration.support import (
     GZIP_PAYLOAD,
     JSON_BODY,

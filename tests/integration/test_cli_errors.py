@@ -9,8 +9,8 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from replayproxy.core.model import Interaction, Request, Response
-from replayproxy.core.storage import save_cassette
+from replayproxy.cassette.store import save_cassette
+from replayproxy.model import Interaction, Request, Response
 from tests.integration.support import assert_clean_error, cli
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from replayproxy.core.storage import cassette_path, load_cassette
+from replayproxy.cassette.store import cassette_path, load_cassette
 from tests.integration.support import (
     JSON_BODY,
     assert_clean_error,

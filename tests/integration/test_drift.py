@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from replayproxy.core.model import header_value
-from replayproxy.core.storage import cassette_path, load_cassette
+from replayproxy.cassette.store import cassette_path, load_cassette
+from replayproxy.model import header_value
 from tests.conftest import UpstreamCA
 from tests.integration.support import base_env, cli, error_lines, replayproxy_cmd
 from tests.integration.versioned_api import TOKEN, VersionedApi

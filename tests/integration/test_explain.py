@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from replayproxy.core.matchers import MATCHERS
+from replayproxy.matching.rules import MATCHERS
 from tests.integration.support import (
     AMOUNT_DIFF,
     AMOUNT_URL_PATH,

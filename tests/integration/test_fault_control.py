@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from replayproxy.core.model import Interaction, Request, Response
-from replayproxy.core.storage import cassette_path, load_cassette, save_cassette
+from replayproxy.cassette.store import cassette_path, load_cassette, save_cassette
+from replayproxy.model import Interaction, Request, Response
 from tests.integration.support import (
     JSON_BODY,
     assert_clean_error,
@@ -60,7 +60,7 @@ def _run_script(tmp: Path, env: dict[str, str], body: str,
 
 _PRELUDE = '''\
 import http.client, json, os, sys, urllib.error, urllib.request
-from replayproxy.control import FaultControl, FaultControlError
+from replayproxy.faults.control import FaultControl, FaultControlError
 
 URL = sys.argv[1]
 CONTROL = os.environ["REPLAYPROXY_CONTROL_URL"]

@@ -32,13 +32,13 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ProtocolError
 from urllib3.util.retry import Retry
 
-from replayproxy.addons.cassette import CassetteAddon
-from replayproxy.addons.faults import FaultAddon, FaultResponses
-from replayproxy.core.faults import FaultPlan
-from replayproxy.core.model import Interaction, RecordMode, Request, Response
-from replayproxy.core.session import CassetteSession, SessionSummary
-from replayproxy.core.storage import cassette_path, load_cassette, save_cassette
-from replayproxy.runtime import CA, Proxy
+from replayproxy.cassette.store import cassette_path, load_cassette, save_cassette
+from replayproxy.decision.session import CassetteSession, SessionSummary
+from replayproxy.engines.mitm.cassette import CassetteAddon
+from replayproxy.engines.mitm.faults import FaultAddon, FaultResponses
+from replayproxy.engines.mitm.master import CA, Proxy
+from replayproxy.faults.plan import FaultPlan
+from replayproxy.model import Interaction, RecordMode, Request, Response
 from tests.conftest import UpstreamCA
 from tests.integration.conftest import serving
 from tests.integration.support import (

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from replayproxy.core.model import RecordMode
+from replayproxy.model import RecordMode
 from tests.integration.support import (
     AMOUNT_DIFF,
     AMOUNT_URL_PATH,

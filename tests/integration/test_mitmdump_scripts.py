@@ -1,5 +1,7 @@
 """`addons/record.py` and `addons/replay.py` loaded by plain mitmdump, as a mitmproxy
-user would: `mitmdump -s addons/record.py --set replayproxy_cassette=NAME ...`."""
+user would: `mitmdump -s addons/record.py --set replayproxy_cassette=NAME ...`; and the
+same scripts shipped inside the package (``replayproxy.engines.mitm.scripts``), which is
+what a user who installed the wheel loads."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from replayproxy.core.storage import cassette_path, load_cassette
+from replayproxy.cassette.store import cassette_path, load_cassette
+from replayproxy.engines.mitm import scripts
 from tests.integration.support import (
     GZIP_BODY,
     JSON_BODY,
@@ -31,21 +34,26 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _mitmdump(script: str, port: int, cdir: Path, ca_dir: Path, *extra: str) -> list[str]:
-    return [str(MITMDUMP), "-q", "-s", str(REPO / "addons" / script),
+def _script(where: str, name: str) -> Path:
+    return REPO / "addons" / f"{name}.py" if where == "repository" else scripts.path(name)
+
+
+def _mitmdump(script: Path, port: int, cdir: Path, ca_dir: Path, *extra: str) -> list[str]:
+    return [str(MITMDUMP), "-q", "-s", str(script),
             "--listen-host", "127.0.0.1", "-p", str(port),
             "--set", f"confdir={ca_dir}",
             "--set", "replayproxy_cassette=dumped",
             "--set", f"replayproxy_cassette_dir={cdir}", *extra]
 
 
-def test_record_and_replay_scripts_in_mitmdump(https_upstream, proxy_ca, upstream_ca, cli_env,
-                                               tmp_path):
+@pytest.mark.parametrize("where", ["repository", "package"])
+def test_record_and_replay_scripts_in_mitmdump(where, https_upstream, proxy_ca, upstream_ca,
+                                               cli_env, tmp_path):
     cdir = tmp_path / "cassettes"
     urls = [https_upstream.url("/json"), https_upstream.url("/gzip")]
 
     port = free_port()
-    cmd = _mitmdump("record.py", port, cdir, proxy_ca.directory,
+    cmd = _mitmdump(_script(where, "record"), port, cdir, proxy_ca.directory,
                     "--set", f"ssl_verify_upstream_trusted_ca={upstream_ca.pem}",
                     "--set", "connection_strategy=lazy")
     with background(cmd, env=cli_env, stderr_path=tmp_path / "rec.err") as bg:
@@ -64,8 +72,8 @@ def test_record_and_replay_scripts_in_mitmdump(https_upstream, proxy_ca, upstrea
     port = free_port()
     # no connection_strategy=lazy here: the replay addon switches mitmproxy to it itself,
     # so an HTTPS tunnel does not connect upstream
-    with background(_mitmdump("replay.py", port, cdir, proxy_ca.directory), env=cli_env,
-                    stderr_path=tmp_path / "rep.err") as bg:
+    cmd = _mitmdump(_script(where, "replay"), port, cdir, proxy_ca.directory)
+    with background(cmd, env=cli_env, stderr_path=tmp_path / "rep.err") as bg:
         wait_for(lambda: _listening(port) or bg.proc.poll() is not None, timeout=30,
                  what="mitmdump to listen")
         assert bg.proc.poll() is None, (tmp_path / "rep.err").read_text()
@@ -81,7 +89,7 @@ def test_record_and_replay_scripts_in_mitmdump(https_upstream, proxy_ca, upstrea
 
 def test_replay_script_with_missing_cassette_fails_at_start(proxy_ca, cli_env, tmp_path):
     port = free_port()
-    cmd = _mitmdump("replay.py", port, tmp_path / "empty", proxy_ca.directory)
+    cmd = _mitmdump(scripts.path("replay"), port, tmp_path / "empty", proxy_ca.directory)
     with background(cmd, env=cli_env, stderr_path=tmp_path / "err") as bg:
         bg.proc.wait(30)
         out = b"".join(bg.proc.stdout.readlines()).decode() if bg.proc.stdout else ""
@@ -92,3 +100,9 @@ def test_replay_script_with_missing_cassette_fails_at_start(proxy_ca, cli_env, t
     assert "OptionsError: cassette 'dumped' does not exist in" in output
     assert "record it first with `replayproxy record -c dumped" in output
     assert not _listening(port)
+
+
+@pytest.mark.parametrize("name", ["nope", "__init__", "_private"])
+def test_an_unknown_shipped_script_is_named(name):
+    with pytest.raises(ValueError, match="use 'record' or 'replay'"):
+        scripts.path(name)

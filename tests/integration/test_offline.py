@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from replayproxy.core.model import RecordMode
+from replayproxy.model import RecordMode
 from tests.integration.support import CLIENTS, GZIP_BODY, JSON_BODY, PNG_BODY
 
 PATHS = ["/json", "/gzip", "/png", "/poll?id=1", "/poll?id=1"]

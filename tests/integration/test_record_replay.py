@@ -16,11 +16,11 @@ from cryptography import x509
 from mitmproxy import http
 from mitmproxy.addons import tlsconfig
 
-from replayproxy.addons.cassette import CassetteAddon
-from replayproxy.core.model import RecordMode, header_value
-from replayproxy.core.session import CassetteSession
-from replayproxy.core.storage import cassette_path, load_cassette
-from replayproxy.runtime import Proxy
+from replayproxy.cassette.store import cassette_path, load_cassette
+from replayproxy.decision.session import CassetteSession
+from replayproxy.engines.mitm.cassette import CassetteAddon
+from replayproxy.engines.mitm.master import Proxy
+from replayproxy.model import RecordMode, header_value
 from tests.integration.conftest import serving
 from tests.integration.support import (
     BIG_BODY,

@@ -21,10 +21,15 @@ from urllib.parse import quote, quote_plus
 import msgpack
 import pytest
 
-from replayproxy.core.codec import decode_body
-from replayproxy.core.model import Interaction, RecordMode, Request, Response, header_value
-from replayproxy.core.scan import scan_path
-from replayproxy.core.storage import cassette_path, decode_interaction, load_cassette, save_cassette
+from replayproxy.cassette.store import (
+    cassette_path,
+    decode_interaction,
+    load_cassette,
+    save_cassette,
+)
+from replayproxy.codec import decode_body
+from replayproxy.model import Interaction, RecordMode, Request, Response, header_value
+from replayproxy.redaction.scan import scan_path
 from tests.conftest import UpstreamCA
 from tests.integration.secret_upstream import ISSUED, SecretUpstream
 from tests.integration.support import Resp, assert_clean_error, cli

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from replayproxy.core.model import RecordMode
-from replayproxy.core.storage import cassette_path, load_cassette
+from replayproxy.cassette.store import cassette_path, load_cassette
+from replayproxy.model import RecordMode
 from tests.integration.support import (
     GZIP_BODY,
     JSON_BODY,

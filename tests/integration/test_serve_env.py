@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from replayproxy.core.storage import cassette_path, load_cassette
+from replayproxy.cassette.store import cassette_path, load_cassette
 from tests.integration.support import (
     JSON_BODY,
     PNG_BODY,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from replayproxy.core.model import RecordMode
+from replayproxy.model import RecordMode
 from tests.integration.support import CLIENTS
 
 

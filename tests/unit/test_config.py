@@ -6,8 +6,11 @@ import textwrap
 
 import pytest
 
-from replayproxy.core.config import Settings, find_config, load_settings, parse_settings
-from replayproxy.core.matchers import (
+from replayproxy.cassette.store import CassetteFile
+from replayproxy.config import Settings, find_config, load_settings, parse_settings
+from replayproxy.errors import ConfigError
+from replayproxy.matching.index import ReplayIndex
+from replayproxy.matching.rules import (
     EXACT_MATCHERS,
     MATCHERS,
     BodyKind,
@@ -15,11 +18,8 @@ from replayproxy.core.matchers import (
     MatchConfig,
     MatchRule,
 )
-from replayproxy.core.matching import ReplayIndex
-from replayproxy.core.model import Interaction, Request, Response
-from replayproxy.core.routes import parse_route
-from replayproxy.core.storage import CassetteFile
-from replayproxy.errors import ConfigError
+from replayproxy.model import Interaction, Request, Response
+from replayproxy.routes import parse_route
 
 JSON = (("Content-Type", "application/json"),)
 

@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from replayproxy.core.diagnostics import (
+from replayproxy.cassette.store import CassetteFile, save_cassette
+from replayproxy.decision.session import CassetteSession, Unmatched
+from replayproxy.matching.diagnostics import (
     MISSING,
     Candidate,
     Difference,
@@ -12,12 +14,10 @@ from replayproxy.core.diagnostics import (
     rank,
     render_candidates,
 )
-from replayproxy.core.matchers import MatchConfig, MatchRule, extend_rule
-from replayproxy.core.matching import ReplayIndex
-from replayproxy.core.model import Interaction, RecordMode, Request, Response
-from replayproxy.core.routes import parse_route
-from replayproxy.core.session import CassetteSession, Unmatched
-from replayproxy.core.storage import CassetteFile, save_cassette
+from replayproxy.matching.index import ReplayIndex
+from replayproxy.matching.rules import MatchConfig, MatchRule, extend_rule
+from replayproxy.model import Interaction, RecordMode, Request, Response
+from replayproxy.routes import parse_route
 
 JSON = (("Content-Type", "application/json"),)
 

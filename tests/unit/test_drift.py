@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from replayproxy.core.drift import (
+from replayproxy.drift.compare import (
     Finding,
     FindingKind,
     Severity,
@@ -20,7 +20,7 @@ from replayproxy.core.drift import (
     summarise,
     worst,
 )
-from replayproxy.core.model import Response
+from replayproxy.model import Response
 
 JSON_CT = ("Content-Type", "application/json")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from replayproxy.core.config import parse_settings
-from replayproxy.core.drift import Severity
-from replayproxy.core.drift_check import (
+from replayproxy.config import parse_settings
+from replayproxy.drift.compare import Severity
+from replayproxy.drift.plan import (
     Checked,
     DriftConfig,
     DriftReport,
@@ -25,9 +25,9 @@ from replayproxy.core.drift_check import (
     parse_rate,
     plan_request,
 )
-from replayproxy.core.model import Request, Response
-from replayproxy.core.routes import parse_route
 from replayproxy.errors import ConfigError
+from replayproxy.model import Request, Response
+from replayproxy.routes import parse_route
 
 AUTH = "<redacted:authorization:a1b2c3>"
 KEY = "<redacted:x-api-key:d4e5f6>"

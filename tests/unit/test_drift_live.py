@@ -9,8 +9,8 @@ import ssl
 import httpx
 import pytest
 
-from replayproxy.core.model import Request
-from replayproxy.drift_live import _describe
+from replayproxy.drift.live import _describe
+from replayproxy.model import Request
 
 REQUEST = Request("GET", "https", "api.example.com", 443, "/v1/x")
 

@@ -11,9 +11,9 @@ from html.parser import HTMLParser
 import pytest
 from rich.console import Console
 
-from replayproxy.core.drift import Finding, FindingKind, Severity, compare_responses
-from replayproxy.core.drift_check import Checked, DriftReport, Outcome
-from replayproxy.core.drift_report import (
+from replayproxy.drift.compare import Finding, FindingKind, Severity, compare_responses
+from replayproxy.drift.plan import Checked, DriftReport, Outcome
+from replayproxy.drift.report.render import (
     html,
     junit_xml,
     markdown,
@@ -21,7 +21,7 @@ from replayproxy.core.drift_report import (
     summary_line,
     write_json,
 )
-from replayproxy.core.model import Response
+from replayproxy.model import Response
 
 JSON_CT = ("Content-Type", "application/json")
 CHARGES = "GET 127.0.0.1:8443/v1/charges/{id}"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from replayproxy.core.environment import (
+from replayproxy.environment import (
     BUNDLE_VARIABLES,
     PROXY_VARIABLES,
     build_trust_bundle,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replayproxy.core.faults import (
+from replayproxy.faults.plan import (
     Corrupt,
     CorruptMode,
     Delay,
@@ -33,7 +33,7 @@ from replayproxy.core.faults import (
     parse_fault,
     truncate_body,
 )
-from replayproxy.core.model import Request
+from replayproxy.model import Request
 
 
 def req(method="GET", host="api.example.com", path="/v1/items", *, scheme="https", port=443):

@@ -10,18 +10,18 @@ import pytest
 from rich.console import Console
 from sqlite_utils import Database
 
-from replayproxy.core import history
-from replayproxy.core.drift import Finding, FindingKind, Severity
-from replayproxy.core.drift_check import Checked, DriftReport, Outcome
-from replayproxy.core.history import (
+from replayproxy.drift import history
+from replayproxy.drift.compare import Finding, FindingKind, Severity
+from replayproxy.drift.history import (
     fingerprint,
     history_json,
     load_history,
     record_run,
     render_history,
 )
-from replayproxy.core.model import Response
+from replayproxy.drift.plan import Checked, DriftReport, Outcome
 from replayproxy.errors import ConfigError
+from replayproxy.model import Response
 
 CASSETTE = "cassettes/payments.rpc"
 OTHER = "cassettes/search.rpc"

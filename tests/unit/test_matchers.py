@@ -9,8 +9,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from replayproxy.core.diagnostics import MISSING, compare
-from replayproxy.core.matchers import (
+from replayproxy.cassette.store import CassetteFile
+from replayproxy.matching.diagnostics import MISSING, compare
+from replayproxy.matching.index import ReplayIndex
+from replayproxy.matching.rules import (
     EXACT_MATCHERS,
     MATCHERS,
     RULE_MATCHERS,
@@ -25,9 +27,7 @@ from replayproxy.core.matchers import (
     normalise_graphql,
     query_view,
 )
-from replayproxy.core.matching import ReplayIndex
-from replayproxy.core.model import Interaction, Request, Response
-from replayproxy.core.storage import CassetteFile
+from replayproxy.model import Interaction, Request, Response
 
 JSON = (("Content-Type", "application/json"),)
 FORM = (("Content-Type", "application/x-www-form-urlencoded"),)

@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 
-from replayproxy.core.matching import ReplayIndex
-from replayproxy.core.model import Interaction, Request, Response
-from replayproxy.core.storage import CassetteFile, encode_interaction
+from replayproxy.cassette.store import CassetteFile, encode_interaction
 from replayproxy.errors import CassetteError
+from replayproxy.matching.index import ReplayIndex
+from replayproxy.model import Interaction, Request, Response
 
 BASE = Request("POST", "https", "api.example.com", 443, "/v1/charges", "a=1&b=2", (), b"{}")
 

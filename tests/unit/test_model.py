@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from replayproxy.core.model import Interaction, RecordMode, Request, Response, header_value
+from replayproxy.model import Interaction, RecordMode, Request, Response, header_value
 
 
 def test_request_url_omits_default_port():

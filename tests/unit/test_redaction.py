@@ -21,16 +21,16 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from replayproxy.core.codec import decode_body
-from replayproxy.core.config import parse_settings
-from replayproxy.core.matchers import MatchConfig, MatchRule, extend_rule
-from replayproxy.core.matching import ReplayIndex
-from replayproxy.core.model import Interaction, RecordMode, Request, Response, header_value
-from replayproxy.core.redaction import RedactionConfig, Redactor, load_key
-from replayproxy.core.scan import scan_interaction
-from replayproxy.core.secrets import DEFAULT_SECRET_FIELDS, PLACEHOLDER, VALUE_PATTERNS
-from replayproxy.core.session import CassetteSession, Replay, Unmatched
-from replayproxy.core.storage import CassetteFile, cassette_path, load_cassette, save_cassette
+from replayproxy.cassette.store import CassetteFile, cassette_path, load_cassette, save_cassette
+from replayproxy.codec import decode_body
+from replayproxy.config import parse_settings
+from replayproxy.decision.session import CassetteSession, Replay, Unmatched
+from replayproxy.matching.index import ReplayIndex
+from replayproxy.matching.rules import MatchConfig, MatchRule, extend_rule
+from replayproxy.model import Interaction, RecordMode, Request, Response, header_value
+from replayproxy.redaction.redactor import RedactionConfig, Redactor, load_key
+from replayproxy.redaction.scan import scan_interaction
+from replayproxy.redaction.secrets import DEFAULT_SECRET_FIELDS, PLACEHOLDER, VALUE_PATTERNS
 
 KEY = b"unit-test-redaction-key"
 R = Redactor(key=KEY)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from replayproxy.core.model import Request
-from replayproxy.core.routes import Route, parse_route
+from replayproxy.model import Request
+from replayproxy.routes import Route, parse_route
 
 
 def req(method="GET", url_host="api.example.com", path="/v1/charges", *, scheme="https",

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from vcr.serializers import yamlserializer
 
-from replayproxy.core.model import Interaction, Request, Response
-from replayproxy.core.redaction import Redactor
-from replayproxy.core.scan import Finding, scan_interaction, scan_path
-from replayproxy.core.secrets import VALUE_PATTERNS, ValuePattern
-from replayproxy.core.storage import save_cassette
+from replayproxy.cassette.store import save_cassette
 from replayproxy.errors import CassetteError
+from replayproxy.model import Interaction, Request, Response
+from replayproxy.redaction.redactor import Redactor
+from replayproxy.redaction.scan import Finding, scan_interaction, scan_path
+from replayproxy.redaction.secrets import VALUE_PATTERNS, ValuePattern
 
 STRIPE = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
 AWS = "AKIAIOSFODNN7EXAMPLE"

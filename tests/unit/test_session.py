@@ -5,10 +5,10 @@ import dataclasses
 import msgpack
 import pytest
 
-from replayproxy.core.model import Interaction, RecordMode, Request, Response
-from replayproxy.core.session import CassetteSession, Forward, Replay, Unmatched
-from replayproxy.core.storage import decode_interaction, load_cassette, save_cassette
+from replayproxy.cassette.store import decode_interaction, load_cassette, save_cassette
+from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmatched
 from replayproxy.errors import CassetteError, ConfigError
+from replayproxy.model import Interaction, RecordMode, Request, Response
 
 
 def req(path="/v1/items", query="", body=b""):

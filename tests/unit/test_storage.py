@@ -9,9 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from replayproxy.core import storage
-from replayproxy.core.model import Interaction, Request, Response
-from replayproxy.core.storage import (
+from replayproxy.cassette import store as storage
+from replayproxy.cassette.store import (
     FORMAT_VERSION,
     CassetteFile,
     Journal,
@@ -28,6 +27,7 @@ from replayproxy.core.storage import (
     validate_cassette_name,
 )
 from replayproxy.errors import CassetteError, ConfigError
+from replayproxy.model import Interaction, Request, Response
 
 # -- strategies -----------------------------------------------------------------------
 

@@ -8,14 +8,14 @@ import brotli
 import pytest
 import zstandard
 
-from replayproxy.core.model import Interaction, Request, Response
-from replayproxy.core.view import (
+from replayproxy.cassette.view import (
     decode_body,
     format_size,
     render_body,
     render_interaction,
     summary_line,
 )
+from replayproxy.model import Interaction, Request, Response
 
 DOC = {"id": "ch_1", "amount": 2000, "currency": "eur", "tags": ["a", "é"]}
 RAW = json.dumps(DOC).encode()

@@ -1,0 +1,432 @@
+"""Project configuration: ``[tool.replayproxy]`` in pyproject.toml or a replayproxy.toml.
+
+Looked up in the current directory: ``replayproxy.toml`` (settings at its top level)
+first, else ``pyproject.toml`` (settings under ``[tool.replayproxy]``); or the file
+given with ``--config``. Command-line flags override or extend what the file says.
+
+Every key is checked when the file is read; an unknown key, a wrong type, an invalid
+JSON path, regular expression or route gives a ``ConfigError`` naming the file, the key
+and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from replayproxy.drift.plan import DriftConfig, DriftRoute, parse_origin, parse_rate
+from replayproxy.errors import ConfigError
+from replayproxy.faults.plan import FaultSpec, duration_seconds, fault_from_table, parse_fault
+from replayproxy.matching.rules import (
+    EXACT_MATCHERS,
+    MATCHERS,
+    RULE_MATCHERS,
+    BodyKind,
+    Exhausted,
+    MatchConfig,
+    MatchRule,
+    compile_json_path,
+    extend_rule,
+)
+from replayproxy.redaction.redactor import RedactionConfig
+from replayproxy.redaction.secrets import ValuePattern
+from replayproxy.routes import Route, parse_route
+
+__all__ = ["Settings", "find_config", "home_dir", "load_settings", "parse_settings"]
+
+
+def home_dir() -> Path:
+    """replayproxy's own directory: ``$REPLAYPROXY_HOME``, else ``~/.replayproxy``
+    (running servers' state, the redaction key, the CA by default)."""
+    return Path(os.environ.get("REPLAYPROXY_HOME") or Path.home() / ".replayproxy").expanduser()
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the configuration file can set."""
+
+    source: Path | None = None
+    cassette_dir: str | None = None
+    strict: bool = False
+    fail_on_unused: bool = False
+    match: MatchConfig = field(default_factory=MatchConfig)
+    redact: RedactionConfig = field(default_factory=RedactionConfig)
+    faults: tuple[FaultSpec, ...] = ()
+    drift: DriftConfig = field(default_factory=DriftConfig)
+
+
+_TOP_KEYS = {"cassette_dir": str, "strict": bool, "fail_on_unused": bool, "match": dict,
+             "redact": dict, "faults": list, "drift": dict}
+_DRIFT_KEYS = {
+    "credentials": "table of placeholder, header or rule name = \"ENV_VAR\"",
+    "ignore": "list of JSON paths ($.meta.request_id) and header names never compared",
+    "allow_unsafe": "true or false: re-send POST, PUT, PATCH, DELETE...",
+    "origins": "table of recorded origin = live origin, such as "
+               "\"https://api.example.com\" = \"https://sandbox.example.com\"",
+    "concurrency": "a whole number of requests in flight, 1 or more",
+    "rate": "requests per second per host, such as \"5/s\" or \"120/min\"",
+    "timeout": "a duration such as \"10s\"",
+    "repeat": "true or false: send safe requests twice to learn volatile values",
+    "database": "path of the drift history database",
+    "routes": "array of tables [[drift.routes]] with route, ignore, allow_unsafe, skip",
+}
+_DRIFT_ROUTE_KEYS = {"route", "ignore", "allow_unsafe", "skip"}
+_REDACT_KEYS = {
+    "headers": "list of header names to redact",
+    "keep_headers": "list of header names a default rule would redact, to keep",
+    "fields": "list of query parameter, form field or JSON key names to redact",
+    "json": "list of JSON paths to redact, such as $.card.number",
+    "patterns": "list of regular expressions (or tables {name, regex}) to redact in text",
+    "same_value": "list of rule names whose redacted values must be equal to match",
+    "on_leak": "error or warn",
+    "defaults": "true or false: use the built-in rules",
+}
+_RULE_KEYS: dict[str, str] = {
+    "matchers": "list of matcher names",
+    "ignore_query": "list of query parameter names",
+    "headers": 'list of header names to compare, or ["*"]',
+    "ignore_headers": "list of header names",
+    "ignore_json": "list of JSON paths such as $.request_id",
+    "ignore_form": "list of form field names",
+    "ignore_regex": "list of regular expressions",
+    "body": "one of " + ", ".join(k.value for k in BodyKind),
+    "on_exhausted": "one of " + ", ".join(k.value for k in Exhausted),
+}
+
+
+class _Where:
+    """Builds messages naming the file and the key."""
+
+    def __init__(self, source: Path | None, section: str) -> None:
+        self.source = source
+        self.section = section
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        where = f"{self.source}: " if self.source else ""
+        table = f"[{self.section}] " if self.section else ""
+        return ConfigError(f"{where}{table}{key}: {problem}")
+
+    def child(self, section: str) -> _Where:
+        return _Where(self.source, section)
+
+
+def _string_list(where: _Where, key: str, value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise where.error(key, f"expected a {_RULE_KEYS.get(key, 'list of strings')}, "
+                               f"got {value!r}")
+    return list(value)
+
+
+def _rule_settings(where: _Where, table: Mapping[str, Any], *, route: bool) -> dict[str, Any]:
+    """Validate a table of rule keys and return settings for ``extend_rule``."""
+    settings: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "route" and route:
+            continue
+        if key == "routes" and not route:
+            continue
+        if key not in _RULE_KEYS:
+            allowed = ", ".join(sorted([*_RULE_KEYS, "route" if route else "routes"]))
+            raise where.error(key, f"unknown setting; allowed: {allowed}")
+        if key in ("body", "on_exhausted"):
+            kind = BodyKind if key == "body" else Exhausted
+            try:
+                settings[key] = kind(value)
+            except ValueError:
+                raise where.error(key, f"expected {_RULE_KEYS[key]}, got {value!r}") from None
+            continue
+        items = _string_list(where, key, value)
+        if key == "matchers":
+            allowed_names = RULE_MATCHERS if route else tuple(MATCHERS)
+            for name in items:
+                if name not in allowed_names:
+                    hint = (" (a route may only choose among query, headers, body; method, "
+                            "scheme, host, port and path decide which route applies)"
+                            if route and name in MATCHERS else "")
+                    raise where.error(key, f"unknown matcher {name!r}; allowed: "
+                                           f"{', '.join(allowed_names)}{hint}")
+        elif key == "ignore_json":
+            _check_json_paths(where, key, items)
+        elif key == "ignore_regex":
+            compiled = []
+            for pattern in items:
+                try:
+                    compiled.append(re.compile(pattern))
+                except re.error as e:
+                    raise where.error(
+                        key, f"invalid regular expression {pattern!r}: {e}") from None
+            settings[key] = compiled
+            continue
+        settings[key] = items
+    return settings
+
+
+def parse_settings(data: Mapping[str, Any], source: Path | None = None,
+                   section: str = "tool.replayproxy") -> Settings:
+    """Validate the settings table ``data`` (already parsed TOML)."""
+    where = _Where(source, section)
+    for key, value in data.items():
+        if key not in _TOP_KEYS:
+            raise where.error(key, "unknown setting; allowed: " + ", ".join(sorted(_TOP_KEYS)))
+        if not isinstance(value, _TOP_KEYS[key]):
+            raise where.error(key, f"expected {_TOP_KEYS[key].__name__}, got {value!r}")
+    match = data.get("match", {})
+    prefix = f"{section}." if section else ""
+    mwhere = where.child(f"{prefix}match")
+    base_settings = _rule_settings(mwhere, match, route=False)
+    matchers = base_settings.pop("matchers", list(MATCHERS))
+    exact = tuple(m for m in EXACT_MATCHERS if m in matchers)
+    base = extend_rule(MatchRule(), str(source or "defaults"),
+                       matchers=[m for m in matchers if m in RULE_MATCHERS], **base_settings)
+    routes = [(route, _rule_settings(rwhere, table, route=True))
+              for route, table, rwhere in _route_tables(where, match, f"{prefix}match",
+                                                        "POST api.example.com/v1/*")]
+    rwhere = where.child(f"{prefix}redact")
+    redact = _redaction(rwhere, data.get("redact", {}), prefix)
+    faults = []
+    for i, item in enumerate(data.get("faults", [])):
+        fwhere = where.child(f"{prefix}faults #{i + 1}")
+        try:
+            if isinstance(item, str):
+                faults.append(parse_fault(item))
+            elif isinstance(item, dict):
+                faults.append(fault_from_table(item))
+            else:
+                raise ValueError("expected a spec string or a table")
+        except ValueError as e:
+            raise fwhere.error("fault", str(e)) from None
+    drift = _drift(where.child(f"{prefix}drift"), data.get("drift", {}), prefix)
+    return Settings(
+        source=source,
+        redact=redact,
+        faults=tuple(faults),
+        drift=drift,
+        cassette_dir=data.get("cassette_dir"),
+        strict=bool(data.get("strict", False)),
+        fail_on_unused=bool(data.get("fail_on_unused", False)),
+        match=MatchConfig(exact=exact, base=base, routes=tuple(routes)),
+    )
+
+
+def _string_table(where: _Where, key: str, value: Any) -> list[tuple[str, str]]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) and v.strip()
+                                              for v in value.values()):
+        raise where.error(key, f"expected a {_DRIFT_KEYS[key]}, got {value!r}")
+    return [(k, v.strip()) for k, v in value.items()]
+
+
+def _drift(where: _Where, table: Mapping[str, Any], prefix: str) -> DriftConfig:
+    """Validate ``[drift]``: credentials, ignore, safety, pacing, history, routes."""
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "credentials": dict, "ignore": (list, str), "allow_unsafe": bool, "origins": dict,
+        "concurrency": int, "rate": (str, int, float), "timeout": (str, int, float),
+        "repeat": bool, "database": str, "routes": list}
+    for key, value in table.items():
+        if key not in _DRIFT_KEYS:
+            raise where.error(key, "unknown setting; allowed: " + ", ".join(sorted(_DRIFT_KEYS)))
+        if not isinstance(value, kinds[key]) or isinstance(value, bool) != (kinds[key] is bool):
+            raise where.error(key, f"expected {_DRIFT_KEYS[key]}, got {value!r}")
+    config = DriftConfig()
+    changes: dict[str, Any] = {}
+    if "credentials" in table:
+        changes["credentials"] = tuple(_string_table(where, "credentials",
+                                                     table["credentials"]))
+    if "ignore" in table:
+        changes["ignore"] = tuple(_drift_ignore(where, "ignore", table["ignore"]))
+    if "origins" in table:
+        pairs = _string_table(where, "origins", table["origins"])
+        try:
+            changes["origins"] = tuple((parse_origin("origin", a), parse_origin("origin", b))
+                                       for a, b in pairs)
+        except ValueError as e:
+            raise where.error("origins", str(e)) from None
+    if "concurrency" in table:
+        if table["concurrency"] < 1:
+            raise where.error("concurrency", f"expected {_DRIFT_KEYS['concurrency']}, "
+                                             f"got {table['concurrency']!r}")
+        changes["concurrency"] = table["concurrency"]
+    if "rate" in table:
+        try:
+            changes["rate"] = parse_rate("rate", str(table["rate"]))
+        except ValueError as e:
+            raise where.error("rate", str(e)) from None
+    if "timeout" in table:
+        raw = table["timeout"]
+        try:
+            changes["timeout"] = duration_seconds(
+                "timeout", f"{raw}s" if isinstance(raw, int | float) else raw)
+        except ValueError as e:
+            raise where.error("timeout", str(e)) from None
+    for key in ("allow_unsafe", "repeat", "database"):
+        if key in table:
+            changes[key] = table[key]
+    routes = []
+    for route, item, rwhere in _route_tables(where.child(""), table, f"{prefix}drift",
+                                             "GET api.example.com/v1/charges/*"):
+        for key, value in item.items():
+            if key not in _DRIFT_ROUTE_KEYS:
+                raise rwhere.error(key, "unknown setting; allowed: "
+                                        + ", ".join(sorted(_DRIFT_ROUTE_KEYS)))
+            if key in ("allow_unsafe", "skip") and not isinstance(value, bool):
+                raise rwhere.error(key, f"expected true or false, got {value!r}")
+        routes.append(DriftRoute(route, tuple(_drift_ignore(rwhere, "ignore",
+                                                             item.get("ignore", []))),
+                                 item.get("allow_unsafe"), bool(item.get("skip", False))))
+    changes["routes"] = tuple(routes)
+    return replace(config, **changes)
+
+
+def _drift_ignore(where: _Where, key: str, value: Any) -> list[str]:
+    items = _string_list(where, key, value)
+    _check_json_paths(where, key, [i for i in items if i.strip().startswith("$")])
+    return items
+
+
+def _check_json_paths(where: _Where, key: str, paths: list[str]) -> None:
+    """Raise the ConfigError naming ``key`` for the first path that does not parse."""
+    for path in paths:
+        try:
+            compile_json_path(path)
+        except ValueError as e:
+            raise where.error(key, str(e)) from None
+
+
+def _names(where: _Where, key: str, value: Any) -> frozenset[str]:
+    return frozenset(v.lower() for v in _string_list(where, key, value))
+
+
+def _patterns(where: _Where, key: str, value: Any) -> tuple[ValuePattern, ...]:
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            name, regex = f"pattern-{i + 1}", item
+        elif isinstance(item, dict) and isinstance(item.get("regex"), str):
+            name, regex = str(item.get("name", f"pattern-{i + 1}")), item["regex"]
+            if not re.fullmatch(r"[a-z0-9_.\-]+", name):
+                raise where.error(key, f"pattern name {name!r} must be lower-case letters, "
+                                       "digits, '_', '-' or '.'")
+        else:
+            raise where.error(key, f"expected a {_REDACT_KEYS[key]}, got {item!r}")
+        try:
+            out.append(ValuePattern(name, re.compile(regex)))
+        except re.error as e:
+            raise where.error(key, f"invalid regular expression {regex!r}: {e}") from None
+    return tuple(out)
+
+
+def _redact_table(where: _Where, table: Mapping[str, Any], allowed: set[str]) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in allowed:
+            raise where.error(key, "unknown setting; allowed: " + ", ".join(sorted(allowed)))
+        if key in ("headers", "keep_headers", "fields", "same_value"):
+            extra[key] = _names(where, key, value)
+        elif key == "json":
+            paths = _string_list(where, key, value)
+            _check_json_paths(where, key, paths)
+            extra["json_paths"] = tuple(paths)
+        elif key == "patterns":
+            extra["patterns"] = _patterns(where, key, value)
+        elif key == "on_leak":
+            if value not in ("error", "warn"):
+                raise where.error(key, f"expected error or warn, got {value!r}")
+            extra[key] = value
+        elif key == "defaults":
+            if not isinstance(value, bool):
+                raise where.error(key, f"expected true or false, got {value!r}")
+            extra[key] = value
+    return extra
+
+
+def _redaction(where: _Where, table: Any, prefix: str) -> RedactionConfig:
+    if not isinstance(table, dict):
+        raise where.error("redact", "expected a table")
+    base = _redact_table(where, {k: v for k, v in table.items() if k != "routes"},
+                         set(_REDACT_KEYS))
+    defaults = base.pop("defaults", True)
+    config = RedactionConfig() if defaults else RedactionConfig(
+        headers=frozenset(), fields=frozenset(), patterns=())
+    config = replace(
+        config,
+        headers=config.headers | base.get("headers", frozenset()),
+        keep_headers=base.get("keep_headers", frozenset()),
+        fields=config.fields | base.get("fields", frozenset()),
+        json_paths=base.get("json_paths", ()),
+        patterns=(*config.patterns, *base.get("patterns", ())),
+        same_value=base.get("same_value", frozenset()),
+        on_leak=base.get("on_leak", "error"),
+    )
+    routes = [(route, _redact_table(rwhere, {k: v for k, v in item.items() if k != "route"},
+                                    {"headers", "keep_headers", "fields", "json", "patterns"}))
+              for route, item, rwhere in _route_tables(where, table, f"{prefix}redact",
+                                                       "POST api.example.com/oauth/*")]
+    return replace(config, routes=tuple(routes))
+
+
+def _route_tables(where: _Where, table: Mapping[str, Any], section: str, example: str
+                  ) -> list[tuple[Route, Mapping[str, Any], _Where]]:
+    """The ``routes`` array of ``table``: each entry's parsed route, the entry, and where
+    it is (for messages)."""
+    raw = table.get("routes", [])
+    if not isinstance(raw, list):
+        raise where.child(section).error("routes", f"expected an array of tables "
+                                                   f"[[...{section}.routes]]")
+    out: list[tuple[Route, Mapping[str, Any], _Where]] = []
+    for i, item in enumerate(raw):
+        rwhere = where.child(f"{section}.routes #{i + 1}")
+        if not isinstance(item, dict):
+            raise rwhere.error("route", "expected a table with a 'route' key")
+        if not isinstance(item.get("route"), str):
+            raise rwhere.error("route", f"missing; give a pattern such as '{example}'")
+        try:
+            out.append((parse_route(item["route"]), item, rwhere))
+        except ValueError as e:
+            raise rwhere.error("route", str(e)) from None
+    return out
+
+
+def find_config(directory: Path) -> tuple[Path, str] | None:
+    """The configuration file in ``directory`` and its settings section, if any."""
+    own = directory / "replayproxy.toml"
+    if own.is_file():
+        return own, ""
+    pyproject = directory / "pyproject.toml"
+    if pyproject.is_file():
+        return pyproject, "tool.replayproxy"
+    return None
+
+
+def load_settings(path: Path | None = None, directory: Path | None = None) -> Settings:
+    """Read the configuration from ``path``, or find it in ``directory`` (default: cwd).
+
+    Returns default settings when there is no configuration file.
+    """
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"configuration file {path} does not exist: check --config")
+        section = "tool.replayproxy" if path.name == "pyproject.toml" else ""
+    else:
+        found = find_config(directory or Path.cwd())
+        if found is None:
+            return Settings()
+        path, section = found
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}; fix the syntax") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read configuration file {path}: {e}") from None
+    table: Any = data
+    for part in section.split(".") if section else []:
+        table = table.get(part, {}) if isinstance(table, dict) else {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [{section}] must be a table")
+    return parse_settings(table, path, section)

@@ -1,0 +1,218 @@
+"""One cassette in use by a proxy run: decides, per request, replay or record.
+
+The session is plain Python: the mitmproxy addon turns a flow into a ``Request``,
+asks ``decide``, and carries out the answer (serve the recorded response, let the
+request go upstream and ``record`` the result, or answer "unmatched").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from replayproxy.cassette.store import (
+    CassetteFile,
+    Journal,
+    cassette_path,
+    load_cassette,
+    recover_journals,
+)
+from replayproxy.errors import CassetteError
+from replayproxy.matching.diagnostics import Candidate, render_candidates
+from replayproxy.matching.index import ReplayIndex, Served
+from replayproxy.matching.rules import MatchConfig
+from replayproxy.model import Interaction, RecordMode, Request
+from replayproxy.redaction.redactor import Redactor
+from replayproxy.redaction.scan import Finding, scan_interaction
+
+__all__ = ["CassetteSession", "Forward", "Replay", "SessionSummary", "Unmatched"]
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """Answer with a recorded interaction."""
+
+    served: Served
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Send the request upstream and record what comes back."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unmatched:
+    """Nothing in the cassette matches, and this mode may not go upstream."""
+
+    cassette: str
+    request: Request
+    closest: tuple[Candidate, ...] = ()
+
+    @property
+    def message(self) -> str:
+        """Plain text for the client and the log: what was asked, what came closest."""
+        lines = [
+            f"replayproxy: no recorded interaction in cassette {self.cassette!r} matches "
+            f"{self.request.method} {self.request.url} "
+            f"(request body {len(self.request.body)} bytes).",
+            *render_candidates(list(self.closest)),
+            f"Re-record with `replayproxy record -c {self.cassette} -- CMD`, or add the "
+            "missing requests with `--record-mode new_episodes`.",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def as_json(self) -> dict[str, Any]:
+        """The same as a JSON document, for clients that accept JSON."""
+        return {
+            "error": "unmatched",
+            "cassette": self.cassette,
+            "request": {"method": self.request.method, "url": self.request.url},
+            "closest": [
+                {
+                    "interaction": c.position + 1,
+                    "method": c.interaction.request.method,
+                    "url": c.interaction.request.url,
+                    "differences": [d.as_json() for d in c.differences],
+                }
+                for c in self.closest
+            ],
+            "hint": f"re-record with `replayproxy record -c {self.cassette} -- CMD`, or use "
+            "--record-mode new_episodes",
+        }
+
+    def as_json_bytes(self) -> bytes:
+        """``as_json`` encoded, indented for people reading it in a client log."""
+        return json.dumps(self.as_json(), indent=2, ensure_ascii=False).encode("utf-8")
+
+
+Decision = Replay | Forward | Unmatched
+
+
+@dataclass(slots=True)
+class SessionSummary:
+    """What happened during a run, for the end-of-run report."""
+
+    cassette: str
+    path: Path
+    mode: RecordMode
+    replayed: int = 0
+    recorded: int = 0
+    recovered: int = 0
+    unmatched: list[Unmatched] = field(default_factory=list)
+    unused: list[int] = field(default_factory=list)
+    """Positions of recorded interactions never served."""
+    unused_interactions: list[Interaction] = field(default_factory=list)
+    leaks: list[tuple[Request, list[Finding]]] = field(default_factory=list)
+    """Interactions in which secrets remained after redaction, with what was found."""
+    leaks_written: bool = False
+    """True when they were written anyway (``on_leak = "warn"``)."""
+
+
+class CassetteSession:
+    """The state of one cassette during one run.
+
+    Args:
+        cassette_dir: directory of cassette files.
+        name: cassette name (validated; see ``validate_cassette_name``).
+        mode: the requested record mode; ``once`` becomes ``none`` when the cassette
+            exists and ``all`` when it does not.
+        strict: count requests beyond a recorded sequence as unmatched instead of
+            repeating its last response.
+        match: matchers and per-route rules (default: ``MatchConfig()``).
+        redactor: redacts every interaction before it is written, and every incoming
+            request before it is matched (default: the built-in rules, on).
+
+    Raises:
+        CassetteError: replay-only mode and the cassette does not exist, or it is corrupt.
+    """
+
+    def __init__(
+        self,
+        cassette_dir: str | os.PathLike[str],
+        name: str,
+        mode: RecordMode = RecordMode.NONE,
+        *,
+        strict: bool = False,
+        match: MatchConfig | None = None,
+        redactor: Redactor | None = None,
+    ) -> None:
+        self.name = name
+        self.path = cassette_path(cassette_dir, name)
+        recovered = recover_journals(self.path)
+        exists = self.path.exists()
+        if mode is RecordMode.ONCE:
+            mode = RecordMode.NONE if exists else RecordMode.ALL
+        if mode is RecordMode.NONE and not exists:
+            raise CassetteError(
+                f"cassette {name!r} does not exist in {self.path.parent}: record it first "
+                f"with `replayproxy record -c {name} -- CMD`, or check --cassette-dir"
+            )
+        self.mode = mode
+        cassette = (
+            load_cassette(self.path, name)
+            if exists and mode is not RecordMode.ALL
+            else CassetteFile(name, ())
+        )
+        self.redactor = redactor or Redactor()
+        match = match or MatchConfig()
+        if self.redactor.config.same_value:
+            match = replace(match, base=replace(
+                match.base, redacted_same=self.redactor.config.same_value))
+        self.index = ReplayIndex(cassette, match, strict=strict)
+        self.summary = SessionSummary(name, self.path, mode, recovered=recovered)
+        self._journal: Journal | None = None
+
+    @property
+    def records(self) -> bool:
+        """True if this session may send requests upstream."""
+        return self.mode in (RecordMode.ALL, RecordMode.NEW_EPISODES)
+
+    def decide(self, request: Request) -> Decision:
+        """Return what to do with ``request``."""
+        if self.mode is RecordMode.ALL:
+            return Forward()
+        request = self.redactor.redact_request(request)
+        served = self.index.match(request)
+        if served is not None:
+            self.summary.replayed += 1
+            return Replay(served)
+        if self.mode is RecordMode.NEW_EPISODES:
+            return Forward()
+        unmatched = Unmatched(self.name, request, tuple(self.index.closest(request)))
+        self.summary.unmatched.append(unmatched)
+        return unmatched
+
+    def record(self, interaction: Interaction) -> list[Finding]:
+        """Redact a completed interaction and store it; it is on disk when this returns.
+
+        Returns what the scanner still found after redaction. With ``on_leak =
+        "error"`` (the default) such an interaction is not written at all.
+        """
+        interaction = self.redactor.redact(interaction)
+        findings = scan_interaction(interaction, self.redactor.config, str(self.path),
+                                    self.summary.recorded + 1)
+        if findings:
+            self.summary.leaks.append((interaction.request, findings))
+            if self.redactor.config.on_leak != "warn":
+                return findings
+            self.summary.leaks_written = True
+        if self._journal is None:
+            self._journal = Journal(self.path, replace=self.mode is RecordMode.ALL)
+        self._journal.append(interaction)
+        self.summary.recorded += 1
+        return findings
+
+    def close(self) -> SessionSummary:
+        """Fold what was recorded into the cassette and return the run's summary."""
+        if self._journal is not None:
+            self._journal.commit()
+            self._journal = None
+        if self.mode is not RecordMode.ALL:
+            self.summary.unused = self.index.unused()
+            self.summary.unused_interactions = [
+                self.index.cassette.interaction(i) for i in self.summary.unused[:100]
+            ]
+        return self.summary

@@ -1,0 +1,582 @@
+"""Drift history: every drift run stored in an SQLite database, and what changed since.
+
+``record_run(db_path, report)`` stores a ``DriftReport`` (default database
+``cassettes/.replayproxy.db``) in one transaction, so a crash never leaves half a run;
+``load_history`` reads it back as a ``History``: the recent runs, and the findings of
+the latest run split into *new*, *resolved* and *ongoing* against the previous run
+that checked the same cassettes. ``render_history`` prints it for people,
+``history_json`` for tools. Tables (created by an sqlite-utils ``Migrations`` set,
+recorded in ``_sqlite_migrations``, so later versions can change the schema in place):
+
+- ``runs``: one row per run: times (ISO 8601 UTC), cassettes, counts per outcome,
+  problems (JSON), exit code. ``run_cassettes``: (run_id, cassette), for exact lookups.
+- ``results``: one row per interaction checked: its stable key (``interaction``),
+  endpoint, outcome, message, recorded and live status.
+- ``findings``: one row per finding per run, values as JSON, and a ``fingerprint``.
+- ``known``: one row per distinct finding ever seen, keyed by fingerprint: the latest
+  severity, first and last seen (time and run), how many runs saw it.
+
+A fingerprint is the first 16 hex digits of the SHA-256 of cassette, interaction key,
+kind and location: not the values (ids, sizes vary) nor the severity (volatility can
+move a finding between severities), so a finding keeps its identity across runs.
+
+An interaction that could not be checked (outcome ``error``) is stored as a finding of
+severity and kind ``error`` at location ``live call``, the message as its live value,
+so a failing call is new, ongoing or resolved like any other finding.
+
+Whether a finding is gone needs a run that looked: a finding of the previous run is
+*resolved* only if the latest run compared that interaction (for an error: sent it at
+all) and did not find it. A latest finding is *new* when first seen in that run, or
+when the previous run looked at its interaction and did not have it (it came back);
+the others are *ongoing*.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from sqlite_utils import Database, Migrations
+
+from replayproxy.drift.compare import Finding, FindingKind, Scalar, Severity
+from replayproxy.drift.plan import Checked, DriftReport, Outcome
+from replayproxy.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_DATABASE",
+    "ERROR",
+    "History",
+    "HistoryItem",
+    "RunSummary",
+    "fingerprint",
+    "history_json",
+    "load_history",
+    "record_run",
+    "render_history",
+]
+
+DEFAULT_DATABASE = ".replayproxy.db"
+"""The database file name, in the cassette directory."""
+
+ERROR = "error"
+"""Severity and kind of the pseudo-finding stored for an interaction that errored."""
+_ERROR_LOCATION = "live call"
+
+_RANK = {ERROR: 0, **{s.value: i + 1 for i, s in enumerate(Severity)}}
+"""Worst first: an error (nothing checked) before breaking, additive, noise."""
+_COMPARED = frozenset({Outcome.BREAKING, Outcome.CHANGED, Outcome.PASSED})
+"""Outcomes of interactions whose responses were compared."""
+
+_MIGRATIONS = Migrations("replayproxy-drift-history")
+_SCHEMA: list[str] = []
+"""Names of the migrations this version knows, oldest first."""
+
+
+def _migration(fn: Callable[[Database], None]) -> Callable[[Database], None]:
+    _SCHEMA.append(fn.__name__)
+    return _MIGRATIONS()(fn)
+
+
+@_migration
+def _m001_initial(db: Database) -> None:
+    db.create_table("runs", {
+        "id": int, "started_at": str, "finished_at": str, "cassettes": str,
+        "checked": int, "breaking": int, "changed": int, "passed": int, "errors": int,
+        "skipped": int, "problems": str, "exit_code": int,
+    }, pk="id", not_null=["started_at", "cassettes", "exit_code"])
+    db.create_table("run_cassettes", {"run_id": int, "cassette": str},
+                    pk=("run_id", "cassette"), foreign_keys=[("run_id", "runs", "id")])
+    db.table("run_cassettes").create_index(["cassette", "run_id"])
+    db.create_table("results", {
+        "run_id": int, "cassette": str, "interaction": str, "endpoint": str, "method": str,
+        "url": str, "outcome": str, "message": str, "status_recorded": int, "status_live": int,
+    }, not_null=["run_id", "cassette", "interaction", "outcome"],
+        foreign_keys=[("run_id", "runs", "id")])
+    db.table("results").create_index(["run_id", "cassette", "interaction"])
+    db.table("results").create_index(["cassette", "interaction"])
+    db.create_table("findings", {
+        "run_id": int, "cassette": str, "interaction": str, "endpoint": str, "severity": str,
+        "kind": str, "location": str, "recorded": str, "live": str, "fingerprint": str,
+    }, not_null=["run_id", "cassette", "interaction", "severity", "kind", "location",
+                 "fingerprint"], foreign_keys=[("run_id", "runs", "id")])
+    db.table("findings").create_index(["run_id", "fingerprint"])
+    db.table("findings").create_index(["fingerprint", "run_id"])
+    db.create_table("known", {
+        "fingerprint": str, "cassette": str, "interaction": str, "endpoint": str,
+        "severity": str, "kind": str, "location": str, "first_seen": str, "last_seen": str,
+        "first_run": int, "last_run": int, "times_seen": int,
+    }, pk="fingerprint", not_null=["cassette", "interaction", "severity", "kind", "location",
+                                   "first_seen", "last_seen", "first_run", "last_run",
+                                   "times_seen"])
+    db.table("known").create_index(["cassette", "interaction"])
+    db.table("known").create_index(["first_run"])
+    db.table("known").create_index(["last_run"])
+
+
+# -- model ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One stored drift run."""
+
+    id: int
+    started_at: str
+    finished_at: str | None
+    cassettes: tuple[str, ...]
+    checked: int
+    """Interactions in the run, whatever their outcome."""
+    breaking: int
+    changed: int
+    passed: int
+    errors: int
+    skipped: int
+    problems: tuple[str, ...]
+    exit_code: int
+
+    def as_json(self) -> dict[str, object]:
+        return {"id": self.id, "started_at": self.started_at, "finished_at": self.finished_at,
+                "cassettes": list(self.cassettes),
+                "counts": {"checked": self.checked, "breaking": self.breaking,
+                           "changed": self.changed, "passed": self.passed,
+                           "error": self.errors, "skipped": self.skipped},
+                "problems": list(self.problems), "exit_code": self.exit_code}
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    """A finding across runs; values from its occurrence in the run it is shown for."""
+
+    fingerprint: str
+    severity: str
+    """A ``Severity`` value, or ``error``."""
+    kind: str
+    """A ``FindingKind`` value, or ``error``."""
+    location: str
+    cassette: str
+    interaction: str
+    endpoint: str
+    recorded: Scalar
+    live: Scalar
+    """For an error, its message."""
+    first_seen: str
+    last_seen: str
+    first_run: int
+    last_run: int
+    times_seen: int
+    """How many runs had it."""
+
+    def describe(self) -> str:
+        """``field_missing at body $.amount: recorded number, live (absent)``"""
+        if self.kind == ERROR:
+            return f"error at {self.location}: {self.live}"
+        try:
+            finding = Finding(Severity(self.severity), FindingKind(self.kind), self.location,
+                              self.recorded, self.live)
+        except ValueError:  # written by a newer replayproxy
+            return f"{self.kind} at {self.location}: recorded {self.recorded}, live {self.live}"
+        return finding.describe().split(" ", 1)[1]
+
+    def as_json(self) -> dict[str, object]:
+        return {"fingerprint": self.fingerprint, "severity": self.severity, "kind": self.kind,
+                "location": self.location, "cassette": self.cassette,
+                "interaction": self.interaction, "endpoint": self.endpoint,
+                "recorded": self.recorded, "live": self.live, "first_seen": self.first_seen,
+                "last_seen": self.last_seen, "first_run": self.first_run,
+                "last_run": self.last_run, "times_seen": self.times_seen}
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What ``replayproxy drift history`` shows."""
+
+    database: Path
+    cassettes: tuple[str, ...]
+    """The cassettes asked about; empty: all."""
+    runs: tuple[RunSummary, ...]
+    """Recent runs, newest first."""
+    latest: int | None
+    previous: int | None
+    """The most recent earlier run that checked one of the latest run's cassettes."""
+    new: tuple[HistoryItem, ...]
+    """In the latest run, and first seen there or back since the previous run."""
+    resolved: tuple[HistoryItem, ...]
+    """In the previous run, looked for in the latest one and not found."""
+    ongoing: tuple[HistoryItem, ...]
+    """In the latest run and seen before."""
+
+
+def fingerprint(cassette: str, interaction: str, kind: str, location: str) -> str:
+    """The identity of a finding across runs: 16 hex digits."""
+    text = "\x1f".join((cassette, interaction, kind, location))
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def _order(item: HistoryItem) -> tuple[int, str, str, str, str]:
+    return (_RANK.get(item.severity, len(_RANK)), item.cassette, item.interaction,
+            item.location, item.kind)
+
+
+# -- opening ----------------------------------------------------------------------------
+
+
+def _sqlite_problem(path: Path, exc: sqlite3.Error, action: str) -> ConfigError:
+    text = str(exc)
+    if "not a database" in text:
+        return ConfigError(f"{path} is not an SQLite database, so not a drift history: "
+                           f"pass --db with another path, or remove the file")
+    if "locked" in text or "busy" in text:
+        return ConfigError(f"the drift history at {path} is locked by another process: "
+                           f"try again when it has finished")
+    return ConfigError(f"cannot {action} the drift history at {path}: {text}; "
+                       f"pass --db with a {'writable' if action == 'write' else 'readable'} "
+                       f"path")
+
+
+def _check_schema(db: Database, path: Path) -> bool:
+    """True when ``db`` holds a drift history; raises if it is something else.
+
+    An empty database is not a history yet (False); one with other tables, or
+    migrations this version does not know, is refused.
+    """
+    applied = [m.name for m in _MIGRATIONS.applied(db)]
+    if not applied:
+        if db.table_names():
+            raise ConfigError(f"{path} is an SQLite database but not a drift history: "
+                              f"pass --db with another path")
+        return False
+    unknown = [name for name in applied if name not in _SCHEMA]
+    if unknown:
+        raise ConfigError(f"the drift history at {path} was written by a newer replayproxy "
+                          f"(schema {unknown[-1]}): upgrade replayproxy, or pass --db")
+    return True
+
+
+@contextmanager
+def _open(path: Path, *, readonly: bool) -> Iterator[Database]:
+    if readonly:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    else:
+        conn = sqlite3.connect(path, timeout=10)
+    try:
+        db = Database(conn)
+    except BaseException:
+        conn.close()
+        raise
+    with db:
+        yield db
+
+
+# -- recording --------------------------------------------------------------------------
+
+
+def record_run(db_path: Path, report: DriftReport) -> int:
+    """Store ``report`` as a new run in ``db_path`` (created if needed); its run id.
+
+    The whole run, with the ``known`` findings it updates, is one transaction.
+    """
+    try:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the directory of the drift history {db_path}: "
+                          f"{exc.strerror or exc}; pass --db with a writable path") from None
+    try:
+        with _open(db_path, readonly=False) as db, db.atomic():
+            _check_schema(db, db_path)
+            _MIGRATIONS.apply(db)
+            return _insert_run(db, report)
+    except sqlite3.Error as exc:
+        raise _sqlite_problem(db_path, exc, "write") from None
+
+
+def _rows(result: Checked, run_id: int) -> Iterator[dict[str, Any]]:
+    """The ``findings`` rows of one result, with an error as a pseudo-finding."""
+    base = {"run_id": run_id, "cassette": result.cassette, "interaction": result.key,
+            "endpoint": result.endpoint}
+    if result.outcome is Outcome.ERROR:
+        yield {**base, "severity": ERROR, "kind": ERROR, "location": _ERROR_LOCATION,
+               "recorded": json.dumps(None), "live": json.dumps(result.message or None),
+               "fingerprint": fingerprint(result.cassette, result.key, ERROR,
+                                          _ERROR_LOCATION)}
+    for f in result.findings:
+        yield {**base, "severity": f.severity.value, "kind": f.kind.value,
+               "location": f.location, "recorded": json.dumps(f.recorded, ensure_ascii=False),
+               "live": json.dumps(f.live, ensure_ascii=False),
+               "fingerprint": fingerprint(result.cassette, result.key, f.kind.value,
+                                          f.location)}
+
+
+_UPSERT_KNOWN = """
+INSERT INTO known (fingerprint, cassette, interaction, endpoint, severity, kind, location,
+                   first_seen, last_seen, first_run, last_run, times_seen)
+VALUES (:fingerprint, :cassette, :interaction, :endpoint, :severity, :kind, :location,
+        :seen, :seen, :run_id, :run_id, 1)
+ON CONFLICT (fingerprint) DO UPDATE SET
+    endpoint = excluded.endpoint, severity = excluded.severity,
+    last_seen = excluded.last_seen, last_run = excluded.last_run,
+    times_seen = known.times_seen + 1
+"""
+
+
+def _insert_run(db: Database, report: DriftReport) -> int:
+    counts = report.counts()
+    cassettes = tuple(dict.fromkeys([*report.cassettes,
+                                     *(r.cassette for r in report.results)]))
+    seen = _iso(report.started_at)
+    runs = db.table("runs").insert({
+        "started_at": seen,
+        "finished_at": _iso(report.finished_at) if report.finished_at > 0 else None,
+        "cassettes": ",".join(cassettes),
+        "checked": len(report.results), "breaking": counts[Outcome.BREAKING],
+        "changed": counts[Outcome.CHANGED], "passed": counts[Outcome.PASSED],
+        "errors": counts[Outcome.ERROR], "skipped": counts[Outcome.SKIPPED],
+        "problems": json.dumps(list(report.problems), ensure_ascii=False),
+        "exit_code": report.exit_code(),
+    })
+    run_id = runs.last_pk
+    assert isinstance(run_id, int)
+    db.table("run_cassettes").insert_all(
+        {"run_id": run_id, "cassette": c} for c in cassettes)
+    db.table("results").insert_all({
+        "run_id": run_id, "cassette": r.cassette, "interaction": r.key,
+        "endpoint": r.endpoint, "method": r.method, "url": r.url, "outcome": r.outcome.value,
+        "message": r.message, "status_recorded": r.recorded.status if r.recorded else None,
+        "status_live": r.live.status if r.live else None,
+    } for r in report.results)
+    rows = [row for r in report.results for row in _rows(r, run_id)]
+    db.table("findings").insert_all(rows)
+    distinct = {row["fingerprint"]: row for row in rows}.values()
+    db.conn.executemany(_UPSERT_KNOWN, [{**row, "seen": seen} for row in distinct])
+    return run_id
+
+
+# -- loading ----------------------------------------------------------------------------
+
+
+def load_history(db_path: Path, *, runs: int = 10,
+                 cassettes: Sequence[str] | None = None) -> History:
+    """The last ``runs`` runs (of ``cassettes`` if given) and what the latest one changed.
+
+    Raises ``ConfigError`` when ``db_path`` is missing or not a drift history.
+    """
+    if not db_path.is_file():
+        raise ConfigError(f"no drift history at {db_path}: run `replayproxy drift` first, "
+                          f"or pass --db")
+    wanted = tuple(dict.fromkeys(cassettes or ()))
+    try:
+        with _open(db_path, readonly=True) as db:
+            if not _check_schema(db, db_path):
+                raise ConfigError(f"{db_path} holds no drift history yet: run "
+                                  f"`replayproxy drift` first, or pass --db")
+            if _MIGRATIONS.pending(db):
+                raise ConfigError(f"the drift history at {db_path} was written by an older "
+                                  f"replayproxy: run `replayproxy drift` once to upgrade it")
+            return _load(db, db_path, max(runs, 1), wanted)
+    except sqlite3.Error as exc:
+        raise _sqlite_problem(db_path, exc, "read") from None
+
+
+def _placeholders(values: Sequence[object]) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _run_ids(db: Database, cassettes: Sequence[str], *, below: int | None = None,
+             limit: int) -> list[int]:
+    """Run ids, newest first, of runs that checked one of ``cassettes`` (any if empty)."""
+    where: list[str] = []
+    params: list[object] = []
+    if cassettes:
+        where.append(f"id IN (SELECT run_id FROM run_cassettes WHERE cassette IN "
+                     f"({_placeholders(cassettes)}))")
+        params += cassettes
+    if below is not None:
+        where.append("id < ?")
+        params.append(below)
+    sql = (f"SELECT id FROM runs {'WHERE ' + ' AND '.join(where) if where else ''} "
+           f"ORDER BY id DESC LIMIT ?")
+    return [row["id"] for row in db.query(sql, [*params, limit])]
+
+
+def _summary(row: Mapping[str, Any], cassettes: Sequence[str]) -> RunSummary:
+    return RunSummary(
+        id=row["id"], started_at=row["started_at"], finished_at=row["finished_at"],
+        cassettes=tuple(cassettes), checked=row["checked"] or 0, breaking=row["breaking"] or 0,
+        changed=row["changed"] or 0, passed=row["passed"] or 0, errors=row["errors"] or 0,
+        skipped=row["skipped"] or 0, problems=tuple(json.loads(row["problems"] or "[]")),
+        exit_code=row["exit_code"])
+
+
+def _cassettes_of(db: Database, run_id: int) -> list[str]:
+    return [row["cassette"] for row in db.query(
+        "SELECT cassette FROM run_cassettes WHERE run_id = ? ORDER BY rowid", [run_id])]
+
+
+def _outcomes(db: Database, run_id: int) -> dict[tuple[str, str], str]:
+    return {(row["cassette"], row["interaction"]): row["outcome"] for row in db.query(
+        "SELECT cassette, interaction, outcome FROM results WHERE run_id = ?", [run_id])}
+
+
+def _items(db: Database, run_id: int, cassettes: Sequence[str]) -> dict[str, HistoryItem]:
+    sql = ("SELECT f.*, k.first_seen, k.last_seen, k.first_run, k.last_run, k.times_seen "
+           "FROM findings f JOIN known k ON k.fingerprint = f.fingerprint WHERE f.run_id = ?")
+    params: list[object] = [run_id]
+    if cassettes:
+        sql += f" AND f.cassette IN ({_placeholders(cassettes)})"
+        params += cassettes
+    return {row["fingerprint"]: HistoryItem(
+        fingerprint=row["fingerprint"], severity=row["severity"], kind=row["kind"],
+        location=row["location"], cassette=row["cassette"], interaction=row["interaction"],
+        endpoint=row["endpoint"] or "", recorded=_scalar(row["recorded"]),
+        live=_scalar(row["live"]), first_seen=row["first_seen"], last_seen=row["last_seen"],
+        first_run=row["first_run"], last_run=row["last_run"], times_seen=row["times_seen"],
+    ) for row in db.query(sql, params)}
+
+
+def _scalar(text: str | None) -> Scalar:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if value is None or isinstance(value, str | int | float | bool) else text
+
+
+def _looked(outcome: str | None, kind: str) -> bool:
+    """Whether an interaction with ``outcome`` says anything about a finding of ``kind``."""
+    if outcome is None:
+        return False
+    if kind == ERROR:
+        return outcome != Outcome.SKIPPED
+    return outcome in _COMPARED
+
+
+def _load(db: Database, path: Path, limit: int, wanted: tuple[str, ...]) -> History:
+    ids = _run_ids(db, wanted, limit=limit)
+    if not ids:
+        return History(path, wanted, (), None, None, (), (), ())
+    rows = {row["id"]: row for row in db.query(
+        f"SELECT * FROM runs WHERE id IN ({_placeholders(ids)})", ids)}
+    summaries = tuple(_summary(rows[i], _cassettes_of(db, i)) for i in ids)
+    latest = ids[0]
+    scope = [c for c in summaries[0].cassettes if not wanted or c in wanted]
+    before = _run_ids(db, scope, below=latest, limit=1) if scope else []
+    previous = before[0] if before else None
+
+    now = _items(db, latest, scope)
+    then = _items(db, previous, scope) if previous is not None else {}
+    now_outcomes = _outcomes(db, latest)
+    then_outcomes = _outcomes(db, previous) if previous is not None else {}
+
+    def came_back(item: HistoryItem) -> bool:
+        looked = _looked(then_outcomes.get((item.cassette, item.interaction)), item.kind)
+        return looked and item.fingerprint not in then
+
+    new = {fp: i for fp, i in now.items() if i.first_run == latest or came_back(i)}
+    ongoing = [i for fp, i in now.items() if fp not in new]
+    resolved = [i for fp, i in then.items() if fp not in now and _looked(
+        now_outcomes.get((i.cassette, i.interaction)), i.kind)]
+    return History(path, wanted, summaries, latest, previous, _sorted(new.values()),
+                   _sorted(resolved), _sorted(ongoing))
+
+
+def _sorted(items: Iterable[HistoryItem]) -> tuple[HistoryItem, ...]:
+    return tuple(sorted(items, key=_order))
+
+
+# -- output -----------------------------------------------------------------------------
+
+_STYLE = {ERROR: "bold red", Severity.BREAKING.value: "red",
+          Severity.ADDITIVE.value: "yellow", Severity.NOISE.value: "dim"}
+
+
+def _when(iso: str) -> str:
+    """``2025-01-31 14:05`` from the stored ISO time, UTC."""
+    return iso.replace("T", " ")[:16]
+
+
+def _short_list(names: Sequence[str], keep: int = 2) -> str:
+    shown = ", ".join(names[:keep])
+    return shown + (f" +{len(names) - keep} more" if len(names) > keep else "")
+
+
+def _counts_line(items: Sequence[HistoryItem]) -> str:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.severity] = counts.get(item.severity, 0) + 1
+    parts = [f"{sev} {counts[sev]}" for sev in sorted(counts, key=lambda s: _RANK.get(s, 99))]
+    return f"{len(items)}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def _item_text(item: HistoryItem, latest: int | None, resolved: bool = False) -> Text:
+    text = Text("  ")
+    text.append(f"{item.severity:<9}", style="green" if resolved else
+                _STYLE.get(item.severity, ""))
+    text.append(f" {item.describe()}")
+    text.append(f"\n            {item.cassette}  {item.interaction}", style="dim")
+    if not resolved and latest is not None and item.first_run != latest:
+        text.append(f"  (back: first seen in run {item.first_run} on {_when(item.first_seen)}"
+                    f", seen in {item.times_seen} runs)", style="dim")
+    return text
+
+
+def render_history(console: Console, history: History) -> None:
+    """Recent runs as a table, then what is new, resolved and still present."""
+    if history.latest is None:
+        which = (f" for {', '.join(history.cassettes)}" if history.cassettes else "")
+        console.print(Text(f"No drift runs recorded{which} in {history.database}."))
+        return
+    # short headers and light borders: the table fits 80 columns with a cassette name
+    table = Table(title=f"Drift runs ({history.database})", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
+                  collapse_padding=True)
+    for name in ("Run", "When (UTC)", "Cassettes"):
+        table.add_column(name, overflow="ellipsis", no_wrap=name != "Cassettes")
+    for name in ("Checked", "Break", "Chg", "Pass", "Err", "Skip", "Exit"):
+        table.add_column(name, justify="right")
+    for run in history.runs:
+        table.add_row(str(run.id), _when(run.started_at), Text(_short_list(run.cassettes)),
+                      str(run.checked), str(run.breaking), str(run.changed), str(run.passed),
+                      str(run.errors), str(run.skipped),
+                      Text(str(run.exit_code), style="red" if run.exit_code else "green"))
+    console.print(table)
+
+    if history.previous is None:
+        heading = f"New in run {history.latest} (no earlier run of these cassettes)"
+    else:
+        heading = f"New since run {history.previous}"
+    console.print(Text(f"\n{heading}: {len(history.new)}", style="bold"))
+    for item in history.new:
+        console.print(_item_text(item, history.latest))
+    if history.previous is not None:
+        console.print(Text(f"\nResolved since run {history.previous}: "
+                           f"{len(history.resolved)}", style="bold"))
+        for item in history.resolved:
+            console.print(_item_text(item, history.latest, resolved=True))
+    console.print(Text(f"\nStill present: {_counts_line(history.ongoing)}", style="bold"))
+
+
+def history_json(history: History) -> dict[str, object]:
+    """A JSON-safe dict for ``replayproxy drift history --json``."""
+    return {"format": "replayproxy-drift-history", "version": 1,
+            "database": str(history.database), "cassettes": list(history.cassettes),
+            "latest": history.latest, "previous": history.previous,
+            "runs": [r.as_json() for r in history.runs],
+            "new": [i.as_json() for i in history.new],
+            "resolved": [i.as_json() for i in history.resolved],
+            "ongoing": [i.as_json() for i in history.ongoing]}

@@ -1,0 +1,346 @@
+"""Run mitmproxy in-process with only the addons replayproxy needs.
+
+mitmdump's ~35 default addons cost about half of its per-request time, so the
+master here gets just the proxy server, TLS, layer selection and our addons. It runs
+on its own thread and event loop, so it can be started from synchronous code (the
+CLI, a pytest fixture) and never shares a loop with the application under test.
+
+One master per process: mitmproxy keeps the running master in module globals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from mitmproxy import ctx, master, options
+from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
+from mitmproxy.certs import CertStore
+from mitmproxy.proxy import mode_specs
+
+from replayproxy.environment import build_trust_bundle, proxy_environment
+from replayproxy.errors import ConfigError, ProxyStartError
+
+__all__ = ["CA", "Proxy", "default_ca_dir", "ensure_ca"]
+
+log = logging.getLogger("replayproxy")
+
+CA_BASENAME = "mitmproxy"
+_START_TIMEOUT = 30.0
+_PROXY_LOCK = threading.Lock()
+
+
+def default_ca_dir() -> Path:
+    """``$REPLAYPROXY_CA_DIR``, else ``~/.replayproxy/ca``."""
+    env = os.environ.get("REPLAYPROXY_CA_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".replayproxy" / "ca"
+
+
+@dataclass(frozen=True, slots=True)
+class CA:
+    """The proxy's certificate authority and the files clients are given."""
+
+    directory: Path
+    cert: Path
+    """The CA certificate alone (PEM): what clients and system stores trust."""
+    key: Path
+    """The CA key and certificate (PEM), readable by its owner only."""
+    bundle: Path
+    """The CA certificate followed by the roots already trusted here."""
+
+
+def ensure_ca(directory: Path | None = None) -> CA:
+    """Create the CA in ``directory`` if needed and return its files.
+
+    Raises:
+        ConfigError: the directory cannot be created or the CA files cannot be read.
+    """
+    d = (directory or default_ca_dir()).expanduser()
+    try:
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(d, 0o700)
+        old_umask = os.umask(0o077)
+        try:
+            CertStore.from_store(d, CA_BASENAME, 2048)
+        finally:
+            os.umask(old_umask)
+        key = d / f"{CA_BASENAME}-ca.pem"
+        os.chmod(key, 0o600)
+        cert = d / f"{CA_BASENAME}-ca-cert.pem"
+        os.chmod(cert, 0o644)
+        bundle = build_trust_bundle(cert, d / "replayproxy-bundle.pem")
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"cannot use CA directory {d}: {getattr(e, 'strerror', None) or e}; "
+            "choose another with --ca-dir or REPLAYPROXY_CA_DIR"
+        ) from None
+    return CA(d, cert, key, bundle)
+
+
+def _read_upstream_ca(upstream_ca: Path) -> bytes:
+    """The PEM bytes of ``--upstream-ca``; ConfigError if unreadable or not PEM."""
+    try:
+        extra = upstream_ca.read_bytes()
+    except OSError as e:
+        raise ConfigError(
+            f"cannot read --upstream-ca {upstream_ca}: {e.strerror}; pass a PEM CA certificate"
+        ) from None
+    if b"-----BEGIN CERTIFICATE-----" not in extra:
+        raise ConfigError(
+            f"--upstream-ca {upstream_ca} holds no PEM certificate "
+            "('-----BEGIN CERTIFICATE-----'); pass the CA certificate in PEM form"
+        )
+    return extra
+
+
+def _upstream_trust(extra: bytes) -> Path:
+    """A temporary bundle of the public roots plus ``extra``: mitmproxy's option
+    replaces its trust store rather than adding to it. The caller deletes the file."""
+    import certifi
+
+    fd, name = tempfile.mkstemp(prefix="replayproxy-upstream-", suffix=".pem")
+    with os.fdopen(fd, "wb") as f:
+        f.write(Path(certifi.where()).read_bytes() + b"\n" + extra)
+    return Path(name)
+
+
+def reverse_spec(url: str) -> str:
+    """Validate a ``--reverse`` URL and return it (scheme://host[:port])."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"invalid --reverse {url!r}: give the upstream's base URL, "
+            "e.g. --reverse https://api.example.com"
+        )
+    if parts.path not in ("", "/") or parts.query:
+        raise ConfigError(
+            f"invalid --reverse {url!r}: only scheme, host and port are used; drop the path"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _tcp_only(spec: str) -> None:
+    """Make mitmproxy serve the mode ``spec`` over TCP only.
+
+    mitmproxy 11 also listens on UDP (for HTTP/3) in ``reverse:https://`` mode, through
+    mitmproxy_rs, whose tokio threads outlive the master and crash the interpreter at
+    exit (SIGSEGV or SIGBUS in about one run in six, measured with
+    ``replayproxy replay --reverse https://...``). ``ProxyMode.parse`` caches the parsed
+    spec, so the proxy server later gets this very object. mitmproxy 12 (checked up to
+    12.3.1) parses, caches and listens the same way, so this holds there too.
+    """
+    mode = mode_specs.ProxyMode.parse(spec)
+    if mode.transport_protocol == "both":
+        object.__setattr__(mode, "transport_protocol", "tcp")
+
+
+class _Lifecycle:
+    """Signals readiness with the listen addresses; closes connections on shutdown."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.addresses: list[tuple[str, tuple[str, int] | None, str | None]] = []
+
+    def running(self) -> None:
+        ps = ctx.master.addons.get("proxyserver")
+        for server in ps.servers:
+            addrs = server.listen_addrs
+            error = str(server.last_exception) if server.last_exception else None
+            self.addresses.append(
+                (server.mode.full_spec, tuple(addrs[0][:2]) if addrs else None, error)
+            )
+        self.ready.set()
+
+    async def done(self) -> None:
+        ps = ctx.master.addons.get("proxyserver")
+        await ps.servers.update([])
+        for handler in list(ps.connections.values()):
+            # KeyError: the client is already disconnecting (its transport is gone);
+            # without the suppress, the other connections stay open and asyncio.run()
+            # cancels them with CancelledError tracebacks
+            with contextlib.suppress(KeyError):
+                handler.close_connection(handler.client)
+        for _ in range(100):
+            if not ps.connections:
+                break
+            await asyncio.sleep(0.01)
+
+
+class Proxy:
+    """A mitmproxy master on its own thread, with the given addons.
+
+    Use as a context manager, or call ``start()`` and ``stop()``::
+
+        with Proxy([CassetteAddon(session)], ca=ensure_ca()) as proxy:
+            env = proxy.environment()
+
+    Args:
+        addons: our addons, added after mitmproxy's proxy server, TLS and layer ones.
+        ca: the CA to intercept TLS with.
+        host: listen address (default 127.0.0.1 only).
+        port: forward-proxy port; 0 picks a free one.
+        reverse: an upstream base URL to also serve on its own port, for clients that
+            take a base URL instead of honouring proxy variables.
+        upstream_ca: a PEM CA to trust for upstream servers besides the public roots.
+        lazy: never connect upstream before a request needs it (replay stays offline).
+    """
+
+    def __init__(
+        self,
+        addons: Sequence[Any],
+        *,
+        ca: CA,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        reverse: str | None = None,
+        upstream_ca: Path | None = None,
+        lazy: bool = True,
+        http2: bool = True,
+    ) -> None:
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"invalid --port {port}: use 0 (a free port) up to 65535")
+        self.addons = list(addons)
+        self.ca = ca
+        self.host = host
+        self.port = port
+        self.reverse = reverse_spec(reverse) if reverse else None
+        self._upstream_pem = _read_upstream_ca(upstream_ca) if upstream_ca else None
+        self.upstream_trust: Path | None = None
+        self.lazy = lazy
+        self.http2 = http2
+        self.proxy_address: tuple[str, int] | None = None
+        self.reverse_address: tuple[str, int] | None = None
+        self._lifecycle = _Lifecycle()
+        self._thread: threading.Thread | None = None
+        self._master: master.Master | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._failure: BaseException | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> Proxy:
+        """Start listening; return when the proxy accepts connections.
+
+        Raises:
+            ProxyStartError: a port could not be bound, or mitmproxy failed to start.
+        """
+        if not _PROXY_LOCK.acquire(blocking=False):
+            raise ProxyStartError(
+                "a replayproxy proxy is already running in this process; stop it first "
+                "(mitmproxy allows one master per process)"
+            )
+        if self._upstream_pem is not None:
+            self.upstream_trust = _upstream_trust(self._upstream_pem)
+        self._thread = threading.Thread(target=self._run, name="replayproxy", daemon=True)
+        self._thread.start()
+        if not self._lifecycle.ready.wait(_START_TIMEOUT) or self._failure:
+            self.stop()
+            raise ProxyStartError(f"the proxy did not start: {self._failure!r}")
+        for spec, addr, error in self._lifecycle.addresses:
+            if addr is None:
+                self.stop()
+                port = spec.rsplit(":", 1)[-1]
+                raise ProxyStartError(
+                    f"cannot listen on {self.host}:{port} ({error or 'unknown error'}): "
+                    "the port is taken; choose another with --port, or --port 0 for a free one"
+                )
+            if spec.startswith("reverse:"):
+                self.reverse_address = addr
+            else:
+                self.proxy_address = addr
+        return self
+
+    def stop(self) -> None:
+        """Stop the proxy and wait for its addons' ``done`` hooks. Idempotent."""
+        if self._thread is None:
+            return
+        if self._master is not None and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                self._master.shutdown()
+        self._thread.join(60)
+        self._thread = None
+        if self.upstream_trust is not None:
+            with contextlib.suppress(OSError):
+                self.upstream_trust.unlink()
+            self.upstream_trust = None
+        _PROXY_LOCK.release()
+
+    def __enter__(self) -> Proxy:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _modes(self) -> list[str]:
+        modes = [f"regular@{self.host}:{self.port}"]
+        if self.reverse:
+            modes.append(f"reverse:{self.reverse}@{self.host}:0")
+        return modes
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as e:  # report start-up failures to start()
+            self._failure = e
+            self._lifecycle.ready.set()
+
+    async def _main(self) -> None:
+        for spec in self._modes():
+            _tcp_only(spec)
+        opts = options.Options(confdir=str(self.ca.directory), mode=self._modes())
+        m = master.Master(opts)
+        m.addons.add(
+            core.Core(),
+            proxyserver.Proxyserver(),
+            next_layer.NextLayer(),
+            tlsconfig.TlsConfig(),
+        )
+        updates: dict[str, Any] = {
+            "connection_strategy": "lazy" if self.lazy else "eager",
+            "http2": self.http2,
+        }
+        if self.upstream_trust:
+            updates["ssl_verify_upstream_trusted_ca"] = str(self.upstream_trust)
+        m.options.update(**updates)
+        m.addons.add(self._lifecycle, *self.addons)
+        self._master = m
+        self._loop = asyncio.get_running_loop()
+        await m.run()
+
+    # -- what clients need --------------------------------------------------------------
+
+    @property
+    def proxy_url(self) -> str:
+        """``http://127.0.0.1:PORT``, the value for HTTP_PROXY and HTTPS_PROXY."""
+        if self.proxy_address is None:
+            raise RuntimeError("the proxy is not running")
+        return f"http://{_netloc(self.proxy_address)}"
+
+    @property
+    def reverse_url(self) -> str | None:
+        """The local base URL that serves the ``reverse`` upstream, if any."""
+        return f"http://{_netloc(self.reverse_address)}" if self.reverse_address else None
+
+    def environment(self) -> dict[str, str]:
+        """The variables a child process needs to use this proxy."""
+        return proxy_environment(self.proxy_url, self.ca.bundle, self.ca.cert, self.reverse_url)
+
+
+def _netloc(addr: tuple[str, int]) -> str:
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

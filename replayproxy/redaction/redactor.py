@@ -1,0 +1,402 @@
+"""Redaction: replace secrets with stable placeholders before anything is written.
+
+A secret becomes ``<redacted:RULE:HASH>``: RULE names what found it (``authorization``,
+``cookie``, ``api_key``, ``stripe-key``...), HASH is the first 6 hex digits of an
+HMAC-SHA256 of the value under a key kept outside the cassette. The same token always
+gives the same placeholder and two tokens give two placeholders, yet the cassette does
+not reveal them.
+
+How secrets are found, in a request and its response together:
+
+1. headers named in the rules (``Authorization`` keeps its scheme: ``Bearer <…>``;
+   ``Cookie`` and ``Set-Cookie`` keep cookie names and attributes);
+2. query parameters, form fields and JSON keys named like secrets (``api_key``,
+   ``token``, ``password``, ``client_secret``...), and JSON paths named in the rules;
+3. credential shapes anywhere in text (provider keys, cloud keys, private keys, JWTs)
+   and the user's regular expressions.
+
+Then every secret value found is replaced *everywhere* in the interaction (headers,
+URL, both bodies, in plain, URL-encoded and JSON-escaped forms), so an API that echoes
+a token in its response cannot leak it. Bodies are decoded (gzip, deflate, br, zstd)
+first and re-encoded afterwards; a body that cannot be decoded is handled as bytes.
+
+Redaction is idempotent: placeholders are never taken for secrets.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets as _secrets
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, quote_plus
+
+from replayproxy.codec import content_encodings, decode_body
+from replayproxy.errors import ConfigError
+from replayproxy.matching.rules import compile_json_path
+from replayproxy.model import Headers, Interaction, Request, Response, header_value
+from replayproxy.redaction.secrets import (
+    DEFAULT_SECRET_FIELDS,
+    DEFAULT_SECRET_HEADERS,
+    PLACEHOLDER,
+    VALUE_PATTERNS,
+    ValuePattern,
+)
+from replayproxy.routes import Route
+
+__all__ = ["RedactionConfig", "Redactor", "load_key"]
+
+_MIN_GLOBAL = 6
+"""Secrets shorter than this are replaced only where they were found, not everywhere
+(replacing "42" everywhere would wreck the cassette)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedactionConfig:
+    """What to redact. ``for_route`` merges per-route additions."""
+
+    headers: frozenset[str] = DEFAULT_SECRET_HEADERS
+    keep_headers: frozenset[str] = frozenset()
+    fields: frozenset[str] = DEFAULT_SECRET_FIELDS
+    json_paths: tuple[str, ...] = ()
+    patterns: tuple[ValuePattern, ...] = VALUE_PATTERNS
+    same_value: frozenset[str] = frozenset()
+    """Rule names whose placeholders must be equal to match on replay (by default a
+    redacted field matches any value the same rule redacts)."""
+    on_leak: str = "error"
+    """``error``: an interaction in which the scanner still finds a secret is not
+    written; ``warn``: it is written and a warning printed."""
+    routes: tuple[tuple[Route, dict[str, Any]], ...] = field(default=(), compare=False)
+
+    def for_request(self, request: Request) -> RedactionConfig:
+        """This configuration with the additions of every route ``request`` falls under."""
+        config = self
+        for route, extra in self.routes:
+            if route.matches(request):
+                config = replace(
+                    config,
+                    headers=config.headers | extra.get("headers", frozenset()),
+                    keep_headers=config.keep_headers | extra.get("keep_headers", frozenset()),
+                    fields=config.fields | extra.get("fields", frozenset()),
+                    json_paths=(*config.json_paths, *extra.get("json_paths", ())),
+                    patterns=(*config.patterns, *extra.get("patterns", ())),
+                    routes=(),
+                )
+        return config
+
+
+def load_key(home: Path, environ: dict[str, str] | None = None) -> bytes:
+    """The redaction key: ``$REPLAYPROXY_REDACTION_KEY``, else ``HOME/redaction.key``
+    (created with 32 random bytes, owner-only, on first use)."""
+    env = os.environ if environ is None else environ
+    if env.get("REPLAYPROXY_REDACTION_KEY"):
+        return env["REPLAYPROXY_REDACTION_KEY"].encode("utf-8")
+    path = home / "redaction.key"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise ConfigError(f"cannot read the redaction key {path}: {e.strerror}; set "
+                          "REPLAYPROXY_REDACTION_KEY instead") from None
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(_secrets.token_hex(32).encode())
+    except FileExistsError:
+        pass  # another process created it first
+    except OSError as e:
+        raise ConfigError(f"cannot create the redaction key {path}: {e.strerror}; set "
+                          "REPLAYPROXY_REDACTION_KEY or REPLAYPROXY_HOME") from None
+    return path.read_bytes()
+
+
+# -- finding secrets ------------------------------------------------------------------
+
+
+class _Found:
+    """Secret values found in one interaction, each with the rule that found it."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def add(self, value: str, rule: str) -> None:
+        value = value.strip()
+        if value and not PLACEHOLDER.search(value):
+            self.values.setdefault(value, rule)
+
+
+def _walk_json(doc: Any, fields: frozenset[str], found: _Found, key: str | None = None) -> None:
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if isinstance(k, str) and k.lower() in fields and isinstance(v, (str, int, float)) \
+                    and not isinstance(v, bool):
+                found.add(str(v), _rule_name(k))
+            else:
+                _walk_json(v, fields, found, k)
+    elif isinstance(doc, list):
+        for v in doc:
+            _walk_json(v, fields, found, key)
+
+
+def _rule_name(name: str) -> str:
+    return re.sub(r"[^a-z0-9_.\-]+", "-", name.lower()).strip("-") or "secret"
+
+
+def _json_paths(doc: Any, paths: Iterable[str], found: _Found) -> None:
+    for path in paths:
+        try:
+            matches = compile_json_path(path).find(doc)
+        except Exception:  # jsonpath-ng trips on some shapes
+            continue
+        for m in matches:
+            if isinstance(m.value, (str, int, float)) and not isinstance(m.value, bool):
+                found.add(str(m.value), _rule_name(str(m.path)))
+
+
+def _text_of(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body.decode("latin-1")
+
+
+def _find_in_body(body: bytes, headers: Headers, config: RedactionConfig,
+                  found: _Found) -> None:
+    if not body:
+        return
+    text = _text_of(body)
+    ctype = (header_value(headers, "content-type") or "").lower()
+    if "json" in ctype or text.lstrip()[:1] in ("{", "["):
+        try:
+            doc = json.loads(text)
+        except (ValueError, RecursionError):
+            doc = None
+        if doc is not None:
+            _walk_json(doc, config.fields, found)
+            _json_paths(doc, config.json_paths, found)
+    if "x-www-form-urlencoded" in ctype:
+        for k, v in parse_qsl(text, keep_blank_values=True):
+            if k.lower() in config.fields:
+                found.add(v, _rule_name(k))
+    for pattern in config.patterns:
+        for m in pattern.finditer(text):
+            found.add(m.group(), pattern.name)
+
+
+def _find_in_text(text: str, config: RedactionConfig, found: _Found) -> None:
+    for pattern in config.patterns:
+        for m in pattern.finditer(text):
+            found.add(m.group(), pattern.name)
+
+
+# -- replacing ------------------------------------------------------------------------
+
+
+_AUTH_SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_\-]*)\s+(\S.*)$")
+
+
+class Redactor:
+    """Applies a ``RedactionConfig`` with a key; see the module docstring."""
+
+    def __init__(self, config: RedactionConfig | None = None, key: bytes = b"") -> None:
+        self.config = config or RedactionConfig()
+        self.key = key
+
+    def placeholder(self, rule: str, value: str) -> str:
+        """``<redacted:RULE:HASH>`` for ``value``."""
+        digest = hmac.new(self.key, value.encode("utf-8", "surrogateescape"),
+                          hashlib.sha256).hexdigest()[:6]
+        return f"<redacted:{rule}:{digest}>"
+
+    # headers get special care: keep the scheme of Authorization, cookie names, attributes
+    def _header(self, name: str, value: str, found: _Found) -> str:
+        lower = name.lower()
+        if lower in ("authorization", "proxy-authorization"):
+            m = _AUTH_SCHEME.match(value)
+            if m:
+                if PLACEHOLDER.fullmatch(m.group(2).strip()):
+                    return f"{m.group(1)} {_relabel(m.group(2), lower)}"
+                found.add(m.group(2), lower)
+                return f"{m.group(1)} {self.placeholder(lower, m.group(2).strip())}"
+        if lower == "cookie":
+            return "; ".join(self._cookie(part, lower, found) for part in value.split(";"))
+        if lower == "set-cookie":
+            first, sep, attributes = value.partition(";")
+            return self._cookie(first, lower, found) + sep + attributes
+        if PLACEHOLDER.fullmatch(value.strip()):
+            return _relabel(value, _rule_name(lower))
+        found.add(value, lower)
+        return self.placeholder(_rule_name(lower), value.strip())
+
+    def _cookie(self, part: str, rule: str, found: _Found) -> str:
+        name, eq, value = part.strip().partition("=")
+        if not eq or not value:
+            return part.strip()
+        if PLACEHOLDER.fullmatch(value):
+            return f"{name}={_relabel(value, rule)}"
+        found.add(value, rule)
+        return f"{name}={self.placeholder(rule, value)}"
+
+    def _headers(self, headers: Headers, config: RedactionConfig, found: _Found) -> Headers:
+        out = []
+        for k, v in headers:
+            lower = k.lower()
+            if lower in config.headers and lower not in config.keep_headers and v.strip():
+                v = self._header(k, v, found)
+            out.append((k, v))
+        return tuple(out)
+
+    def _query(self, query: str, config: RedactionConfig, found: _Found) -> str:
+        if not query:
+            return query
+        parts = []
+        for segment in query.split("&"):
+            name, eq, value = segment.partition("=")
+            decoded = dict(parse_qsl(segment, keep_blank_values=True))
+            plain_name = next(iter(decoded), name)
+            if eq and value and plain_name.lower() in config.fields:
+                plain = decoded[plain_name]
+                if not PLACEHOLDER.search(plain):
+                    found.add(plain, _rule_name(plain_name))
+                    segment = f"{name}={self.placeholder(_rule_name(plain_name), plain)}"
+                elif PLACEHOLDER.fullmatch(plain):
+                    segment = f"{name}={_relabel(plain, _rule_name(plain_name))}"
+            parts.append(segment)
+        return "&".join(parts)
+
+    def _form_fields(self, headers: Headers, config: RedactionConfig
+                     ) -> Callable[[str], str] | None:
+        """For a form body: redact its secret fields in place, as in a query (a value
+        too short to be replaced everywhere would otherwise stay)."""
+        if "x-www-form-urlencoded" not in (header_value(headers, "content-type") or "").lower():
+            return None
+        return lambda text: self._query(text, config, _Found())
+
+    def _replacements(self, found: _Found) -> list[tuple[str, str]]:
+        """(variant of a secret, placeholder), longest first, for replacing everywhere."""
+        pairs: dict[str, str] = {}
+        for value, rule in found.values.items():
+            placeholder = self.placeholder(rule, value)
+            if len(value) < _MIN_GLOBAL:  # only as a whole JSON string: "pw": "abc"
+                for variant in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
+                    pairs.setdefault(variant, json.dumps(placeholder))
+                continue
+            for variant in (value, quote(value, safe=""), quote_plus(value),
+                            json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]):
+                pairs.setdefault(variant, placeholder)
+        return sorted(pairs.items(), key=lambda p: -len(p[0]))
+
+    def redact(self, it: Interaction) -> Interaction:
+        """Return ``it`` with every secret replaced (request and response together)."""
+        config = self.config.for_request(it.request)
+        found = _Found()
+        q, r = it.request, it.response
+        q_headers = self._headers(q.headers, config, found)
+        r_headers = self._headers(r.headers, config, found)
+        query = self._query(q.query, config, found)
+        q_body = decode_body(q.body, q.headers)
+        r_body = decode_body(r.body, r.headers)
+        for body, headers in ((q_body if q_body is not None else q.body, q.headers),
+                              (r_body if r_body is not None else r.body, r.headers)):
+            _find_in_body(body, headers, config, found)
+        for text in (q.path, query, *(v for _, v in q_headers), *(v for _, v in r_headers)):
+            _find_in_text(text, config, found)
+        q_form, r_form = self._form_fields(q.headers, config), self._form_fields(r.headers, config)
+        if not found.values and q_form is None and r_form is None:
+            return replace(it, request=replace(q, headers=q_headers, query=query),
+                           response=replace(r, headers=r_headers))
+        pairs = self._replacements(found)
+        request = Request(
+            q.method, q.scheme, q.host, q.port, _replace_all(q.path, pairs),
+            _replace_all(query, pairs),
+            (), b"", q.http_version,
+        )
+        q_new_body, q_headers = _rebuild_body(q.body, q_body, q_headers, pairs, q_form)
+        r_new_body, r_headers = _rebuild_body(r.body, r_body, r_headers, pairs, r_form)
+        request = replace(request, headers=_replace_headers(q_headers, pairs), body=q_new_body)
+        response = replace(r, headers=_replace_headers(r_headers, pairs), body=r_new_body)
+        return replace(it, request=request, response=response)
+
+    def redact_request(self, request: Request) -> Request:
+        """Redact an incoming request the way recorded requests were (for matching)."""
+        return self.redact(Interaction(request, Response(0))).request
+
+
+def _relabel(placeholder: str, rule: str) -> str:
+    """A placeholder found where ``rule`` applies, under that rule with the same hash.
+
+    On replay a client sends back what a replayed response gave it (a Set-Cookie value,
+    an access token) as a placeholder of the response's rule; under the request field's
+    rule it matches the recording, which redacted the real value with that rule."""
+    m = PLACEHOLDER.fullmatch(placeholder.strip())
+    return f"<redacted:{rule}:{m.group(2)}>" if m else placeholder
+
+
+def _replace_all(text: str, pairs: list[tuple[str, str]]) -> str:
+    """Replace every secret variant in one pass, longest first, so that a shorter secret
+    can never rewrite part of a placeholder put in for a longer one."""
+    present = [(secret, placeholder) for secret, placeholder in pairs if secret in text]
+    if not present:
+        return text
+    table = dict(present)
+    pattern = re.compile("|".join(re.escape(secret) for secret, _ in present))
+    return pattern.sub(lambda m: table[m.group(0)], text)
+
+
+def _replace_headers(headers: Headers, pairs: list[tuple[str, str]]) -> Headers:
+    return tuple((k, _replace_all(v, pairs)) for k, v in headers)
+
+
+def _encode(data: bytes, encodings: list[str]) -> bytes | None:
+    for encoding in encodings:
+        if encoding in ("gzip", "x-gzip"):
+            data = gzip.compress(data, mtime=0)
+        elif encoding == "deflate":
+            data = zlib.compress(data)
+        elif encoding == "br":
+            import brotli  # a mitmproxy dependency
+
+            data = bytes(brotli.compress(data))
+        elif encoding == "zstd":
+            import zstandard  # a mitmproxy dependency
+
+            data = bytes(zstandard.ZstdCompressor().compress(data))
+        elif encoding != "identity":
+            return None
+    return data
+
+
+def _rebuild_body(raw: bytes, decoded: bytes | None, headers: Headers,
+                  pairs: list[tuple[str, str]], form: Callable[[str], str] | None = None
+                  ) -> tuple[bytes, Headers]:
+    """Replace secrets in a body (and its secret form fields, with ``form``); re-encode
+    it and fix Content-Length if it changed."""
+    plain = raw if decoded is None else decoded
+    try:
+        text, charset = plain.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, charset = plain.decode("latin-1"), "latin-1"
+    new_text = _replace_all(text, pairs)
+    if form is not None:
+        new_text = form(new_text)
+    if new_text == text:
+        return raw, headers
+    new_plain = new_text.encode(charset, "replace")
+    encodings = content_encodings(headers) if decoded is not None else []
+    body = _encode(new_plain, encodings) if encodings else new_plain
+    if body is None:  # an encoding we cannot produce: send it decoded, say so
+        body = new_plain
+        headers = tuple((k, v) for k, v in headers if k.lower() != "content-encoding")
+    fixed = tuple((k, str(len(body)) if k.lower() == "content-length" else v)
+                  for k, v in headers)
+    return body, fixed

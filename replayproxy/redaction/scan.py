@@ -1,0 +1,268 @@
+"""The secret scanner: proves that cassettes (and VCR.py / HAR files) hold no secrets.
+
+It looks for what redaction should have replaced: values of secret headers, query
+parameters, form fields and JSON keys that are not placeholders, and credential shapes
+anywhere in text. Used before each interaction is written (fail closed) and by
+``replayproxy scan``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from replayproxy.cassette.store import SUFFIX, load_cassette
+from replayproxy.codec import decode_body
+from replayproxy.errors import CassetteError
+from replayproxy.model import Headers, Interaction, header_value
+from replayproxy.redaction.redactor import RedactionConfig
+from replayproxy.redaction.secrets import PLACEHOLDER
+
+__all__ = ["Finding", "scan_interaction", "scan_path"]
+
+_HARMLESS = {"", "null", "none", "redacted", "[redacted]", "***", "xxx", "dummy", "<redacted>",
+             "filtered", "[filtered]"}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A secret the scanner found."""
+
+    file: str
+    interaction: int | None
+    """1-based interaction number, when the file has interactions."""
+    location: str
+    """E.g. ``request header Authorization``, ``response body $.token``, ``line 12``."""
+    rule: str
+    excerpt: str
+    """The finding, masked: the first 4 characters and its length."""
+
+    def describe(self) -> str:
+        """One line for people."""
+        where = f"#{self.interaction} " if self.interaction is not None else ""
+        return f"{self.file}: {where}{self.location}: {self.rule} ({self.excerpt})"
+
+
+def _mask(value: str) -> str:
+    value = value.strip()
+    return f"{value[:4]}… {len(value)} chars" if len(value) > 4 else f"{len(value)} chars"
+
+
+def _unredacted(value: str) -> bool:
+    stripped = PLACEHOLDER.sub("", value).strip().strip('"').strip()
+    return stripped.lower() not in _HARMLESS
+
+
+class _Scan:
+    def __init__(self, file: str, interaction: int | None, config: RedactionConfig) -> None:
+        self.file, self.interaction, self.config = file, interaction, config
+        self.findings: list[Finding] = []
+
+    def add(self, location: str, rule: str, value: str) -> None:
+        self.findings.append(Finding(self.file, self.interaction, location, rule, _mask(value)))
+
+    def text(self, location: str, text: str) -> None:
+        for pattern in self.config.patterns:
+            for m in pattern.finditer(text):
+                self.add(location, pattern.name, m.group())
+
+    def header(self, side: str, name: str, value: str) -> None:
+        lower = name.lower()
+        location = f"{side} header {name}"
+        if lower in self.config.headers and lower not in self.config.keep_headers:
+            if lower in ("cookie", "set-cookie"):
+                cookies = value.split(";") if lower == "cookie" else value.split(";")[:1]
+                for part in cookies:
+                    _, eq, v = part.partition("=")
+                    if eq and _unredacted(v):
+                        self.add(location, lower, v)
+            else:
+                credential = value.split(None, 1)[-1] if lower.endswith("authorization") \
+                    else value
+                if _unredacted(credential):
+                    self.add(location, lower, credential)
+                    return
+        self.text(location, value)
+
+    def fields(self, location: str, pairs: list[tuple[str, str]]) -> None:
+        for k, v in pairs:
+            if k.lower() in self.config.fields and _unredacted(v):
+                self.add(f"{location} {k}", k.lower(), v)
+
+    def json(self, location: str, doc: Any, path: str = "$") -> None:
+        if isinstance(doc, dict):
+            for k, v in doc.items():
+                sub = f"{path}.{k}"
+                if isinstance(k, str) and k.lower() in self.config.fields and \
+                        isinstance(v, (str, int, float)) and not isinstance(v, bool) and \
+                        _unredacted(str(v)):
+                    self.add(f"{location} {sub}", k.lower(), str(v))
+                else:
+                    self.json(location, v, sub)
+        elif isinstance(doc, list):
+            for i, v in enumerate(doc):
+                self.json(location, v, f"{path}[{i}]")
+
+    def body(self, location: str, body: bytes, headers: Headers | None) -> None:
+        if not body:
+            return
+        decoded = decode_body(body, headers) if headers is not None else body
+        data = body if decoded is None else decoded
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+        ctype = (header_value(headers, "content-type") or "").lower() if headers else ""
+        if "json" in ctype or text.lstrip()[:1] in ("{", "["):
+            with contextlib.suppress(ValueError, RecursionError):
+                self.json(location, json.loads(text))
+        if "x-www-form-urlencoded" in ctype:
+            self.fields(f"{location} field", parse_qsl(text, keep_blank_values=True))
+        self.text(location, text)
+
+
+def scan_interaction(it: Interaction, config: RedactionConfig | None = None,
+                     file: str = "", number: int | None = None) -> list[Finding]:
+    """Secrets left in ``it`` (an empty list when it is clean)."""
+    cfg = (config or RedactionConfig()).for_request(it.request)
+    scan = _Scan(file, number, cfg)
+    q, r = it.request, it.response
+    scan.text("request path", q.path)
+    scan.fields("request query", parse_qsl(q.query, keep_blank_values=True))
+    scan.text("request query", q.query)
+    for side, headers in (("request", q.headers), ("response", r.headers)):
+        for k, v in headers:
+            scan.header(side, k, v)
+    scan.body("request body", q.body, q.headers)
+    scan.body("response body", r.body, r.headers)
+    return scan.findings
+
+
+def _scan_cassette(path: Path, config: RedactionConfig) -> Iterator[Finding]:
+    cassette = load_cassette(path)
+    for i, it in enumerate(cassette.interactions()):
+        yield from scan_interaction(it, config, str(path), i + 1)
+
+
+def _har_headers(items: Any) -> list[tuple[str, str]]:
+    return [(str(h.get("name", "")), str(h.get("value", ""))) for h in items or []
+            if isinstance(h, dict)]
+
+
+def _scan_har(path: Path, config: RedactionConfig) -> Iterator[Finding]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        entries = doc["log"]["entries"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        yield from _scan_text(path, config)
+        return
+    for i, entry in enumerate(entries):
+        scan = _Scan(str(path), i + 1, config)
+        req, resp = entry.get("request", {}), entry.get("response", {})
+        for side, part in (("request", req), ("response", resp)):
+            for k, v in _har_headers(part.get("headers")):
+                scan.header(side, k, v)
+            for c in part.get("cookies") or []:
+                if isinstance(c, dict) and _unredacted(str(c.get("value", ""))):
+                    scan.add(f"{side} cookie {c.get('name')}", "cookie", str(c.get("value")))
+        scan.text("request url", str(req.get("url", "")))
+        scan.fields("request query", _har_headers(req.get("queryString")))
+        post = req.get("postData") or {}
+        scan.body("request body", str(post.get("text", "")).encode(),
+                  (("Content-Type", str(post.get("mimeType", ""))),))
+        content = resp.get("content") or {}
+        text = str(content.get("text", ""))
+        raw = base64.b64decode(text, validate=False) if content.get("encoding") == "base64" \
+            else text.encode()
+        scan.body("response body", raw, (("Content-Type", str(content.get("mimeType", ""))),))
+        yield from scan.findings
+
+
+def _vcr_headers(raw: Any) -> Headers:
+    if not isinstance(raw, dict):
+        return ()
+    return tuple((str(k), str(v)) for k, values in raw.items()
+                 for v in (values if isinstance(values, list) else [values]))
+
+
+def _vcr_bytes(value: Any) -> bytes:
+    if isinstance(value, dict):  # a response body: {"string": ...}
+        value = value.get("string")
+    if value is None:
+        return b""
+    return value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogateescape")
+
+
+def _scan_vcr(path: Path, config: RedactionConfig) -> list[Finding] | None:
+    """A VCR.py cassette (headers as lists, bodies as strings or !!binary), scanned per
+    interaction like a cassette; None if the file is not one."""
+    try:
+        from ruamel.yaml import YAML  # a mitmproxy dependency
+
+        entries = YAML(typ="safe", pure=True).load(path.read_bytes())["interactions"]
+    except Exception:
+        return None
+    if not isinstance(entries, list):
+        return None
+    findings: list[Finding] = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            continue
+        scan = _Scan(str(path), i + 1, config)
+        req, resp = (part if isinstance(part := entry.get(k), dict) else {}
+                     for k in ("request", "response"))
+        uri = str(req.get("uri", ""))
+        scan.text("request uri", uri)
+        scan.fields("request query", parse_qsl(urlsplit(uri).query, keep_blank_values=True))
+        for side, part in (("request", req), ("response", resp)):
+            headers = _vcr_headers(part.get("headers"))
+            for k, v in headers:
+                scan.header(side, k, v)
+            scan.body(f"{side} body", _vcr_bytes(part.get("body")), headers)
+        findings += scan.findings
+    return findings
+
+
+def _scan_text(path: Path, config: RedactionConfig) -> Iterator[Finding]:
+    """Any other file (other YAML, logs): credential shapes and `name: value` lines."""
+    text = path.read_bytes().decode("utf-8", "replace")
+    names = config.headers | config.fields
+    for n, line in enumerate(text.splitlines(), 1):
+        scan = _Scan(str(path), None, config)
+        scan.text(f"line {n}", line)
+        key, sep, value = line.strip().lstrip("- ").partition(":")
+        key = key.strip().strip("'\"")
+        if sep and key.lower() in names:
+            value = value.strip().lstrip("[").rstrip("]").strip().strip("'\"")
+            if key.lower().endswith("authorization"):
+                value = value.split(None, 1)[-1] if value else value
+            if value and _unredacted(value):
+                scan.add(f"line {n} {key}", key.lower(), value)
+        yield from scan.findings
+
+
+def scan_path(path: Path, config: RedactionConfig | None = None) -> Iterator[Finding]:
+    """Findings in a cassette, HAR, VCR.py YAML or other file, or every such file under a
+    directory. Raises CassetteError for an unreadable cassette."""
+    cfg = config or RedactionConfig()
+    if path.is_dir():
+        for child in sorted(path.rglob("*")):
+            if child.is_file() and not child.name.startswith(".") and \
+                    child.suffix in (SUFFIX, ".har", ".yaml", ".yml", ".json"):
+                yield from scan_path(child, cfg)
+        return
+    if not path.exists():
+        raise CassetteError(f"{path} does not exist: pass cassette files or directories")
+    if path.suffix == SUFFIX:
+        yield from _scan_cassette(path, cfg)
+    elif path.suffix == ".har":
+        yield from _scan_har(path, cfg)
+    else:
+        vcr = _scan_vcr(path, cfg) if path.suffix in (".yaml", ".yml", ".json") else None
+        yield from _scan_text(path, cfg) if vcr is None else vcr
