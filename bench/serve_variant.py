@@ -1,10 +1,9 @@
 """A replay proxy like `replayproxy serve --record-mode none`, for `bench/run.py --variants`.
 
-Builds the same ``Proxy([CassetteAddon(session)])`` as the CLI. With ``--freeze`` it
-calls ``gc.collect(); gc.freeze()`` once the proxy is up, which is a candidate product
-change (see docs/performance.md). Either way it records how long each garbage
-collection takes and prints the statistics as one JSON line on stderr when stopped
-with SIGTERM.
+Builds the same ``ProxyRun`` as the CLI (without the control API). With ``--freeze`` it
+freezes the collector once the proxy is up (``freeze_gc``, as the CLI does). Either
+way it records how long each garbage collection takes and prints the statistics as one
+JSON line on stderr when stopped with SIGTERM.
 
 Prints ``export REPLAYPROXY_URL=http://127.0.0.1:PORT`` on stdout when ready.
 """
@@ -20,10 +19,9 @@ import threading
 import time
 from pathlib import Path
 
-from replayproxy.decision.session import CassetteSession
-from replayproxy.engines.mitm.cassette import CassetteAddon
-from replayproxy.engines.mitm.master import Proxy, ensure_ca
+from replayproxy.config import Settings
 from replayproxy.model import RecordMode
+from replayproxy.run import ProxyRun
 
 
 def main() -> int:
@@ -45,17 +43,15 @@ def main() -> int:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    session = CassetteSession(args.cassette_dir, args.name, RecordMode.NONE)
-    with Proxy([CassetteAddon(session)], ca=ensure_ca(Path(args.ca_dir))) as proxy:
-        if args.freeze:
-            gc.collect()
-            gc.freeze()
+    run = ProxyRun(args.name, RecordMode.NONE, cassette_dir=args.cassette_dir,
+                   settings=Settings(), ca_dir=Path(args.ca_dir), control=False,
+                   freeze_gc=args.freeze)
+    with run as proxy:
         gc.callbacks.append(on_gc)
         print(f"export REPLAYPROXY_URL={proxy.proxy_url}", flush=True)
         while not stop.wait(0.5):
             pass
         gc.callbacks.remove(on_gc)
-    session.close()
     stats: dict[str, object] = {}
     for gen, values in pauses.items():
         values.sort()

@@ -1,8 +1,7 @@
 """replayproxy: record HTTP(S) traffic into cassettes and replay it offline.
 
-The public names below need no mitmproxy import; the proxy itself is
-``replayproxy.engines.mitm.master.Proxy`` and the addon
-``replayproxy.engines.mitm.cassette.CassetteAddon``.
+The public names below need no mitmproxy import; a proxy run (``replayproxy.run.ProxyRun``)
+imports the mitm engine when it starts.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -36,10 +36,11 @@ __all__ = [
     "LiveError",
     "ProxyStartError",
     "ReplayproxyError",
+    "word_settings",
 ]
 
 SETTINGS = ("cassette_dir", "config", "db", "upstream_ca", "ca_dir", "port", "reverse",
-            "timeout", "record_mode", "cassette")
+            "timeout", "record_mode", "cassette", "fault", "fail_on_unused")
 """The settings a message may name as ``{field}``; other braces are left as they are."""
 
 _FIELD = re.compile(r"\{(" + "|".join(SETTINGS) + r")\}")
@@ -48,7 +49,7 @@ CLI_WORDS: Mapping[str, str] = {
     "cassette_dir": "--cassette-dir", "config": "--config", "db": "--db",
     "upstream_ca": "--upstream-ca", "ca_dir": "--ca-dir", "port": "--port",
     "reverse": "--reverse", "timeout": "--timeout", "record_mode": "--record-mode",
-    "cassette": "-c",
+    "cassette": "-c", "fault": "--fault", "fail_on_unused": "--fail-on-unused",
 }
 """How the ``replayproxy`` command names each setting."""
 
@@ -58,8 +59,14 @@ MITMPROXY_WORDS: Mapping[str, str] = {
     "cassette": "--set replayproxy_cassette",
     "upstream_ca": "--set ssl_verify_upstream_trusted_ca", "ca_dir": "--set confdir",
     "port": "--listen-port", "reverse": "--mode reverse:URL",
+    "fault": "--set replayproxy_fault",
 }
 """How a mitmdump user sets them (settings not listed keep their neutral name)."""
+
+
+def word_settings(text: str, words: Mapping[str, str]) -> str:
+    """``text`` with each ``{setting}`` field worded as ``words`` says (else neutrally)."""
+    return _FIELD.sub(lambda m: words.get(m.group(1), m.group(1)), text)
 
 
 class ReplayproxyError(Exception):
@@ -83,7 +90,7 @@ class ReplayproxyError(Exception):
 
     def render(self, words: Mapping[str, str]) -> str:
         """The message with the settings named as ``words`` says (else neutrally)."""
-        return _FIELD.sub(lambda m: words.get(m.group(1), m.group(1)), self.template)
+        return word_settings(self.template, words)
 
 
 class ConfigError(ReplayproxyError):

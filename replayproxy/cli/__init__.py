@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import json
 import logging
 import os
@@ -47,8 +46,15 @@ from replayproxy.drift.plan import (
     parse_rate,
 )
 from replayproxy.environment import export_lines
-from replayproxy.errors import CassetteError, CommandError, ConfigError, ReplayproxyError
-from replayproxy.faults.plan import FaultPlan, duration_seconds, parse_fault
+from replayproxy.errors import (
+    CLI_WORDS,
+    CassetteError,
+    CommandError,
+    ConfigError,
+    ReplayproxyError,
+    word_settings,
+)
+from replayproxy.faults.plan import duration_seconds
 from replayproxy.matching.diagnostics import render_candidates
 from replayproxy.matching.rules import compile_json_path, extend_rule
 from replayproxy.model import RecordMode, request_from_cli
@@ -245,7 +251,7 @@ def _errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except ReplayproxyError as e:
-            typer.echo(f"replayproxy: error: {e}", err=True)
+            typer.echo(f"replayproxy: error: {e.render(CLI_WORDS)}", err=True)
             raise typer.Exit(e.exit_code) from None
 
     return wrapper
@@ -282,55 +288,28 @@ def _redactor(settings: Settings) -> Redactor:
     return Redactor(settings.redact, load_key(home_dir()))
 
 
-@contextlib.contextmanager
-def _running_proxy(session: CassetteSession, settings: Settings, faults: list[str] | None, *,
-                   ca_dir: Path | None, upstream_ca: Path | None, port: int,
-                   reverse: str | None) -> Iterator[tuple[Any, dict[str, str]]]:
-    """Run the proxy (with the cassette and fault addons) and the fault control API.
+def _proxy_run(matching: _Matching, name: str, mode: RecordMode, faults: list[str] | None, *,
+               ca_dir: Path | None, upstream_ca: Path | None, port: int,
+               reverse: str | None) -> Any:
+    """The proxy run for a command, its cassette opened (not started yet)."""
+    from replayproxy.run import ProxyRun
 
-    Yields the proxy and the environment a child needs. Closes the session on exit.
-    """
-    # imported here: mitmproxy takes ~0.6 s to import, which `cassette ls` should not pay
-    from replayproxy.engines.mitm.cassette import CassetteAddon
-    from replayproxy.engines.mitm.faults import FaultAddon, FaultResponses
-    from replayproxy.engines.mitm.master import Proxy, ensure_ca
-    from replayproxy.faults.control import ControlServer
-
-    plan = FaultPlan(settings.faults)
-    for spec in faults or ():
-        try:
-            plan.add(parse_fault(spec))
-        except ValueError as e:
-            raise ConfigError(f"--fault {spec!r}: {e}") from None
-    if upstream_ca is not None and not upstream_ca.is_file():
-        raise ConfigError(f"--upstream-ca {upstream_ca} does not exist: pass a PEM CA file")
-    lock = threading.Lock()
-    proxy = Proxy([FaultAddon(plan, lock), CassetteAddon(session), FaultResponses()],
-                  ca=ensure_ca(ca_dir),
-                  port=port, reverse=reverse, upstream_ca=upstream_ca)
-    control = ControlServer(plan, lock)
-    try:
-        proxy.start()
-        control.start()
-        # what exists now (mitmproxy, the loaded cassette) lives until exit: keep it out of
-        # the collector's full passes, which otherwise stall every connection for ~60 ms
-        gc.collect()
-        gc.freeze()
-        env = {"REPLAYPROXY_CONTROL_URL": control.url, **proxy.environment()}
-        if len(plan):
-            log.info("faults: %s", "; ".join(f.text for f in plan.list()))
-        yield proxy, env
-    finally:
-        control.stop()
-        proxy.stop()
+    run = ProxyRun(name, mode, settings=matching.settings(), faults=faults or (),
+                   upstream_ca=upstream_ca, ca_dir=ca_dir, port=port, reverse=reverse,
+                   freeze_gc=True)
+    run.open()
+    return run
 
 
-def _describe_start(session: CassetteSession, proxy: Any) -> None:
+def _describe_start(run: Any) -> None:
+    session = run.session
     verb = {RecordMode.ALL: "recording", RecordMode.NONE: "replaying (offline)",
             RecordMode.NEW_EPISODES: "replaying and recording new requests"}[session.mode]
-    log.info("%s cassette %s via proxy %s", verb, session.path, proxy.proxy_url)
-    if proxy.reverse_url:
-        log.info("reverse proxy for %s at %s", proxy.reverse, proxy.reverse_url)
+    log.info("%s cassette %s via proxy %s", verb, session.path, run.proxy_url)
+    if run.reverse_url:
+        log.info("reverse proxy for %s at %s", run.proxy.reverse, run.reverse_url)
+    if run.pipeline is not None and len(run.pipeline.faults):
+        log.info("faults: %s", "; ".join(f.text for f in run.pipeline.faults.list()))
     if session.summary.recovered:
         log.warning("recovered %d interactions from an interrupted recording of %s",
                     session.summary.recovered, session.name)
@@ -418,25 +397,22 @@ def _wrap(cmd: list[str] | None, *, name: str, matching: _Matching, mode: Record
     if not cmd:
         raise ConfigError("no command given: put it after `--`, e.g. "
                           f"replayproxy replay -c {name} -- pytest")
-    session, settings = matching.session(name, mode)
+    run = _proxy_run(matching, name, mode, faults, ca_dir=ca_dir, upstream_ca=upstream_ca,
+                     port=port, reverse=reverse)
+    rc = 1
     try:
-        with _running_proxy(session, settings, faults, ca_dir=ca_dir,
-                            upstream_ca=upstream_ca, port=port, reverse=reverse) as (proxy, env):
-            _describe_start(session, proxy)
-            rc = _run_child(cmd, env)
+        with run:
+            _describe_start(run)
+            rc = _run_child(cmd, run.environment())
     finally:
-        summary = session.close()
-    _report(summary, settings.fail_on_unused)
-    if rc == 0 and summary.unmatched:
-        log.warning("exiting with 1: the command passed but some requests were unmatched")
-        rc = 1
-    if rc == 0 and summary.leaks and not summary.leaks_written:
-        log.warning("exiting with 1: interactions holding secrets were not recorded")
-        rc = 1
-    if rc == 0 and summary.unused and settings.fail_on_unused:
-        log.warning("exiting with 1: recorded interactions were never used (--fail-on-unused)")
-        rc = 1
-    raise typer.Exit(rc)
+        summary = run.stop()
+    assert summary is not None
+    _report(summary, run.settings.fail_on_unused)
+    result = run.verdict(rc)
+    for reason in result.reasons:
+        log.warning("exiting with 1: the command passed but %s",
+                    word_settings(reason, CLI_WORDS))
+    raise typer.Exit(result.exit_code)
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -518,16 +494,17 @@ def serve(
     _setup_logging(quiet)
     matching = _Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
                          ignore_header, match_header, ignore_json)
-    session, settings = matching.session(cassette, record_mode)
+    run = _proxy_run(matching, cassette, record_mode, fault, ca_dir=ca_dir,
+                     upstream_ca=upstream_ca, port=port, reverse=reverse)
     state = _run_dir() / f"serve-{os.getpid()}.json"
     stop = threading.Event()
     try:
-        with _running_proxy(session, settings, fault, ca_dir=ca_dir,
-                            upstream_ca=upstream_ca, port=port, reverse=reverse) as (proxy, env):
-            _describe_start(session, proxy)
+        with run:
+            _describe_start(run)
+            env = run.environment()
             state.parent.mkdir(parents=True, exist_ok=True)
-            state.write_text(json.dumps({"pid": os.getpid(), "cassette": session.name,
-                                         "mode": session.mode.value, "env": env}))
+            state.write_text(json.dumps({"pid": os.getpid(), "cassette": cassette,
+                                         "mode": run.session.mode.value, "env": env}))
             for line in export_lines(env):
                 typer.echo(line)
             log.info("press Ctrl-C to stop and write the cassette")
@@ -538,10 +515,13 @@ def serve(
     finally:
         with contextlib.suppress(FileNotFoundError):
             state.unlink()
-        summary = session.close()
-    _report(summary, settings.fail_on_unused)
-    raise typer.Exit(1 if summary.unmatched or (summary.unused and settings.fail_on_unused)
-                     else 0)
+        summary = run.stop()
+    assert summary is not None
+    _report(summary, run.settings.fail_on_unused)
+    result = run.verdict(0)
+    for reason in result.reasons:
+        log.warning("exiting with 1: %s", word_settings(reason, CLI_WORDS))
+    raise typer.Exit(result.exit_code)
 
 
 def _running_servers() -> list[dict[str, Any]]:
@@ -708,7 +688,7 @@ def ca(
                                             "path.")] = False,
 ) -> None:
     """Show where the proxy's CA certificate is and how to trust it."""
-    from replayproxy.engines.mitm.master import ensure_ca
+    from replayproxy.engines.mitm.ca import ensure_ca
 
     authority = ensure_ca(ca_dir)
     if path_only:

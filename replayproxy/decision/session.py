@@ -18,6 +18,7 @@ from replayproxy.cassette.store import (
     Journal,
     cassette_path,
     load_cassette,
+    pending_journals,
     recover_journals,
 )
 from replayproxy.errors import CassetteError
@@ -124,6 +125,9 @@ class CassetteSession:
         match: matchers and per-route rules (default: ``MatchConfig()``).
         redactor: redacts every interaction before it is written, and every incoming
             request before it is matched (default: the built-in rules, on).
+        recover: fold an interrupted recording's journals into the cassette first (a
+            write). False for read-only uses (``explain``): the cassette file is used
+            as it is and nothing on disk changes; ``pending`` lists the journals left.
 
     Raises:
         CassetteError: replay-only mode and the cassette does not exist, or it is corrupt.
@@ -138,17 +142,21 @@ class CassetteSession:
         strict: bool = False,
         match: MatchConfig | None = None,
         redactor: Redactor | None = None,
+        recover: bool = True,
     ) -> None:
         self.name = name
         self.path = cassette_path(cassette_dir, name)
-        recovered = recover_journals(self.path)
+        recovered = recover_journals(self.path) if recover else 0
+        self.pending = [] if recover else pending_journals(self.path)
+        """Journals of an interrupted recording not folded in (``recover=False``)."""
         exists = self.path.exists()
         if mode is RecordMode.ONCE:
             mode = RecordMode.NONE if exists else RecordMode.ALL
         if mode is RecordMode.NONE and not exists:
             raise CassetteError(
                 f"cassette {name!r} does not exist in {self.path.parent}: record it first "
-                f"with `replayproxy record -c {name} -- CMD`, or check --cassette-dir"
+                f"with `replayproxy record -c {name} -- CMD`, or check {{cassette_dir}}",
+                cassette=name, directory=str(self.path.parent)
             )
         self.mode = mode
         cassette = (

@@ -17,9 +17,10 @@ import pytest
 
 from replayproxy.config import Settings, load_settings
 from replayproxy.decision.session import CassetteSession, SessionSummary
-from replayproxy.engines.mitm.cassette import CassetteAddon
-from replayproxy.engines.mitm.master import CA, Proxy, ensure_ca
+from replayproxy.engines.mitm.ca import CA, ensure_ca
+from replayproxy.engines.mitm.master import Proxy
 from replayproxy.model import RecordMode
+from replayproxy.run import ProxyRun
 from tests.conftest import UpstreamCA
 from tests.integration.support import CLIENTS, Client, Upstream, base_env
 
@@ -79,14 +80,22 @@ def proxy_ca(proxy_ca_dir: Path) -> CA:
 
 @dataclass
 class RunningProxy:
-    proxy: Proxy
-    session: CassetteSession
+    run: ProxyRun
     workdir: Path
     summary: SessionSummary | None = None
 
     @property
+    def proxy(self) -> Proxy:
+        return self.run.proxy
+
+    @property
+    def session(self) -> CassetteSession:
+        assert self.run.session is not None
+        return self.run.session
+
+    @property
     def url(self) -> str:
-        return self.proxy.proxy_url
+        return self.run.proxy_url
 
     def client(self, kind: str) -> Client:
         """A client of ``kind`` (curl, requests, httpx) using this proxy and its CA."""
@@ -109,22 +118,21 @@ def run_proxy(proxy_ca: CA, upstream_ca: UpstreamCA, cassette_dir: Path, tmp_pat
     ``config`` is a replayproxy.toml or pyproject.toml whose matching settings the
     session uses, as ``--config`` would.
 
-    Builds CassetteSession + CassetteAddon + Proxy (trusting the upstream CA), and on
-    exit stops the proxy, then closes the session (``p.summary``), then fails if the
-    proxy logged an error (mitmproxy logs exceptions in addons and carries on).
+    A ``ProxyRun`` as the CLI builds it (trusting the upstream CA, no control API), and
+    on exit stops it (``p.summary``), then fails if the proxy logged an error
+    (mitmproxy logs exceptions in addons and carries on).
     """
     @contextlib.contextmanager
     def factory(name: str, mode: RecordMode, *, strict: bool = False,
                 reverse: str | None = None, config: Path | None = None
                 ) -> Iterator[RunningProxy]:
         settings = load_settings(config) if config is not None else Settings()
-        session = CassetteSession(cassette_dir, name, mode, strict=strict or settings.strict,
-                                  match=settings.match)
-        proxy = Proxy([CassetteAddon(session)], ca=proxy_ca, reverse=reverse,
-                      upstream_ca=upstream_ca.pem)
+        run = ProxyRun(name, mode, cassette_dir=cassette_dir, settings=settings,
+                       strict=strict or settings.strict, reverse=reverse,
+                       upstream_ca=upstream_ca.pem, ca_dir=proxy_ca.directory, control=False)
         workdir = tmp_path / "clients"
         workdir.mkdir(exist_ok=True)
-        rp = RunningProxy(proxy, session, workdir)
+        rp = RunningProxy(run, workdir)
         with serving(rp, caplog):
             yield rp
 
@@ -133,15 +141,13 @@ def run_proxy(proxy_ca: CA, upstream_ca: UpstreamCA, cassette_dir: Path, tmp_pat
 
 @contextlib.contextmanager
 def serving(running: Any, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """Start ``running.proxy``; on exit stop it, close ``running.session`` into
-    ``running.summary``, then fail if the proxy logged an error (mitmproxy logs an
-    exception in an addon and carries on)."""
+    """Start ``running.run``; on exit stop it into ``running.summary``, then fail if the
+    proxy logged an error (mitmproxy logs an exception in an addon and carries on)."""
     try:
-        running.proxy.start()
+        running.run.start()
         yield
     finally:
-        running.proxy.stop()
-        running.summary = running.session.close()
+        running.summary = running.run.stop()
     errors = [f"{r.name}: {r.getMessage()}" for r in caplog.records
               if r.levelno >= logging.ERROR
               and r.name.split(".")[0] in ("mitmproxy", "asyncio", "replayproxy")]

@@ -1,7 +1,8 @@
 """Issue 6 through the real proxy: each fault as real clients observe it.
 
-The proxy is built as ``replayproxy record/replay`` build it (``cli._running_proxy``):
-``CassetteAddon`` then ``FaultAddon``, with the plan shared under a lock. Most tests
+The proxy is built as ``replayproxy record/replay`` build it (a ``ProxyRun``: one
+decision pipeline, faults asked before the cassette, the fault plan shared with the
+control API under a lock). Most tests
 record a small cassette against the local upstream first and inject faults while
 replaying it; the ``live`` ones inject them in record mode, in front of the upstream,
 and check what was (not) written. curl runs as a subprocess (its exit code is what a
@@ -33,12 +34,13 @@ from urllib3.exceptions import ProtocolError
 from urllib3.util.retry import Retry
 
 from replayproxy.cassette.store import cassette_path, load_cassette, save_cassette
-from replayproxy.decision.session import CassetteSession, SessionSummary
-from replayproxy.engines.mitm.cassette import CassetteAddon
-from replayproxy.engines.mitm.faults import FaultAddon, FaultResponses
-from replayproxy.engines.mitm.master import CA, Proxy
+from replayproxy.config import Settings
+from replayproxy.decision.session import SessionSummary
+from replayproxy.engines.mitm.ca import CA
+from replayproxy.engines.mitm.master import Proxy
 from replayproxy.faults.plan import FaultPlan
 from replayproxy.model import Interaction, RecordMode, Request, Response
+from replayproxy.run import ProxyRun
 from tests.conftest import UpstreamCA
 from tests.integration.conftest import serving
 from tests.integration.support import (
@@ -73,17 +75,28 @@ class Curl:
 
 @dataclass
 class FaultProxy:
-    proxy: Proxy
-    session: CassetteSession
-    plan: FaultPlan
-    lock: threading.Lock
+    run: ProxyRun
     workdir: Path
     summary: SessionSummary | None = None
     _n: int = 0
 
     @property
+    def proxy(self) -> Proxy:
+        return self.run.proxy
+
+    @property
+    def plan(self) -> FaultPlan:
+        assert self.run.pipeline is not None
+        return self.run.pipeline.faults
+
+    @property
+    def lock(self) -> threading.Lock:
+        assert self.run.pipeline is not None
+        return self.run.pipeline.lock
+
+    @property
     def url(self) -> str:
-        return self.proxy.proxy_url
+        return self.run.proxy_url
 
     def hits(self) -> tuple[int, ...]:
         with self.lock:
@@ -140,21 +153,19 @@ def fault_proxy(proxy_ca: CA, upstream_ca: UpstreamCA, cassette_dir: Path, tmp_p
                 caplog: pytest.LogCaptureFixture) -> Iterator[FaultFactory]:
     """``with fault_proxy("name", RecordMode.NONE, faults=[...]) as p``.
 
-    Builds CassetteSession + CassetteAddon + FaultAddon + Proxy as the CLI does; on exit
-    stops the proxy, closes the session (``p.summary``) and fails if the proxy logged an
-    error (mitmproxy logs an exception in an addon and carries on: a fault that crashed
-    would show up here).
+    A ``ProxyRun`` with faults, as the CLI builds it; on exit stops it (``p.summary``)
+    and fails if the proxy logged an error (mitmproxy logs an exception in an addon and
+    carries on: a fault that crashed would show up here).
     """
     @contextlib.contextmanager
     def factory(name: str, mode: RecordMode, faults: Sequence[str] = ()
                 ) -> Iterator[FaultProxy]:
-        session = CassetteSession(cassette_dir, name, mode)
-        plan, lock = FaultPlan(faults), threading.Lock()
-        proxy = Proxy([FaultAddon(plan, lock), CassetteAddon(session), FaultResponses()],
-                      ca=proxy_ca, upstream_ca=upstream_ca.pem)
+        run = ProxyRun(name, mode, cassette_dir=cassette_dir, settings=Settings(),
+                       faults=faults, upstream_ca=upstream_ca.pem, ca_dir=proxy_ca.directory,
+                       control=False)
         workdir = tmp_path / "clients"
         workdir.mkdir(exist_ok=True)
-        fp = FaultProxy(proxy, session, plan, lock, workdir)
+        fp = FaultProxy(run, workdir)
         with serving(fp, caplog):
             yield fp
 

@@ -17,10 +17,9 @@ from mitmproxy import http
 from mitmproxy.addons import tlsconfig
 
 from replayproxy.cassette.store import cassette_path, load_cassette
-from replayproxy.decision.session import CassetteSession
-from replayproxy.engines.mitm.cassette import CassetteAddon
-from replayproxy.engines.mitm.master import Proxy
+from replayproxy.config import Settings
 from replayproxy.model import RecordMode, header_value
+from replayproxy.run import ProxyRun
 from tests.integration.conftest import serving
 from tests.integration.support import (
     BIG_BODY,
@@ -213,15 +212,14 @@ def test_a_response_another_addon_made_is_never_recorded(http_upstream, proxy_ca
     """Only upstream responses are recorded, not one an addon ahead of the cassette made:
     ours here, and from mitmproxy 12 on TlsConfig's, which answers any request for the
     CRL its certificates name (``/mitmproxy-<CA serial>.crl``) itself."""
-    session = CassetteSession(cassette_dir, "answered", RecordMode.ALL)
-    running = SimpleNamespace(session=session, summary=None,
-                              proxy=Proxy([_AnswersOnePath(), CassetteAddon(session)],
-                                          ca=proxy_ca))
+    run = ProxyRun("answered", RecordMode.ALL, cassette_dir=cassette_dir, settings=Settings(),
+                   ca_dir=proxy_ca.directory, control=False, addons=[_AnswersOnePath()])
+    running = SimpleNamespace(run=run, summary=None)
     serial = x509.load_pem_x509_certificate(proxy_ca.cert.read_bytes()).serial_number
     crl_path = f"/mitmproxy-{serial}.crl"
     serves_crl = hasattr(tlsconfig.TlsConfig, "crl_path")  # mitmproxy >= 12
     with serving(running, caplog), \
-            RequestsClient(running.proxy.proxy_url, proxy_ca.bundle, tmp_path) as client:
+            RequestsClient(run.proxy_url, proxy_ca.bundle, tmp_path) as client:
         got = client.get(http_upstream.url("/answered-by-an-addon"))
         assert (got.status, got.body) == (200, b"not from the upstream")
         crl = client.get(http_upstream.url(crl_path))

@@ -203,3 +203,19 @@ def test_a_recording_killed_mid_first_entry_leaves_once_mode_recording(tmp_path)
     assert nxt.summary.recovered == 0
     assert nxt.mode is RecordMode.ALL  # no empty cassette was left to replay from
     nxt.close()
+
+
+def test_a_read_only_session_leaves_an_interrupted_recording_alone(tmp_path, existing):
+    writer = CassetteSession(tmp_path, "shop", RecordMode.NEW_EPISODES)
+    writer.record(it("/c", b"C"))
+    die(writer)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    reader = CassetteSession(tmp_path, "shop", RecordMode.NONE, recover=False)
+    assert [p.name for p in reader.pending] == [p.name for p in journals(tmp_path)]
+    assert reader.summary.recovered == 0
+    assert isinstance(reader.decide(req("/a")), Replay)
+    assert isinstance(reader.decide(req("/c")), Unmatched)  # not folded in
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    # a session that writes folds it in
+    assert CassetteSession(tmp_path, "shop", RecordMode.NONE).summary.recovered == 1
+    assert paths(existing) == ["/a", "/b", "/c"]

@@ -17,7 +17,6 @@ import os
 import tempfile
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,66 +24,18 @@ from urllib.parse import urlsplit
 
 from mitmproxy import ctx, master, options
 from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
-from mitmproxy.certs import CertStore
 from mitmproxy.proxy import mode_specs
 
-from replayproxy.environment import build_trust_bundle, proxy_environment
+from replayproxy.engines.mitm.ca import CA
+from replayproxy.environment import proxy_environment
 from replayproxy.errors import ConfigError, ProxyStartError
 
-__all__ = ["CA", "Proxy", "default_ca_dir", "ensure_ca"]
+__all__ = ["Proxy", "reverse_spec"]
 
 log = logging.getLogger("replayproxy")
 
-CA_BASENAME = "mitmproxy"
 _START_TIMEOUT = 30.0
 _PROXY_LOCK = threading.Lock()
-
-
-def default_ca_dir() -> Path:
-    """``$REPLAYPROXY_CA_DIR``, else ``~/.replayproxy/ca``."""
-    env = os.environ.get("REPLAYPROXY_CA_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".replayproxy" / "ca"
-
-
-@dataclass(frozen=True, slots=True)
-class CA:
-    """The proxy's certificate authority and the files clients are given."""
-
-    directory: Path
-    cert: Path
-    """The CA certificate alone (PEM): what clients and system stores trust."""
-    key: Path
-    """The CA key and certificate (PEM), readable by its owner only."""
-    bundle: Path
-    """The CA certificate followed by the roots already trusted here."""
-
-
-def ensure_ca(directory: Path | None = None) -> CA:
-    """Create the CA in ``directory`` if needed and return its files.
-
-    Raises:
-        ConfigError: the directory cannot be created or the CA files cannot be read.
-    """
-    d = (directory or default_ca_dir()).expanduser()
-    try:
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(d, 0o700)
-        old_umask = os.umask(0o077)
-        try:
-            CertStore.from_store(d, CA_BASENAME, 2048)
-        finally:
-            os.umask(old_umask)
-        key = d / f"{CA_BASENAME}-ca.pem"
-        os.chmod(key, 0o600)
-        cert = d / f"{CA_BASENAME}-ca-cert.pem"
-        os.chmod(cert, 0o644)
-        bundle = build_trust_bundle(cert, d / "replayproxy-bundle.pem")
-    except (OSError, ValueError) as e:
-        raise ConfigError(
-            f"cannot use CA directory {d}: {getattr(e, 'strerror', None) or e}; "
-            "choose another with --ca-dir or REPLAYPROXY_CA_DIR"
-        ) from None
-    return CA(d, cert, key, bundle)
 
 
 def _read_upstream_ca(upstream_ca: Path) -> bytes:
@@ -93,11 +44,11 @@ def _read_upstream_ca(upstream_ca: Path) -> bytes:
         extra = upstream_ca.read_bytes()
     except OSError as e:
         raise ConfigError(
-            f"cannot read --upstream-ca {upstream_ca}: {e.strerror}; pass a PEM CA certificate"
+            f"cannot read {{upstream_ca}} {upstream_ca}: {e.strerror}; pass a PEM CA certificate"
         ) from None
     if b"-----BEGIN CERTIFICATE-----" not in extra:
         raise ConfigError(
-            f"--upstream-ca {upstream_ca} holds no PEM certificate "
+            f"{{upstream_ca}} {upstream_ca} holds no PEM certificate "
             "('-----BEGIN CERTIFICATE-----'); pass the CA certificate in PEM form"
         )
     return extra
@@ -119,12 +70,12 @@ def reverse_spec(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
-            f"invalid --reverse {url!r}: give the upstream's base URL, "
-            "e.g. --reverse https://api.example.com"
+            f"invalid {{reverse}} {url!r}: give the upstream's base URL, "
+            "e.g. {reverse} https://api.example.com"
         )
     if parts.path not in ("", "/") or parts.query:
         raise ConfigError(
-            f"invalid --reverse {url!r}: only scheme, host and port are used; drop the path"
+            f"invalid {{reverse}} {url!r}: only scheme, host and port are used; drop the path"
         )
     return f"{parts.scheme}://{parts.netloc}"
 
@@ -181,7 +132,7 @@ class Proxy:
 
     Use as a context manager, or call ``start()`` and ``stop()``::
 
-        with Proxy([CassetteAddon(session)], ca=ensure_ca()) as proxy:
+        with Proxy([ReplayproxyAddon(pipeline)], ca=ensure_ca()) as proxy:
             env = proxy.environment()
 
     Args:
@@ -208,7 +159,7 @@ class Proxy:
         http2: bool = True,
     ) -> None:
         if not 0 <= port <= 65535:
-            raise ConfigError(f"invalid --port {port}: use 0 (a free port) up to 65535")
+            raise ConfigError(f"invalid {{port}} {port}: use 0 (a free port) up to 65535")
         self.addons = list(addons)
         self.ca = ca
         self.host = host
@@ -252,7 +203,7 @@ class Proxy:
                 port = spec.rsplit(":", 1)[-1]
                 raise ProxyStartError(
                     f"cannot listen on {self.host}:{port} ({error or 'unknown error'}): "
-                    "the port is taken; choose another with --port, or --port 0 for a free one"
+                    "the port is taken; choose another with {port}, or {port} 0 for a free one"
                 )
             if spec.startswith("reverse:"):
                 self.reverse_address = addr

@@ -3,7 +3,7 @@
     mitmdump -s replay.py --set replayproxy_cassette=NAME --set connection_strategy=lazy
 """
 
-from replayproxy.engines.mitm.cassette import CassetteAddon
+from replayproxy.engines.mitm.addon import ReplayproxyAddon
 from replayproxy.model import RecordMode
 
-addons = [CassetteAddon(default_mode=RecordMode.NONE)]
+addons = [ReplayproxyAddon(default_mode=RecordMode.NONE)]

@@ -1,0 +1,123 @@
+"""The per-request decision: one pure function from a request and the time to a plan.
+
+An engine converts what arrived into a ``Request`` once, asks ``Pipeline.decide`` and
+carries the ``Plan`` out; it decides nothing itself. A plan is one of:
+
+- ``FaultAnswer``: a fault answers by itself (an error status, a dropped connection, a
+  held request, a refused connection); the cassette is not asked, so a recorded
+  sequence stays in step, as it would against a live API;
+- ``Replay``: answer with a recorded response;
+- ``Forward``: send the request upstream and ``record`` what comes back;
+- ``Unmatched``: nothing recorded matches and this mode may not go upstream; the plan
+  carries the diagnosis (the closest recordings and how they differ).
+
+The last three carry ``fault``: what a fault does to the response on its way to the
+client (latency, a slow body, truncation, corruption), or None. Faults act after a
+response is recorded, so a cassette only ever holds the upstream's real response.
+
+A CONNECT is asked with ``decide_connect``: only ``refuse_connect`` rules apply there.
+
+The fault plan is shared with the fault control API, which changes it from another
+thread; ``lock`` guards it. Everything else runs on the engine's one event loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmatched
+from replayproxy.faults.plan import FaultAction, FaultPlan, Hold, RefuseConnect, Reset, Respond
+from replayproxy.model import Interaction, Request
+from replayproxy.redaction.scan import Finding
+
+__all__ = ["FaultAnswer", "Pipeline", "Plan", "Planned", "decide"]
+
+
+@dataclass(frozen=True, slots=True)
+class FaultAnswer:
+    """A fault answers the request itself: ``action.terminal`` is a ``Respond``,
+    ``Reset``, ``Hold`` or ``RefuseConnect``; ``action.delays`` come first."""
+
+    action: FaultAction
+
+
+Plan = FaultAnswer | Replay | Forward | Unmatched
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A plan and what a fault does to its response (None: nothing)."""
+
+    plan: Plan
+    fault: FaultAction | None = None
+
+    @property
+    def answers_by_itself(self) -> bool:
+        """True when the engine must not send the request upstream nor record it."""
+        return not isinstance(self.plan, Forward)
+
+
+_ANSWERS = (Respond, Reset, Hold, RefuseConnect)
+
+
+def decide(session: CassetteSession, faults: FaultPlan | None, request: Request,
+           now: float) -> Planned:
+    """What to do with ``request`` arriving at ``now`` (a monotonic clock, seconds).
+
+    Faults are asked first: a fault that answers by itself never uses up a recorded
+    interaction. A plain-HTTP request's upstream connection may be refused
+    (``refuse_connect`` rules with scheme http).
+    """
+    action: FaultAction | None = None
+    if faults is not None and len(faults):
+        if request.scheme == "http":
+            refused = faults.decide_connect(request.host, request.port, "http", now)
+            if refused is not None:
+                return Planned(FaultAnswer(refused))
+        action = faults.decide(request, now)
+        if action is not None and isinstance(action.terminal, _ANSWERS):
+            return Planned(FaultAnswer(action))
+    return Planned(session.decide(request), action)
+
+
+class Pipeline:
+    """The decision for one proxy run: a cassette session and a fault plan.
+
+    Args:
+        session: the cassette in use.
+        faults: the fault rules (shared with the control API under ``lock``).
+        lock: guards ``faults`` against the control API's thread.
+    """
+
+    def __init__(self, session: CassetteSession, faults: FaultPlan | None = None,
+                 lock: threading.Lock | None = None) -> None:
+        self.session = session
+        self.faults = faults if faults is not None else FaultPlan()
+        self.lock = lock or threading.Lock()
+
+    @property
+    def records(self) -> bool:
+        """True if this run may send requests upstream."""
+        return self.session.records
+
+    def decide(self, request: Request, now: float) -> Planned:
+        """The plan for ``request`` (see ``decide``)."""
+        if not len(self.faults):
+            return Planned(self.session.decide(request))
+        with self.lock:
+            return decide(self.session, self.faults, request, now)
+
+    def decide_connect(self, host: str, port: int, now: float) -> FaultAction | None:
+        """A ``refuse_connect`` fault for a CONNECT to ``host:port``, or None."""
+        if not len(self.faults):
+            return None
+        with self.lock:
+            action = self.faults.decide_connect(host, port, "https", now)
+        return action if action is not None and isinstance(action.terminal,
+                                                            RefuseConnect) else None
+
+    def record(self, interaction: Interaction) -> list[Finding]:
+        """Store a forwarded exchange in the cassette (redacted, scanned); see
+        ``CassetteSession.record``."""
+        return self.session.record(interaction)

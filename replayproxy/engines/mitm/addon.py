@@ -1,0 +1,405 @@
+"""The mitmproxy addon of replayproxy: it carries out the decision pipeline's plans.
+
+A thin adapter. In ``request`` it converts the flow into a ``Request`` once, asks the
+``Pipeline`` for a plan and carries it out: a fault's own answer, a recorded response,
+the "unmatched" answer, or nothing (the request goes upstream). In ``response`` it
+records what came from upstream, then applies what a fault does to the response
+(latency, truncation, corruption, a slow body). It decides nothing itself.
+
+The state of a flow is one typed ``FlowState`` in ``flow.metadata[STATE]``.
+
+Given a ``Pipeline``, the addon uses it; otherwise it builds one from its options
+(``replayproxy_cassette`` and friends), which is how the mitmdump scripts use it::
+
+    mitmdump -s record.py --set replayproxy_cassette=NAME
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import ctx, exceptions, http
+from mitmproxy.proxy import server_hooks
+
+from replayproxy.config import home_dir, load_settings
+from replayproxy.decision.pipeline import FaultAnswer, Pipeline, Planned
+from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmatched
+from replayproxy.engines.mitm import trickle
+from replayproxy.engines.mitm.convert import (
+    fault_response,
+    interaction_from_flow,
+    plain_response,
+    request_from_flow,
+    to_flow_response,
+)
+from replayproxy.errors import MITMPROXY_WORDS, ReplayproxyError
+from replayproxy.faults.plan import (
+    Corrupt,
+    FaultAction,
+    FaultPlan,
+    Hold,
+    RefuseConnect,
+    Reset,
+    Respond,
+    Truncate,
+    corrupt_body,
+    parse_fault,
+    truncate_body,
+)
+from replayproxy.model import RecordMode, Request
+from replayproxy.redaction.redactor import Redactor, load_key
+
+__all__ = ["STATE", "FlowState", "ReplayproxyAddon", "Role"]
+
+log = logging.getLogger("replayproxy")
+
+STATE = "replayproxy"
+"""The ``flow.metadata`` key of a flow's ``FlowState``."""
+
+_OFFLINE = (
+    "replayproxy is replaying offline: no upstream connections (record with "
+    "`replayproxy record` or use --record-mode new_episodes)"
+)
+
+
+class Role(Enum):
+    """Whose flow this is."""
+
+    OURS = "ours"
+    """A client's request, planned by the pipeline."""
+    OTHER = "other"
+    """Answered by another addon before ours (proxy authentication, mitmproxy 12's CRL):
+    not the upstream's response, so never recorded."""
+    FETCH = "fetch"
+    """The upstream copy of a live request with a slow body: recorded as a plain live
+    exchange, no fault applies to it."""
+
+
+@dataclass(slots=True)
+class FlowState:
+    """What replayproxy knows about one flow."""
+
+    role: Role
+    planned: Planned | None = None
+    request: Request | None = None
+    """The request as converted when it came in (before any rewriting)."""
+    recorded_ttfb: float | None = None
+    """Time to first byte of the recorded response, for ``first_byte`` latency."""
+    trickled: bool = False
+    """The response comes from the trickle server: stream it, touch it no more."""
+
+
+def _state(flow: http.HTTPFlow) -> FlowState | None:
+    state = flow.metadata.get(STATE)
+    return state if isinstance(state, FlowState) else None
+
+
+def _mark_fetch(flow: http.HTTPFlow) -> None:
+    flow.metadata[STATE] = FlowState(Role.FETCH, Planned(Forward()))
+
+
+async def _wait(flow: http.HTTPFlow, action: FaultAction, recorded: float | None) -> None:
+    """Sleep for every latency rule that fired, in rule order."""
+    for delay in action.delays:
+        elapsed = time.time() - flow.request.timestamp_start
+        seconds = delay.wait(elapsed, recorded)
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+
+
+def _break_body(flow: http.HTTPFlow, terminal: object, resp: http.Response) -> int | None:
+    """Apply a ``truncate`` or ``corrupt`` to ``resp``; for a truncate, return the
+    length announced for the whole body (the part sent is shorter)."""
+    if isinstance(terminal, Truncate):
+        body = resp.raw_content or b""
+        part = truncate_body(body, terminal)
+        resp.raw_content = part
+        announced = max(len(body), 1)
+        resp.headers["content-length"] = str(announced)
+        resp.headers.pop("transfer-encoding", None)
+        resp.headers["connection"] = "close"
+        log.info("fault: truncate %d of %d bytes on %s", len(part), len(body),
+                 flow.request.pretty_url)
+        return announced
+    if isinstance(terminal, Corrupt):
+        # decode and drop Content-Encoding by hand: mitmproxy 12's ``Message.decode()``
+        # does nothing on an empty body, so an empty gzip body kept its header and the
+        # mangled bytes went out gzip-encoded again (11 and 12 now send the same)
+        decoded = resp.get_content(strict=False) or b""
+        resp.headers.pop("content-encoding", None)
+        resp.content = corrupt_body(decoded, terminal)
+        log.info("fault: corrupt body on %s", flow.request.pretty_url)
+    return None
+
+
+def _refused() -> http.Response:
+    return http.Response.make(502, b"replayproxy fault: connection refused\n",
+                              {"X-Replayproxy": "fault"})
+
+
+def _unmatched_response(flow: http.HTTPFlow, unmatched: Unmatched) -> http.Response:
+    for line in unmatched.message.splitlines():
+        log.warning("%s", line)
+    if "json" in flow.request.headers.get("accept", "").lower():
+        return http.Response.make(502, unmatched.as_json_bytes(),
+                                  {"Content-Type": "application/json",
+                                   "X-Replayproxy": "unmatched"})
+    return plain_response(502, unmatched.message, "unmatched")
+
+
+class ReplayproxyAddon:
+    """Record, replay and inject faults, as a ``Pipeline`` plans per request.
+
+    Args:
+        pipeline: the decision for this run; None builds one from the addon's options.
+        default_mode: the record mode when built from options.
+    """
+
+    def __init__(self, pipeline: Pipeline | None = None, *,
+                 default_mode: RecordMode = RecordMode.NONE) -> None:
+        self.pipeline = pipeline
+        self.default_mode = default_mode
+        self._owns_pipeline = pipeline is None
+        self._failed = False
+        self._trickle = trickle.TrickleServer()
+
+    # -- mitmdump options ---------------------------------------------------------------
+
+    def load(self, loader: Any) -> None:
+        loader.add_option(
+            "replayproxy_cassette", str, "", "Name of the cassette to record into / replay from."
+        )
+        loader.add_option(
+            "replayproxy_cassette_dir", str, "cassettes", "Directory holding the cassettes."
+        )
+        loader.add_option(
+            "replayproxy_record_mode", str, self.default_mode.value,
+            "When to record and when to replay.", choices=[m.value for m in RecordMode],
+        )
+        loader.add_option(
+            "replayproxy_config", str, "",
+            "Configuration file (default: replayproxy.toml or pyproject.toml in the "
+            "current directory).",
+        )
+        loader.add_option(
+            "replayproxy_strict", bool, False,
+            "Treat requests beyond a recorded sequence as unmatched instead of repeating.",
+        )
+        loader.add_option(
+            "replayproxy_fault", Sequence[str], [],
+            "Inject a fault: KIND[=VALUE][,OPTION=VALUE...][@ROUTE] (repeatable).",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if not self._owns_pipeline or not any(k.startswith("replayproxy_") for k in updated):
+            return
+        opts = ctx.options
+        failed, self._failed = self._failed, False
+        if not opts.replayproxy_cassette:
+            if failed:
+                # mitmproxy rolls the options back after our error and configures again
+                # with the old ones: keep our error rather than replace it with this one
+                return
+            raise exceptions.OptionsError(
+                "replayproxy: set the cassette name: --set replayproxy_cassette=NAME"
+            )
+        self._close()
+        self._failed = True
+        try:
+            settings = load_settings(Path(opts.replayproxy_config) if opts.replayproxy_config
+                                     else None)
+            session = CassetteSession(
+                opts.replayproxy_cassette_dir,
+                opts.replayproxy_cassette,
+                RecordMode.parse(opts.replayproxy_record_mode),
+                strict=opts.replayproxy_strict or settings.strict,
+                match=settings.match,
+                redactor=Redactor(settings.redact, load_key(home_dir())),
+            )
+            faults = FaultPlan(settings.faults)
+            for spec in opts.replayproxy_fault:
+                try:
+                    faults.add(parse_fault(spec))
+                except ValueError as e:
+                    raise exceptions.OptionsError(f"replayproxy_fault {spec!r}: {e}") from None
+            self.pipeline = Pipeline(session, faults)
+            self._failed = False
+        except ReplayproxyError as e:
+            raise exceptions.OptionsError(e.render(MITMPROXY_WORDS)) from None
+        except ValueError as e:
+            raise exceptions.OptionsError(str(e)) from None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def running(self) -> None:
+        # mitmproxy's default "eager" strategy connects upstream as soon as a client opens
+        # an HTTPS tunnel; replay must not, so switch to "lazy"
+        replaying = self.pipeline is not None and not self.pipeline.records
+        if replaying and ctx.options.connection_strategy != "lazy":
+            ctx.options.update(connection_strategy="lazy")
+        await self._trickle.start()
+
+    async def done(self) -> None:
+        await self._trickle.stop()
+        self._close()
+
+    def _close(self) -> None:
+        if self.pipeline is not None and self._owns_pipeline:
+            summary = self.pipeline.session.close()
+            log.info("cassette %s: %d replayed, %d recorded, %d unmatched", summary.path,
+                     summary.replayed, summary.recorded, len(summary.unmatched))
+
+    # -- connections --------------------------------------------------------------------
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        if self.pipeline is None or self.pipeline.records:
+            return
+        # replay refuses every upstream connection; the trickle server is not upstream
+        if self._trickle.address is None or data.server.address != self._trickle.address:
+            data.server.error = _OFFLINE
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        if self.pipeline is None:
+            return
+        action = self.pipeline.decide_connect(flow.request.host, flow.request.port,
+                                              time.monotonic())
+        if action is not None:
+            log.info("fault: refusing CONNECT %s:%d", flow.request.host, flow.request.port)
+            flow.response = _refused()
+
+    # -- requests -----------------------------------------------------------------------
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if self.pipeline is None or _state(flow) is not None:
+            return  # not configured, or planned already (the copy of a slow live request)
+        if flow.response is not None:
+            flow.metadata[STATE] = FlowState(Role.OTHER)
+            return
+        if flow.error is not None:
+            return  # killed by another addon
+        try:
+            request = request_from_flow(flow.request)
+            planned = self.pipeline.decide(request, time.monotonic())
+        except Exception as e:  # never let a failure here send the request upstream
+            log.exception("replayproxy failed on %s", flow.request.url)
+            flow.metadata[STATE] = FlowState(Role.OTHER)
+            flow.response = plain_response(500, f"replayproxy internal error: {e!r}\n",
+                                           "error")
+            return
+        state = FlowState(Role.OURS, planned, request)
+        flow.metadata[STATE] = state
+        plan = planned.plan
+        if isinstance(plan, FaultAnswer):
+            await self._fault_answer(flow, plan)
+            return
+        if isinstance(plan, Replay):
+            recorded = plan.served.interaction
+            flow.response = to_flow_response(recorded.response)
+            state.recorded_ttfb = recorded.ttfb
+        elif isinstance(plan, Unmatched):
+            flow.response = _unmatched_response(flow, plan)
+        if planned.fault is not None and planned.fault.trickle is not None:
+            await self._trickle_response(flow, state, planned.fault)
+
+    async def _fault_answer(self, flow: http.HTTPFlow, plan: FaultAnswer) -> None:
+        terminal = plan.action.terminal
+        what = {Respond: "status", Reset: "reset", Hold: "timeout",
+                RefuseConnect: "refused"}.get(type(terminal), "fault")
+        log.info("fault: %s on %s %s", what, flow.request.method, flow.request.pretty_url)
+        if isinstance(terminal, RefuseConnect):
+            flow.response = _refused()
+        elif isinstance(terminal, Respond):
+            flow.response = fault_response(terminal)
+        elif isinstance(terminal, Reset):
+            # latency rules apply here too: a slow server that then drops the connection
+            await _wait(flow, plan.action, None)
+            flow.kill()
+        elif isinstance(terminal, Hold):
+            # an async hook holds only this flow; the others go on (measured)
+            await asyncio.sleep(terminal.max_seconds)
+            flow.kill()
+
+    async def _trickle_response(self, flow: http.HTTPFlow, state: FlowState,
+                                action: FaultAction) -> None:
+        """Send the response through the trickle server: the replayed one, or, live,
+        the upstream's (fetched first as a copy, which is what gets recorded)."""
+        assert action.trickle is not None
+        if self._trickle.address is None:
+            return
+        if flow.response is not None and isinstance(state.planned and state.planned.plan,
+                                                    Replay):
+            response, recorded = flow.response, state.recorded_ttfb
+        elif flow.response is None and trickle.fetchable(flow):
+            state.trickled = True  # the client's flow is never recorded: the copy is
+            fetched = await trickle.fetch_copy(flow, _mark_fetch)
+            if fetched is None:
+                return
+            response, recorded = fetched
+        else:
+            return  # unmatched, an upgrade: the response hook waits instead
+        state.trickled = True
+        await _wait(flow, action, recorded)
+        announced = _break_body(flow, action.terminal, response)
+        if not trickle.has_body(flow.request, response):
+            flow.response = response  # nothing to trickle: sent as it is
+            return
+        rate = action.trickle.bytes_per_second
+        log.info("fault: slow_body at %d B/s on %s", rate, flow.request.pretty_url)
+        trickle.point_at(flow, self._trickle.address,
+                         self._trickle.register(response, rate, announced))
+
+    # -- responses ----------------------------------------------------------------------
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        state = _state(flow)
+        if state is not None and state.trickled and flow.response is not None:
+            flow.response.stream = True
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        state = _state(flow)
+        if state is None or state.role is Role.OTHER or state.planned is None \
+                or flow.response is None or self.pipeline is None:
+            return
+        if isinstance(state.planned.plan, Forward) and not state.trickled \
+                and not self._record(flow, state):
+            return
+        if state.trickled or state.role is Role.FETCH:
+            return
+        plan = state.planned.plan
+        action = plan.action if isinstance(plan, FaultAnswer) else state.planned.fault
+        if action is None:
+            return
+        resp = flow.response
+        recorded = state.recorded_ttfb
+        if recorded is None and resp.timestamp_start and flow.request.timestamp_start:
+            recorded = max(0.0, resp.timestamp_start - flow.request.timestamp_start)
+        await _wait(flow, action, recorded)
+        _break_body(flow, action.terminal, resp)
+        if action.trickle is not None:
+            # not trickled (a fault's own answer, an unmatched request, an upgrade): it
+            # waits as long as sending it at that rate would take, then goes in one piece
+            size = len(resp.raw_content or b"")
+            await asyncio.sleep(size / max(action.trickle.bytes_per_second, 1))
+
+    def _record(self, flow: http.HTTPFlow, state: FlowState) -> bool:
+        """Record the upstream's response; False (and the flow killed) if it could not be
+        written: losing a recording silently is worse than stopping."""
+        assert self.pipeline is not None
+        try:
+            findings = self.pipeline.record(interaction_from_flow(flow, state.request))
+        except Exception:
+            log.exception("replayproxy could not record %s", flow.request.url)
+            flow.kill()
+            return False
+        for finding in findings:
+            log.error("secret left after redaction in %s %s: %s: %s (%s)",
+                      flow.request.method, flow.request.pretty_url, finding.location,
+                      finding.rule, finding.excerpt)
+        return True

@@ -1,0 +1,67 @@
+"""The proxy's certificate authority: made once, kept owner-only, reused by every run.
+
+mitmproxy's certificate store makes and reads the CA; replayproxy adds the trust
+bundle clients are given (this CA followed by the roots already trusted here).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mitmproxy.certs import CertStore
+
+from replayproxy.environment import build_trust_bundle
+from replayproxy.errors import ConfigError
+
+__all__ = ["CA", "default_ca_dir", "ensure_ca"]
+
+CA_BASENAME = "mitmproxy"
+
+
+def default_ca_dir() -> Path:
+    """``$REPLAYPROXY_CA_DIR``, else ``~/.replayproxy/ca``."""
+    env = os.environ.get("REPLAYPROXY_CA_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".replayproxy" / "ca"
+
+
+@dataclass(frozen=True, slots=True)
+class CA:
+    """The proxy's certificate authority and the files clients are given."""
+
+    directory: Path
+    cert: Path
+    """The CA certificate alone (PEM): what clients and system stores trust."""
+    key: Path
+    """The CA key and certificate (PEM), readable by its owner only."""
+    bundle: Path
+    """The CA certificate followed by the roots already trusted here."""
+
+
+def ensure_ca(directory: Path | None = None) -> CA:
+    """Create the CA in ``directory`` if needed and return its files.
+
+    Raises:
+        ConfigError: the directory cannot be created or the CA files cannot be read.
+    """
+    d = (directory or default_ca_dir()).expanduser()
+    try:
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(d, 0o700)
+        old_umask = os.umask(0o077)
+        try:
+            CertStore.from_store(d, CA_BASENAME, 2048)
+        finally:
+            os.umask(old_umask)
+        key = d / f"{CA_BASENAME}-ca.pem"
+        os.chmod(key, 0o600)
+        cert = d / f"{CA_BASENAME}-ca-cert.pem"
+        os.chmod(cert, 0o644)
+        bundle = build_trust_bundle(cert, d / "replayproxy-bundle.pem")
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"cannot use CA directory {d}: {getattr(e, 'strerror', None) or e}; "
+            "choose another with {ca_dir} or REPLAYPROXY_CA_DIR", directory=str(d)
+        ) from None
+    return CA(d, cert, key, bundle)

@@ -1,0 +1,237 @@
+"""A proxy run: the public API that ``record``, ``replay``, ``serve``, the tests and the
+benchmarks all use, so a run is composed in exactly one place.
+
+::
+
+    from replayproxy import ProxyRun
+
+    with ProxyRun("stripe", "none", cassette_dir="cassettes") as run:
+        subprocess.run(["pytest", "tests/payments"], env={**os.environ, **run.environment()})
+    print(run.summary.replayed, run.verdict().exit_code)
+
+A run opens the cassette, builds the decision pipeline (cassette + faults), starts the
+mitm engine on its own thread and the fault control API, and on exit stops both and
+folds what was recorded into the cassette. It is also a plain object: ``start()`` and
+``stop()`` do the same as entering and leaving the ``with`` block.
+
+The engine (mitmproxy) is imported by ``start()``, not by importing this module.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from replayproxy.config import Settings, home_dir, load_settings
+from replayproxy.decision.pipeline import Pipeline
+from replayproxy.decision.session import CassetteSession, SessionSummary
+from replayproxy.decision.verdict import Verdict, verdict
+from replayproxy.errors import ConfigError
+from replayproxy.faults.plan import FaultPlan, FaultSpec, parse_fault
+from replayproxy.model import RecordMode
+from replayproxy.redaction.redactor import Redactor, load_key
+
+if TYPE_CHECKING:
+    from replayproxy.engines.mitm.ca import CA
+    from replayproxy.engines.mitm.master import Proxy
+    from replayproxy.faults.control import ControlServer
+
+__all__ = ["ProxyRun"]
+
+
+class ProxyRun:
+    """One proxy in front of one cassette, with faults and a control API.
+
+    Args:
+        cassette: the cassette's name.
+        mode: a ``RecordMode`` or its name: ``once`` (record if the cassette is
+            missing, else replay), ``none`` (replay only, offline), ``new_episodes``,
+            ``all`` (record everything).
+        cassette_dir: directory of the cassettes [default: ``settings.cassette_dir``,
+            else ``./cassettes``].
+        settings: the configuration [default: ``config``'s, or the file found in the
+            current directory (``replayproxy.toml``, else ``pyproject.toml``)].
+        config: a configuration file to read when ``settings`` is not given.
+        faults: fault rules added to the configuration's (spec strings, see
+            docs/faults.md, or ``FaultSpec``).
+        strict: count requests beyond a recorded sequence as unmatched [default: the
+            configuration's].
+        upstream_ca: a PEM CA to trust for upstream servers besides the public roots.
+        ca_dir: the proxy's CA directory [default: ``$REPLAYPROXY_CA_DIR``, else
+            ``~/.replayproxy/ca``].
+        host, port: where the proxy listens (port 0: a free one).
+        reverse: an upstream base URL to also serve on its own port as a plain base URL.
+        control: start the fault control API (``control_url``).
+        freeze_gc: once started, move everything that exists to the collector's
+            permanent generation (a long-running proxy then never pauses ~60 ms for a
+            full collection); for a process that only serves the proxy.
+        addons: extra mitmproxy addons, loaded ahead of replayproxy's.
+
+    Raises (from ``start``):
+        CassetteError: replay-only and the cassette does not exist, or it is corrupt.
+        ConfigError: a fault spec, the upstream CA or another setting is invalid.
+        ProxyStartError: the port is taken, or the proxy could not start.
+    """
+
+    def __init__(
+        self,
+        cassette: str,
+        mode: RecordMode | str = RecordMode.ONCE,
+        *,
+        cassette_dir: str | os.PathLike[str] | None = None,
+        settings: Settings | None = None,
+        config: str | os.PathLike[str] | None = None,
+        faults: Sequence[str | FaultSpec] = (),
+        strict: bool | None = None,
+        upstream_ca: str | os.PathLike[str] | None = None,
+        ca_dir: str | os.PathLike[str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        reverse: str | None = None,
+        control: bool = True,
+        freeze_gc: bool = False,
+        addons: Sequence[Any] = (),
+    ) -> None:
+        self.cassette = cassette
+        self.mode = mode if isinstance(mode, RecordMode) else RecordMode.parse(mode)
+        self.settings = settings if settings is not None else load_settings(
+            Path(config) if config is not None else None)
+        self.cassette_dir = Path(cassette_dir or self.settings.cassette_dir or "cassettes")
+        self.fault_specs = tuple(faults)
+        self.strict = self.settings.strict if strict is None else strict
+        self.upstream_ca = Path(upstream_ca) if upstream_ca is not None else None
+        self.ca_dir = Path(ca_dir) if ca_dir is not None else None
+        self.host = host
+        self.port = port
+        self.reverse = reverse
+        self.control = control
+        self.freeze_gc = freeze_gc
+        self.extra_addons = list(addons)
+        self.session: CassetteSession | None = None
+        self.pipeline: Pipeline | None = None
+        self.summary: SessionSummary | None = None
+        """What happened, once the run has stopped."""
+        self._proxy: Proxy | None = None
+        self._control: ControlServer | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def open(self) -> CassetteSession:
+        """Open the cassette and build the decision pipeline (``start`` does it too).
+
+        Separate so a front end can report what the run will do, and fail on a missing
+        cassette, before the engine is imported.
+        """
+        if self.session is not None:
+            return self.session
+        faults = FaultPlan(self.settings.faults)
+        for spec in self.fault_specs:
+            try:
+                faults.add(parse_fault(spec) if isinstance(spec, str) else spec)
+            except ValueError as e:
+                raise ConfigError(f"{{fault}} {spec!r}: {e}", fault=str(spec)) from None
+        if self.upstream_ca is not None and not self.upstream_ca.is_file():
+            raise ConfigError(f"{{upstream_ca}} {self.upstream_ca} does not exist: pass a "
+                              "PEM CA file", path=str(self.upstream_ca))
+        redactor = Redactor(self.settings.redact, load_key(home_dir()))
+        self.session = CassetteSession(self.cassette_dir, self.cassette, self.mode,
+                                       strict=self.strict, match=self.settings.match,
+                                       redactor=redactor)
+        self.pipeline = Pipeline(self.session, faults, threading.Lock())
+        return self.session
+
+    def start(self) -> ProxyRun:
+        """Open the cassette and start the proxy; return when it accepts connections."""
+        from replayproxy.engines.mitm.addon import ReplayproxyAddon
+        from replayproxy.engines.mitm.ca import ensure_ca
+        from replayproxy.engines.mitm.master import Proxy
+        from replayproxy.faults.control import ControlServer
+
+        self.open()
+        assert self.pipeline is not None
+        try:
+            proxy = Proxy([*self.extra_addons, ReplayproxyAddon(self.pipeline)],
+                          ca=ensure_ca(self.ca_dir), host=self.host, port=self.port,
+                          reverse=self.reverse, upstream_ca=self.upstream_ca)
+            proxy.start()
+            self._proxy = proxy
+            if self.control:
+                self._control = ControlServer(self.pipeline.faults, self.pipeline.lock)
+                self._control.start()
+        except BaseException:
+            self.stop()
+            raise
+        if self.freeze_gc:
+            # what exists now (mitmproxy, the loaded cassette) lives until exit: keep it
+            # out of the collector's full passes, which otherwise stall every connection
+            gc.collect()
+            gc.freeze()
+        return self
+
+    def stop(self) -> SessionSummary | None:
+        """Stop the proxy and the control API, write the cassette; return the summary.
+        Idempotent."""
+        if self._control is not None:
+            self._control.stop()
+            self._control = None
+        if self._proxy is not None:
+            self._proxy.stop()
+            self._proxy = None
+        if self.session is not None and self.summary is None:
+            self.summary = self.session.close()
+        return self.summary
+
+    def __enter__(self) -> ProxyRun:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- what clients need --------------------------------------------------------------
+
+    @property
+    def proxy(self) -> Proxy:
+        """The running engine."""
+        if self._proxy is None:
+            raise RuntimeError("the proxy run is not started")
+        return self._proxy
+
+    @property
+    def proxy_url(self) -> str:
+        """``http://127.0.0.1:PORT``: the value for HTTP_PROXY and HTTPS_PROXY."""
+        return self.proxy.proxy_url
+
+    @property
+    def reverse_url(self) -> str | None:
+        """The local base URL serving ``reverse``, if given."""
+        return self.proxy.reverse_url
+
+    @property
+    def control_url(self) -> str | None:
+        """The fault control API's URL (``REPLAYPROXY_CONTROL_URL``), if started."""
+        return self._control.url if self._control is not None else None
+
+    @property
+    def ca(self) -> CA:
+        """The CA certificate, key and trust bundle clients are given."""
+        return self.proxy.ca
+
+    def environment(self) -> dict[str, str]:
+        """The variables a child process needs: proxy, CA trust, control URL."""
+        control = {"REPLAYPROXY_CONTROL_URL": self.control_url} if self.control_url else {}
+        return {**control, **self.proxy.environment()}
+
+    # -- the outcome --------------------------------------------------------------------
+
+    def verdict(self, command_exit: int = 0) -> Verdict:
+        """The run's exit code given the command's (see ``decision.verdict``)."""
+        if self.summary is None:
+            raise RuntimeError("the proxy run has not stopped yet")
+        return verdict(self.summary, command_exit=command_exit,
+                       fail_on_unused=self.settings.fail_on_unused)
