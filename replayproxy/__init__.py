@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from replayproxy.cassette.store import CassetteFile, load_cassette, save_cassette
 from replayproxy.decision.session import CassetteSession
+from replayproxy.decision.verdict import Verdict
 from replayproxy.errors import (
     CassetteError,
     CommandError,
@@ -17,6 +18,7 @@ from replayproxy.errors import (
 )
 from replayproxy.matching.index import ReplayIndex
 from replayproxy.model import Interaction, RecordMode, Request, Response
+from replayproxy.run import ProxyRun
 
 try:
     __version__ = version("replayproxy")
@@ -30,12 +32,14 @@ __all__ = [
     "CommandError",
     "ConfigError",
     "Interaction",
+    "ProxyRun",
     "ProxyStartError",
     "RecordMode",
     "ReplayIndex",
     "ReplayproxyError",
     "Request",
     "Response",
+    "Verdict",
     "__version__",
     "load_cassette",
     "save_cassette",

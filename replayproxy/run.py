@@ -98,7 +98,10 @@ class ProxyRun:
         addons: Sequence[Any] = (),
     ) -> None:
         self.cassette = cassette
-        self.mode = mode if isinstance(mode, RecordMode) else RecordMode.parse(mode)
+        try:
+            self.mode = mode if isinstance(mode, RecordMode) else RecordMode.parse(mode)
+        except ValueError as e:
+            raise ConfigError(f"{{record_mode}}: {e}") from None
         self.settings = settings if settings is not None else load_settings(
             Path(config) if config is not None else None)
         self.cassette_dir = Path(cassette_dir or self.settings.cassette_dir or "cassettes")

@@ -37,11 +37,23 @@ def _resolve(node: ast.ImportFrom, module: str, is_package: bool) -> str:
     return ".".join([*base, node.module] if node.module else base)
 
 
+def _executed(tree: ast.AST) -> list[ast.AST]:
+    """Every node but those under ``if TYPE_CHECKING:`` (read by type checkers only)."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and (
+            (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+            or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
+        ):
+            skipped.update(id(n) for child in node.body for n in ast.walk(child))
+    return [n for n in ast.walk(tree) if id(n) not in skipped]
+
+
 def imported_modules(source: str, module: str = "replayproxy.matching.x",
                      is_package: bool = False) -> list[str]:
     """Every module a source file may import: statements, nested ones, import_module()."""
     found = []
-    for node in ast.walk(ast.parse(source)):
+    for node in _executed(ast.parse(source)):
         if isinstance(node, ast.Import):
             found += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -132,6 +144,8 @@ def test_the_checker_catches_impure_imports(source):
         "from replayproxy import CassetteError",
         "import replayproxy",
         "x = 'import mitmproxy'",
+        "if TYPE_CHECKING:\n    from replayproxy.engines.mitm.ca import CA",
+        "if typing.TYPE_CHECKING:\n    import mitmproxy",
     ],
 )
 def test_the_checker_allows_pure_imports(source):
