@@ -50,6 +50,7 @@ screenshot: demo
 	  "file://$(CURDIR)/demo/.work/drift/drift.html"
 
 bench: $(STAMP)
+	$(BIN)/python bench/import_time.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/drift_bench.py
 

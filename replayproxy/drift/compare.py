@@ -54,8 +54,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from deepdiff import DeepDiff
-
 from replayproxy.codec import decode_body
 from replayproxy.matching.rules import compile_json_path
 from replayproxy.model import Headers, Response, header_value
@@ -355,6 +353,8 @@ def _changed_values(rec: Any, live: Any) -> dict[Path, tuple[Any, Any]]:
     with deepdiff (arrays compared position by position, as ``[*]``)."""
     if rec == live:  # the common case, and deepdiff's cost is in walking both documents
         return {}
+    from deepdiff import DeepDiff  # ~100 ms to import (pydantic): only when diffing
+
     diff = DeepDiff(rec, live, view="tree", ignore_private_variables=False,
                     ignore_string_type_changes=False, cache_size=0)
     out: dict[Path, tuple[Any, Any]] = {}

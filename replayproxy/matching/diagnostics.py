@@ -15,8 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from deepdiff import DeepDiff
-
 from replayproxy.matching.rules import EXACT_MATCHERS, MatchRule, request_view
 from replayproxy.model import Interaction, Request
 
@@ -127,6 +125,8 @@ def _unwrap(field: str, value: Any) -> Any:
 def compare(recorded: Request, received: Request, rule: MatchRule,
             exact: tuple[str, ...] = EXACT_MATCHERS) -> tuple[Difference, ...]:
     """Every difference between two requests under ``rule``, recorded side first."""
+    from deepdiff import DeepDiff  # ~100 ms to import (pydantic): only when diffing
+
     a, b = request_view(recorded, rule, exact), request_view(received, rule, exact)
     try:
         diff = DeepDiff(a, b, view="tree", verbose_level=2, ignore_private_variables=False)

@@ -20,8 +20,6 @@ that returns None on a match and else a short "recorded X, got Y" reason.
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import functools
 import json
 import re
@@ -241,6 +239,9 @@ def _blank_regex(text: str, rule: MatchRule) -> str:
 
 
 def _multipart(body: bytes, content_type: str, rule: MatchRule) -> list[list[Any]] | None:
+    import email.parser  # ~10 ms to import (email, socket): only for multipart bodies
+    import email.policy
+
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
     )
