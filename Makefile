@@ -51,6 +51,7 @@ screenshot: demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/import_time.py
+	$(BIN)/python bench/decision_bench.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/drift_bench.py
 

@@ -91,6 +91,8 @@ class Unmatched:
 
 Decision = Replay | Forward | Unmatched
 
+_CACHED_BODY = 64 * 1024
+
 
 @dataclass(slots=True)
 class SessionSummary:
@@ -115,6 +117,9 @@ class SessionSummary:
 class CassetteSession:
     """The state of one cassette during one run.
 
+    ``redacted_cache``: how many distinct incoming requests keep their redacted form
+    (0: none).
+
     Args:
         cassette_dir: directory of cassette files.
         name: cassette name (validated; see ``validate_cassette_name``).
@@ -132,6 +137,8 @@ class CassetteSession:
     Raises:
         CassetteError: replay-only mode and the cassette does not exist, or it is corrupt.
     """
+
+    redacted_cache = 4096
 
     def __init__(
         self,
@@ -172,6 +179,7 @@ class CassetteSession:
         self.index = ReplayIndex(cassette, match, strict=strict)
         self.summary = SessionSummary(name, self.path, mode, recovered=recovered)
         self._journal: Journal | None = None
+        self._redacted: dict[Request, Request] = {}
 
     @property
     def records(self) -> bool:
@@ -182,7 +190,7 @@ class CassetteSession:
         """Return what to do with ``request``."""
         if self.mode is RecordMode.ALL:
             return Forward()
-        request = self.redactor.redact_request(request)
+        request = self._redact(request)
         served = self.index.match(request)
         if served is not None:
             self.summary.replayed += 1
@@ -192,6 +200,22 @@ class CassetteSession:
         unmatched = Unmatched(self.name, request, tuple(self.index.closest(request)))
         self.summary.unmatched.append(unmatched)
         return unmatched
+
+    def _redact(self, request: Request) -> Request:
+        """The request as the cassette would hold it. Test suites send the same request
+        many times (polls, retries, the same call in many tests) and redaction is two
+        thirds of a decision, so the last ``redacted_cache`` distinct requests are kept:
+        redaction is deterministic for a session (same rules, same key). Requests with
+        bodies over 64 KiB are not kept, so the cache stays small."""
+        kept = self.redacted_cache > 0 and len(request.body) <= _CACHED_BODY
+        cached = self._redacted.get(request) if kept else None
+        if cached is None:
+            cached = self.redactor.redact_request(request)
+            if kept:
+                if len(self._redacted) >= self.redacted_cache:
+                    self._redacted.clear()
+                self._redacted[request] = cached
+        return cached
 
     def record(self, interaction: Interaction) -> list[Finding]:
         """Redact a completed interaction and store it; it is on disk when this returns.

@@ -219,3 +219,18 @@ def test_a_read_only_session_leaves_an_interrupted_recording_alone(tmp_path, exi
     # a session that writes folds it in
     assert CassetteSession(tmp_path, "shop", RecordMode.NONE).summary.recovered == 1
     assert paths(existing) == ["/a", "/b", "/c"]
+
+
+def test_repeated_requests_are_redacted_once(tmp_path, existing, monkeypatch):
+    session = CassetteSession(tmp_path, "shop", RecordMode.NONE)
+    calls = []
+    real = session.redactor.redact_request
+    monkeypatch.setattr(session.redactor, "redact_request",
+                        lambda r: calls.append(r.path) or real(r))
+    big = req("/a", body=b"x" * (64 * 1024 + 1))
+    for request in (req("/a"), req("/a"), req("/b"), req("/a"), big, big):
+        session.decide(request)
+    assert calls == ["/a", "/b", "/a", "/a"]  # the big body is redacted every time
+    session.redacted_cache = 0
+    session.decide(req("/b"))
+    assert calls[-1] == "/b"
