@@ -14,6 +14,8 @@ import gzip
 import hashlib
 import hmac
 import json
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, quote_plus
@@ -32,7 +34,15 @@ from replayproxy.model import Interaction, RecordMode, Request, Response, header
 from replayproxy.redaction.scan import scan_path
 from tests.conftest import UpstreamCA
 from tests.integration.secret_upstream import ISSUED, SecretUpstream
-from tests.integration.support import Resp, assert_clean_error, cli
+from tests.integration.support import (
+    Resp,
+    assert_clean_error,
+    background,
+    base_env,
+    cli,
+    parse_exports,
+    replayproxy_cmd,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -439,6 +449,29 @@ headers = ["x-partner-sig"]
     assert "Traceback" not in leak.stderr
     # the previous cassette is left as it was: the run recorded nothing
     assert cassette_bytes(cassette_path(cdir, "cfg")) == data
+
+
+def test_serve_fails_a_run_that_dropped_secret_holding_interactions(cli_env, leaky, upstream_ca,
+                                                                    cdir, tmp_path):
+    """`serve` judges a run by the same rules as `record`: an interaction not written
+    because it still held a secret makes the exit code 1."""
+    serve = replayproxy_cmd("serve", "-c", "leak", "-m", "all", "--cassette-dir", cdir,
+                            "--upstream-ca", upstream_ca.pem)
+    with background(serve, env=cli_env, cwd=tmp_path, stderr_path=tmp_path / "err") as bg:
+        env = parse_exports(bg.read_until(
+            lambda lines: any(line.startswith("export REPLAYPROXY_URL=") for line in lines)))
+        sent = subprocess.run(
+            ["curl", "-sS", "--max-time", "30", "-o", "/dev/null", "-H",
+             "Content-Type: application/json", "--data-binary", '{"password": 4711}',
+             leaky.url("/v1/orders")], env=base_env(**env), capture_output=True, timeout=60,
+            check=False)
+        assert sent.returncode == 0, sent.stderr
+        bg.proc.send_signal(signal.SIGINT)
+        assert bg.proc.wait(30) == 1
+    err = (tmp_path / "err").read_text()
+    assert "still held secrets after redaction and were NOT written" in err
+    assert "exiting with 1: interactions holding secrets were not recorded" in err
+    assert "Traceback" not in err
 
 
 # -- bad input -----------------------------------------------------------------------------
