@@ -4,6 +4,7 @@ bad matching configuration stops the CLI at start-up with one clear line."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,10 @@ def test_explain_a_matching_request(https_upstream, run_proxy, explain):
     assert text.returncode == 0, text.stderr
     assert text.stdout.split()[:6] == ["matches", "#2", "POST", url, "->", "200"], text.stdout
     assert as_json.returncode == 0, as_json.stderr
-    assert json.loads(as_json.stdout) == {"match": True, "interaction": 2}
+    doc = json.loads(as_json.stdout)
+    assert doc == {"match": True, "interaction": 2, "method": "POST", "url": url,
+                   "recorded_at": doc["recorded_at"]}
+    assert datetime.fromisoformat(doc["recorded_at"]).utcoffset() == timedelta(0)
 
 
 def test_explain_a_changed_amount(https_upstream, run_proxy, explain):

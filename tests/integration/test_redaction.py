@@ -429,7 +429,7 @@ headers = ["x-partner-sig"]
                ).returncode == 0
     other = run("replay", *curl("partner-sig-999999", '{"order": "ord-20260101"}'))
     assert other.returncode != 0
-    assert "1 request(s) matched nothing" in other.stderr
+    assert "1 request matched nothing" in other.stderr
 
     # fail closed: a short numeric password is left by redaction and caught by the scanner
     leak = run("record", *curl("partner-sig-000111", '{"password": 4711}'))
