@@ -274,7 +274,7 @@ def test_cli_scan_dirty_and_clean_cassettes(cli_env, cdir, tmp_path):
     assert f"{dirty}: #2 response body: stripe-key (sk_t… 32 chars)" in lines  # in gzip
     assert f"{dirty}: #2 response header Set-Cookie: set-cookie (sess… 20 chars)" in lines
     assert all(line.startswith(f"{dirty}: #2 ") for line in lines)
-    assert f"{len(lines)} secret(s) found" in proc.stderr
+    assert f"{len(lines)} secrets found" in proc.stderr
     assert "Traceback" not in proc.stderr
     for secret in ("unredacted-1", STRIPE):
         assert secret not in proc.stdout + proc.stderr  # findings are masked
