@@ -434,7 +434,7 @@ headers = ["x-partner-sig"]
     # fail closed: a short numeric password is left by redaction and caught by the scanner
     leak = run("record", *curl("partner-sig-000111", '{"password": 4711}'))
     assert leak.returncode == 1, leak.stderr
-    assert "still held secrets after redaction and were NOT written" in leak.stderr
+    assert "1 interaction still held secrets after redaction and was NOT written" in leak.stderr
     assert "request body $.password: password (4 chars)" in leak.stderr
     assert "Traceback" not in leak.stderr
     # the previous cassette is left as it was: the run recorded nothing
