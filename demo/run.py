@@ -244,7 +244,7 @@ def demo() -> int:
     detail(f"stopped; {url} now refuses connections")
 
     step(4, "The cassette that was written")
-    cmd = replayproxy("cassette", "show", CASSETTE, "--cassette-dir", show_path(CASSETTES),
+    cmd = replayproxy("cassette", "show", "-c", CASSETTE, "--cassette-dir", show_path(CASSETTES),
                       "--brief")
     print(f"      $ {show_cmd(cmd)}", flush=True)
     rc, out, err = run_captured(cmd, env)

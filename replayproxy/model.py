@@ -11,9 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from urllib.parse import urlsplit
-
-from replayproxy.errors import ConfigError
 
 __all__ = [
     "Headers",
@@ -23,7 +20,6 @@ __all__ = [
     "Response",
     "format_url",
     "header_value",
-    "request_from_cli",
 ]
 
 Headers = tuple[tuple[str, str], ...]
@@ -117,27 +113,3 @@ class RecordMode(StrEnum):
         except ValueError:
             valid = ", ".join(m.value for m in cls)
             raise ValueError(f"unknown record mode {value!r}; use one of: {valid}") from None
-
-
-def request_from_cli(method: str, url: str, headers: Iterable[str], body: bytes) -> Request:
-    """Build a Request from command-line pieces: an absolute URL, ``Name: value`` headers.
-
-    Raises:
-        ConfigError: the URL is not absolute http(s), or a header has no ``:``.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise ConfigError(f"invalid --url {url!r}: give an absolute http(s) URL, "
-                          "e.g. https://api.example.com/v1/charges")
-    try:
-        port = parts.port or _DEFAULT_PORTS[parts.scheme]
-    except ValueError:
-        raise ConfigError(f"invalid port in --url {url!r}") from None
-    pairs = []
-    for h in headers:
-        name, sep, value = h.partition(":")
-        if not sep or not name.strip():
-            raise ConfigError(f"invalid --header {h!r}: write it as 'Name: value'")
-        pairs.append((name.strip(), value.strip()))
-    return Request(method.upper(), parts.scheme, parts.hostname, port, parts.path or "/",
-                   parts.query, tuple(pairs), body)

@@ -159,6 +159,11 @@ class CassetteSession:
         exists = self.path.exists()
         if mode is RecordMode.ONCE:
             mode = RecordMode.NONE if exists else RecordMode.ALL
+        if mode is RecordMode.NONE and not exists and self.pending:
+            raise CassetteError(
+                f"cassette {name!r} has only an interrupted recording so far (a journal in "
+                f"{self.path.parent}): fold it in with `replayproxy replay -c {name} -- true`",
+                cassette=name, directory=str(self.path.parent))
         if mode is RecordMode.NONE and not exists:
             raise CassetteError(
                 f"cassette {name!r} does not exist in {self.path.parent}: record it first "

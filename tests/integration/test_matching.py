@@ -433,7 +433,7 @@ def test_unused_interactions_listed_at_exit(https_upstream, run_proxy, replay_cl
 
     for proc in (lenient, failing):
         assert proc.stdout.split() == ["200"]
-        assert "2 recorded interaction(s) in cassette stale were never used" in proc.stderr
+        assert "2 recorded interactions in cassette stale were never used" in proc.stderr
         listed = proc.stderr[proc.stderr.index("were never used"):].splitlines()[1:3]
         assert [line.split()[1:4] for line in listed] == [
             ["#1", "GET", https_upstream.url("/v1/alpha")],

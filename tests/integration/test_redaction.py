@@ -284,7 +284,7 @@ def test_cli_scan_dirty_and_clean_cassettes(cli_env, cdir, tmp_path):
     assert f"{dirty}: #2 response body: stripe-key (sk_t… 32 chars)" in lines  # in gzip
     assert f"{dirty}: #2 response header Set-Cookie: set-cookie (sess… 20 chars)" in lines
     assert all(line.startswith(f"{dirty}: #2 ") for line in lines)
-    assert f"{len(lines)} secret(s) found" in proc.stderr
+    assert f"{len(lines)} secrets found" in proc.stderr
     assert "Traceback" not in proc.stderr
     for secret in ("unredacted-1", STRIPE):
         assert secret not in proc.stdout + proc.stderr  # findings are masked
@@ -439,12 +439,12 @@ headers = ["x-partner-sig"]
                ).returncode == 0
     other = run("replay", *curl("partner-sig-999999", '{"order": "ord-20260101"}'))
     assert other.returncode != 0
-    assert "1 request(s) matched nothing" in other.stderr
+    assert "1 request matched nothing" in other.stderr
 
     # fail closed: a short numeric password is left by redaction and caught by the scanner
     leak = run("record", *curl("partner-sig-000111", '{"password": 4711}'))
     assert leak.returncode == 1, leak.stderr
-    assert "still held secrets after redaction and were NOT written" in leak.stderr
+    assert "1 interaction still held secrets after redaction and was NOT written" in leak.stderr
     assert "request body $.password: password (4 chars)" in leak.stderr
     assert "Traceback" not in leak.stderr
     # the previous cassette is left as it was: the run recorded nothing
@@ -469,7 +469,7 @@ def test_serve_fails_a_run_that_dropped_secret_holding_interactions(cli_env, lea
         bg.proc.send_signal(signal.SIGINT)
         assert bg.proc.wait(30) == 1
     err = (tmp_path / "err").read_text()
-    assert "still held secrets after redaction and were NOT written" in err
+    assert "1 interaction still held secrets after redaction and was NOT written" in err
     assert "exiting with 1: interactions holding secrets were not recorded" in err
     assert "Traceback" not in err
 

@@ -1,0 +1,115 @@
+"""How the CLI talks: log lines on stderr as ``replayproxy: …``, counts worded for people,
+and the report printed when a proxy run ends."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+from replayproxy.model import RecordMode
+
+if TYPE_CHECKING:
+    from replayproxy.decision.session import SessionSummary
+
+log = logging.getLogger("replayproxy")
+
+PREFIX = "replayproxy: "
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 interaction``, ``2 interactions``, ``0 secrets``; ``nouns`` for irregular
+    plurals."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
+class _Prefixed(logging.Formatter):
+    """``replayproxy: MESSAGE``, once: a message that already names replayproxy (the
+    unmatched text, written for a client's 502 body too) keeps its own prefix."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if message.startswith(PREFIX) else PREFIX + message
+
+
+def _not_reported_elsewhere(record: logging.LogRecord) -> bool:
+    """Drop mitmproxy's own bind-failure lines (the message, then an empty one): the
+    ProxyStartError we raise says the same on one line, with the fix."""
+    if not record.name.startswith("mitmproxy"):
+        return True
+    message = record.getMessage()
+    return bool(message.strip()) and "failed to listen" not in message
+
+
+def setup_logging(quiet: bool) -> None:
+    """Send replayproxy's log (and mitmproxy's errors) to stderr, one prefixed line each."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Prefixed("%(message)s"))
+    handler.addFilter(_not_reported_elsewhere)
+    ours = logging.getLogger("replayproxy")
+    ours.handlers[:] = [handler]
+    ours.setLevel(logging.WARNING if quiet else logging.INFO)
+    ours.propagate = False
+    theirs = logging.getLogger("mitmproxy")
+    theirs.handlers[:] = [handler]
+    theirs.setLevel(logging.ERROR)
+    theirs.propagate = False
+
+
+def console() -> Any:
+    """A rich console on stdout; in a CI log (not a terminal) long lines stay whole
+    rather than being wrapped at 80 columns."""
+    from rich.console import Console
+
+    out = Console()
+    return out if out.is_terminal else Console(soft_wrap=True)
+
+
+def report_run(summary: SessionSummary, fail_on_unused: bool = False) -> None:
+    """Log what a proxy run did: counts, unmatched requests, leaks, unused recordings."""
+    from replayproxy.cassette.view import summary_line
+    from replayproxy.matching.diagnostics import render_candidates
+
+    if summary.mode is RecordMode.ALL and summary.recorded == 0:
+        log.warning(
+            "nothing was recorded, cassette %s left as it was: does the command send its "
+            "requests through HTTP_PROXY/HTTPS_PROXY?", summary.path)
+    else:
+        log.info("cassette %s: %d replayed, %d recorded", summary.path, summary.replayed,
+                 summary.recorded)
+    if summary.unmatched:
+        log.warning("%s matched nothing in cassette %s:",
+                    plural(len(summary.unmatched), "request"), summary.cassette)
+        for unmatched in summary.unmatched[:50]:
+            log.warning("  unmatched: %s %s", unmatched.request.method, unmatched.request.url)
+            for line in render_candidates(list(unmatched.closest[:1])):
+                log.warning("    %s", line)
+        if len(summary.unmatched) > 50:
+            log.warning("  … and %d more", len(summary.unmatched) - 50)
+    if summary.leaks:
+        verb = "written anyway (on_leak = \"warn\")" if summary.leaks_written else \
+            "NOT written"
+        log.error("%s still held secrets after redaction and %s %s:",
+                  plural(len(summary.leaks), "interaction"),
+                  "was" if len(summary.leaks) == 1 else "were", verb)
+        for request, findings in summary.leaks[:20]:
+            log.error("  %s %s", request.method, request.url)
+            for finding in findings[:5]:
+                log.error("    %s: %s (%s)", finding.location, finding.rule, finding.excerpt)
+        log.error("add a rule for them in [tool.replayproxy.redact] (see docs/redaction.md)")
+    if summary.unused:
+        level = logging.WARNING if fail_on_unused else logging.INFO
+        log.log(level, "%s in cassette %s %s never used:",
+                plural(len(summary.unused), "recorded interaction"), summary.cassette,
+                "was" if len(summary.unused) == 1 else "were")
+        for position, it in zip(summary.unused[:20], summary.unused_interactions, strict=False):
+            log.log(level, "  %s", summary_line(position + 1, it))
+        if len(summary.unused) > 20:
+            log.log(level, "  … and %d more", len(summary.unused) - 20)
+
+
+def interrupted_note(name: str, journals: int) -> str:
+    """What a read-only command says about an interrupted recording it left alone."""
+    return (f"{PREFIX}cassette {name!r} also has an interrupted recording "
+            f"({plural(journals, 'journal')}) that is not folded in and not shown here; "
+            f"fold it in with `replayproxy replay -c {name} -- true`")

@@ -1,0 +1,336 @@
+"""The commands that run a proxy: ``record``, ``replay``, ``serve``, and the two that
+describe one, ``env`` and ``ca``.
+
+mitmproxy (about 0.6 s to import) is imported inside the functions that start a
+proxy, so the other commands and ``--help`` never load it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from replayproxy.cli.options import (
+    CADir,
+    CassetteDir,
+    CassetteName,
+    Command,
+    Config,
+    FailOnUnused,
+    Faults,
+    IgnoreHeader,
+    IgnoreJson,
+    IgnoreQuery,
+    MatchHeader,
+    Matching,
+    Port,
+    Quiet,
+    Reverse,
+    Strict,
+    UpstreamCA,
+    catch_errors,
+    mode_option,
+)
+from replayproxy.cli.output import log, plural, report_run, setup_logging
+from replayproxy.errors import CommandError, ConfigError
+from replayproxy.model import RecordMode
+
+if TYPE_CHECKING:
+    from replayproxy.run import ProxyRun
+
+_EXAMPLES = {RecordMode.ALL: "record", RecordMode.NONE: "replay"}
+
+
+def _run_dir() -> Path:
+    from replayproxy.config import home_dir
+
+    return home_dir() / "run"
+
+
+def _proxy_run(matching: Matching, name: str, mode: RecordMode, faults: list[str] | None, *,
+               ca_dir: Path | None, upstream_ca: Path | None, port: int,
+               reverse: str | None) -> ProxyRun:
+    """The proxy run for a command, its cassette opened (the engine not started yet)."""
+    from replayproxy.run import ProxyRun
+
+    run = ProxyRun(name, mode, settings=matching.settings(), faults=faults or (),
+                   upstream_ca=upstream_ca, ca_dir=ca_dir, port=port, reverse=reverse,
+                   freeze_gc=True)
+    run.open()
+    return run
+
+
+def _describe_start(run: ProxyRun) -> None:
+    session = run.session
+    assert session is not None
+    verb = {RecordMode.ALL: "recording", RecordMode.NONE: "replaying (offline)",
+            RecordMode.NEW_EPISODES: "replaying and recording new requests"}[session.mode]
+    log.info("%s cassette %s via proxy %s", verb, session.path, run.proxy_url)
+    if run.reverse_url:
+        log.info("reverse proxy for %s at %s", run.proxy.reverse, run.reverse_url)
+    if run.pipeline is not None and len(run.pipeline.faults):
+        log.info("faults: %s", "; ".join(f.text for f in run.pipeline.faults.list()))
+    if session.summary.recovered:
+        log.warning("recovered %s from an interrupted recording of %s",
+                    plural(session.summary.recovered, "interaction"), session.name)
+
+
+def _finish(run: ProxyRun, command_exit: int, *, command: bool) -> None:
+    """Report the run and exit with its verdict (the exit rules are the core's)."""
+    from replayproxy.errors import CLI_WORDS, word_settings
+
+    summary = run.stop()
+    assert summary is not None
+    report_run(summary, run.settings.fail_on_unused)
+    verdict = run.verdict(command_exit)
+    for reason in verdict.reasons:
+        log.warning("exiting with 1: %s%s", "the command passed but " if command else "",
+                    word_settings(reason, CLI_WORDS))
+    raise typer.Exit(verdict.exit_code)
+
+
+@contextlib.contextmanager
+def _forward_signals(child: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Let the child handle Ctrl-C itself; pass SIGTERM/SIGHUP on to it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _run_child(cmd: list[str], env: dict[str, str]) -> int:
+    try:
+        child = subprocess.Popen(cmd, env={**os.environ, **env})
+    except FileNotFoundError:
+        raise CommandError(
+            f"command not found: {cmd[0]!r}; check the command after `--` and your PATH"
+        ) from None
+    except PermissionError:
+        raise CommandError(f"command {cmd[0]!r} is not executable; check its permissions") \
+            from None
+    except OSError as e:
+        raise CommandError(f"cannot run {cmd[0]!r}: {e.strerror}") from None
+    with _forward_signals(child):
+        rc = child.wait()
+    return 128 - rc if rc < 0 else rc
+
+
+def _wrap(cmd: list[str] | None, *, name: str, matching: Matching, mode: RecordMode,
+          upstream_ca: Path | None, ca_dir: Path | None, port: int, reverse: str | None,
+          quiet: bool, faults: list[str] | None = None) -> None:
+    """Run ``cmd`` under a proxy for cassette ``name``, then exit with its code."""
+    setup_logging(quiet)
+    if not cmd:
+        verb = _EXAMPLES.get(mode, "replay")
+        raise ConfigError("no command given: put it after `--`, e.g. "
+                          f"replayproxy {verb} -c {name} -- pytest")
+    run = _proxy_run(matching, name, mode, faults, ca_dir=ca_dir, upstream_ca=upstream_ca,
+                     port=port, reverse=reverse)
+    try:
+        with run:
+            _describe_start(run)
+            rc = _run_child(cmd, run.environment())
+    finally:
+        run.stop()
+    _finish(run, rc, command=True)
+
+
+def wrapping_command(name: str, default_mode: RecordMode, doc: str) -> Callable[..., None]:
+    """``record`` or ``replay``: the same command with another default mode."""
+
+    def command(
+        cassette: CassetteName,
+        cmd: Command = None,
+        cassette_dir: CassetteDir = None,
+        record_mode: Annotated[RecordMode, mode_option()] = default_mode,
+        config: Config = None,
+        upstream_ca: UpstreamCA = None,
+        ca_dir: CADir = None,
+        port: Port = 0,
+        reverse: Reverse = None,
+        strict: Strict = False,
+        ignore_query: IgnoreQuery = None,
+        ignore_header: IgnoreHeader = None,
+        match_header: MatchHeader = None,
+        ignore_json: IgnoreJson = None,
+        fail_on_unused: FailOnUnused = False,
+        fault: Faults = None,
+        quiet: Quiet = False,
+    ) -> None:
+        matching = Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
+                            ignore_header, match_header, ignore_json)
+        _wrap(cmd, name=cassette, matching=matching, mode=record_mode,
+              upstream_ca=upstream_ca, ca_dir=ca_dir, port=port, reverse=reverse,
+              quiet=quiet, faults=fault)
+
+    command.__name__ = name
+    command.__doc__ = doc
+    return catch_errors(command)
+
+
+record = wrapping_command("record", RecordMode.ALL, """\
+    Run CMD through the proxy and record its HTTP(S) traffic into a cassette.
+
+    Example: replayproxy record -c stripe -- pytest tests/payments
+    """)
+replay = wrapping_command("replay", RecordMode.NONE, """\
+    Run CMD through the proxy, answering its requests from a cassette, offline.
+
+    Unmatched requests get 502 with `X-Replayproxy: unmatched`; if there were any,
+    the exit code is non-zero even when CMD passed.
+
+    Example: replayproxy replay -c stripe -- pytest tests/payments
+    """)
+
+
+@catch_errors
+def serve(
+    cassette: CassetteName,
+    cassette_dir: CassetteDir = None,
+    record_mode: Annotated[RecordMode, mode_option()] = RecordMode.ONCE,
+    config: Config = None,
+    upstream_ca: UpstreamCA = None,
+    ca_dir: CADir = None,
+    port: Port = 0,
+    reverse: Reverse = None,
+    strict: Strict = False,
+    ignore_query: IgnoreQuery = None,
+    ignore_header: IgnoreHeader = None,
+    match_header: MatchHeader = None,
+    ignore_json: IgnoreJson = None,
+    fail_on_unused: FailOnUnused = False,
+    fault: Faults = None,
+    quiet: Quiet = False,
+) -> None:
+    """Run the proxy until interrupted; print the `export` lines for a shell.
+
+    Paste the lines into another shell (or run `eval "$(replayproxy env)"`) and run
+    anything there. Ctrl-C stops the proxy and writes the cassette.
+    """
+    from replayproxy.environment import export_lines
+
+    setup_logging(quiet)
+    matching = Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
+                        ignore_header, match_header, ignore_json)
+    run = _proxy_run(matching, cassette, record_mode, fault, ca_dir=ca_dir,
+                     upstream_ca=upstream_ca, port=port, reverse=reverse)
+    state = _run_dir() / f"serve-{os.getpid()}.json"
+    stop = threading.Event()
+    try:
+        with run:
+            _describe_start(run)
+            env = run.environment()
+            assert run.session is not None
+            state.parent.mkdir(parents=True, exist_ok=True)
+            state.write_text(json.dumps({"pid": os.getpid(), "cassette": cassette,
+                                         "mode": run.session.mode.value, "env": env}))
+            for line in export_lines(env):
+                typer.echo(line)
+            log.info("press Ctrl-C to stop and write the cassette")
+            for s in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(s, lambda *_: stop.set())
+            while not stop.wait(0.5):
+                pass
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            state.unlink()
+        run.stop()
+    _finish(run, 0, command=False)
+
+
+def _running_servers() -> list[dict[str, Any]]:
+    found = []
+    for f in sorted(_run_dir().glob("serve-*.json"), key=lambda p: p.stat().st_mtime):
+        try:
+            info = json.loads(f.read_text())
+            os.kill(int(info["pid"]), 0)
+        except (ProcessLookupError, ValueError, KeyError, OSError):
+            with contextlib.suppress(OSError):
+                f.unlink()  # left by a server that died
+            continue
+        found.append(info)
+    return found
+
+
+@catch_errors
+def env_command(
+    pid: Annotated[int | None, typer.Option(
+        metavar="PID", show_default=False,
+        help="PID of the `serve` to describe [default: the newest].")] = None,
+) -> None:
+    """Print the `export` lines for a running `replayproxy serve`.
+
+    Example: eval "$(replayproxy env)"
+    """
+    from replayproxy.environment import export_lines
+
+    servers = _running_servers()
+    if pid is not None:
+        servers = [s for s in servers if s["pid"] == pid]
+    if not servers:
+        raise ConfigError("no `replayproxy serve` is running"
+                          + (f" with PID {pid}" if pid else "")
+                          + "; start one with `replayproxy serve -c NAME`")
+    chosen = servers[-1]
+    if len(servers) > 1:
+        others = ", ".join(str(s["pid"]) for s in servers[:-1])
+        typer.echo(f"# also running: PID {others} (choose with --pid)", err=True)
+    typer.echo(f"# replayproxy serve PID {chosen['pid']}, cassette {chosen['cassette']} "
+               f"({chosen['mode']})")
+    for line in export_lines(chosen["env"]):
+        typer.echo(line)
+
+
+@catch_errors
+def ca(
+    ca_dir: CADir = None,
+    path_only: Annotated[bool, typer.Option("--path", help="Print only the certificate "
+                                            "path.")] = False,
+) -> None:
+    """Show where the proxy's CA certificate is and how to trust it."""
+    from replayproxy.engines.mitm.ca import ensure_ca
+
+    authority = ensure_ca(ca_dir)
+    if path_only:
+        typer.echo(str(authority.cert))
+        return
+    cert, bundle = authority.cert, authority.bundle
+    typer.echo(f"""\
+CA certificate: {cert}
+CA key:         {authority.key} (owner-only; keep it private)
+Trust bundle:   {bundle} (this CA + the roots already trusted here)
+
+`replayproxy record/replay` set all of the below for the command they run.
+To trust the CA yourself:
+  curl            export CURL_CA_BUNDLE={bundle}   (or curl --cacert {cert})
+  Python requests export REQUESTS_CA_BUNDLE={bundle}
+  Python httpx, urllib, Ruby, OpenSSL
+                  export SSL_CERT_FILE={bundle}
+  Node.js         export NODE_EXTRA_CA_CERTS={cert}
+  Java            keytool -importcert -noprompt -alias replayproxy -file {cert} \\
+                    -keystore "$JAVA_HOME/lib/security/cacerts" -storepass changeit
+  Go              export SSL_CERT_FILE={bundle}
+  Debian/Ubuntu   sudo cp {cert} /usr/local/share/ca-certificates/replayproxy.crt \\
+                    && sudo update-ca-certificates
+  macOS           sudo security add-trusted-cert -d -r trustRoot \\
+                    -k /Library/Keychains/System.keychain {cert}""")
