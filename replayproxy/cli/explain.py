@@ -6,10 +6,11 @@ command line from a failing test becomes an ``explain`` by changing its first wo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 import typer
@@ -28,6 +29,9 @@ from replayproxy.cli.options import (
 from replayproxy.cli.output import interrupted_note
 from replayproxy.errors import ConfigError
 from replayproxy.model import Request
+
+if TYPE_CHECKING:
+    from replayproxy.decision.session import Decision
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -130,9 +134,8 @@ def explain(
     _answer(session.decide(request), json_output)
 
 
-def _answer(decision: object, json_output: bool) -> None:
-    import json
-
+def _answer(decision: Decision, json_output: bool) -> None:
+    """Print whether it matched (exit 0) or why not (exit 1)."""
     from replayproxy.cassette.view import summary_line
     from replayproxy.decision.session import Replay, Unmatched
 

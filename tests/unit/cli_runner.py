@@ -16,15 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from replayproxy.cli import app
 
 
 @dataclass
 class Cli:
-    """``cli(*args)`` runs ``replayproxy ARGS`` in-process and returns click's Result;
+    """``cli(*args)`` runs ``replayproxy ARGS`` in-process and returns the Result;
     an exception that escapes the CLI fails the test with its traceback."""
 
     cwd: Path

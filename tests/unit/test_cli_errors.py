@@ -99,12 +99,12 @@ def test_no_command_shows_an_example_of_the_same_command(cli, cdir, verb):
 
 def test_errors_word_settings_as_flags(cli, monkeypatch):
     """The one catch point renders an error's {fields} with CLI_WORDS."""
-    from replayproxy.cli import cassettes
+    from replayproxy.cli import options
 
     def fail(*_args, **_kwargs):
         raise ConfigError("no cassettes in this place: pass {cassette_dir} or set {config}")
 
-    monkeypatch.setattr(cassettes.Matching, "cassette_directory", fail)
+    monkeypatch.setattr(options.Matching, "cassette_directory", fail)
     line = error_line(cli("cassette", "ls"))
     assert line == (f"replayproxy: error: no cassettes in this place: pass "
                     f"{CLI_WORDS['cassette_dir']} or set {CLI_WORDS['config']}")

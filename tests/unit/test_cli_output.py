@@ -35,7 +35,8 @@ def test_plural(count, noun, nouns, expected):
 def _stderr_after(capsys, log) -> list[str]:
     setup_logging(quiet=False)
     log()
-    return capsys.readouterr().err.splitlines()
+    err: str = capsys.readouterr().err
+    return err.splitlines()
 
 
 def test_log_lines_have_one_prefix(capsys):
