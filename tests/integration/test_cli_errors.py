@@ -49,3 +49,4 @@ def test_port_already_taken_is_one_line(record):
     assert proc.stderr.count("\n") == 1, proc.stderr
     line = assert_clean_error(proc, f"127.0.0.1:{port}", "--port")
     assert "taken" in line
+    assert "failed to listen" not in line  # mitmproxy's own wording is not repeated

@@ -201,10 +201,14 @@ class Proxy:
             if addr is None:
                 self.stop()
                 port = spec.rsplit(":", 1)[-1]
-                raise ProxyStartError(
-                    f"cannot listen on {self.host}:{port} ({error or 'unknown error'}): "
-                    "the port is taken; choose another with {port}, or {port} 0 for a free one"
-                )
+                if error and "in use" in error.lower():
+                    raise ProxyStartError(
+                        f"cannot listen on {self.host}:{port}: the port is taken; choose "
+                        "another with {port}, or {port} 0 for a free one", port=int(port))
+                # mitmproxy's text: "HTTP(S) proxy failed to listen on HOST:PORT with ..."
+                why = (error or "unknown error").rpartition(" with ")[2]
+                raise ProxyStartError(f"cannot listen on {self.host}:{port}: {why}; choose "
+                                      "another address or {port}", port=int(port))
             if spec.startswith("reverse:"):
                 self.reverse_address = addr
             else:
