@@ -21,7 +21,8 @@ from typing import Any
 
 from replayproxy.drift.plan import DriftConfig, DriftRoute, parse_origin, parse_rate
 from replayproxy.errors import ConfigError
-from replayproxy.faults.plan import FaultSpec, duration_seconds, fault_from_table, parse_fault
+from replayproxy.faults.spec import FaultSpec, fault_from_table, parse_fault
+from replayproxy.faults.values import duration_seconds
 from replayproxy.matching.rules import (
     EXACT_MATCHERS,
     MATCHERS,

@@ -48,7 +48,9 @@ from replayproxy.drift.plan import (
 )
 from replayproxy.environment import export_lines
 from replayproxy.errors import CassetteError, CommandError, ConfigError, ReplayproxyError
-from replayproxy.faults.plan import FaultPlan, duration_seconds, parse_fault
+from replayproxy.faults.plan import FaultPlan
+from replayproxy.faults.spec import parse_fault
+from replayproxy.faults.values import duration_seconds
 from replayproxy.matching.diagnostics import render_candidates
 from replayproxy.matching.rules import compile_json_path, extend_rule
 from replayproxy.model import RecordMode, request_from_cli

@@ -38,18 +38,9 @@ from mitmproxy.net.http import status_codes
 from mitmproxy.proxy import server_hooks
 
 from replayproxy.engines.mitm.cassette import request_from_flow
-from replayproxy.faults.plan import (
-    Corrupt,
-    FaultAction,
-    FaultPlan,
-    Hold,
-    RefuseConnect,
-    Reset,
-    Respond,
-    Truncate,
-    corrupt_body,
-    truncate_body,
-)
+from replayproxy.faults.effects import Corrupt, Hold, RefuseConnect, Reset, Respond, Truncate
+from replayproxy.faults.mangle import corrupt_body, truncate_body
+from replayproxy.faults.plan import FaultAction, FaultPlan
 
 __all__ = ["FaultAddon", "FaultResponses"]
 
