@@ -26,15 +26,17 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
+from replayproxy.cassette.journal import (
+    pending_journals,
+    recover_journals,
+    unrecovered_cassettes,
+)
 from replayproxy.cassette.store import (
     cassette_info,
     cassette_path,
     list_cassettes,
     load_cassette,
-    pending_journals,
-    recover_journals,
     save_cassette,
-    unrecovered_cassettes,
 )
 from replayproxy.cassette.view import format_size, render_interaction, summary_line
 from replayproxy.config import Settings, home_dir, load_settings

@@ -20,13 +20,9 @@ from pathlib import Path
 
 import httpx
 
-from replayproxy.cassette.store import (
-    cassette_path,
-    encode_interaction,
-    load_cassette,
-    recover_journals,
-    save_cassette,
-)
+from replayproxy.cassette.format import encode_interaction
+from replayproxy.cassette.journal import recover_journals
+from replayproxy.cassette.store import cassette_path, load_cassette, save_cassette
 from replayproxy.drift.plan import (
     Checked,
     DriftConfig,
