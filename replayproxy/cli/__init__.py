@@ -886,7 +886,7 @@ def _write_report(path: Path, data: str | bytes) -> None:
 
 
 def _write_reports(report: DriftReport, outputs: dict[str, Path | None]) -> list[str]:
-    from replayproxy.drift.report import render as drift_report
+    from replayproxy.drift import report as drift_report
 
     render: dict[str, Callable[[DriftReport], str | bytes]] = {
         "json": drift_report.write_json, "junit": drift_report.junit_xml,
@@ -990,7 +990,7 @@ def drift(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from replayproxy.drift.live import check, load_jobs, update_cassettes
-    from replayproxy.drift.report.render import print_report
+    from replayproxy.drift.report.terminal import print_report
 
     outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html}
     report = DriftReport(tuple(cassette))

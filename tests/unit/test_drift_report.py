@@ -4,23 +4,20 @@ import gzip
 import io
 import json
 import re
+import tomllib
 import xml.etree.ElementTree as ET
 from html import escape
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from replayproxy.drift import report as report_package
 from replayproxy.drift.compare import Finding, FindingKind, Severity, compare_responses
 from replayproxy.drift.plan import Checked, DriftReport, Outcome
-from replayproxy.drift.report.render import (
-    html,
-    junit_xml,
-    markdown,
-    print_report,
-    summary_line,
-    write_json,
-)
+from replayproxy.drift.report import html, junit_xml, markdown, summary_line, write_json
+from replayproxy.drift.report.terminal import print_report
 from replayproxy.model import Response
 
 JSON_CT = ("Content-Type", "application/json")
@@ -338,6 +335,15 @@ def test_html_is_a_complete_self_contained_page():
         assert attrs.get("href", "#").startswith("#"), attrs
     style = page.split("<style>")[1].split("</style>")[0]
     assert "url(" not in style and "@import" not in style and "http" not in style
+
+
+def test_html_inlines_the_style_sheet_shipped_as_package_data():
+    css = Path(report_package.__file__).with_name("style.css").read_text("utf-8")
+    assert ".badge,.pill{" in css
+    assert f"<style>\n{css}</style>" in html(sample_report())
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert "drift/report/style.css" in pyproject["tool"]["setuptools"]["package-data"][
+        "replayproxy"]
 
 
 def test_html_escapes_bodies_and_shows_both_sides():
