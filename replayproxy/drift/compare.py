@@ -69,7 +69,6 @@ __all__ = [
     "looks_volatile",
     "media_type",
     "size_class",
-    "summarise",
     "worst",
 ]
 
@@ -168,14 +167,6 @@ def _short(value: Any) -> Scalar:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return _short(json.dumps(value, ensure_ascii=False, default=str))
-
-
-def summarise(findings: Iterable[Finding]) -> dict[Severity, int]:
-    """How many findings of each severity, every severity present (worst first)."""
-    counts = dict.fromkeys(Severity, 0)
-    for f in findings:
-        counts[f.severity] += 1
-    return counts
 
 
 def worst(findings: Iterable[Finding]) -> Severity | None:

@@ -17,7 +17,6 @@ from replayproxy.drift.compare import (
     looks_volatile,
     media_type,
     size_class,
-    summarise,
     worst,
 )
 from replayproxy.model import Response
@@ -350,12 +349,9 @@ def test_head_and_no_content_responses():
 # -- helpers ------------------------------------------------------------------------------
 
 
-def test_summarise_and_worst():
+def test_worst():
     noise = Finding(Severity.NOISE, FindingKind.VALUE_CHANGED, "body $.id", "a", "b")
     added = Finding(Severity.ADDITIVE, FindingKind.FIELD_ADDED, "body $.x", None, "number")
-    assert summarise([]) == {Severity.BREAKING: 0, Severity.ADDITIVE: 0, Severity.NOISE: 0}
-    assert summarise([noise, added, noise]) == {Severity.BREAKING: 0, Severity.ADDITIVE: 1,
-                                                Severity.NOISE: 2}
     assert worst([]) is None
     assert worst([noise, added]) is Severity.ADDITIVE
     assert json.loads(json.dumps(added.as_json()))["severity"] == "additive"
