@@ -1060,7 +1060,8 @@ def drift_history(
     Example: replayproxy drift history -c stripe
     """
 
-    from replayproxy.drift.history import history_json, load_history, render_history
+    from replayproxy.drift.history import load_history
+    from replayproxy.drift.report.history import history_json, render_history
 
     given = ctx.obj if isinstance(ctx.obj, dict) else {}
     cassette = cassette or given.get("cassette")

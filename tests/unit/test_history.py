@@ -14,13 +14,12 @@ from replayproxy.drift import history
 from replayproxy.drift.compare import Finding, FindingKind, Severity
 from replayproxy.drift.history import (
     fingerprint,
-    history_json,
     load_history,
     record_run,
-    render_history,
 )
 from replayproxy.drift.plan import Checked, DriftReport, Outcome
-from replayproxy.errors import ConfigError
+from replayproxy.drift.report.history import history_json, render_history
+from replayproxy.errors import CLI_WORDS, ConfigError
 from replayproxy.model import Response
 
 CASSETTE = "cassettes/payments.rpc"
@@ -325,7 +324,8 @@ def test_a_missing_database_is_a_config_error(tmp_path):
         load_history(db_path)
     message = str(info.value)
     assert message == (f"no drift history at {db_path}: run `replayproxy drift` first, "
-                       f"or pass --db")
+                       f"or pass db")  # the setting, as each front end words it
+    assert info.value.render(CLI_WORDS).endswith("or pass --db")
     assert not db_path.exists()
 
 
@@ -379,7 +379,7 @@ def test_an_unwritable_location_is_a_config_error(tmp_path):
     db_path = blocker / ".replayproxy.db"
     with pytest.raises(ConfigError, match="cannot create the directory") as info:
         record_run(db_path, report())
-    assert str(db_path) in str(info.value) and "--db" in str(info.value)
+    assert str(db_path) in str(info.value) and "pass db with a writable path" in str(info.value)
 
 
 def test_a_directory_in_place_of_the_database_is_a_config_error(tmp_path):

@@ -21,15 +21,21 @@ from replayproxy.drift.report.markdown import markdown
 from replayproxy.drift.report.shared import summary_line
 
 if TYPE_CHECKING:
+    from replayproxy.drift.report.history import history_json, render_history
     from replayproxy.drift.report.terminal import print_report
 
-__all__ = ["html", "junit_xml", "markdown", "print_report", "summary_line", "write_json"]
+__all__ = ["history_json", "html", "junit_xml", "markdown", "print_report", "render_history",
+           "summary_line", "write_json"]
 
 
 def __getattr__(name: str) -> Any:
-    """The rich renderers, imported on first use."""
+    """The renderers that import rich, imported on first use."""
     if name == "print_report":
-        from replayproxy.drift.report.terminal import print_report
+        from replayproxy.drift.report import terminal
 
-        return print_report
+        return terminal.print_report
+    if name in ("history_json", "render_history"):
+        from replayproxy.drift.report import history
+
+        return getattr(history, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
