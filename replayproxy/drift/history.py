@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -46,7 +47,7 @@ from typing import Any
 from sqlite_utils import Database, Migrations  # noqa: TID251 - this module is its room
 
 from replayproxy.drift.compare import Finding, FindingKind, Scalar, Severity
-from replayproxy.drift.plan import Checked, DriftReport, Outcome
+from replayproxy.drift.plan import Checked, DriftReport, Outcome, iso_time
 from replayproxy.errors import ConfigError
 
 __all__ = [
@@ -119,6 +120,30 @@ def _m001_initial(db: Database) -> None:
     db.table("known").create_index(["last_run"])
 
 
+_OCCURRENCE = re.compile(r"(.* #)(\d+)")
+
+
+def _numbered_from_1(key: str) -> str:
+    """``GET https://host/x #0`` (an interaction key before numbering from 1) plus one."""
+    m = _OCCURRENCE.fullmatch(key)
+    return f"{m[1]}{int(m[2]) + 1}" if m else key
+
+
+@_migration
+def _m002_interactions_numbered_from_1(db: Database) -> None:
+    """Interaction keys number repeated requests from 1 (``GET url #1``), as the reports
+    do: renumber the stored keys and the fingerprints made of them."""
+    for table in ("results", "findings", "known"):
+        rows = list(db.table(table).rows)
+        for row in rows:
+            row["interaction"] = _numbered_from_1(row["interaction"])
+            if "fingerprint" in row:
+                row["fingerprint"] = fingerprint(row["cassette"], row["interaction"],
+                                                 row["kind"], row["location"])
+        db.execute(f"DELETE FROM [{table}]")
+        db.table(table).insert_all(rows)
+
+
 # -- model ------------------------------------------------------------------------------
 
 
@@ -141,7 +166,8 @@ class RunSummary:
     exit_code: int
 
     def as_json(self) -> dict[str, object]:
-        return {"id": self.id, "started_at": self.started_at, "finished_at": self.finished_at,
+        return {"id": self.id, "started_at": _json_time(self.started_at),
+                "finished_at": _json_time(self.finished_at),
                 "cassettes": list(self.cassettes),
                 "counts": {"checked": self.checked, "breaking": self.breaking,
                            "changed": self.changed, "passed": self.passed,
@@ -187,8 +213,9 @@ class HistoryItem:
         return {"fingerprint": self.fingerprint, "severity": self.severity, "kind": self.kind,
                 "location": self.location, "cassette": self.cassette,
                 "interaction": self.interaction, "endpoint": self.endpoint,
-                "recorded": self.recorded, "live": self.live, "first_seen": self.first_seen,
-                "last_seen": self.last_seen, "first_run": self.first_run,
+                "recorded": self.recorded, "live": self.live,
+                "first_seen": _json_time(self.first_seen),
+                "last_seen": _json_time(self.last_seen), "first_run": self.first_run,
                 "last_run": self.last_run, "times_seen": self.times_seen}
 
 
@@ -219,7 +246,18 @@ def fingerprint(cassette: str, interaction: str, kind: str, location: str) -> st
 
 
 def _iso(timestamp: float) -> str:
+    """A time as stored: ``2026-12-06T11:19:53+00:00``."""
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def _json_time(stored: str | None) -> str | None:
+    """A stored time as every JSON output shows times: ``2026-12-06T11:19:53Z``."""
+    if stored is None:
+        return None
+    try:
+        return iso_time(datetime.fromisoformat(stored).timestamp())
+    except ValueError:
+        return stored
 
 
 def _order(item: HistoryItem) -> tuple[int, str, str, str, str]:

@@ -76,7 +76,7 @@ def load_jobs(cassette_dir: Path, names: Sequence[str], report: DriftReport) -> 
         seen: dict[tuple[str, str], int] = {}
         for index, it in enumerate(cassette.interactions()):
             ident = (it.request.method, it.request.url)
-            seen[ident] = seen.get(ident, -1) + 1
+            seen[ident] = seen.get(ident, 0) + 1
             jobs.append(Job(name, index, interaction_key(it.request, seen[ident]), it))
     return jobs
 

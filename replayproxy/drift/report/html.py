@@ -372,7 +372,7 @@ def _card(checked: Checked, anchor: str, with_body: bool) -> str:
            f'<span class="where">{escape(label(checked))}</span></summary>'
            '<div class="card-body">']
     facts = [f"<span>cassette <code>{escape(checked.cassette)}</code> · interaction "
-             f"{checked.index}</span>", f"<span>key <code>{escape(checked.key)}</code></span>"]
+             f"{checked.number}</span>", f"<span>key <code>{escape(checked.key)}</code></span>"]
     if checked.live_url and checked.live_url != checked.url:
         facts.append(f"<span>sent to <code>{escape(checked.live_url)}</code></span>")
     if checked.elapsed:

@@ -38,7 +38,7 @@ def _finding_lines(checked: Checked) -> str:
 
 def _testcase(suite: ET.Element, checked: Checked) -> None:
     case = ET.SubElement(suite, "testcase", classname=_x(f"drift.{checked.cassette}"),
-                         name=_x(f"{checked.endpoint} [{checked.index}]"),
+                         name=_x(f"{checked.endpoint} [{checked.number}]"),
                          time=f"{checked.elapsed:.3f}")
     if checked.outcome is Outcome.BREAKING:
         broken = findings_of(checked, Severity.BREAKING)
@@ -66,10 +66,11 @@ def _suite_counts(suite: ET.Element, tests: int, failures: int, errors: int, ski
 def junit_xml(report: DriftReport) -> bytes:
     """JUnit XML: a test suite per cassette and a test case per checked interaction.
 
-    Test cases are named ``GET host/v1/charges/{id} [3]`` (endpoint and interaction
-    index) with class ``drift.CASSETTE``. Only breaking drift fails; additive and noise
-    findings of passing cases go to ``system-out``. ``report.problems`` (a missing
-    cassette) become errors in a suite named ``replayproxy drift``, so CI shows them.
+    Test cases are named ``GET host/v1/charges/{id} [3]`` (endpoint and the
+    interaction's number, from 1) with class ``drift.CASSETTE``. Only breaking drift
+    fails; additive and noise findings of passing cases go to ``system-out``.
+    ``report.problems`` (a missing cassette) become errors in a suite named
+    ``replayproxy drift``, so CI shows them.
     """
     stamp = datetime.fromtimestamp(report.started_at, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     root = ET.Element("testsuites", name="replayproxy drift")

@@ -89,5 +89,6 @@ def status_text(response: Response | None) -> str:
 
 
 def label(checked: Checked) -> str:
-    """``stripe [3]``: where the interaction is recorded."""
-    return f"{checked.cassette} [{checked.index}]"
+    """``stripe [3]``: where the interaction is recorded (numbered from 1, as
+    ``replayproxy cassette show stripe -i 3`` shows it)."""
+    return f"{checked.cassette} [{checked.number}]"
