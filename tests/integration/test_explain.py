@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from replayproxy.matching.rules import MATCHERS
+from replayproxy.matching.rules import MATCHER_NAMES
 from tests.integration.support import (
     AMOUNT_DIFF,
     AMOUNT_URL_PATH,
@@ -118,7 +118,7 @@ def test_unknown_matcher_name_in_config(start, tmp_path):
     assert proc.returncode == 2
     line = assert_clean_error(proc, str(config), "matchers", "unknown matcher 'bodyy'")
     allowed = line.split("allowed:")[1]
-    assert [name.strip() for name in allowed.split(",")] == list(MATCHERS)
+    assert [name.strip() for name in allowed.split(",")] == list(MATCHER_NAMES)
 
 
 @pytest.mark.parametrize(("text", "table", "key", "expected"), [
