@@ -46,7 +46,7 @@ from typing import Any
 
 from sqlite_utils import Database, Migrations  # noqa: TID251 - this module is its room
 
-from replayproxy.drift.compare import Finding, FindingKind, Scalar, Severity
+from replayproxy.drift.findings import Finding, FindingKind, Scalar, Severity
 from replayproxy.drift.plan import Checked, DriftReport, Outcome, iso_time
 from replayproxy.errors import ConfigError
 

@@ -19,7 +19,8 @@ from enum import StrEnum
 from urllib.parse import quote, quote_plus, urlsplit
 
 from replayproxy.codec import content_encodings
-from replayproxy.drift.compare import Finding, Severity, compare_responses, looks_volatile, worst
+from replayproxy.drift.compare import compare_responses, looks_volatile
+from replayproxy.drift.findings import Finding, Severity, worst
 from replayproxy.model import Request, Response, format_url, header_value
 from replayproxy.redaction.secrets import PLACEHOLDER
 from replayproxy.routes import Route

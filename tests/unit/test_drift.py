@@ -9,16 +9,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from replayproxy.drift.compare import (
-    Finding,
-    FindingKind,
-    Severity,
     compare_responses,
     json_path,
     looks_volatile,
     media_type,
     size_class,
-    worst,
 )
+from replayproxy.drift.findings import Finding, FindingKind, Severity, worst
 from replayproxy.model import Response
 
 JSON_CT = ("Content-Type", "application/json")

@@ -14,7 +14,8 @@ import pytest
 from rich.console import Console
 
 from replayproxy.drift import report as report_package
-from replayproxy.drift.compare import Finding, FindingKind, Severity, compare_responses
+from replayproxy.drift.compare import compare_responses
+from replayproxy.drift.findings import Finding, FindingKind, Severity
 from replayproxy.drift.plan import Checked, DriftReport, Outcome
 from replayproxy.drift.report import html, junit_xml, markdown, summary_line, write_json
 from replayproxy.drift.report.terminal import print_report

@@ -12,7 +12,7 @@ from rich.console import Console
 from sqlite_utils import Database, Migrations
 
 from replayproxy.drift import history
-from replayproxy.drift.compare import Finding, FindingKind, Severity
+from replayproxy.drift.findings import Finding, FindingKind, Severity
 from replayproxy.drift.history import (
     fingerprint,
     load_history,

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from replayproxy.drift.compare import Severity
+from replayproxy.drift.findings import Severity
 from replayproxy.drift.history import ERROR, SEVERITY_RANK, History, HistoryItem
 
 __all__ = ["history_json", "render_history"]

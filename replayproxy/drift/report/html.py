@@ -18,7 +18,8 @@ from typing import Any
 
 from replayproxy.cassette.view import format_size
 from replayproxy.codec import content_encodings, decode_body
-from replayproxy.drift.compare import Finding, Path, Severity, json_path
+from replayproxy.drift.compare import Path, json_path
+from replayproxy.drift.findings import Finding, Severity
 from replayproxy.drift.plan import Checked, DriftReport, Outcome
 from replayproxy.drift.report.shared import (
     by_endpoint,

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from datetime import UTC, datetime
 
-from replayproxy.drift.compare import Severity
+from replayproxy.drift.findings import Severity
 from replayproxy.drift.plan import Checked, DriftReport, Outcome
 from replayproxy.drift.report.shared import findings_of, run_seconds, status_text
 

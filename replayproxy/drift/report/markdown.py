@@ -9,7 +9,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from replayproxy.drift.compare import Finding, Severity
+from replayproxy.drift.findings import Finding, Severity
 from replayproxy.drift.plan import DriftReport, Outcome
 from replayproxy.drift.report.shared import (
     by_endpoint,

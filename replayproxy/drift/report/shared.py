@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from replayproxy.drift.compare import Finding, Severity
+from replayproxy.drift.findings import Finding, Severity
 from replayproxy.drift.plan import Checked, DriftReport, Outcome
 from replayproxy.model import Response
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from rich.console import Console
 from rich.text import Text
 
-from replayproxy.drift.compare import Severity
+from replayproxy.drift.findings import Severity
 from replayproxy.drift.plan import Checked, DriftReport, Outcome
 from replayproxy.drift.report.shared import (
     by_endpoint,
