@@ -9,9 +9,9 @@ The header is read first; its version picks the reader in ``READERS`` (version 1
 today), which walks the interactions. A later version (streams, WebSocket messages)
 adds a reader there and older files keep reading (a rewrite, which always writes
 ``FORMAT_VERSION``, then has to convert the entries an older reader returns: decode,
-then encode). A version newer than any reader is
-refused with one line naming the version and the fix (upgrade replayproxy); garbage
-is a ``CassetteError`` naming the file, never another exception.
+then encode). A version newer than any reader is refused with one line naming the
+version and the fix (upgrade replayproxy); garbage is a ``CassetteError`` naming the
+file, never another exception.
 
 Version 1, the one written: an array of interactions, each an array (see
 ``encode_interaction``). Arrays rather than maps keep the file small and quick to
