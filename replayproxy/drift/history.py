@@ -47,7 +47,7 @@ from typing import Any
 from sqlite_utils import Database, Migrations  # noqa: TID251 - this module is its room
 
 from replayproxy.drift.findings import Finding, FindingKind, Scalar, Severity
-from replayproxy.drift.plan import Checked, DriftReport, Outcome, iso_time
+from replayproxy.drift.plan import Checked, DriftReport, Outcome
 from replayproxy.errors import ConfigError
 
 __all__ = [
@@ -165,15 +165,6 @@ class RunSummary:
     problems: tuple[str, ...]
     exit_code: int
 
-    def as_json(self) -> dict[str, object]:
-        return {"id": self.id, "started_at": _json_time(self.started_at),
-                "finished_at": _json_time(self.finished_at),
-                "cassettes": list(self.cassettes),
-                "counts": {"checked": self.checked, "breaking": self.breaking,
-                           "changed": self.changed, "passed": self.passed,
-                           "error": self.errors, "skipped": self.skipped},
-                "problems": list(self.problems), "exit_code": self.exit_code}
-
 
 @dataclass(frozen=True, slots=True)
 class HistoryItem:
@@ -209,15 +200,6 @@ class HistoryItem:
             return f"{self.kind} at {self.location}: recorded {self.recorded}, live {self.live}"
         return finding.describe().split(" ", 1)[1]
 
-    def as_json(self) -> dict[str, object]:
-        return {"fingerprint": self.fingerprint, "severity": self.severity, "kind": self.kind,
-                "location": self.location, "cassette": self.cassette,
-                "interaction": self.interaction, "endpoint": self.endpoint,
-                "recorded": self.recorded, "live": self.live,
-                "first_seen": _json_time(self.first_seen),
-                "last_seen": _json_time(self.last_seen), "first_run": self.first_run,
-                "last_run": self.last_run, "times_seen": self.times_seen}
-
 
 @dataclass(frozen=True, slots=True)
 class History:
@@ -248,16 +230,6 @@ def fingerprint(cassette: str, interaction: str, kind: str, location: str) -> st
 def _iso(timestamp: float) -> str:
     """A time as stored: ``2026-12-06T11:19:53+00:00``."""
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
-
-
-def _json_time(stored: str | None) -> str | None:
-    """A stored time as every JSON output shows times: ``2026-12-06T11:19:53Z``."""
-    if stored is None:
-        return None
-    try:
-        return iso_time(datetime.fromisoformat(stored).timestamp())
-    except ValueError:
-        return stored
 
 
 def _order(item: HistoryItem) -> tuple[int, str, str, str, str]:

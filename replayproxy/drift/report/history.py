@@ -4,6 +4,7 @@ present) and for tools (``history_json``); ``replayproxy.drift.history`` reads i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from rich import box
 from rich.console import Console
@@ -11,7 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from replayproxy.drift.findings import Severity
-from replayproxy.drift.history import ERROR, SEVERITY_RANK, History, HistoryItem
+from replayproxy.drift.history import ERROR, SEVERITY_RANK, History, HistoryItem, RunSummary
+from replayproxy.drift.plan import iso_time
 
 __all__ = ["history_json", "render_history"]
 
@@ -92,7 +94,36 @@ def history_json(history: History) -> dict[str, object]:
     return {"format": "replayproxy-drift-history", "version": 1,
             "database": str(history.database), "cassettes": list(history.cassettes),
             "latest": history.latest, "previous": history.previous,
-            "runs": [r.as_json() for r in history.runs],
-            "new": [i.as_json() for i in history.new],
-            "resolved": [i.as_json() for i in history.resolved],
-            "ongoing": [i.as_json() for i in history.ongoing]}
+            "runs": [_run_json(r) for r in history.runs],
+            "new": [_item_json(i) for i in history.new],
+            "resolved": [_item_json(i) for i in history.resolved],
+            "ongoing": [_item_json(i) for i in history.ongoing]}
+
+
+def _json_time(stored: str | None) -> str | None:
+    """A stored time as every JSON output shows times: ``2026-12-06T11:19:53Z``."""
+    if stored is None:
+        return None
+    try:
+        return iso_time(datetime.fromisoformat(stored).timestamp())
+    except ValueError:
+        return stored
+
+
+def _run_json(run: RunSummary) -> dict[str, object]:
+    return {"id": run.id, "started_at": _json_time(run.started_at),
+            "finished_at": _json_time(run.finished_at), "cassettes": list(run.cassettes),
+            "counts": {"checked": run.checked, "breaking": run.breaking,
+                       "changed": run.changed, "passed": run.passed, "error": run.errors,
+                       "skipped": run.skipped},
+            "problems": list(run.problems), "exit_code": run.exit_code}
+
+
+def _item_json(item: HistoryItem) -> dict[str, object]:
+    return {"fingerprint": item.fingerprint, "severity": item.severity, "kind": item.kind,
+            "location": item.location, "cassette": item.cassette,
+            "interaction": item.interaction, "endpoint": item.endpoint,
+            "recorded": item.recorded, "live": item.live,
+            "first_seen": _json_time(item.first_seen), "last_seen": _json_time(item.last_seen),
+            "first_run": item.first_run, "last_run": item.last_run,
+            "times_seen": item.times_seen}
