@@ -47,7 +47,7 @@ def jobs_for(port: int, n: int) -> list[Job]:
         request = Request("GET", "http", "127.0.0.1", port, f"/items/{i}",
                           headers=(("Host", f"127.0.0.1:{port}"), ("Accept", "*/*")))
         response = Response(200, "OK", JSON, item_body(i))
-        out.append(Job("bench", i, interaction_key(request, 0), Interaction(request, response)))
+        out.append(Job("bench", i, interaction_key(request, 1), Interaction(request, response)))
     return out
 
 

@@ -51,7 +51,8 @@ sys.path.insert(0, str(ROOT))
 from loadgen import LoadResult, build_requests, run_load  # noqa: E402
 from upstream import item_body  # noqa: E402
 
-from replayproxy.cassette.store import encode_interaction, load_cassette, save_cassette  # noqa: E402
+from replayproxy.cassette.format import encode_interaction  # noqa: E402
+from replayproxy.cassette.store import load_cassette, save_cassette  # noqa: E402
 from replayproxy.model import Interaction, Request, Response  # noqa: E402
 
 PY = sys.executable

@@ -21,10 +21,11 @@ from typing import Any
 
 from replayproxy.drift.plan import DriftConfig, DriftRoute, parse_origin, parse_rate
 from replayproxy.errors import ConfigError
-from replayproxy.faults.plan import FaultSpec, duration_seconds, fault_from_table, parse_fault
+from replayproxy.faults.spec import FaultSpec, fault_from_table, parse_fault
+from replayproxy.faults.values import duration_seconds
 from replayproxy.matching.rules import (
     EXACT_MATCHERS,
-    MATCHERS,
+    MATCHER_NAMES,
     RULE_MATCHERS,
     BodyKind,
     Exhausted,
@@ -144,12 +145,12 @@ def _rule_settings(where: _Where, table: Mapping[str, Any], *, route: bool) -> d
             continue
         items = _string_list(where, key, value)
         if key == "matchers":
-            allowed_names = RULE_MATCHERS if route else tuple(MATCHERS)
+            allowed_names = RULE_MATCHERS if route else MATCHER_NAMES
             for name in items:
                 if name not in allowed_names:
                     hint = (" (a route may only choose among query, headers, body; method, "
                             "scheme, host, port and path decide which route applies)"
-                            if route and name in MATCHERS else "")
+                            if route and name in MATCHER_NAMES else "")
                     raise where.error(key, f"unknown matcher {name!r}; allowed: "
                                            f"{', '.join(allowed_names)}{hint}")
         elif key == "ignore_json":
@@ -181,7 +182,7 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
     prefix = f"{section}." if section else ""
     mwhere = where.child(f"{prefix}match")
     base_settings = _rule_settings(mwhere, match, route=False)
-    matchers = base_settings.pop("matchers", list(MATCHERS))
+    matchers = base_settings.pop("matchers", list(MATCHER_NAMES))
     exact = tuple(m for m in EXACT_MATCHERS if m in matchers)
     base = extend_rule(MatchRule(), str(source or "defaults"),
                        matchers=[m for m in matchers if m in RULE_MATCHERS], **base_settings)

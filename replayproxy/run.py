@@ -32,7 +32,8 @@ from replayproxy.decision.pipeline import Pipeline
 from replayproxy.decision.session import CassetteSession, SessionSummary
 from replayproxy.decision.verdict import Verdict, verdict
 from replayproxy.errors import ConfigError
-from replayproxy.faults.plan import FaultPlan, FaultSpec, parse_fault
+from replayproxy.faults.plan import FaultPlan
+from replayproxy.faults.spec import FaultSpec, parse_fault
 from replayproxy.model import RecordMode
 from replayproxy.redaction.redactor import Redactor, load_key
 

@@ -1,1 +1,2 @@
-"""replayproxy/cassette"""
+"""Cassettes: the file format by version (``format``), the files on disk (``store``),
+the recording journals (``journal``), and their text view (``view``)."""

@@ -23,12 +23,8 @@ from replayproxy.errors import CassetteError, ConfigError
 @catch_errors
 def cassette_ls(cassette_dir: CassetteDir = None, config: Config = None) -> None:
     """List the cassettes: name, interactions, size."""
-    from replayproxy.cassette.store import (
-        cassette_info,
-        list_cassettes,
-        pending_journals,
-        unrecovered_cassettes,
-    )
+    from replayproxy.cassette.journal import pending_journals, unrecovered_cassettes
+    from replayproxy.cassette.store import cassette_info, list_cassettes
     from replayproxy.cassette.view import format_size
 
     cassette_dir = Matching(config, cassette_dir).cassette_directory()
@@ -88,7 +84,8 @@ def cassette_show(
 
     Example: replayproxy cassette show -c stripe --brief
     """
-    from replayproxy.cassette.store import cassette_path, load_cassette, pending_journals
+    from replayproxy.cassette.journal import pending_journals
+    from replayproxy.cassette.store import cassette_path, load_cassette
     from replayproxy.cassette.view import render_interaction, summary_line
 
     name = _one_name(name, cassette)
@@ -159,12 +156,8 @@ def redact(
 
     Example: replayproxy redact -c stripe
     """
-    from replayproxy.cassette.store import (
-        cassette_path,
-        load_cassette,
-        recover_journals,
-        save_cassette,
-    )
+    from replayproxy.cassette.journal import recover_journals
+    from replayproxy.cassette.store import cassette_path, load_cassette, save_cassette
     from replayproxy.redaction.scan import scan_interaction
 
     settings = Matching(config, cassette_dir).settings()

@@ -50,7 +50,7 @@ def _drift_config(base: DriftConfig, *, credential: list[str] | None,
                   repeat: bool | None) -> DriftConfig:
     """The configuration's drift settings with the flags applied (flags win)."""
     from replayproxy.drift.plan import parse_origin, parse_rate
-    from replayproxy.faults.plan import duration_seconds
+    from replayproxy.faults.values import duration_seconds
 
     changes: dict[str, Any] = {}
     creds = _pairs("--credential", credential, "--credential authorization=API_TOKEN")
@@ -107,7 +107,7 @@ def _write_report(path: Path, data: str | bytes) -> None:
 
 
 def _write_reports(report: DriftReport, outputs: dict[str, Path | None]) -> list[str]:
-    from replayproxy.drift.report import render as drift_report
+    from replayproxy.drift import report as drift_report
 
     render: dict[str, Callable[[DriftReport], str | bytes]] = {
         "json": drift_report.write_json, "junit": drift_report.junit_xml,
@@ -218,7 +218,7 @@ def drift(
 
     from replayproxy.drift.live import check, load_jobs, update_cassettes
     from replayproxy.drift.plan import Checked, DriftReport
-    from replayproxy.drift.report.render import print_report
+    from replayproxy.drift.report.terminal import print_report
 
     outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html}
     report = DriftReport(tuple(cassette))
@@ -286,7 +286,8 @@ def drift_history(
 
     Example: replayproxy drift history -c stripe (only the runs that checked stripe)
     """
-    from replayproxy.drift.history import history_json, load_history, render_history
+    from replayproxy.drift.history import load_history
+    from replayproxy.drift.report.history import history_json, render_history
 
     given = ctx.obj if isinstance(ctx.obj, dict) else {}
     cassette = cassette or given.get("cassette")

@@ -27,7 +27,8 @@ import threading
 from dataclasses import dataclass
 
 from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmatched
-from replayproxy.faults.plan import FaultAction, FaultPlan, Hold, RefuseConnect, Reset, Respond
+from replayproxy.faults.effects import Hold, RefuseConnect, Reset, Respond
+from replayproxy.faults.plan import FaultAction, FaultPlan
 from replayproxy.model import Interaction, Request
 from replayproxy.redaction.scan import Finding
 

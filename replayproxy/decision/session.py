@@ -13,14 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from replayproxy.cassette.store import (
-    CassetteFile,
-    Journal,
-    cassette_path,
-    load_cassette,
-    pending_journals,
-    recover_journals,
-)
+from replayproxy.cassette.journal import Journal, pending_journals, recover_journals
+from replayproxy.cassette.store import CassetteFile, cassette_path, load_cassette
 from replayproxy.errors import CassetteError
 from replayproxy.matching.diagnostics import Candidate, render_candidates
 from replayproxy.matching.index import ReplayIndex, Served

@@ -4,8 +4,8 @@
 ``cassettes/.replayproxy.db``) in one transaction, so a crash never leaves half a run;
 ``load_history`` reads it back as a ``History``: the recent runs, and the findings of
 the latest run split into *new*, *resolved* and *ongoing* against the previous run
-that checked the same cassettes. ``render_history`` prints it for people,
-``history_json`` for tools. Tables (created by an sqlite-utils ``Migrations`` set,
+that checked the same cassettes (``replayproxy.drift.report.history`` shows it to people
+and tools). Tables (created by an sqlite-utils ``Migrations`` set,
 recorded in ``_sqlite_migrations``, so later versions can change the schema in place):
 
 - ``runs``: one row per run: times (ISO 8601 UTC), cassettes, counts per outcome,
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -43,13 +44,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-from sqlite_utils import Database, Migrations
+from sqlite_utils import Database, Migrations  # noqa: TID251 - this module is its room
 
-from replayproxy.drift.compare import Finding, FindingKind, Scalar, Severity
+from replayproxy.drift.findings import Finding, FindingKind, Scalar, Severity
 from replayproxy.drift.plan import Checked, DriftReport, Outcome
 from replayproxy.errors import ConfigError
 
@@ -58,12 +55,11 @@ __all__ = [
     "ERROR",
     "History",
     "HistoryItem",
+    "SEVERITY_RANK",
     "RunSummary",
     "fingerprint",
-    "history_json",
     "load_history",
     "record_run",
-    "render_history",
 ]
 
 DEFAULT_DATABASE = ".replayproxy.db"
@@ -73,7 +69,7 @@ ERROR = "error"
 """Severity and kind of the pseudo-finding stored for an interaction that errored."""
 _ERROR_LOCATION = "live call"
 
-_RANK = {ERROR: 0, **{s.value: i + 1 for i, s in enumerate(Severity)}}
+SEVERITY_RANK = {ERROR: 0, **{s.value: i + 1 for i, s in enumerate(Severity)}}
 """Worst first: an error (nothing checked) before breaking, additive, noise."""
 _COMPARED = frozenset({Outcome.BREAKING, Outcome.CHANGED, Outcome.PASSED})
 """Outcomes of interactions whose responses were compared."""
@@ -124,6 +120,30 @@ def _m001_initial(db: Database) -> None:
     db.table("known").create_index(["last_run"])
 
 
+_OCCURRENCE = re.compile(r"(.* #)(\d+)")
+
+
+def _numbered_from_1(key: str) -> str:
+    """``GET https://host/x #0`` (an interaction key before numbering from 1) plus one."""
+    m = _OCCURRENCE.fullmatch(key)
+    return f"{m[1]}{int(m[2]) + 1}" if m else key
+
+
+@_migration
+def _m002_interactions_numbered_from_1(db: Database) -> None:
+    """Interaction keys number repeated requests from 1 (``GET url #1``), as the reports
+    do: renumber the stored keys and the fingerprints made of them."""
+    for table in ("results", "findings", "known"):
+        rows = list(db.table(table).rows)
+        for row in rows:
+            row["interaction"] = _numbered_from_1(row["interaction"])
+            if "fingerprint" in row:
+                row["fingerprint"] = fingerprint(row["cassette"], row["interaction"],
+                                                 row["kind"], row["location"])
+        db.execute(f"DELETE FROM [{table}]")
+        db.table(table).insert_all(rows)
+
+
 # -- model ------------------------------------------------------------------------------
 
 
@@ -144,14 +164,6 @@ class RunSummary:
     skipped: int
     problems: tuple[str, ...]
     exit_code: int
-
-    def as_json(self) -> dict[str, object]:
-        return {"id": self.id, "started_at": self.started_at, "finished_at": self.finished_at,
-                "cassettes": list(self.cassettes),
-                "counts": {"checked": self.checked, "breaking": self.breaking,
-                           "changed": self.changed, "passed": self.passed,
-                           "error": self.errors, "skipped": self.skipped},
-                "problems": list(self.problems), "exit_code": self.exit_code}
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,14 +200,6 @@ class HistoryItem:
             return f"{self.kind} at {self.location}: recorded {self.recorded}, live {self.live}"
         return finding.describe().split(" ", 1)[1]
 
-    def as_json(self) -> dict[str, object]:
-        return {"fingerprint": self.fingerprint, "severity": self.severity, "kind": self.kind,
-                "location": self.location, "cassette": self.cassette,
-                "interaction": self.interaction, "endpoint": self.endpoint,
-                "recorded": self.recorded, "live": self.live, "first_seen": self.first_seen,
-                "last_seen": self.last_seen, "first_run": self.first_run,
-                "last_run": self.last_run, "times_seen": self.times_seen}
-
 
 @dataclass(frozen=True, slots=True)
 class History:
@@ -224,11 +228,12 @@ def fingerprint(cassette: str, interaction: str, kind: str, location: str) -> st
 
 
 def _iso(timestamp: float) -> str:
+    """A time as stored: ``2026-12-06T11:19:53+00:00``."""
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 def _order(item: HistoryItem) -> tuple[int, str, str, str, str]:
-    return (_RANK.get(item.severity, len(_RANK)), item.cassette, item.interaction,
+    return (SEVERITY_RANK.get(item.severity, len(SEVERITY_RANK)), item.cassette, item.interaction,
             item.location, item.kind)
 
 
@@ -239,12 +244,12 @@ def _sqlite_problem(path: Path, exc: sqlite3.Error, action: str) -> ConfigError:
     text = str(exc)
     if "not a database" in text:
         return ConfigError(f"{path} is not an SQLite database, so not a drift history: "
-                           f"pass --db with another path, or remove the file")
+                           f"pass {{db}} with another path, or remove the file")
     if "locked" in text or "busy" in text:
         return ConfigError(f"the drift history at {path} is locked by another process: "
                            f"try again when it has finished")
     return ConfigError(f"cannot {action} the drift history at {path}: {text}; "
-                       f"pass --db with a {'writable' if action == 'write' else 'readable'} "
+                       f"pass {{db}} with a {'writable' if action == 'write' else 'readable'} "
                        f"path")
 
 
@@ -258,12 +263,12 @@ def _check_schema(db: Database, path: Path) -> bool:
     if not applied:
         if db.table_names():
             raise ConfigError(f"{path} is an SQLite database but not a drift history: "
-                              f"pass --db with another path")
+                              f"pass {{db}} with another path")
         return False
     unknown = [name for name in applied if name not in _SCHEMA]
     if unknown:
         raise ConfigError(f"the drift history at {path} was written by a newer replayproxy "
-                          f"(schema {unknown[-1]}): upgrade replayproxy, or pass --db")
+                          f"(schema {unknown[-1]}): upgrade replayproxy, or pass {{db}}")
     return True
 
 
@@ -294,7 +299,7 @@ def record_run(db_path: Path, report: DriftReport) -> int:
         db_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create the directory of the drift history {db_path}: "
-                          f"{exc.strerror or exc}; pass --db with a writable path") from None
+                          f"{exc.strerror or exc}; pass {{db}} with a writable path") from None
     try:
         with _open(db_path, readonly=False) as db, db.atomic():
             _check_schema(db, db_path)
@@ -376,13 +381,13 @@ def load_history(db_path: Path, *, runs: int = 10,
     """
     if not db_path.is_file():
         raise ConfigError(f"no drift history at {db_path}: run `replayproxy drift` first, "
-                          f"or pass --db")
+                          f"or pass {{db}}")
     wanted = tuple(dict.fromkeys(cassettes or ()))
     try:
         with _open(db_path, readonly=True) as db:
             if not _check_schema(db, db_path):
                 raise ConfigError(f"{db_path} holds no drift history yet: run "
-                                  f"`replayproxy drift` first, or pass --db")
+                                  f"`replayproxy drift` first, or pass {{db}}")
             if _MIGRATIONS.pending(db):
                 raise ConfigError(f"the drift history at {db_path} was written by an older "
                                   f"replayproxy: run `replayproxy drift` once to upgrade it")
@@ -497,86 +502,3 @@ def _load(db: Database, path: Path, limit: int, wanted: tuple[str, ...]) -> Hist
 
 def _sorted(items: Iterable[HistoryItem]) -> tuple[HistoryItem, ...]:
     return tuple(sorted(items, key=_order))
-
-
-# -- output -----------------------------------------------------------------------------
-
-_STYLE = {ERROR: "bold red", Severity.BREAKING.value: "red",
-          Severity.ADDITIVE.value: "yellow", Severity.NOISE.value: "dim"}
-
-
-def _when(iso: str) -> str:
-    """``2025-01-31 14:05`` from the stored ISO time, UTC."""
-    return iso.replace("T", " ")[:16]
-
-
-def _short_list(names: Sequence[str], keep: int = 2) -> str:
-    shown = ", ".join(names[:keep])
-    return shown + (f" +{len(names) - keep} more" if len(names) > keep else "")
-
-
-def _counts_line(items: Sequence[HistoryItem]) -> str:
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[item.severity] = counts.get(item.severity, 0) + 1
-    parts = [f"{sev} {counts[sev]}" for sev in sorted(counts, key=lambda s: _RANK.get(s, 99))]
-    return f"{len(items)}" + (f" ({', '.join(parts)})" if parts else "")
-
-
-def _item_text(item: HistoryItem, latest: int | None, resolved: bool = False) -> Text:
-    text = Text("  ")
-    text.append(f"{item.severity:<9}", style="green" if resolved else
-                _STYLE.get(item.severity, ""))
-    text.append(f" {item.describe()}")
-    text.append(f"\n            {item.cassette}  {item.interaction}", style="dim")
-    if not resolved and latest is not None and item.first_run != latest:
-        text.append(f"  (back: first seen in run {item.first_run} on {_when(item.first_seen)}"
-                    f", seen in {item.times_seen} runs)", style="dim")
-    return text
-
-
-def render_history(console: Console, history: History) -> None:
-    """Recent runs as a table, then what is new, resolved and still present."""
-    if history.latest is None:
-        which = (f" for {', '.join(history.cassettes)}" if history.cassettes else "")
-        console.print(Text(f"No drift runs recorded{which} in {history.database}."))
-        return
-    # short headers and light borders: the table fits 80 columns with a cassette name
-    table = Table(title=f"Drift runs ({history.database})", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-                  collapse_padding=True)
-    for name in ("Run", "When (UTC)", "Cassettes"):
-        table.add_column(name, overflow="ellipsis", no_wrap=name != "Cassettes")
-    for name in ("Checked", "Break", "Chg", "Pass", "Err", "Skip", "Exit"):
-        table.add_column(name, justify="right")
-    for run in history.runs:
-        table.add_row(str(run.id), _when(run.started_at), Text(_short_list(run.cassettes)),
-                      str(run.checked), str(run.breaking), str(run.changed), str(run.passed),
-                      str(run.errors), str(run.skipped),
-                      Text(str(run.exit_code), style="red" if run.exit_code else "green"))
-    console.print(table)
-
-    if history.previous is None:
-        heading = f"New in run {history.latest} (no earlier run of these cassettes)"
-    else:
-        heading = f"New since run {history.previous}"
-    console.print(Text(f"\n{heading}: {len(history.new)}", style="bold"))
-    for item in history.new:
-        console.print(_item_text(item, history.latest))
-    if history.previous is not None:
-        console.print(Text(f"\nResolved since run {history.previous}: "
-                           f"{len(history.resolved)}", style="bold"))
-        for item in history.resolved:
-            console.print(_item_text(item, history.latest, resolved=True))
-    console.print(Text(f"\nStill present: {_counts_line(history.ongoing)}", style="bold"))
-
-
-def history_json(history: History) -> dict[str, object]:
-    """A JSON-safe dict for ``replayproxy drift history --json``."""
-    return {"format": "replayproxy-drift-history", "version": 1,
-            "database": str(history.database), "cassettes": list(history.cassettes),
-            "latest": history.latest, "previous": history.previous,
-            "runs": [r.as_json() for r in history.runs],
-            "new": [i.as_json() for i in history.new],
-            "resolved": [i.as_json() for i in history.resolved],
-            "ongoing": [i.as_json() for i in history.ongoing]}

@@ -20,13 +20,9 @@ from pathlib import Path
 
 import httpx
 
-from replayproxy.cassette.store import (
-    cassette_path,
-    encode_interaction,
-    load_cassette,
-    recover_journals,
-    save_cassette,
-)
+from replayproxy.cassette.format import encode_interaction
+from replayproxy.cassette.journal import recover_journals
+from replayproxy.cassette.store import cassette_path, load_cassette, save_cassette
 from replayproxy.drift.plan import (
     Checked,
     DriftConfig,
@@ -80,7 +76,7 @@ def load_jobs(cassette_dir: Path, names: Sequence[str], report: DriftReport) -> 
         seen: dict[tuple[str, str], int] = {}
         for index, it in enumerate(cassette.interactions()):
             ident = (it.request.method, it.request.url)
-            seen[ident] = seen.get(ident, -1) + 1
+            seen[ident] = seen.get(ident, 0) + 1
             jobs.append(Job(name, index, interaction_key(it.request, seen[ident]), it))
     return jobs
 

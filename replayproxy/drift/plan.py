@@ -14,11 +14,13 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 from urllib.parse import quote, quote_plus, urlsplit
 
 from replayproxy.codec import content_encodings
-from replayproxy.drift.compare import Finding, Severity, compare_responses, looks_volatile, worst
+from replayproxy.drift.compare import compare_responses, looks_volatile
+from replayproxy.drift.findings import Finding, Severity, worst
 from replayproxy.model import Request, Response, format_url, header_value
 from replayproxy.redaction.secrets import PLACEHOLDER
 from replayproxy.routes import Route
@@ -34,6 +36,7 @@ __all__ = [
     "Skip",
     "endpoint_of",
     "interaction_key",
+    "iso_time",
     "judge",
     "parse_origin",
     "parse_rate",
@@ -300,8 +303,9 @@ def endpoint_of(request: Request) -> str:
 def interaction_key(request: Request, occurrence: int) -> str:
     """A stable name for a recorded interaction: ``GET https://host/path?q #2``.
 
-    ``occurrence`` counts earlier interactions with the same method and URL in the
-    cassette, so a key survives re-recording other interactions.
+    ``occurrence`` numbers the interactions with the same method and URL in the
+    cassette from 1 (``#2``: the second such request), so a key survives re-recording
+    other interactions.
     """
     return f"{request.method} {request.url} #{occurrence}"
 
@@ -312,6 +316,7 @@ class Checked:
 
     cassette: str
     index: int
+    """Position in the cassette, from 0 (reports show ``number``)."""
     key: str
     """``interaction_key``: stable across runs (history)."""
     endpoint: str
@@ -329,8 +334,14 @@ class Checked:
     """Whether a second live call taught volatility."""
     elapsed: float = 0.0
 
+    @property
+    def number(self) -> int:
+        """The interaction's number in its cassette, from 1, as every report shows it
+        (and ``replayproxy cassette show -i`` takes it)."""
+        return self.index + 1
+
     def as_json(self) -> dict[str, object]:
-        return {"cassette": self.cassette, "index": self.index, "key": self.key,
+        return {"cassette": self.cassette, "number": self.number, "key": self.key,
                 "endpoint": self.endpoint, "method": self.method, "url": self.url,
                 "live_url": self.live_url, "outcome": self.outcome.value,
                 "message": self.message, "repeated": self.repeated,
@@ -379,13 +390,23 @@ class DriftReport:
         return 1 if counts[Outcome.BREAKING] else 0
 
     def as_json(self) -> dict[str, object]:
-        return {"format": "replayproxy-drift", "version": 1,
-                "started_at": self.started_at, "finished_at": self.finished_at,
+        """Version 2: times in ISO 8601 (UTC), interactions numbered from 1."""
+        finished = self.finished_at > 0
+        return {"format": "replayproxy-drift", "version": 2,
+                "started_at": iso_time(self.started_at),
+                "finished_at": iso_time(self.finished_at) if finished else None,
+                "duration": round(max(0.0, self.finished_at - self.started_at), 3)
+                if finished else None,
                 "cassettes": list(self.cassettes),
                 "counts": {k.value: v for k, v in self.counts().items()},
                 "exit_code": self.exit_code(), "problems": list(self.problems),
                 "updated": list(self.updated),
                 "results": [r.as_json() for r in self.results]}
+
+
+def iso_time(timestamp: float) -> str:
+    """``2026-12-06T11:19:53Z``: a time in JSON output, ISO 8601 in UTC to the second."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Pacer:

@@ -25,7 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from replayproxy.errors import FaultControlError
-from replayproxy.faults.plan import FaultPlan, fault_from_table, parse_fault
+from replayproxy.faults.plan import FaultPlan
+from replayproxy.faults.spec import fault_from_table, parse_fault
 
 __all__ = ["ControlServer", "FaultControl", "FaultControlError"]
 

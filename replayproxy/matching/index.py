@@ -23,7 +23,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from replayproxy.cassette.store import CassetteFile, without_gc
+from replayproxy.cassette.format import without_gc
+from replayproxy.cassette.store import CassetteFile
 from replayproxy.errors import CassetteError
 from replayproxy.matching.diagnostics import Candidate, rank
 from replayproxy.matching.rules import (

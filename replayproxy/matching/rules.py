@@ -14,8 +14,9 @@ each ignores. Matching then compares *normalised views* of the two requests:
   ``ignore_regex`` matches blanked out of text. A body that claims JSON but does not
   parse is compared as bytes.
 
-Each matcher is also a small function ``(recorded, incoming, rule) -> str | None``
-that returns None on a match and else a short "recorded X, got Y" reason.
+``match_key`` folds the views into one hashable key (the replay index looks requests
+up by it); ``replayproxy.matching.diagnostics`` compares the same views to explain a
+near miss.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -35,7 +36,7 @@ from replayproxy.redaction.secrets import PLACEHOLDER
 
 __all__ = [
     "EXACT_MATCHERS",
-    "MATCHERS",
+    "MATCHER_NAMES",
     "RULE_MATCHERS",
     "BodyKind",
     "Exhausted",
@@ -51,6 +52,8 @@ EXACT_MATCHERS = ("method", "scheme", "host", "port", "path")
 """Matchers compared exactly; they also decide which route's rule applies."""
 RULE_MATCHERS = ("query", "headers", "body")
 """Matchers whose comparison a rule can tune."""
+MATCHER_NAMES = (*EXACT_MATCHERS, *RULE_MATCHERS)
+"""Every matcher by the name used in configuration (``matchers = [...]``)."""
 
 _HOP_BY_HOP = frozenset({
     "host", "content-length", "connection", "keep-alive", "transfer-encoding", "te",
@@ -362,58 +365,6 @@ def match_key(request: Request, rule: MatchRule) -> Hashable:
     if "body" in rule.matchers:
         parts.append(_freeze(body_view(request, rule)))
     return tuple(parts)
-
-
-# -- matchers as functions ------------------------------------------------------------
-
-Matcher = Callable[[Request, Request, MatchRule], str | None]
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value) if isinstance(value, bytes) else json.dumps(value, ensure_ascii=False,
-                                                                    default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _compare(name: str, recorded: Any, incoming: Any) -> str | None:
-    if recorded == incoming:
-        return None
-    return f"{name}: recorded {_short(recorded)}, got {_short(incoming)}"
-
-
-def _exact_matcher(name: str) -> Matcher:
-    def matcher(recorded: Request, incoming: Request, rule: MatchRule) -> str | None:
-        a = request_view(recorded, MatchRule(matchers=frozenset()), (name,))[name]
-        b = request_view(incoming, MatchRule(matchers=frozenset()), (name,))[name]
-        return _compare(name, a, b)
-
-    matcher.__name__ = name
-    return matcher
-
-
-def query(recorded: Request, incoming: Request, rule: MatchRule) -> str | None:
-    """Query parameters as a multimap, order-insensitive, minus ignored names."""
-    return _compare("query", query_view(recorded.query, rule), query_view(incoming.query, rule))
-
-
-def headers(recorded: Request, incoming: Request, rule: MatchRule) -> str | None:
-    """The chosen headers, minus ignored ones."""
-    return _compare("headers", headers_view(recorded.headers, rule),
-                    headers_view(incoming.headers, rule))
-
-
-def body(recorded: Request, incoming: Request, rule: MatchRule) -> str | None:
-    """The body, compared according to its content type."""
-    return _compare("body", body_view(recorded, rule), body_view(incoming, rule))
-
-
-MATCHERS: dict[str, Matcher] = {
-    **{name: _exact_matcher(name) for name in EXACT_MATCHERS},
-    "query": query,
-    "headers": headers,
-    "body": body,
-}
-"""Every matcher by the name used in configuration."""
 
 
 # -- rules per route ------------------------------------------------------------------

@@ -3,23 +3,26 @@
 It looks for what redaction should have replaced: values of secret headers, query
 parameters, form fields and JSON keys that are not placeholders, and credential shapes
 anywhere in text. Used before each interaction is written (fail closed) and by
-``replayproxy scan``.
+``replayproxy scan``. VCR.py and HAR files are read into interactions by
+``replayproxy.formats`` and scanned as such; any other file line by line.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from replayproxy.cassette.store import SUFFIX, load_cassette
 from replayproxy.codec import decode_body
 from replayproxy.errors import CassetteError
+from replayproxy.formats import Entry
+from replayproxy.formats.har import read_har
+from replayproxy.formats.vcr import read_vcr
 from replayproxy.model import Headers, Interaction, header_value
 from replayproxy.redaction.redactor import RedactionConfig
 from replayproxy.redaction.secrets import PLACEHOLDER
@@ -127,6 +130,15 @@ class _Scan:
         self.text(location, text)
 
 
+def _query(scan: _Scan, it: Interaction) -> None:
+    scan.fields("request query", parse_qsl(it.request.query, keep_blank_values=True))
+
+
+def _headers(scan: _Scan, side: str, headers: Headers) -> None:
+    for k, v in headers:
+        scan.header(side, k, v)
+
+
 def scan_interaction(it: Interaction, config: RedactionConfig | None = None,
                      file: str = "", number: int | None = None) -> list[Finding]:
     """Secrets left in ``it`` (an empty list when it is clean)."""
@@ -134,11 +146,10 @@ def scan_interaction(it: Interaction, config: RedactionConfig | None = None,
     scan = _Scan(file, number, cfg)
     q, r = it.request, it.response
     scan.text("request path", q.path)
-    scan.fields("request query", parse_qsl(q.query, keep_blank_values=True))
+    _query(scan, it)
     scan.text("request query", q.query)
-    for side, headers in (("request", q.headers), ("response", r.headers)):
-        for k, v in headers:
-            scan.header(side, k, v)
+    _headers(scan, "request", q.headers)
+    _headers(scan, "response", r.headers)
     scan.body("request body", q.body, q.headers)
     scan.body("response body", r.body, r.headers)
     return scan.findings
@@ -150,83 +161,36 @@ def _scan_cassette(path: Path, config: RedactionConfig) -> Iterator[Finding]:
         yield from scan_interaction(it, config, str(path), i + 1)
 
 
-def _har_headers(items: Any) -> list[tuple[str, str]]:
-    return [(str(h.get("name", "")), str(h.get("value", ""))) for h in items or []
-            if isinstance(h, dict)]
+def _scan_vcr(scan: _Scan, entry: Entry) -> None:
+    """An interaction of a VCR.py cassette: its URI as written, then each side."""
+    q, r = entry.interaction.request, entry.interaction.response
+    scan.text("request uri", entry.url)
+    _query(scan, entry.interaction)
+    for side, part in (("request", q), ("response", r)):
+        _headers(scan, side, part.headers)
+        scan.body(f"{side} body", part.body, part.headers)
 
 
-def _scan_har(path: Path, config: RedactionConfig) -> Iterator[Finding]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        entries = doc["log"]["entries"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        yield from _scan_text(path, config)
-        return
-    for i, entry in enumerate(entries):
-        scan = _Scan(str(path), i + 1, config)
-        req, resp = entry.get("request", {}), entry.get("response", {})
-        for side, part in (("request", req), ("response", resp)):
-            for k, v in _har_headers(part.get("headers")):
-                scan.header(side, k, v)
-            for c in part.get("cookies") or []:
-                if isinstance(c, dict) and _unredacted(str(c.get("value", ""))):
-                    scan.add(f"{side} cookie {c.get('name')}", "cookie", str(c.get("value")))
-        scan.text("request url", str(req.get("url", "")))
-        scan.fields("request query", _har_headers(req.get("queryString")))
-        post = req.get("postData") or {}
-        scan.body("request body", str(post.get("text", "")).encode(),
-                  (("Content-Type", str(post.get("mimeType", ""))),))
-        content = resp.get("content") or {}
-        text = str(content.get("text", ""))
-        raw = base64.b64decode(text, validate=False) if content.get("encoding") == "base64" \
-            else text.encode()
-        scan.body("response body", raw, (("Content-Type", str(content.get("mimeType", ""))),))
+def _scan_har(scan: _Scan, entry: Entry) -> None:
+    """An entry of a HAR: headers and cookie lists, its URL as written, the bodies."""
+    q, r = entry.interaction.request, entry.interaction.response
+    for side, part in (("request", q), ("response", r)):
+        _headers(scan, side, part.headers)
+        for cookie_side, name, value in entry.cookies:
+            if cookie_side == side and _unredacted(value):
+                scan.add(f"{side} cookie {name}", "cookie", value)
+    scan.text("request url", entry.url)
+    _query(scan, entry.interaction)
+    scan.body("request body", q.body, q.headers)
+    scan.body("response body", r.body, r.headers)
+
+
+def _scan_entries(path: Path, entries: Iterable[Entry], config: RedactionConfig,
+                  scan_entry: Callable[[_Scan, Entry], None]) -> Iterator[Finding]:
+    for entry in entries:
+        scan = _Scan(str(path), entry.number, config)
+        scan_entry(scan, entry)
         yield from scan.findings
-
-
-def _vcr_headers(raw: Any) -> Headers:
-    if not isinstance(raw, dict):
-        return ()
-    return tuple((str(k), str(v)) for k, values in raw.items()
-                 for v in (values if isinstance(values, list) else [values]))
-
-
-def _vcr_bytes(value: Any) -> bytes:
-    if isinstance(value, dict):  # a response body: {"string": ...}
-        value = value.get("string")
-    if value is None:
-        return b""
-    return value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogateescape")
-
-
-def _scan_vcr(path: Path, config: RedactionConfig) -> list[Finding] | None:
-    """A VCR.py cassette (headers as lists, bodies as strings or !!binary), scanned per
-    interaction like a cassette; None if the file is not one."""
-    try:
-        from ruamel.yaml import YAML  # a mitmproxy dependency
-
-        entries = YAML(typ="safe", pure=True).load(path.read_bytes())["interactions"]
-    except Exception:
-        return None
-    if not isinstance(entries, list):
-        return None
-    findings: list[Finding] = []
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            continue
-        scan = _Scan(str(path), i + 1, config)
-        req, resp = (part if isinstance(part := entry.get(k), dict) else {}
-                     for k in ("request", "response"))
-        uri = str(req.get("uri", ""))
-        scan.text("request uri", uri)
-        scan.fields("request query", parse_qsl(urlsplit(uri).query, keep_blank_values=True))
-        for side, part in (("request", req), ("response", resp)):
-            headers = _vcr_headers(part.get("headers"))
-            for k, v in headers:
-                scan.header(side, k, v)
-            scan.body(f"{side} body", _vcr_bytes(part.get("body")), headers)
-        findings += scan.findings
-    return findings
 
 
 def _scan_text(path: Path, config: RedactionConfig) -> Iterator[Finding]:
@@ -261,8 +225,16 @@ def scan_path(path: Path, config: RedactionConfig | None = None) -> Iterator[Fin
         raise CassetteError(f"{path} does not exist: pass cassette files or directories")
     if path.suffix == SUFFIX:
         yield from _scan_cassette(path, cfg)
-    elif path.suffix == ".har":
-        yield from _scan_har(path, cfg)
-    else:
-        vcr = _scan_vcr(path, cfg) if path.suffix in (".yaml", ".yml", ".json") else None
-        yield from _scan_text(path, cfg) if vcr is None else vcr
+        return
+    formats = {".har": (read_har, _scan_har), ".yaml": (read_vcr, _scan_vcr),
+               ".yml": (read_vcr, _scan_vcr), ".json": (read_vcr, _scan_vcr)}
+    if path.suffix in formats:
+        read, scan_entry = formats[path.suffix]
+        try:
+            entries = read(path)
+        except CassetteError:  # not of that format: scanned as text
+            pass
+        else:
+            yield from _scan_entries(path, entries, cfg, scan_entry)
+            return
+    yield from _scan_text(path, cfg)

@@ -23,12 +23,8 @@ from urllib.parse import quote, quote_plus
 import msgpack
 import pytest
 
-from replayproxy.cassette.store import (
-    cassette_path,
-    decode_interaction,
-    load_cassette,
-    save_cassette,
-)
+from replayproxy.cassette.format import decode_interaction
+from replayproxy.cassette.store import cassette_path, load_cassette, save_cassette
 from replayproxy.codec import decode_body
 from replayproxy.model import Interaction, RecordMode, Request, Response, header_value
 from replayproxy.redaction.scan import scan_path

@@ -11,7 +11,7 @@ import pytest
 
 from replayproxy.cassette.store import save_cassette
 from replayproxy.errors import CLI_WORDS, ConfigError
-from replayproxy.matching.rules import MATCHERS
+from replayproxy.matching.rules import MATCHER_NAMES
 from replayproxy.model import Interaction, Request, Response
 from tests.unit.cli_runner import cli_fixture, error_line  # noqa: F401
 
@@ -163,7 +163,7 @@ def test_unknown_matcher_name_in_config(start, tmp_path):
     assert proc.exit_code == 2
     line = error_line(proc, str(config), "matchers", "unknown matcher 'bodyy'")
     allowed = line.split("allowed:")[1]
-    assert [name.strip() for name in allowed.split(",")] == list(MATCHERS)
+    assert [name.strip() for name in allowed.split(",")] == list(MATCHER_NAMES)
 
 
 @pytest.mark.parametrize(("text", "table", "key", "expected"), [

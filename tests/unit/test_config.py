@@ -12,7 +12,7 @@ from replayproxy.errors import ConfigError
 from replayproxy.matching.index import ReplayIndex
 from replayproxy.matching.rules import (
     EXACT_MATCHERS,
-    MATCHERS,
+    MATCHER_NAMES,
     BodyKind,
     Exhausted,
     MatchConfig,
@@ -240,7 +240,7 @@ def test_unknown_matcher_name(tmp_path):
     """)
     assert "[tool.replayproxy.match] matchers" in message
     assert "unknown matcher 'bodies'" in message
-    assert "allowed: " + ", ".join(MATCHERS) in message
+    assert "allowed: " + ", ".join(MATCHER_NAMES) in message
 
 
 def test_unknown_matcher_name_in_a_route(tmp_path):

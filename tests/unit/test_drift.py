@@ -9,17 +9,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from replayproxy.drift.compare import (
-    Finding,
-    FindingKind,
-    Severity,
     compare_responses,
     json_path,
     looks_volatile,
     media_type,
     size_class,
-    summarise,
-    worst,
 )
+from replayproxy.drift.findings import Finding, FindingKind, Severity, worst
 from replayproxy.model import Response
 
 JSON_CT = ("Content-Type", "application/json")
@@ -350,12 +346,9 @@ def test_head_and_no_content_responses():
 # -- helpers ------------------------------------------------------------------------------
 
 
-def test_summarise_and_worst():
+def test_worst():
     noise = Finding(Severity.NOISE, FindingKind.VALUE_CHANGED, "body $.id", "a", "b")
     added = Finding(Severity.ADDITIVE, FindingKind.FIELD_ADDED, "body $.x", None, "number")
-    assert summarise([]) == {Severity.BREAKING: 0, Severity.ADDITIVE: 0, Severity.NOISE: 0}
-    assert summarise([noise, added, noise]) == {Severity.BREAKING: 0, Severity.ADDITIVE: 1,
-                                                Severity.NOISE: 2}
     assert worst([]) is None
     assert worst([noise, added]) is Severity.ADDITIVE
     assert json.loads(json.dumps(added.as_json()))["severity"] == "additive"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from replayproxy.config import parse_settings
-from replayproxy.drift.compare import Severity
+from replayproxy.drift.findings import Severity
 from replayproxy.drift.plan import (
     Checked,
     DriftConfig,

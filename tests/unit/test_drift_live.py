@@ -49,3 +49,18 @@ def test_timeouts():
 def test_protocol_errors_are_not_unreachable():
     error = _describe(httpx.RemoteProtocolError("peer closed connection"), REQUEST)
     assert "RemoteProtocolError" in str(error) and not error.unreachable
+
+
+def test_interactions_are_keyed_by_their_occurrence_numbered_from_1(tmp_path):
+    from replayproxy.cassette.store import cassette_path, save_cassette
+    from replayproxy.drift.live import load_jobs
+    from replayproxy.drift.plan import DriftReport
+    from replayproxy.model import Interaction, Response
+
+    other = Request("GET", "https", "api.example.com", 443, "/v1/y")
+    save_cassette(cassette_path(tmp_path, "c"),
+                  [Interaction(r, Response(200)) for r in (REQUEST, other, REQUEST)])
+    jobs = load_jobs(tmp_path, ["c"], DriftReport(("c",)))
+    assert [(j.index, j.key) for j in jobs] == [
+        (0, "GET https://api.example.com/v1/x #1"), (1, "GET https://api.example.com/v1/y #1"),
+        (2, "GET https://api.example.com/v1/x #2")]

@@ -4,23 +4,21 @@ import gzip
 import io
 import json
 import re
+import tomllib
 import xml.etree.ElementTree as ET
 from html import escape
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from replayproxy.drift.compare import Finding, FindingKind, Severity, compare_responses
+from replayproxy.drift import report as report_package
+from replayproxy.drift.compare import compare_responses
+from replayproxy.drift.findings import Finding, FindingKind, Severity
 from replayproxy.drift.plan import Checked, DriftReport, Outcome
-from replayproxy.drift.report.render import (
-    html,
-    junit_xml,
-    markdown,
-    print_report,
-    summary_line,
-    write_json,
-)
+from replayproxy.drift.report import html, junit_xml, markdown, summary_line, write_json
+from replayproxy.drift.report.terminal import print_report
 from replayproxy.model import Response
 
 JSON_CT = ("Content-Type", "application/json")
@@ -48,7 +46,7 @@ def checked(outcome, index, *, cassette="stripe", endpoint=CHARGES, findings=(),
             recorded=None, live=None, path="/v1/charges/ch_1", live_url="", elapsed=0.05):
     method = endpoint.split(" ", 1)[0]
     url = BASE + path
-    return Checked(cassette=cassette, index=index, key=f"{method} {url} #0", endpoint=endpoint,
+    return Checked(cassette=cassette, index=index, key=f"{method} {url} #1", endpoint=endpoint,
                    method=method, url=url, outcome=outcome, findings=tuple(findings),
                    message=message, recorded=recorded, live=live, live_url=live_url,
                    elapsed=elapsed)
@@ -119,6 +117,53 @@ def test_write_json_is_the_report_as_json():
     assert text.startswith('{\n  "format": "replayproxy-drift"')
 
 
+def test_json_times_are_iso_8601_in_utc():
+    data = json.loads(write_json(sample_report()))
+    assert (data["format"], data["version"]) == ("replayproxy-drift", 2)
+    assert data["started_at"] == "2023-11-14T22:13:20Z"  # 1_700_000_000
+    assert data["finished_at"] == "2023-11-14T22:13:24Z"
+    assert data["duration"] == 4.2
+    unfinished = json.loads(write_json(DriftReport(cassettes=("one",), started_at=5.0)))
+    assert (unfinished["started_at"], unfinished["finished_at"], unfinished["duration"]) == (
+        "1970-01-01T00:00:05Z", None, None)
+
+
+def one_interaction_report():
+    """The first interaction of a cassette (position 0), breaking, with an error after it."""
+    first = breaking_charge()
+    second = checked(Outcome.ERROR, 1, cassette="stripe", endpoint=CUSTOMERS,
+                     path="/v1/customers", message="connection refused")
+    return DriftReport(cassettes=("stripe",), started_at=1.0, finished_at=2.0,
+                       results=[first, second])
+
+
+def terminal_text(report):
+    out = io.StringIO()
+    print_report(Console(file=out, width=200, color_system=None), report, verbose=True)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("render", [
+    terminal_text, markdown, html, lambda r: junit_xml(r).decode(), write_json])
+def test_every_report_numbers_interactions_from_1(render):
+    text = render(one_interaction_report())
+    assert "[0]" not in text and "interaction 0" not in text and '"number": 0' not in text
+    if render is write_json:
+        data = json.loads(text)
+        assert [(r["number"], r["key"]) for r in data["results"]] == [
+            (1, f"GET {BASE}/v1/charges/ch_1 #1"), (2, f"GET {BASE}/v1/customers #1")]
+        assert "index" not in data["results"][0]
+    elif render is html:
+        assert "stripe [1]" in text and "interaction 1</span>" in text
+        assert "stripe [2]" in text and "interaction 2</span>" in text
+    elif render is markdown:
+        assert "`stripe [1] 200→200`" in text and "`stripe [2]`" in text
+    elif render is terminal_text:
+        assert "  stripe [1]  breaking" in text and "  stripe [2]  error" in text
+    else:
+        assert f"{CHARGES} [1]" in text and f"{CUSTOMERS} [2]" in text
+
+
 # -- JUnit XML ----------------------------------------------------------------------------
 
 
@@ -134,17 +179,17 @@ def test_junit_is_xml_with_a_case_per_interaction_and_problem():
     assert root.tag == "testsuites"
     assert len(list(root.iter("testcase"))) == len(report.results) + len(report.problems)
     assert len(cases(root)) == len(report.results) + 1, "test case names are unique"
-    assert set(cases(root)) >= {"GET 127.0.0.1:8443/v1/charges/{id} [0]",
-                                "GET 127.0.0.1:8443/v1/customers [3]",
-                                "POST 127.0.0.1:8443/v1/uploads [0]"}
+    assert set(cases(root)) >= {"GET 127.0.0.1:8443/v1/charges/{id} [1]",
+                                "GET 127.0.0.1:8443/v1/customers [4]",
+                                "POST 127.0.0.1:8443/v1/uploads [1]"}
 
 
 def test_junit_fails_only_breaking_interactions():
     root = ET.fromstring(junit_xml(sample_report()))
     failed = {c.get("name") for c in root.iter("testcase") if c.find("failure") is not None}
-    assert failed == {"GET 127.0.0.1:8443/v1/charges/{id} [0]",
-                      "GET 127.0.0.1:8443/v1/customers [1]"}
-    charge = cases(root)["GET 127.0.0.1:8443/v1/charges/{id} [0]"]
+    assert failed == {"GET 127.0.0.1:8443/v1/charges/{id} [1]",
+                      "GET 127.0.0.1:8443/v1/customers [2]"}
+    charge = cases(root)["GET 127.0.0.1:8443/v1/charges/{id} [1]"]
     assert charge.get("classname") == "drift.stripe"
     assert charge.get("time") == "0.120"
     failure = charge.find("failure")
@@ -160,14 +205,14 @@ def test_junit_fails_only_breaking_interactions():
 def test_junit_errors_skips_and_passes():
     root = ET.fromstring(junit_xml(sample_report()))
     by_name = cases(root)
-    error = by_name["GET 127.0.0.1:8443/v1/customers [3]"].find("error")
+    error = by_name["GET 127.0.0.1:8443/v1/customers [4]"].find("error")
     assert error.get("message") == "connection refused by 127.0.0.1:8443"
-    skipped = by_name["POST 127.0.0.1:8443/v1/uploads [0]"].find("skipped")
+    skipped = by_name["POST 127.0.0.1:8443/v1/uploads [1]"].find("skipped")
     assert skipped.get("message").startswith("POST not re-sent")
-    changed = by_name["GET 127.0.0.1:8443/v1/charges/{id} [1]"]
+    changed = by_name["GET 127.0.0.1:8443/v1/charges/{id} [2]"]
     assert [child.tag for child in changed] == ["system-out"]
     assert LIVEMODE_ADDED.describe() in changed.find("system-out").text
-    passed = by_name["GET 127.0.0.1:8443/v1/customers [2]"]
+    passed = by_name["GET 127.0.0.1:8443/v1/customers [3]"]
     assert passed.find("failure") is None and passed.find("error") is None
 
 
@@ -237,7 +282,7 @@ def test_markdown_tables_of_breaking_findings_by_endpoint():
     assert "| Severity | Kind | Where | Recorded | Live |" in lines
     assert "value_changed" not in breaking, "noise stays out of the tables"
     changed = text.split("### Changed (additive only) (1)")[1]
-    assert "`stripe [1] 200→200`" in changed
+    assert "`stripe [2] 200→200`" in changed
 
 
 def test_markdown_escapes_pipes_and_markup_in_cells():
@@ -261,7 +306,7 @@ def test_markdown_escapes_newlines_and_backticks():
 
 def test_markdown_errors_skips_and_noise():
     text = markdown(sample_report())
-    assert ("- `stripe [3]` `GET https://127.0.0.1:8443/v1/customers?limit=2`: "
+    assert ("- `stripe [4]` `GET https://127.0.0.1:8443/v1/customers?limit=2`: "
             "connection refused by 127.0.0.1:8443") in text
     assert "<details><summary>Skipped: 1</summary>" in text
     assert "- POST not re-sent: it may change data on the server ×1" in text
@@ -338,6 +383,15 @@ def test_html_is_a_complete_self_contained_page():
         assert attrs.get("href", "#").startswith("#"), attrs
     style = page.split("<style>")[1].split("</style>")[0]
     assert "url(" not in style and "@import" not in style and "http" not in style
+
+
+def test_html_inlines_the_style_sheet_shipped_as_package_data():
+    css = Path(report_package.__file__).with_name("style.css").read_text("utf-8")
+    assert ".badge,.pill{" in css
+    assert f"<style>\n{css}</style>" in html(sample_report())
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert "drift/report/style.css" in pyproject["tool"]["setuptools"]["package-data"][
+        "replayproxy"]
 
 
 def test_html_escapes_bodies_and_shows_both_sides():
@@ -458,9 +512,9 @@ def test_terminal_report_groups_by_endpoint():
         "GET 127.0.0.1:8443/v1/charges/{id}  1 breaking, 1 changed  (1 noise finding)",
         "POST 127.0.0.1:8443/v1/uploads  1 skipped",
     ]
-    assert "  stripe [3]  error  GET https://127.0.0.1:8443/v1/customers?limit=2" in lines
+    assert "  stripe [4]  error  GET https://127.0.0.1:8443/v1/customers?limit=2" in lines
     assert "    connection refused by 127.0.0.1:8443" in lines
-    at = lines.index("  stripe [0]  breaking  200 -> 200  GET https://127.0.0.1:8443/v1/charges/ch_1")
+    at = lines.index("  stripe [1]  breaking  200 -> 200  GET https://127.0.0.1:8443/v1/charges/ch_1")
     assert lines[at + 1] == "    sent to https://api.example.com/v1/charges/ch_1"
     assert summary_line(sample_report()) in lines
     assert lines[-1] == "problem: cassette cassettes/missing.rpc not found"
@@ -473,15 +527,15 @@ def test_terminal_report_lists_breaking_and_additive_not_noise():
         assert shown == (finding.severity is not Severity.NOISE), finding
     assert "    " + LINK_MISSING.describe() in text
     assert "POST not re-sent" not in text
-    assert "stripe [2]" not in text, "passed interactions only with --verbose"
+    assert "stripe [3]" not in text, "passed interactions only with --verbose"
 
 
 def test_terminal_report_verbose_shows_noise_skips_and_passes():
     text = terminal(sample_report(), verbose=True)
     assert "    " + ID_NOISE.describe() in text  # $.data[*].id: no markup eaten
-    assert "  billing [0]  skipped  POST https://127.0.0.1:8443/v1/uploads" in text
+    assert "  billing [1]  skipped  POST https://127.0.0.1:8443/v1/uploads" in text
     assert "    POST not re-sent: it may change data on the server" in text
-    assert "  stripe [2]  passed  200 -> 200  GET https://127.0.0.1:8443/v1/customers" in text
+    assert "  stripe [3]  passed  200 -> 200  GET https://127.0.0.1:8443/v1/customers" in text
 
 
 @pytest.mark.parametrize("outcome", [Outcome.PASSED, Outcome.CHANGED])

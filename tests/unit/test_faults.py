@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replayproxy.faults.plan import (
+from replayproxy.faults import (
     Corrupt,
     CorruptMode,
     Delay,
@@ -29,7 +29,6 @@ from replayproxy.faults.plan import (
     Truncate,
     corrupt_body,
     fault_from_table,
-    faults_from_table,
     parse_fault,
     truncate_body,
 )
@@ -451,18 +450,6 @@ def test_table_numbers_become_option_values():
 def test_table_errors_name_the_key(table, expected):
     with pytest.raises(ValueError, match="^" + expected.replace("(", r"\(")):
         fault_from_table(table)
-
-
-def test_faults_from_table_numbers_the_rules():
-    specs = faults_from_table([{"spec": "reset,first=1"}, {"kind": "latency", "value": "1s"}])
-    assert [s.kind for s in specs] == [FaultKind.RESET, FaultKind.LATENCY]
-    assert faults_from_table({"spec": "reset"}) == (parse_fault("reset"),)
-    with pytest.raises(ValueError, match=r"^fault #2: key 'p': p must be a probability"):
-        faults_from_table([{"spec": "reset"}, {"kind": "reset", "p": 7}])
-    with pytest.raises(ValueError, match=r"^fault #1: a fault must be a table"):
-        faults_from_table(["reset"])  # type: ignore[list-item]
-    with pytest.raises(ValueError, match="expected an array of fault tables"):
-        faults_from_table("reset")  # type: ignore[arg-type]
 
 
 # -- targeting -------------------------------------------------------------------------

@@ -2,33 +2,33 @@
 
 import io
 import json
+import re
 import sqlite3
 import time
 from datetime import UTC, datetime
 
 import pytest
 from rich.console import Console
-from sqlite_utils import Database
+from sqlite_utils import Database, Migrations
 
 from replayproxy.drift import history
-from replayproxy.drift.compare import Finding, FindingKind, Severity
+from replayproxy.drift.findings import Finding, FindingKind, Severity
 from replayproxy.drift.history import (
     fingerprint,
-    history_json,
     load_history,
     record_run,
-    render_history,
 )
 from replayproxy.drift.plan import Checked, DriftReport, Outcome
-from replayproxy.errors import ConfigError
+from replayproxy.drift.report.history import history_json, render_history
+from replayproxy.errors import CLI_WORDS, ConfigError
 from replayproxy.model import Response
 
 CASSETTE = "cassettes/payments.rpc"
 OTHER = "cassettes/search.rpc"
-CHARGES = "GET https://api.example.com/v1/charges #0"
-CUSTOMERS = "GET https://api.example.com/v1/customers #0"
-REFUNDS = "GET https://api.example.com/v1/refunds #0"
-CREATE = "POST https://api.example.com/v1/charges #0"
+CHARGES = "GET https://api.example.com/v1/charges #1"
+CUSTOMERS = "GET https://api.example.com/v1/customers #1"
+REFUNDS = "GET https://api.example.com/v1/refunds #1"
+CREATE = "POST https://api.example.com/v1/charges #1"
 
 AMOUNT_MISSING = Finding(Severity.BREAKING, FindingKind.FIELD_MISSING, "body $.amount",
                          "number", None)
@@ -197,11 +197,42 @@ def test_the_schema_is_versioned_with_migrations(tmp_path):
                 "_sqlite_migrations"} <= set(db.table_names())
         applied = list(db.query("SELECT migration_set, name FROM _sqlite_migrations"))
         indexes = {tuple(i.columns) for i in db.table("findings").indexes}
-    assert applied == [{"migration_set": "replayproxy-drift-history", "name": "_m001_initial"}]
+    assert applied == [{"migration_set": "replayproxy-drift-history", "name": name}
+                       for name in ("_m001_initial", "_m002_interactions_numbered_from_1")]
     assert ("fingerprint", "run_id") in indexes
     record_run(db_path, report())  # an existing database is reused, not migrated again
     with Database(db_path) as db:
-        assert db.table("_sqlite_migrations").count == 1
+        assert db.table("_sqlite_migrations").count == 2
+
+
+def test_a_history_of_interactions_numbered_from_0_is_renumbered_and_continues(
+        tmp_path, monkeypatch):
+    db_path = tmp_path / "h.db"
+    before = Migrations("replayproxy-drift-history")
+    before()(history._m001_initial)
+    monkeypatch.setattr(history, "_MIGRATIONS", before)
+    monkeypatch.setattr(history, "_SCHEMA", ["_m001_initial"])
+    old = [k.replace(" #1", " #0") for k in (CHARGES, CUSTOMERS)]  # what 0.x wrote
+    record_run(db_path, report(checked(old[0], Outcome.BREAKING, AMOUNT_MISSING),
+                               checked(old[1], Outcome.CHANGED, NICKNAME_ADDED),
+                               started_at=time.time() - 60))
+    monkeypatch.undo()
+    with pytest.raises(ConfigError, match="written by an older replayproxy"):
+        load_history(db_path)
+
+    record_run(db_path, report(checked(CHARGES, Outcome.BREAKING, AMOUNT_MISSING),
+                               checked(CUSTOMERS, Outcome.PASSED)))
+    h = load_history(db_path)
+    assert h.new == ()  # the same finding, not a new one under a new key
+    assert [(i.interaction, i.first_run, i.times_seen) for i in h.ongoing] == [(CHARGES, 1, 2)]
+    assert [(i.interaction, i.kind) for i in h.resolved] == [(CUSTOMERS, "field_added")]
+    with Database(db_path) as db:
+        keys = {r["interaction"] for t in ("results", "findings", "known")
+                for r in db.table(t).rows}
+        assert keys == {CHARGES, CUSTOMERS}
+        assert all(r["fingerprint"] == fingerprint(r["cassette"], r["interaction"], r["kind"],
+                                                   r["location"])
+                   for t in ("findings", "known") for r in db.table(t).rows)
 
 
 # -- new, resolved, ongoing -------------------------------------------------------------
@@ -325,7 +356,8 @@ def test_a_missing_database_is_a_config_error(tmp_path):
         load_history(db_path)
     message = str(info.value)
     assert message == (f"no drift history at {db_path}: run `replayproxy drift` first, "
-                       f"or pass --db")
+                       f"or pass db")  # the setting, as each front end words it
+    assert info.value.render(CLI_WORDS).endswith("or pass --db")
     assert not db_path.exists()
 
 
@@ -379,7 +411,7 @@ def test_an_unwritable_location_is_a_config_error(tmp_path):
     db_path = blocker / ".replayproxy.db"
     with pytest.raises(ConfigError, match="cannot create the directory") as info:
         record_run(db_path, report())
-    assert str(db_path) in str(info.value) and "--db" in str(info.value)
+    assert str(db_path) in str(info.value) and "pass db with a writable path" in str(info.value)
 
 
 def test_a_directory_in_place_of_the_database_is_a_config_error(tmp_path):
@@ -404,6 +436,7 @@ def test_render_history_shows_runs_and_what_is_new(two_runs):
     assert REFUNDS in text
     assert "Resolved since run 1: 1" in text and "body $.nickname" in text
     assert "Still present: 2 (breaking 1, noise 1)" in text
+    assert "/v1/refunds #1" in text and "#0" not in text  # interactions numbered from 1
 
 
 def test_render_history_keeps_brackets_in_locations(tmp_path):
@@ -421,7 +454,8 @@ def test_render_history_without_runs(tmp_path):
     db_path = tmp_path / "h.db"
     record_run(db_path, report())
     out = io.StringIO()
-    render_history(Console(file=out, width=120), load_history(db_path, cassettes=[OTHER]))
+    # wide: the temporary path is long (longer still under pytest-xdist)
+    render_history(Console(file=out, width=400), load_history(db_path, cassettes=[OTHER]))
     assert out.getvalue().strip() == f"No drift runs recorded for {OTHER} in {db_path}."
 
 
@@ -436,3 +470,17 @@ def test_history_json(two_runs):
     assert [(i["interaction"], i["kind"]) for i in data["new"]] == [(REFUNDS, "type_changed")]
     assert [i["kind"] for i in data["resolved"]] == ["field_added"]
     assert len(data["ongoing"]) == 2
+
+
+def test_history_json_times_are_iso_8601_in_utc(two_runs):
+    db_path, first, second, _ = two_runs
+    data = history_json(load_history(db_path))
+    z = "%Y-%m-%dT%H:%M:%SZ"
+    assert data["runs"][1]["started_at"] == datetime.fromtimestamp(first.started_at,
+                                                                    UTC).strftime(z)
+    assert data["runs"][0]["finished_at"] == datetime.fromtimestamp(int(second.finished_at),
+                                                                     UTC).strftime(z)
+    times = [t for r in data["runs"] for t in (r["started_at"], r["finished_at"])]
+    times += [i[k] for group in ("new", "resolved", "ongoing") for i in data[group]
+              for k in ("first_seen", "last_seen")]
+    assert times and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in times)

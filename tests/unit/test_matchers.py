@@ -4,6 +4,8 @@ import copy
 import gzip
 import json
 import re
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -14,7 +16,7 @@ from replayproxy.matching.diagnostics import MISSING, compare
 from replayproxy.matching.index import ReplayIndex
 from replayproxy.matching.rules import (
     EXACT_MATCHERS,
-    MATCHERS,
+    MATCHER_NAMES,
     RULE_MATCHERS,
     BodyKind,
     MatchConfig,
@@ -26,6 +28,7 @@ from replayproxy.matching.rules import (
     match_key,
     normalise_graphql,
     query_view,
+    request_view,
 )
 from replayproxy.model import Interaction, Request, Response
 
@@ -33,6 +36,60 @@ JSON = (("Content-Type", "application/json"),)
 FORM = (("Content-Type", "application/x-www-form-urlencoded"),)
 TEXT = (("Content-Type", "text/plain; charset=utf-8"),)
 GRAPHQL = (("Content-Type", "application/graphql"),)
+
+
+# -- the oracle: each matcher as its own small function ----------------------------------
+# Independent of match_key and of the diagnostics, so the tests below check those
+# against one comparison per matcher.
+
+Matcher = Callable[[Request, Request, MatchRule], str | None]
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value) if isinstance(value, bytes) else json.dumps(value, ensure_ascii=False,
+                                                                    default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _compare(name: str, recorded: Any, incoming: Any) -> str | None:
+    if recorded == incoming:
+        return None
+    return f"{name}: recorded {_short(recorded)}, got {_short(incoming)}"
+
+
+def _exact_matcher(name: str) -> Matcher:
+    def matcher(recorded: Request, incoming: Request, rule: MatchRule) -> str | None:
+        a = request_view(recorded, MatchRule(matchers=frozenset()), (name,))[name]
+        b = request_view(incoming, MatchRule(matchers=frozenset()), (name,))[name]
+        return _compare(name, a, b)
+
+    matcher.__name__ = name
+    return matcher
+
+
+def query(recorded: Request, incoming: Request, rule: MatchRule) -> str | None:
+    """Query parameters as a multimap, order-insensitive, minus ignored names."""
+    return _compare("query", query_view(recorded.query, rule), query_view(incoming.query, rule))
+
+
+def headers(recorded: Request, incoming: Request, rule: MatchRule) -> str | None:
+    """The chosen headers, minus ignored ones."""
+    return _compare("headers", headers_view(recorded.headers, rule),
+                    headers_view(incoming.headers, rule))
+
+
+def body(recorded: Request, incoming: Request, rule: MatchRule) -> str | None:
+    """The body, compared according to its content type."""
+    return _compare("body", body_view(recorded, rule), body_view(incoming, rule))
+
+
+MATCHERS: dict[str, Matcher] = {
+    **{name: _exact_matcher(name) for name in EXACT_MATCHERS},
+    "query": query,
+    "headers": headers,
+    "body": body,
+}
+"""Every matcher by the name used in configuration (the production names: MATCHER_NAMES)."""
 
 
 def req(body=b"", headers=(), *, method="POST", scheme="https", host="api.example.com",
@@ -64,6 +121,7 @@ def test_the_registry_names_every_matcher():
     assert set(MATCHERS) == {"method", "scheme", "host", "port", "path", "query", "headers",
                              "body"}
     assert set(EXACT_MATCHERS) | set(RULE_MATCHERS) == set(MATCHERS)
+    assert tuple(MATCHERS) == MATCHER_NAMES
     one = req(b'{"a": 1}', JSON, query="x=1")
     for name, matcher in MATCHERS.items():
         assert matcher(one, one, MatchRule()) is None, name

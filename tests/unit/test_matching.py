@@ -4,7 +4,8 @@ import dataclasses
 
 import pytest
 
-from replayproxy.cassette.store import CassetteFile, encode_interaction
+from replayproxy.cassette.format import encode_interaction
+from replayproxy.cassette.store import CassetteFile
 from replayproxy.errors import CassetteError
 from replayproxy.matching.index import ReplayIndex
 from replayproxy.model import Interaction, Request, Response

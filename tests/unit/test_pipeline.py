@@ -8,7 +8,8 @@ from replayproxy.cassette.store import save_cassette
 from replayproxy.decision.pipeline import FaultAnswer, Pipeline, decide
 from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmatched
 from replayproxy.decision.verdict import verdict
-from replayproxy.faults.plan import FaultPlan, Hold, RefuseConnect, Reset, Respond, Truncate
+from replayproxy.faults.effects import Hold, RefuseConnect, Reset, Respond, Truncate
+from replayproxy.faults.plan import FaultPlan
 from replayproxy.model import Interaction, RecordMode, Request, Response
 
 

@@ -311,3 +311,13 @@ def test_a_pattern_is_not_run_when_no_hint_occurs():
         list(pattern.finditer("hay needle hay"))
     unhinted = ValuePattern("y", re.compile(r"\d+"))
     assert [m.group() for m in unhinted.finditer("a 12 b")] == ["12"]
+
+
+def test_har_urls_are_scanned_as_written_user_info_and_fragment_included(tmp_path):
+    token = "ghp_" + "a" * 36
+    path = tmp_path / "s.har"
+    path.write_text(json.dumps({"log": {"entries": [{
+        "request": {"method": "GET", "url": f"https://{token}@api.example.com/x#{STRIPE}"},
+        "response": {"status": 200}}]}}))
+    assert sorted(where(scan_path(path))) == [("request url", "github-token"),
+                                              ("request url", "stripe-key")]

@@ -5,7 +5,8 @@ import dataclasses
 import msgpack
 import pytest
 
-from replayproxy.cassette.store import decode_interaction, load_cassette, save_cassette
+from replayproxy.cassette.format import decode_interaction
+from replayproxy.cassette.store import load_cassette, save_cassette
 from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmatched
 from replayproxy.errors import CassetteError, ConfigError
 from replayproxy.model import Interaction, RecordMode, Request, Response

@@ -9,24 +9,25 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from replayproxy.cassette import store as storage
-from replayproxy.cassette.store import (
+from replayproxy.cassette import format as cassette_format
+from replayproxy.cassette import journal
+from replayproxy.cassette.format import (
     FORMAT_VERSION,
-    CassetteFile,
-    Journal,
-    cassette_info,
-    cassette_path,
     decode_interaction,
     dumps,
     encode_interaction,
+)
+from replayproxy.cassette.journal import Journal, pending_journals, recover_journals
+from replayproxy.cassette.store import (
+    CassetteFile,
+    cassette_info,
+    cassette_path,
     list_cassettes,
     load_cassette,
-    pending_journals,
-    recover_journals,
     save_cassette,
     validate_cassette_name,
 )
-from replayproxy.errors import CassetteError, ConfigError
+from replayproxy.errors import CLI_WORDS, CassetteError, ConfigError
 from replayproxy.model import Interaction, Request, Response
 
 # -- strategies -----------------------------------------------------------------------
@@ -221,6 +222,13 @@ def load_error(path: Path) -> str:
 def test_missing_cassette(tmp_path):
     message = load_error(tmp_path / "stripe.cassette")
     assert "does not exist" in message and "replayproxy record -c stripe" in message
+    assert message.endswith("or check cassette_dir")  # each front end words the setting
+
+
+def test_missing_cassette_names_the_setting_as_each_front_end_words_it(tmp_path):
+    with pytest.raises(CassetteError) as info:
+        load_cassette(tmp_path / "stripe.cassette")
+    assert info.value.render(CLI_WORDS).endswith("or check --cassette-dir")
 
 
 def test_empty_cassette(tmp_path):
@@ -281,11 +289,57 @@ def test_arbitrary_bytes_never_escape_as_another_exception(prefix, tail):
             assert str(path) in str(e)
 
 
-def test_unknown_version(tmp_path):
+def test_a_future_format_version_is_refused_in_one_line_naming_the_version_and_the_fix(
+        tmp_path):
     path = tmp_path / "v.cassette"
     path.write_bytes(header_bytes(version=99) + msgpack.packb([]))
-    message = load_error(path)
-    assert "version 99" in message and "upgrade replayproxy" in message
+    message = load_error(path)  # one line, naming the file
+    assert f"{path} uses format version 99, newer than this replayproxy reads (up to 1)" \
+        in message
+    assert message.endswith("upgrade replayproxy (pip install -U replayproxy)")
+    with pytest.raises(CassetteError) as info:
+        cassette_info(path)
+    assert str(info.value) == message
+
+
+def version_2(entry):
+    """A made-up format version 2 entry: a map instead of an array."""
+    return {"request": entry[0], "response": entry[1], "timings": entry[2:]}
+
+
+def read_version_2(monkeypatch):
+    """Register a reader for the made-up version 2."""
+    def index(unpacker):
+        offsets, fields = [], []
+        for _ in range(unpacker.read_array_header()):
+            offsets.append(unpacker.tell())
+            entry = unpacker.unpack()
+            fields.append(tuple(entry["request"][:5]))
+        return [*offsets, unpacker.tell()], fields
+
+    def decode(raw):
+        return decode_interaction((raw["request"], raw["response"], *raw["timings"]))
+
+    readers = {**cassette_format.READERS, 2: cassette_format.Reader(2, index, decode)}
+    monkeypatch.setattr(cassette_format, "READERS", readers)
+
+
+def test_the_reader_is_chosen_by_the_version_in_the_header(tmp_path, monkeypatch):
+    items = [make("/1"), make("/2")]
+    path = tmp_path / "v2.cassette"
+    path.write_bytes(header_bytes(version=2, interactions=2) + msgpack.packb(
+        [version_2(encode_interaction(it)) for it in items], use_bin_type=True))
+    assert "newer than this replayproxy reads (up to 1)" in load_error(path)
+
+    read_version_2(monkeypatch)
+    loaded = load_cassette(path)
+    assert loaded.version == 2
+    assert loaded.fields == [("GET", "https", "api.example.com", 443, p) for p in ("/1", "/2")]
+    assert list(loaded.interactions()) == items
+    # and version 1 files still read with their own reader
+    v1 = tmp_path / "v1.cassette"
+    save_cassette(v1, items)
+    assert load_cassette(v1).version == 1 and list(load_cassette(v1).interactions()) == items
 
 
 @pytest.mark.parametrize("version", [0, -1, "1", None, 1.0])
@@ -545,5 +599,5 @@ def test_stabilise_consumes_identical_old_entries_in_order():
     old = [encode_interaction(make(ttfb=t)) for t in (0.1, 0.2)]
     new = [encode_interaction(make(ttfb=t)) for t in (0.7, 0.8, 0.9)]
     other = encode_interaction(make("/other", ttfb=0.5))
-    out = storage._stabilise(old, [*new, other])
+    out = journal._stabilise(old, [*new, other])
     assert out == [old[0], old[1], new[2], other]

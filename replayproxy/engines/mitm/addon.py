@@ -40,19 +40,10 @@ from replayproxy.engines.mitm.convert import (
     to_flow_response,
 )
 from replayproxy.errors import MITMPROXY_WORDS, ReplayproxyError
-from replayproxy.faults.plan import (
-    Corrupt,
-    FaultAction,
-    FaultPlan,
-    Hold,
-    RefuseConnect,
-    Reset,
-    Respond,
-    Truncate,
-    corrupt_body,
-    parse_fault,
-    truncate_body,
-)
+from replayproxy.faults.effects import Corrupt, Hold, RefuseConnect, Reset, Respond, Truncate
+from replayproxy.faults.mangle import corrupt_body, truncate_body
+from replayproxy.faults.plan import FaultAction, FaultPlan
+from replayproxy.faults.spec import parse_fault
 from replayproxy.model import RecordMode, Request
 from replayproxy.redaction.redactor import Redactor, load_key
 

@@ -12,7 +12,7 @@ import time
 from mitmproxy import http, version
 from mitmproxy.net.http import status_codes
 
-from replayproxy.faults.plan import Respond
+from replayproxy.faults.effects import Respond
 from replayproxy.model import Interaction, Request, Response
 
 __all__ = [

@@ -1,0 +1,99 @@
+"""HAR files (browsers' and proxies' HTTP archives) read into replayproxy interactions.
+
+A HAR is JSON, ``{"log": {"entries": [{"request": {...}, "response": {...}}]}}``, with
+headers and cookies as lists of ``{"name", "value"}``. Its bodies are decoded text
+(``postData.text``, ``content.text``, base64 when ``content.encoding`` says so), so
+``Content-Encoding`` is dropped, and their ``mimeType`` becomes the ``Content-Type``
+when the headers have none.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from pathlib import Path
+from typing import Any
+
+from replayproxy.errors import CassetteError
+from replayproxy.formats import Entry, request_from_url
+from replayproxy.model import Headers, Interaction, Response, header_value
+
+__all__ = ["read_har"]
+
+
+def _pairs(items: Any) -> list[tuple[str, str]]:
+    return [(str(h.get("name", "")), str(h.get("value", ""))) for h in _list(items)
+            if isinstance(h, dict)]
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _headers(raw: Any, mime_type: Any) -> Headers:
+    headers = [(k, v) for k, v in _pairs(raw) if k.lower() != "content-encoding"]
+    if mime_type and header_value(headers, "content-type") is None:
+        headers.append(("Content-Type", str(mime_type)))
+    return tuple(headers)
+
+
+def _text(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _content(content: dict[str, Any]) -> bytes:
+    text = str(content.get("text", ""))
+    if content.get("encoding") == "base64":
+        try:
+            return base64.b64decode(text, validate=False)
+        except (binascii.Error, ValueError):
+            pass
+    return _text(text)
+
+
+def _status(raw: Any) -> int:
+    try:
+        return int(raw or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def read_har(path: Path) -> tuple[Entry, ...]:
+    """The interactions of the HAR file at ``path``, in order.
+
+    Raises:
+        CassetteError: the file is not a HAR (not JSON, or no ``log.entries`` list).
+    """
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))["log"]["entries"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        entries = None
+    if not isinstance(entries, list):
+        raise CassetteError(f"{path} is not a HAR file: it has no 'log.entries' list")
+    out = []
+    for number, entry in enumerate(entries, 1):
+        req, resp = (_dict(_dict(entry).get(k)) for k in ("request", "response"))
+        post, content = _dict(req.get("postData")), _dict(resp.get("content"))
+        url = str(req.get("url", ""))
+        request = request_from_url(
+            str(req.get("method") or "GET"), url, _headers(req.get("headers"),
+                                                         post.get("mimeType")),
+            _text(str(post.get("text", ""))), str(req.get("httpVersion") or "HTTP/1.1"))
+        response = Response(_status(resp.get("status")), str(resp.get("statusText") or ""),
+                            _headers(resp.get("headers"), content.get("mimeType")),
+                            _content(content), str(resp.get("httpVersion") or "HTTP/1.1"))
+        cookies = tuple((side, name, value) for side, part in (("request", req),
+                                                                ("response", resp))
+                        for name, value in _cookies(part.get("cookies")))
+        out.append(Entry(number, Interaction(request, response), url, cookies))
+    return tuple(out)
+
+
+def _cookies(items: Any) -> list[tuple[str, str]]:
+    return [(str(c.get("name")), str(c.get("value", ""))) for c in _list(items)
+            if isinstance(c, dict)]

@@ -1,0 +1,125 @@
+"""VCR.py YAML and HAR files read into replayproxy interactions (replayproxy.formats)."""
+
+import base64
+import gzip
+import json
+
+import pytest
+from vcr.serializers import jsonserializer, yamlserializer
+
+from replayproxy.errors import CassetteError
+from replayproxy.formats.har import read_har
+from replayproxy.formats.vcr import read_vcr
+from replayproxy.model import Interaction, Request, Response
+
+GZIPPED = gzip.compress(b'{"access_token": "t"}')
+
+
+def vcr_cassette(body=GZIPPED):
+    """As VCR.py writes it: headers as lists, a gzip response body as bytes."""
+    return {"version": 1, "interactions": [
+        {"request": {"method": "POST", "uri": "https://api.example.com:8443/v1/login?x=1&y=2",
+                     "body": '{"user": "bob"}',
+                     "headers": {"Content-Type": ["application/json"], "X-Dup": ["1", "2"]}},
+         "response": {"status": {"code": 201, "message": "Created"},
+                      "headers": {"Content-Encoding": ["gzip"]},
+                      "body": {"string": body}}},
+        {"request": {"method": "GET", "uri": "http://api.example.com/", "body": None,
+                     "headers": {}},
+         "response": {"status": {"code": 204, "message": "No Content"}, "headers": {},
+                      "body": {"string": ""}}},
+    ]}
+
+
+@pytest.mark.parametrize(("suffix", "serializer", "body"), [
+    (".yaml", yamlserializer, GZIPPED),  # bytes as !!binary
+    (".json", jsonserializer, GZIPPED.decode("latin-1"))])  # VCR.py's JSON holds text only
+def test_a_vcr_cassette_reads_into_interactions(tmp_path, suffix, serializer, body):
+    path = tmp_path / f"c{suffix}"
+    path.write_text(serializer.serialize(vcr_cassette(body)))
+    entries = read_vcr(path)
+    assert [(e.number, e.url) for e in entries] == [
+        (1, "https://api.example.com:8443/v1/login?x=1&y=2"), (2, "http://api.example.com/")]
+    assert entries[0].interaction == Interaction(
+        Request("POST", "https", "api.example.com", 8443, "/v1/login", "x=1&y=2",
+                (("Content-Type", "application/json"), ("X-Dup", "1"), ("X-Dup", "2")),
+                b'{"user": "bob"}'),
+        Response(201, "Created", (("Content-Encoding", "gzip"),),
+                 body if isinstance(body, bytes) else body.encode()))
+    assert entries[1].interaction == Interaction(
+        Request("GET", "http", "api.example.com", 80, "/"), Response(204, "No Content"))
+
+
+def test_a_malformed_vcr_entry_is_skipped_and_the_others_keep_their_number(tmp_path):
+    doc = vcr_cassette()
+    doc["interactions"].insert(0, "not an interaction")
+    path = tmp_path / "c.yaml"
+    path.write_text(yamlserializer.serialize(doc))
+    assert [e.number for e in read_vcr(path)] == [2, 3]
+
+
+@pytest.mark.parametrize("text", ["a: 1\n", "interactions: 3\n", "[1, 2]\n", ":\n  - ]["])
+def test_a_file_that_is_not_a_vcr_cassette_is_one_line_naming_it(tmp_path, text):
+    path = tmp_path / "other.yaml"
+    path.write_text(text)
+    with pytest.raises(CassetteError) as info:
+        read_vcr(path)
+    assert str(info.value) == f"{path} is not a VCR.py cassette: it has no 'interactions' list"
+
+
+def har_file(entries):
+    return json.dumps({"log": {"version": "1.2", "creator": {"name": "t"}, "entries": entries}})
+
+
+def test_a_har_reads_into_interactions_with_decoded_bodies(tmp_path):
+    path = tmp_path / "s.har"
+    path.write_text(har_file([
+        {"request": {"method": "POST", "url": "https://api.example.com/v1/x?a=1#frag",
+                     "httpVersion": "HTTP/2.0",
+                     "headers": [{"name": "Content-Encoding", "value": "gzip"},
+                                 {"name": "Accept", "value": "*/*"}],
+                     "cookies": [{"name": "sid", "value": "s1"}],
+                     "postData": {"mimeType": "application/json", "text": '{"é": 1}'}},
+         "response": {"status": 200, "statusText": "OK",
+                      "headers": [{"name": "Content-Type", "value": "application/json"},
+                                  {"name": "content-encoding", "value": "br"}],
+                      "cookies": [{"name": "n", "value": "v"}],
+                      "content": {"mimeType": "text/plain", "encoding": "base64",
+                                  "text": base64.b64encode(b"\x00\x01binary").decode()}}},
+        {"request": {"method": "GET", "url": "http://api.example.com"},
+         "response": {"status": 304, "content": {"mimeType": "text/html", "text": "hi"}}},
+    ]))
+    first, second = read_har(path)
+    assert (first.number, first.url) == (1, "https://api.example.com/v1/x?a=1#frag")
+    assert first.interaction == Interaction(
+        Request("POST", "https", "api.example.com", 443, "/v1/x", "a=1",
+                (("Accept", "*/*"), ("Content-Type", "application/json")),
+                '{"é": 1}'.encode(), "HTTP/2.0"),
+        Response(200, "OK", (("Content-Type", "application/json"),), b"\x00\x01binary"))
+    assert first.cookies == (("request", "sid", "s1"), ("response", "n", "v"))
+    assert second.interaction == Interaction(
+        Request("GET", "http", "api.example.com", 80, "/"),
+        Response(304, "", (("Content-Type", "text/html"),), b"hi"))
+
+
+def test_malformed_har_entries_are_read_as_far_as_they_go(tmp_path):
+    path = tmp_path / "s.har"
+    path.write_text(har_file([
+        "not an entry",
+        {"request": {"url": "http://h:notaport/x", "headers": {"not": "a list"}},
+         "response": {"status": "abc", "content": {"encoding": "base64", "text": "abc"}}},
+    ]))
+    first, second = read_har(path)
+    assert first.number == 1 and first.interaction.request.method == "GET"
+    assert second.interaction.request.host == "" and second.interaction.request.headers == ()
+    assert second.interaction.response.status == 0
+    assert second.interaction.response.body == b"abc"  # not base64 after all: as text
+
+
+@pytest.mark.parametrize("text", ["not json", "[]", '{"log": {}}', '{"log": {"entries": 1}}'])
+def test_a_file_that_is_not_a_har_is_one_line_naming_it(tmp_path, text):
+    path = tmp_path / "s.har"
+    path.write_text(text)
+    with pytest.raises(CassetteError) as info:
+        read_har(path)
+    assert str(info.value) == f"{path} is not a HAR file: it has no 'log.entries' list"
