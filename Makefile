@@ -18,8 +18,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python demo/run.py
 
+# the suite on every core (pytest-xdist); JOBS=0 runs it in this process
+JOBS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(JOBS)
 
 # the same suite on Python 3.12 with mitmproxy 12 (what users of newer Pythons get), in
 # its own venv; PYTHON312 names the interpreter (e.g. ~/.pyenv/versions/3.12.1/bin/python)
@@ -32,7 +34,7 @@ $(VENV12)/.installed: pyproject.toml
 	touch $@
 
 test-mitmproxy12: $(VENV12)/.installed
-	$(VENV12)/bin/python -m pytest
+	$(VENV12)/bin/python -m pytest -n $(JOBS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
