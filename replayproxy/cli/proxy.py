@@ -146,12 +146,9 @@ def _wrap(cmd: list[str] | None, *, name: str, matching: Matching, mode: RecordM
                           f"replayproxy {verb} -c {name} -- pytest")
     run = _proxy_run(matching, name, mode, faults, ca_dir=ca_dir, upstream_ca=upstream_ca,
                      port=port, reverse=reverse)
-    try:
-        with run:
-            _describe_start(run)
-            rc = _run_child(cmd, run.environment())
-    finally:
-        run.stop()
+    with run:  # stopped (and the cassette written) however the block ends
+        _describe_start(run)
+        rc = _run_child(cmd, run.environment())
     _finish(run, rc, command=True)
 
 
@@ -254,7 +251,6 @@ def serve(
     finally:
         with contextlib.suppress(FileNotFoundError):
             state.unlink()
-        run.stop()
     _finish(run, 0, command=False)
 
 
