@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from replayproxy.cassette.store import cassette_path, save_cassette
-from replayproxy.model import Interaction, Request, Response
+from tests.factories import interaction, request, response
 from tests.unit.cli_runner import cli_fixture, error_line  # noqa: F401
 
 JSON_BODY = json.dumps({"hello": "world", "items": [1, 2, 3], "nested": {"ok": True}}).encode()
@@ -19,19 +19,15 @@ BASE = "https://api.example.com"
 JSON_TYPE = (("Content-Type", "application/json"),)
 
 
-def _get(path: str, query: str = "", headers=(), body=b"", response=JSON_TYPE) -> Interaction:
-    return Interaction(Request("GET", "https", "api.example.com", 443, path, query, headers),
-                       Response(200, "OK", response, body), recorded_at=1_767_225_600.0)
-
-
 SHOP = [
-    _get("/json", "x=1", body=JSON_BODY, response=(*JSON_TYPE, ("X-Upstream", "json"))),
-    _get("/gzip", headers=(("Accept-Encoding", "gzip"),), body=gzip.compress(GZIP_PAYLOAD),
-         response=(*JSON_TYPE, ("Content-Encoding", "gzip"))),
-    _get("/png", body=BINARY, response=(("Content-Type", "image/png"),)),
-    Interaction(Request("POST", "https", "api.example.com", 443, "/echo", "", JSON_TYPE,
-                        b'{"amount":1200}'),
-                Response(200, "OK", JSON_TYPE, b'{"ok": true}'), recorded_at=1_767_225_600.0),
+    interaction("/json?x=1",
+                response(200, JSON_BODY, headers=[*JSON_TYPE, ("X-Upstream", "json")])),
+    interaction(request("GET", "/gzip", headers=[("Accept-Encoding", "gzip")]),
+                response(200, gzip.compress(GZIP_PAYLOAD),
+                         headers=[*JSON_TYPE, ("Content-Encoding", "gzip")])),
+    interaction("/png", response(200, BINARY, headers=[("Content-Type", "image/png")])),
+    interaction(request("POST", "/echo", headers=JSON_TYPE, body=b'{"amount":1200}'),
+                response(200, b'{"ok": true}', headers=JSON_TYPE)),
 ]
 
 
@@ -107,7 +103,9 @@ def test_cassette_show_bad_input(cli, cdir, args, needles):
 
 def test_scan_summary_has_one_prefix_and_counts_in_words(cli, tmp_path):
     leaky = tmp_path / "leaky.cassette"
-    save_cassette(leaky, [_get("/a", headers=(("Authorization", "Bearer abcdefgh1234"),))])
+    save_cassette(leaky, [interaction(
+        request("GET", "/a", headers=[("Authorization", "Bearer abcdefgh1234")]),
+        response(headers=JSON_TYPE))])
     found = cli("scan", leaky)
     assert found.exit_code == 1
     assert found.stderr.splitlines() == [

@@ -12,7 +12,7 @@ import pytest
 from replayproxy.cassette.store import save_cassette
 from replayproxy.errors import CLI_WORDS, ConfigError
 from replayproxy.matching.rules import MATCHER_NAMES
-from replayproxy.model import Interaction, Request, Response
+from tests.factories import interaction, request, response
 from tests.unit.cli_runner import cli_fixture, error_line  # noqa: F401
 
 
@@ -32,13 +32,8 @@ def replay(cli, cdir):
 
 
 def _real_cassette(path: Path) -> None:
-    it = Interaction(
-        Request("GET", "https", "api.example.com", 443, "/v1/items", "a=1",
-                (("Host", "api.example.com"),)),
-        Response(200, "OK", (("Content-Type", "application/json"),), b'{"x": "' + b"y" * 4000
-                 + b'"}'),
-        recorded_at=1_767_225_600.0, ttfb=0.01, duration=0.02,
-    )
+    it = interaction(request("GET", "/v1/items?a=1", headers=[("Host", "api.example.com")]),
+                     response(200, json={"x": "y" * 4000}))
     save_cassette(path, [it, it])
 
 

@@ -12,7 +12,8 @@ import pytest
 from replayproxy.cassette.store import cassette_path, save_cassette
 from replayproxy.cli.explain import request_from_cli
 from replayproxy.errors import ConfigError
-from replayproxy.model import Interaction, Request, Response
+from replayproxy.model import Request
+from tests.factories import RECORDED_AT, interaction, request, response
 from tests.unit.cli_runner import cli_fixture, error_line  # noqa: F401
 
 URL = "https://api.example.com/v1/payments"
@@ -22,7 +23,6 @@ REORDERED = json.dumps(dict(reversed(json.loads(RECORDED_PAYMENT).items())))
 AMOUNT_DIFF = "body $.amount: recorded 1200, received 1500"
 JSON_TYPE = (("Content-Type", "application/json"),)
 CT = ("-H", "Content-Type: application/json")
-RECORDED_AT = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
 @pytest.fixture
@@ -30,11 +30,9 @@ def cdir(tmp_path: Path) -> Path:
     """Cassette ``pay``: #1 GET a customer, #2 the payment POST (as record_payment)."""
     d = tmp_path / "cassettes"
     save_cassette(cassette_path(d, "pay"), [
-        Interaction(Request("GET", "https", "api.example.com", 443, "/v1/customers/cus_1"),
-                    Response(200, "OK", JSON_TYPE, b'{"id": "cus_1"}'), RECORDED_AT),
-        Interaction(Request("POST", "https", "api.example.com", 443, "/v1/payments", "",
-                            JSON_TYPE, RECORDED_PAYMENT),
-                    Response(200, "OK", JSON_TYPE, b'{"id": "pay_1"}'), RECORDED_AT + 1),
+        interaction("/v1/customers/cus_1", response(200, json={"id": "cus_1"})),
+        interaction(request("POST", "/v1/payments", headers=JSON_TYPE, body=RECORDED_PAYMENT),
+                    response(200, json={"id": "pay_1"}), recorded_at=RECORDED_AT + 1),
     ])
     return d
 

@@ -11,7 +11,8 @@ import pytest
 from replayproxy.cassette.store import cassette_path, save_cassette
 from replayproxy.cli.output import plural, report_run, setup_logging
 from replayproxy.decision.session import CassetteSession, SessionSummary
-from replayproxy.model import Interaction, RecordMode, Request, Response
+from replayproxy.model import RecordMode
+from tests.factories import interaction, request, response
 from tests.unit.cli_runner import cli_fixture  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("cli")  # restores the loggers setup_logging changes
@@ -52,18 +53,12 @@ def test_log_lines_have_one_prefix(capsys):
 def summary(tmp_path: Path) -> SessionSummary:
     """A replay of cassette ``shop`` (#1 GET /a, #2 POST /charges, #3 GET /c) that
     served #1, missed a POST whose amount changed, and never used #2 and #3."""
-    def get(path: str) -> Interaction:
-        return Interaction(Request("GET", "https", "api.example.com", 443, path),
-                           Response(200, "OK"), 1_767_225_600.0)
-
-    charge = Interaction(Request("POST", "https", "api.example.com", 443, "/charges", "",
-                                 JSON_TYPE, b'{"amount": 1200}'),
-                         Response(201, "Created"), 1_767_225_600.0)
-    save_cassette(cassette_path(tmp_path, "shop"), [get("/a"), charge, get("/c")])
+    charge = interaction(request("POST", "/charges", json={"amount": 1200}), response(201))
+    save_cassette(cassette_path(tmp_path, "shop"),
+                  [interaction("/a"), charge, interaction("/c")])
     session = CassetteSession(tmp_path, "shop", RecordMode.NONE)
-    session.decide(get("/a").request)
-    session.decide(Request("POST", "https", "api.example.com", 443, "/charges", "",
-                           JSON_TYPE, b'{"amount": 1500}'))
+    session.decide(request("GET", "/a"))
+    session.decide(request("POST", "/charges", json={"amount": 1500}))
     return session.close()
 
 

@@ -10,25 +10,20 @@ import pytest
 
 from replayproxy.cassette.store import cassette_path, load_cassette, save_cassette
 from replayproxy.decision.session import CassetteSession
-from replayproxy.model import Interaction, RecordMode, Request, Response
+from replayproxy.model import RecordMode
+from tests.factories import interaction
 from tests.unit.cli_runner import cli_fixture  # noqa: F401
 
 URL = "https://api.example.com/v1/a"
-
-
-def _it(path: str) -> Interaction:
-    return Interaction(Request("GET", "https", "api.example.com", 443, path, "", ()),
-                       Response(200, "OK", (("Content-Type", "text/plain"),), path.encode()),
-                       recorded_at=1_767_225_600.0)
 
 
 @pytest.fixture
 def interrupted(tmp_path: Path) -> Path:
     """Cassette 'shop' holding /v1/a, and the journal of a killed run that added /v1/b."""
     cdir = tmp_path / "cassettes"
-    save_cassette(cassette_path(cdir, "shop"), [_it("/v1/a")])
+    save_cassette(cassette_path(cdir, "shop"), [interaction("/v1/a")])
     writer = CassetteSession(cdir, "shop", RecordMode.NEW_EPISODES)
-    writer.record(_it("/v1/b"))
+    writer.record(interaction("/v1/b"))
     # the kernel releases the journal's lock of a killed run; nothing is committed
     assert writer._journal is not None and writer._journal._file is not None
     writer._journal._file.close()
@@ -62,7 +57,7 @@ def test_read_commands_leave_the_journal_alone(cli, interrupted, args, code, not
 def test_explain_of_a_cassette_with_only_a_journal_names_it(cli, tmp_path):
     cdir = tmp_path / "cassettes"
     writer = CassetteSession(cdir, "fresh", RecordMode.ALL)
-    writer.record(_it("/v1/a"))
+    writer.record(interaction("/v1/a"))
     assert writer._journal is not None and writer._journal._file is not None
     writer._journal._file.close()
     before = _snapshot(cdir)

@@ -1,6 +1,5 @@
 """Configuration files, their validation, and the rules per route they produce."""
 
-import json
 import re
 import textwrap
 
@@ -18,10 +17,8 @@ from replayproxy.matching.rules import (
     MatchConfig,
     MatchRule,
 )
-from replayproxy.model import Interaction, Request, Response
 from replayproxy.routes import parse_route
-
-JSON = (("Content-Type", "application/json"),)
+from tests.factories import interaction, request
 
 
 def write(directory, name, text):
@@ -150,12 +147,12 @@ def test_matchers_without_exact_fields_drop_them_from_the_index():
     settings = parse_settings({"match": {"matchers": ["method", "path", "body"]}})
     assert settings.match.exact == ("method", "path")
     assert settings.match.base.matchers == frozenset({"body"})
-    recorded = Request("GET", "https", "api.example.com", 443, "/v1/x", "a=1")
-    index = ReplayIndex(CassetteFile.from_interactions(
-        "c", [Interaction(recorded, Response(200))]), settings.match)
-    moved = Request("GET", "http", "localhost", 8080, "/v1/x", "a=2")
+    recorded = request("GET", "/v1/x?a=1")
+    index = ReplayIndex(CassetteFile.from_interactions("c", [interaction(recorded)]),
+                        settings.match)
+    moved = request("GET", "http://localhost:8080/v1/x?a=2")
     assert index.match(moved) is not None
-    assert index.match(Request("GET", "http", "localhost", 8080, "/v1/y")) is None
+    assert index.match(request("GET", "http://localhost:8080/v1/y")) is None
 
 
 def test_every_matcher_is_the_default():
@@ -348,11 +345,6 @@ def test_errors_are_one_line(tmp_path):
 # -- rules per route --------------------------------------------------------------------
 
 
-def req(method="POST", path="/v1/charges", body=None, *, host="api.example.com", query=""):
-    raw = b"" if body is None else json.dumps(body).encode()
-    return Request(method, "https", host, 443, path, query, JSON, raw)
-
-
 def test_rule_for_merges_the_base_and_every_matching_route_in_order():
     config = parse_settings({"match": {
         "ignore_query": ["ts"],
@@ -394,11 +386,11 @@ def test_rule_for_merges_the_base_and_every_matching_route_in_order():
 def test_on_exhausted_error_applies_only_on_its_route():
     config = MatchConfig(routes=((parse_route("POST api.example.com/v1/*"),
                                   {"on_exhausted": Exhausted.ERROR}),))
-    charge, item = req("POST", "/v1/charges", {"a": 1}), req("GET", "/v1/items")
+    charge, item = request("POST", "/v1/charges", json={"a": 1}), request("GET", "/v1/items")
     index = ReplayIndex(CassetteFile.from_interactions("c", [
-        Interaction(charge, Response(200, body=b"charge-1")),
-        Interaction(charge, Response(200, body=b"charge-2")),
-        Interaction(item, Response(200, body=b"item")),
+        interaction(charge, b"charge-1"),
+        interaction(charge, b"charge-2"),
+        interaction(item, b"item"),
     ]), config)
     served = [index.match(charge) for _ in range(3)]
     assert [s.interaction.response.body for s in served[:2]] == [b"charge-1", b"charge-2"]
@@ -407,9 +399,8 @@ def test_on_exhausted_error_applies_only_on_its_route():
     assert first.interaction.response.body == again.interaction.response.body == b"item"
     assert not first.repeated and again.repeated
     # the same on a path outside the route repeats
-    other = req("POST", "/v2/charges", {"a": 1})
-    plain = ReplayIndex(CassetteFile.from_interactions(
-        "c", [Interaction(other, Response(200, body=b"v2"))]), config)
+    other = request("POST", "/v2/charges", json={"a": 1})
+    plain = ReplayIndex(CassetteFile.from_interactions("c", [interaction(other, b"v2")]), config)
     assert plain.match(other) is not None and plain.match(other).repeated
 
 
@@ -420,9 +411,8 @@ def test_on_exhausted_from_a_configuration_file(tmp_path):
         on_exhausted = "error"
     """)
     config = load_settings(directory=tmp_path).match
-    charge = req("POST", "/v1/charges", {"a": 1})
-    index = ReplayIndex(CassetteFile.from_interactions(
-        "c", [Interaction(charge, Response(200))]), config)
+    charge = request("POST", "/v1/charges", json={"a": 1})
+    index = ReplayIndex(CassetteFile.from_interactions("c", [interaction(charge)]), config)
     assert index.match(charge) is not None and index.match(charge) is None
 
 
@@ -436,25 +426,24 @@ def test_ignore_json_on_one_route_only(tmp_path):
         ignore_json = ["$.request_id"]
     """)
     config = load_settings(directory=tmp_path).match
-    on_route = req("POST", "/v1/charges", {"request_id": "r1", "amount": 1200})
-    off_route = req("POST", "/v2/charges", {"request_id": "r1", "amount": 1200})
-    other_method = req("PUT", "/v1/charges", {"request_id": "r1", "amount": 1200})
+    recorded = {"request_id": "r1", "amount": 1200}
+    on_route = request("POST", "/v1/charges", json=recorded)
+    off_route = request("POST", "/v2/charges", json=recorded)
+    other_method = request("PUT", "/v1/charges", json=recorded)
     index = ReplayIndex(CassetteFile.from_interactions("c", [
-        Interaction(q, Response(200, body=q.path.encode() + q.method.encode()))
-        for q in (on_route, off_route, other_method)
+        interaction(q, q.path + q.method) for q in (on_route, off_route, other_method)
     ]), config)
 
     def fresh(q, **body):
-        return Request(q.method, q.scheme, q.host, q.port, q.path, "ts=2", q.headers,
-                       json.dumps({"amount": 1200, **body}).encode())
+        return request(q.method, f"{q.path}?ts=2", json={"amount": 1200, **body})
 
     assert index.match(fresh(on_route, request_id="r2")).position == 0
     assert index.match(fresh(off_route, request_id="r2")) is None
     assert index.match(fresh(other_method, request_id="r2")) is None
     assert index.match(fresh(off_route, request_id="r1")).position == 1
     # the ignored field is ignored, nothing else is
-    assert index.match(Request("POST", "https", "api.example.com", 443, "/v1/charges", "",
-                               JSON, b'{"request_id": "r3", "amount": 1500}')) is None
+    assert index.match(request("POST", "/v1/charges",
+                               json={"request_id": "r3", "amount": 1500})) is None
 
 
 def test_a_regex_route_and_ignore_regex_from_the_file(tmp_path):
@@ -467,12 +456,11 @@ def test_a_regex_route_and_ignore_regex_from_the_file(tmp_path):
     text = (("Content-Type", "text/plain"),)
 
     def report(path, when):
-        return Request("POST", "https", "api.example.com", 443, path, "", text,
-                       f"total 5, generated at {when}".encode())
+        return request("POST", path, headers=text, body=f"total 5, generated at {when}")
 
     index = ReplayIndex(CassetteFile.from_interactions("c", [
-        Interaction(report("/v1/reports/7", "2024-01-01T00:00"), Response(200)),
-        Interaction(report("/v1/reports/7/raw", "2024-01-01T00:00"), Response(200)),
+        interaction(report("/v1/reports/7", "2024-01-01T00:00")),
+        interaction(report("/v1/reports/7/raw", "2024-01-01T00:00")),
     ]), config)
     assert index.match(report("/v1/reports/7", "2025-06-30T12:34")) is not None
     assert index.match(report("/v1/reports/7/raw", "2025-06-30T12:34")) is None

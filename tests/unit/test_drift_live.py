@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from replayproxy.drift.live import _describe
-from replayproxy.model import Request
+from tests.factories import interaction, request
 
-REQUEST = Request("GET", "https", "api.example.com", 443, "/v1/x")
+REQUEST = request("GET", "/v1/x")
 
 
 def _wrapped(root: BaseException, outer: httpx.HTTPError) -> httpx.HTTPError:
@@ -55,11 +55,10 @@ def test_interactions_are_keyed_by_their_occurrence_numbered_from_1(tmp_path):
     from replayproxy.cassette.store import cassette_path, save_cassette
     from replayproxy.drift.live import load_jobs
     from replayproxy.drift.plan import DriftReport
-    from replayproxy.model import Interaction, Response
 
-    other = Request("GET", "https", "api.example.com", 443, "/v1/y")
+    other = request("GET", "/v1/y")
     save_cassette(cassette_path(tmp_path, "c"),
-                  [Interaction(r, Response(200)) for r in (REQUEST, other, REQUEST)])
+                  [interaction(r) for r in (REQUEST, other, REQUEST)])
     jobs = load_jobs(tmp_path, ["c"], DriftReport(("c",)))
     assert [(j.index, j.key) for j in jobs] == [
         (0, "GET https://api.example.com/v1/x #1"), (1, "GET https://api.example.com/v1/y #1"),

@@ -32,11 +32,7 @@ from replayproxy.faults import (
     parse_fault,
     truncate_body,
 )
-from replayproxy.model import Request
-
-
-def req(method="GET", host="api.example.com", path="/v1/items", *, scheme="https", port=443):
-    return Request(method, scheme, host, port, path)
+from tests.factories import request
 
 
 def bad(spec):
@@ -62,8 +58,8 @@ def test_status_first_on_a_full_url_route():
     assert spec.params == Respond(503)
     assert spec.first == 2 and spec.p is None and spec.nth is None
     assert spec.route is not None and spec.route.text == "GET https://api.example.com/v1/*"
-    assert spec.route.matches(req("GET", path="/v1/charges"))
-    assert not spec.route.matches(req("POST", path="/v1/charges"))
+    assert spec.route.matches(request("GET", "/v1/charges"))
+    assert not spec.route.matches(request("POST", "/v1/charges"))
     assert spec.text == "status=503,first=2@GET https://api.example.com/v1/*"
 
 
@@ -71,8 +67,8 @@ def test_latency_on_a_path_glob():
     spec = parse_fault("latency=300ms@*/search*")
     assert spec.kind is FaultKind.LATENCY
     assert spec.params == LatencyParams(Distribution.FIXED, seconds=0.3)
-    assert spec.route is not None and spec.route.matches(req(path="/search"))
-    assert not spec.route.matches(req(path="/items"))
+    assert spec.route is not None and spec.route.matches(request("GET", "/search"))
+    assert not spec.route.matches(request("GET", "/items"))
 
 
 def test_reset_with_probability_and_seed():
@@ -90,7 +86,7 @@ def test_rate_limit_per_second_on_a_method_route():
 def test_timeout_everywhere_holds_at_most_30_seconds():
     spec = parse_fault("timeout@*")
     assert spec.params == Hold(30.0)
-    assert spec.route is not None and spec.route.matches(req())
+    assert spec.route is not None and spec.route.matches(request())
 
 
 # -- the grammar -----------------------------------------------------------------------
@@ -104,7 +100,7 @@ def test_the_route_is_everything_after_the_first_at():
     spec = parse_fault(r"status=503,first=1@GET re:^api\.example\.com/v1/(a,b)=x@y$")
     assert spec.route is not None
     assert spec.route.text == r"GET re:^api\.example\.com/v1/(a,b)=x@y$"
-    assert spec.route.matches(req(path="/v1/(a,b)=x@y".replace("(", "").replace(")", "")))
+    assert spec.route.matches(request("GET", "/v1/(a,b)=x@y".replace("(", "").replace(")", "")))
     assert spec.first == 1
 
 
@@ -457,11 +453,11 @@ def test_table_errors_name_the_key(table, expected):
 
 def test_first_three_fail_and_the_fourth_succeeds():
     plan = FaultPlan(["status=503,first=3@GET */v1/*"])
-    other = req("GET", path="/health")
+    other = request("GET", "/health")
     outcomes = []
     for _ in range(5):
         assert plan.decide(other, 0.0) is None  # other requests do not count
-        action = plan.decide(req("GET", path="/v1/items"), 0.0)
+        action = plan.decide(request(), 0.0)
         outcomes.append(action.terminal if action else None)
     assert outcomes == [Respond(503)] * 3 + [None, None]
     assert plan.hits() == (3,)
@@ -469,14 +465,15 @@ def test_first_three_fail_and_the_fourth_succeeds():
 
 def test_nth_fires_only_on_the_nth_matching_request():
     plan = FaultPlan(["reset,nth=2@POST *"])
-    got = [plan.decide(req(m), 0.0) is not None for m in ["GET", "POST", "GET", "POST", "POST"]]
+    got = [plan.decide(request(m, "/v1/items"), 0.0) is not None
+           for m in ["GET", "POST", "GET", "POST", "POST"]]
     assert got == [False, False, False, True, False]
 
 
 def test_always_and_the_extremes_of_p():
     plan = FaultPlan(["reset", "status=500,p=0@*", "timeout,p=1@POST *"])
     for _ in range(50):
-        action = plan.decide(req("POST"), 0.0)
+        action = plan.decide(request("POST", "/v1/items"), 0.0)
         assert action is not None and action.terminal == Reset()
     # status p=0 never fired; timeout p=1 fired every time but reset came first
     assert plan.hits() == (50, 0, 0)
@@ -485,12 +482,12 @@ def test_always_and_the_extremes_of_p():
 @pytest.mark.parametrize(
     ("request_", "fires"),
     [
-        (req("POST", "api.example.com", "/v1/charges"), True),
-        (req("post", "API.example.com", "/v1/charges"), True),
-        (req("GET", "api.example.com", "/v1/charges"), False),
-        (req("POST", "api.example.org", "/v1/charges"), False),
-        (req("POST", "api.example.com", "/v2/charges"), False),
-        (req("POST", "api.example.com", "/v1/charges", scheme="http", port=80), False),
+        (request("POST", "/v1/charges"), True),
+        (request("post", "https://API.example.com/v1/charges"), True),
+        (request("GET", "/v1/charges"), False),
+        (request("POST", "https://api.example.org/v1/charges"), False),
+        (request("POST", "/v2/charges"), False),
+        (request("POST", "http://api.example.com/v1/charges"), False),
     ],
 )
 def test_route_targeting_by_method_host_and_path(request_, fires):
@@ -507,7 +504,7 @@ MIXED = [
     "corrupt=random,p=0.3,seed=9",
     "status=503,p=0.1",
 ]
-TRAFFIC = [req(m, path=p) for m in ("GET", "POST") for p in ("/v1/a", "/v2/b", "/search")] * 40
+TRAFFIC = [request(m, p) for m in ("GET", "POST") for p in ("/v1/a", "/v2/b", "/search")] * 40
 
 
 def test_same_specs_give_the_same_decisions():
@@ -547,7 +544,7 @@ def test_a_rule_decides_the_same_whatever_other_rules_exist():
 
 def test_latencies_add_up_with_one_terminal():
     plan = FaultPlan(["latency=100ms", "status=503", "latency=200ms,at=first_byte", "reset"])
-    action = plan.decide(req(), 0.0)
+    action = plan.decide(request(), 0.0)
     assert action == FaultAction((
         Fired(0, "latency=100ms", Delay(0.1)),
         Fired(1, "status=503", Respond(503)),
@@ -561,7 +558,7 @@ def test_latencies_add_up_with_one_terminal():
 
 def test_only_the_first_slow_body_applies():
     plan = FaultPlan(["slow_body=10", "slow_body=20", "truncate,bytes=5"])
-    action = plan.decide(req(), 0.0)
+    action = plan.decide(request(), 0.0)
     assert action is not None
     assert action.trickle == Trickle(10) and action.terminal == Truncate(keep_bytes=5)
     assert [f.index for f in action.fired] == [0, 2]
@@ -569,13 +566,13 @@ def test_only_the_first_slow_body_applies():
 
 def test_a_shadowed_rule_still_counts_the_request():
     plan = FaultPlan(["status=500,first=1", "status=503,nth=2"])
-    got = [plan.decide(req(), 0.0) for _ in range(3)]
+    got = [plan.decide(request(), 0.0) for _ in range(3)]
     assert [a.terminal if a else None for a in got] == [Respond(500), Respond(503), None]
 
 
 def test_refuse_connect_only_at_connect():
     plan = FaultPlan(["refuse_connect,first=1@api.example.com", "latency=1s"])
-    action = plan.decide(req(), 0.0)
+    action = plan.decide(request(), 0.0)
     assert action is not None and action.terminal is None  # only the latency
     assert plan.decide_connect("other.example.com", 443) is None
     refused = plan.decide_connect("api.example.com", 443)
@@ -608,18 +605,18 @@ def test_refuse_connect_matches_host_routes(route, host, port, scheme, refused):
 
 def test_add_list_clear_and_hits():
     plan = FaultPlan()
-    assert plan.decide(req(), 0.0) is None and plan.hits() == () and len(plan) == 0
+    assert plan.decide(request(), 0.0) is None and plan.hits() == () and len(plan) == 0
     assert plan.add("reset,first=1") == 0
     assert plan.add(parse_fault("status=500@*/v2/*")) == 1
     assert [s.text for s in plan.list()] == ["reset,first=1", "status=500@*/v2/*"]
     assert all(isinstance(s, FaultSpec) for s in plan.list())
-    plan.decide(req(), 0.0)
-    plan.decide(req(path="/v2/x"), 0.0)
+    plan.decide(request(), 0.0)
+    plan.decide(request("GET", "/v2/x"), 0.0)
     assert plan.hits() == (1, 1)
     plan.clear()
     assert plan.list() == () and plan.hits() == ()
     plan.add("reset,first=1")  # fresh state: fires again
-    assert plan.decide(req(), 0.0) is not None
+    assert plan.decide(request(), 0.0) is not None
 
 
 def test_a_bad_spec_added_raises_and_leaves_the_plan_alone():
@@ -640,10 +637,10 @@ def retry_after(action):
 
 def test_rate_limit_allows_n_per_second_then_429():
     plan = FaultPlan(["rate_limit=5/s@POST */v1/charges"])
-    charge = req("POST", path="/v1/charges")
+    charge = request("POST", "/v1/charges")
     assert [plan.decide(charge, 100.0) for _ in range(5)] == [None] * 5
     assert retry_after(plan.decide(charge, 100.0)) == 1
-    assert plan.decide(req("GET", path="/v1/charges"), 100.0) is None  # not on the route
+    assert plan.decide(request("GET", "/v1/charges"), 100.0) is None  # not on the route
     assert plan.decide(charge, 100.2) is None  # one token back after 1/5 s
     assert retry_after(plan.decide(charge, 100.2)) == 1
     assert [plan.decide(charge, 101.2) for _ in range(5)] == [None] * 5  # full again
@@ -653,25 +650,25 @@ def test_rate_limit_allows_n_per_second_then_429():
 def test_rate_limit_retry_after_counts_down():
     plan = FaultPlan(["rate_limit=5/min"])
     for _ in range(5):
-        assert plan.decide(req(), 0.0) is None
-    assert [retry_after(plan.decide(req(), t)) for t in (0.0, 5.0, 10.5, 11.9)] == [12, 7, 2, 1]
-    assert plan.decide(req(), 12.0) is None  # a token every 12 s
-    assert retry_after(plan.decide(req(), 12.0)) == 12
+        assert plan.decide(request(), 0.0) is None
+    assert [retry_after(plan.decide(request(), t)) for t in (0.0, 5.0, 10.5, 11.9)] == [12, 7, 2, 1]
+    assert plan.decide(request(), 12.0) is None  # a token every 12 s
+    assert retry_after(plan.decide(request(), 12.0)) == 12
 
 
 def test_rate_limit_burst_and_a_clock_going_back():
     plan = FaultPlan(["rate_limit=60/min,burst=2"])
-    assert plan.decide(req(), 10.0) is None
-    assert plan.decide(req(), 10.0) is None
-    assert retry_after(plan.decide(req(), 10.0)) == 1
-    assert retry_after(plan.decide(req(), 5.0)) == 1  # earlier "now" adds no tokens
-    assert plan.decide(req(), 11.0) is None
+    assert plan.decide(request(), 10.0) is None
+    assert plan.decide(request(), 10.0) is None
+    assert retry_after(plan.decide(request(), 10.0)) == 1
+    assert retry_after(plan.decide(request(), 5.0)) == 1  # earlier "now" adds no tokens
+    assert plan.decide(request(), 11.0) is None
 
 
 def test_rate_limit_response_has_the_given_body_and_headers():
     plan = FaultPlan(["rate_limit=1/h,body={\"error\":\"rate\"},header=X-Limit:1"])
-    plan.decide(req(), 0.0)
-    action = plan.decide(req(), 0.0)
+    plan.decide(request(), 0.0)
+    action = plan.decide(request(), 0.0)
     assert action is not None and action.terminal == Respond(
         429, (("Retry-After", "3600"), ("X-Limit", "1"), ("Content-Type", "application/json")),
         b'{"error":"rate"}')
@@ -684,7 +681,7 @@ def delays(spec, n=2000):
     plan = FaultPlan([spec])
     out = []
     for _ in range(n):
-        action = plan.decide(req(), 0.0)
+        action = plan.decide(request(), 0.0)
         assert action is not None and len(action.delays) == 1
         out.append(action.delays[0].seconds)
     return out
@@ -715,7 +712,7 @@ def test_recorded_latency_scales_the_recorded_time_to_first_byte():
 
 
 def plan_delay(spec):
-    action = FaultPlan([spec]).decide(req(), 0.0)
+    action = FaultPlan([spec]).decide(request(), 0.0)
     assert action is not None
     return action.delays[0]
 
@@ -759,8 +756,8 @@ def test_corrupt_random_keeps_the_length():
 
 
 def test_corrupt_action_carries_a_seed_from_the_rule():
-    one = decisions(FaultPlan(["corrupt,seed=3"]), [req()] * 3)
-    two = decisions(FaultPlan(["corrupt,seed=3"]), [req()] * 3)
+    one = decisions(FaultPlan(["corrupt,seed=3"]), [request()] * 3)
+    two = decisions(FaultPlan(["corrupt,seed=3"]), [request()] * 3)
     assert one == two
     seeds = {a.terminal.seed for a in one if a and isinstance(a.terminal, Corrupt)}
     assert len(seeds) == 3  # each request mangled differently
@@ -786,7 +783,7 @@ def test_corrupt_json_never_parses(value, seed, indent):
 
 # -- properties ------------------------------------------------------------------------
 
-ONE_REQUEST = req()
+ONE_REQUEST = request()
 
 
 @settings(max_examples=40, deadline=None)

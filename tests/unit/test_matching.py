@@ -8,16 +8,14 @@ from replayproxy.cassette.format import encode_interaction
 from replayproxy.cassette.store import CassetteFile
 from replayproxy.errors import CassetteError
 from replayproxy.matching.index import ReplayIndex
-from replayproxy.model import Interaction, Request, Response
+from tests.factories import interaction, request
 
-BASE = Request("POST", "https", "api.example.com", 443, "/v1/charges", "a=1&b=2", (), b"{}")
+BASE = request("POST", "/v1/charges?a=1&b=2", body=b"{}")
 
 
 def recorded(*pairs):
     """A cassette of (request, response body) pairs."""
-    return CassetteFile.from_interactions(
-        "test", [Interaction(q, Response(200, "OK", (), body)) for q, body in pairs]
-    )
+    return CassetteFile.from_interactions("test", [interaction(q, body) for q, body in pairs])
 
 
 def body_of(index, request):
@@ -131,14 +129,14 @@ def test_empty_cassette_matches_nothing():
 
 
 def test_malformed_entry_is_a_cassette_error():
-    good = encode_interaction(Interaction(BASE, Response(200)))
+    good = encode_interaction(interaction(BASE))
     with pytest.raises(CassetteError, match="malformed interaction #2"):
         ReplayIndex(CassetteFile("broken", [good, (None,)]))
 
 
 def test_lookup_in_a_cassette_of_100k_entries():
     n = 100_000
-    template = encode_interaction(Interaction(BASE, Response(200, "OK", (), b"")))
+    template = encode_interaction(interaction(BASE))
     q, r = template[0], template[1]
     entries = [
         ((q[0], q[1], q[2], q[3], f"/items/{i % 50_000}", f"page={i // 50_000}", q[6], b"",

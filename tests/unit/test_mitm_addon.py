@@ -18,7 +18,8 @@ from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmat
 from replayproxy.engines.mitm.addon import STATE, FlowState, ReplayproxyAddon, Role
 from replayproxy.engines.mitm.convert import request_from_flow
 from replayproxy.faults.plan import FaultPlan
-from replayproxy.model import Interaction, RecordMode, Response
+from replayproxy.model import RecordMode
+from tests.factories import interaction, response
 
 pytestmark = pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning")
 
@@ -36,9 +37,8 @@ def _flow(path="/a", accept=None):
 
 def _recorded(tmp_path, *bodies):
     interactions = [
-        Interaction(request_from_flow(_flow(f"/{name}").request),
-                    Response(200, "OK", (("Content-Type", "text/plain"),), body),
-                    1_700_000_000.0, 0.01, 0.02)
+        interaction(request_from_flow(_flow(f"/{name}").request),
+                    response(200, body, headers=[("Content-Type", "text/plain")]))
         for name, body in bodies
     ]
     save_cassette(cassette_path(tmp_path, "shop"), interactions)

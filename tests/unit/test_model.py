@@ -7,22 +7,18 @@ import pytest
 from replayproxy.model import Interaction, RecordMode, Request, Response, header_value
 
 
-def test_request_url_omits_default_port():
-    assert Request("GET", "https", "api.example.com", 443, "/v1").url == (
-        "https://api.example.com/v1"
-    )
-    assert Request("GET", "http", "example.com", 80, "/").url == "http://example.com/"
-
-
-def test_request_url_keeps_other_ports_and_query():
-    req = Request("GET", "https", "localhost", 8443, "/a", "x=1&y=2")
-    assert req.url == "https://localhost:8443/a?x=1&y=2"
-    assert Request("GET", "http", "h", 443, "/").url == "http://h:443/"
-
-
-def test_request_url_brackets_ipv6_hosts():
-    assert Request("GET", "http", "::1", 8080, "/").url == "http://[::1]:8080/"
-    assert Request("GET", "https", "::1", 443, "/x").url == "https://[::1]/x"
+@pytest.mark.parametrize(("scheme", "host", "port", "path", "query", "url"), [
+    ("https", "api.example.com", 443, "/v1", "", "https://api.example.com/v1"),
+    ("http", "example.com", 80, "/", "", "http://example.com/"),
+    ("https", "localhost", 8443, "/a", "x=1&y=2", "https://localhost:8443/a?x=1&y=2"),
+    ("http", "h", 443, "/", "", "http://h:443/"),
+    ("http", "::1", 8080, "/", "", "http://[::1]:8080/"),
+    ("https", "::1", 443, "/x", "", "https://[::1]/x"),
+], ids=["https-default-port", "http-default-port", "other-port-and-query",
+        "https-port-on-http", "ipv6-bracketed-with-port", "ipv6-bracketed"])
+def test_request_url_shows_only_a_non_default_port_and_brackets_ipv6(scheme, host, port, path,
+                                                                     query, url):
+    assert Request("GET", scheme, host, port, path, query).url == url
 
 
 def test_header_value_is_case_insensitive_and_returns_first():

@@ -10,20 +10,15 @@ from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmat
 from replayproxy.decision.verdict import verdict
 from replayproxy.faults.effects import Hold, RefuseConnect, Reset, Respond, Truncate
 from replayproxy.faults.plan import FaultPlan
-from replayproxy.model import Interaction, RecordMode, Request, Response
-
-
-def req(path="/a", scheme="https", port=443):
-    return Request("GET", scheme, "api.example.com", port, path, "", (), b"")
-
-
-def it(path, body):
-    return Interaction(req(path), Response(200, "OK", (), body), 1_700_000_000.0, 0.01, 0.02)
+from replayproxy.model import RecordMode
+from tests.factories import interaction, request
 
 
 @pytest.fixture
 def replaying(tmp_path):
-    save_cassette(tmp_path / "shop.cassette", [it("/a", b"A1"), it("/a", b"A2"), it("/b", b"B")])
+    save_cassette(tmp_path / "shop.cassette",
+                  [interaction(path, body) for path, body in [("/a", b"A1"), ("/a", b"A2"),
+                                                              ("/b", b"B")]])
     return CassetteSession(tmp_path, "shop", RecordMode.NONE)
 
 
@@ -34,22 +29,22 @@ def replaying(tmp_path):
 ])
 def test_a_fault_that_answers_by_itself_leaves_the_cassette_alone(replaying, spec, terminal):
     pipeline = Pipeline(replaying, FaultPlan([spec]))
-    planned = pipeline.decide(req("/a"), 0.0)
+    planned = pipeline.decide(request("GET", "/a"), 0.0)
     assert isinstance(planned.plan, FaultAnswer)
     assert isinstance(planned.plan.action.terminal, terminal)
     assert planned.answers_by_itself
     # the recorded sequence is still in step: the first answer is still the first one
-    served = pipeline.decide(req("/b"), 0.0).plan
+    served = pipeline.decide(request("GET", "/b"), 0.0).plan
     assert isinstance(served, Replay) and served.served.interaction.response.body == b"B"
     pipeline.faults.clear()
-    first = pipeline.decide(req("/a"), 0.0).plan
+    first = pipeline.decide(request("GET", "/a"), 0.0).plan
     assert isinstance(first, Replay) and first.served.interaction.response.body == b"A1"
     assert replaying.summary.replayed == 2
 
 
 def test_a_response_fault_rides_along_with_the_replay(replaying):
     planned = Pipeline(replaying, FaultPlan(["truncate,fraction=0.5@*", "latency=10ms@*"])).decide(
-        req("/a"), 0.0)
+        request("GET", "/a"), 0.0)
     assert isinstance(planned.plan, Replay)
     assert planned.fault is not None
     assert isinstance(planned.fault.terminal, Truncate)
@@ -57,12 +52,12 @@ def test_a_response_fault_rides_along_with_the_replay(replaying):
 
 
 def test_no_fault_rule_gives_a_plain_plan(replaying):
-    planned = Pipeline(replaying).decide(req("/a"), 0.0)
+    planned = Pipeline(replaying).decide(request("GET", "/a"), 0.0)
     assert isinstance(planned.plan, Replay) and planned.fault is None
 
 
 def test_unmatched_carries_the_diagnosis(replaying):
-    planned = Pipeline(replaying).decide(req("/c"), 0.0)
+    planned = Pipeline(replaying).decide(request("GET", "/c"), 0.0)
     assert isinstance(planned.plan, Unmatched)
     assert planned.plan.closest and planned.plan.closest[0].interaction.request.path in ("/a",
                                                                                          "/b")
@@ -71,18 +66,18 @@ def test_unmatched_carries_the_diagnosis(replaying):
 
 def test_recording_forwards(tmp_path):
     session = CassetteSession(tmp_path, "new", RecordMode.ALL)
-    planned = Pipeline(session, FaultPlan(["latency=1ms@*"])).decide(req("/x"), 0.0)
+    planned = Pipeline(session, FaultPlan(["latency=1ms@*"])).decide(request("GET", "/x"), 0.0)
     assert isinstance(planned.plan, Forward) and not planned.answers_by_itself
     assert planned.fault is not None
 
 
 def test_plain_http_connections_can_be_refused(replaying):
     faults = FaultPlan(["refuse_connect@api.example.com"])
-    planned = decide(replaying, faults, req("/a", scheme="http", port=80), 0.0)
+    planned = decide(replaying, faults, request("GET", "http://api.example.com/a"), 0.0)
     assert isinstance(planned.plan, FaultAnswer)
     assert isinstance(planned.plan.action.terminal, RefuseConnect)
     # over TLS the CONNECT is where it is refused, not the request inside the tunnel
-    assert isinstance(decide(replaying, faults, req("/a"), 0.0).plan, Replay)
+    assert isinstance(decide(replaying, faults, request("GET", "/a"), 0.0).plan, Replay)
     pipeline = Pipeline(replaying, faults)
     assert pipeline.decide_connect("api.example.com", 443, 0.0) is not None
     assert pipeline.decide_connect("other.example.com", 443, 0.0) is None
@@ -93,7 +88,8 @@ def test_the_plan_is_decided_under_the_lock(replaying):
     pipeline = Pipeline(replaying, FaultPlan(["status=500@*/zzz"]), lock)
     with lock:  # the control API holds it: the decision waits
         done = []
-        worker = threading.Thread(target=lambda: done.append(pipeline.decide(req("/a"), 0.0)))
+        a = request("GET", "/a")
+        worker = threading.Thread(target=lambda: done.append(pipeline.decide(a, 0.0)))
         worker.start()
         worker.join(0.2)
         assert not done
@@ -105,16 +101,16 @@ def test_the_plan_is_decided_under_the_lock(replaying):
 
 
 def _summary(tmp_path, *, unmatched=False, unused=False, leak=False, leak_written=False):
-    save_cassette(tmp_path / "s.cassette", [it("/a", b"A"), it("/b", b"B")])
+    save_cassette(tmp_path / "s.cassette", [interaction("/a", b"A"), interaction("/b", b"B")])
     session = CassetteSession(tmp_path, "s", RecordMode.NONE)
-    session.decide(req("/a"))
+    session.decide(request("GET", "/a"))
     if not unused:
-        session.decide(req("/b"))
+        session.decide(request("GET", "/b"))
     if unmatched:
-        session.decide(req("/nothing"))
+        session.decide(request("GET", "/nothing"))
     summary = session.close()
     if leak:
-        summary.leaks.append((req("/leak"), []))
+        summary.leaks.append((request("GET", "/leak"), []))
         summary.leaks_written = leak_written
     return summary
 

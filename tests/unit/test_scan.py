@@ -14,24 +14,17 @@ from vcr.serializers import yamlserializer
 
 from replayproxy.cassette.store import save_cassette
 from replayproxy.errors import CassetteError
-from replayproxy.model import Interaction, Request, Response
+from replayproxy.model import Interaction
 from replayproxy.redaction.redactor import Redactor
 from replayproxy.redaction.scan import Finding, scan_interaction, scan_path
 from replayproxy.redaction.secrets import VALUE_PATTERNS, ValuePattern
+from tests.factories import interaction, request, response
 
 STRIPE = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
 AWS = "AKIAIOSFODNN7EXAMPLE"
 BEARER = "bearer-token-0123456789"
 JSON = (("Content-Type", "application/json"),)
 FORM = (("Content-Type", "application/x-www-form-urlencoded"),)
-
-
-def make(*, path="/v1/things", query="", headers=(), body=b"", r_headers=(), r_body=b""):
-    return Interaction(
-        Request("POST", "https", "api.example.com", 443, path, query, tuple(headers), body),
-        Response(200, "OK", tuple(r_headers), r_body),
-        recorded_at=1_767_225_600.0, ttfb=0.01, duration=0.02,
-    )
 
 
 def where(findings: list[Finding]) -> list[tuple[str, str]]:
@@ -42,14 +35,13 @@ def where(findings: list[Finding]) -> list[tuple[str, str]]:
 
 
 def test_every_kind_of_leftover_secret_is_found_with_location_and_rule():
-    it = make(
-        path=f"/v1/users/{AWS}",
-        query="page=1&token=query-token-123",
-        headers=[("Authorization", f"Bearer {BEARER}"), ("Cookie", "sid=cookie-abc-123"),
-                 ("X-Api-Key", "header-key-123")] + list(JSON),
-        body=json.dumps({"user": {"password": "hunter22"}, "n": 1}).encode(),
-        r_headers=[("Set-Cookie", "session=set-cookie-123; Path=/")] + list(FORM),
-        r_body=f"client_secret=cs-123456&note={STRIPE}".encode(),
+    it = interaction(
+        request("POST", f"/v1/users/{AWS}?page=1&token=query-token-123",
+                headers=[("Authorization", f"Bearer {BEARER}"), ("Cookie", "sid=cookie-abc-123"),
+                         ("X-Api-Key", "header-key-123")],
+                json={"user": {"password": "hunter22"}, "n": 1}),
+        response(200, f"client_secret=cs-123456&note={STRIPE}",
+                 headers=[("Set-Cookie", "session=set-cookie-123; Path=/"), *FORM]),
     )
     assert where(scan_interaction(it)) == [
         ("request path", "aws-access-key"),
@@ -65,46 +57,50 @@ def test_every_kind_of_leftover_secret_is_found_with_location_and_rule():
 
 
 def test_redacted_and_harmless_values_are_clean():
-    it = make(
-        query="token=<redacted:token:0a1b2c>&q=x",
-        headers=[("Authorization", "Bearer <redacted:authorization:0a1b2c>"),
-                 ("Cookie", "sid=<redacted:cookie:0a1b2c>; b=<redacted:cookie:3d4e5f>"),
-                 ("X-Api-Key", "[FILTERED]")] + list(JSON),
-        body=json.dumps({"password": "", "token": None, "secret": "***",
-                         "client_secret": "<redacted:client_secret:0a1b2c>",
-                         "api_key": "REDACTED", "refresh_token": True}).encode(),
-        r_headers=[("Set-Cookie", "session=<redacted:set-cookie:0a1b2c>; Path=/; Secure")],
+    it = interaction(
+        request("POST", "/v1/things?token=<redacted:token:0a1b2c>&q=x",
+                headers=[("Authorization", "Bearer <redacted:authorization:0a1b2c>"),
+                         ("Cookie", "sid=<redacted:cookie:0a1b2c>; b=<redacted:cookie:3d4e5f>"),
+                         ("X-Api-Key", "[FILTERED]")],
+                json={"password": "", "token": None, "secret": "***",
+                      "client_secret": "<redacted:client_secret:0a1b2c>",
+                      "api_key": "REDACTED", "refresh_token": True}),
+        response(headers=[("Set-Cookie", "session=<redacted:set-cookie:0a1b2c>; Path=/; Secure")]),
     )
     assert scan_interaction(it) == []
 
 
 def test_whatever_redaction_produced_scans_clean():
-    it = make(
-        query="api_key=query-key-123456",
-        headers=[("Authorization", f"Basic {BEARER}"), ("Cookie", "a=1; b=2")] + list(FORM),
-        body=f"client_secret=abc&refresh_token=rt-0123456&x={AWS}".encode(),
-        r_headers=JSON, r_body=json.dumps({"id_token": "x.y.z", "k": STRIPE}).encode())
+    it = interaction(
+        request("POST", "/v1/things?api_key=query-key-123456",
+                headers=[("Authorization", f"Basic {BEARER}"), ("Cookie", "a=1; b=2"), *FORM],
+                body=f"client_secret=abc&refresh_token=rt-0123456&x={AWS}"),
+        response(200, json={"id_token": "x.y.z", "k": STRIPE}))
     assert len(scan_interaction(it)) == 9
     assert scan_interaction(Redactor(key=b"k").redact(it)) == []
 
 
 def test_excerpt_is_masked():
-    [finding] = scan_interaction(make(headers=[("X-Api-Key", "supersecretvalue-0001")]))
+    [finding] = scan_interaction(interaction(
+        request("POST", "/v1/things", headers=[("X-Api-Key", "supersecretvalue-0001")])))
     assert finding.excerpt == "supe… 21 chars"
     assert "supersecretvalue" not in finding.describe()
-    [short] = scan_interaction(make(headers=JSON, body=b'{"password": "abc"}'))
+    [short] = scan_interaction(interaction(
+        request("POST", "/v1/things", json={"password": "abc"})))
     assert short.excerpt == "3 chars"
 
 
 def test_undecodable_body_is_scanned_as_bytes():
     raw = b"\x1f\x8b not really gzip \xff\xfe " + AWS.encode() + b" \x00"
-    it = make(headers=[("Content-Encoding", "gzip")], body=raw)
+    it = interaction(request("POST", "/v1/things", headers=[("Content-Encoding", "gzip")],
+                             body=raw))
     assert where(scan_interaction(it)) == [("request body", "aws-access-key")]
 
 
 def test_compressed_body_is_decoded_before_scanning():
     raw = gzip.compress(json.dumps({"refresh_token": "rt-0123456789"}).encode())
-    it = make(r_headers=[("Content-Encoding", "gzip")] + list(JSON), r_body=raw)
+    it = interaction(request("POST", "/v1/things"),
+                     response(200, raw, headers=[("Content-Encoding", "gzip"), *JSON]))
     assert where(scan_interaction(it)) == [("response body $.refresh_token", "refresh_token")]
 
 
@@ -112,11 +108,12 @@ def test_compressed_body_is_decoded_before_scanning():
 
 
 def _dirty_interactions() -> list[Interaction]:
-    clean = make(path="/v1/clean", headers=[("Accept", "application/json")],
-                 r_headers=JSON, r_body=b'{"ok": true}')
-    dirty = make(path="/v1/login", headers=[("Authorization", f"Bearer {BEARER}")] + list(JSON),
-                 body=b'{"user": "bob", "password": "hunter22"}',
-                 r_headers=JSON, r_body=json.dumps({"key": STRIPE}).encode())
+    clean = interaction(request("POST", "/v1/clean", headers=[("Accept", "application/json")]),
+                        response(200, json={"ok": True}))
+    dirty = interaction(request("POST", "/v1/login",
+                                headers=[("Authorization", f"Bearer {BEARER}")],
+                                json={"user": "bob", "password": "hunter22"}),
+                        response(200, json={"key": STRIPE}))
     return [clean, dirty]
 
 

@@ -15,7 +15,7 @@ from replayproxy.cassette.view import (
     render_interaction,
     summary_line,
 )
-from replayproxy.model import Interaction, Request, Response
+from tests.factories import JSON, interaction, request, response
 
 DOC = {"id": "ch_1", "amount": 2000, "currency": "eur", "tags": ["a", "é"]}
 RAW = json.dumps(DOC).encode()
@@ -117,18 +117,16 @@ def test_format_size(n, text):
     assert format_size(n) == text
 
 
-def interaction():
-    return Interaction(
-        Request("POST", "https", "api.example.com", 443, "/v1/charges", "x=1",
-                (("Content-Type", "application/json"),), b'{"amount":5}'),
-        Response(201, "Created", (("Content-Encoding", "gzip"),
-                                  ("Content-Type", "application/json")), gzip.compress(RAW)),
+def charge():
+    return interaction(
+        request("POST", "/v1/charges?x=1", headers=JSON, body=b'{"amount":5}'),
+        response(201, gzip.compress(RAW), headers=[("Content-Encoding", "gzip"), *JSON]),
         recorded_at=1_700_000_000.0, ttfb=0.0125, duration=0.0301,
     )
 
 
 def test_summary_line():
-    it = interaction()
+    it = charge()
     size = format_size(len(it.response.body))
     assert summary_line(3, it) == (
         f"#3   POST https://api.example.com/v1/charges?x=1 -> 201 Created"
@@ -137,13 +135,13 @@ def test_summary_line():
 
 
 def test_summary_line_without_reason_or_encoding():
-    it = Interaction(Request("GET", "http", "h", 8080, "/"), Response(204))
+    it = interaction(request("GET", "http://h:8080/"), response(204, reason=""))
     assert summary_line(12, it) == "#12  GET http://h:8080/ -> 204  req 0 B  resp 0 B"
 
 
 def test_render_interaction_shows_timing_headers_and_decoded_bodies():
-    lines = list(render_interaction(1, interaction()))
-    assert lines[0] == summary_line(1, interaction())
+    lines = list(render_interaction(1, charge()))
+    assert lines[0] == summary_line(1, charge())
     assert lines[1] == (
         "  recorded 2023-11-14 22:13:20 UTC, first byte 12.5 ms, total 30.1 ms, HTTP/1.1"
     )
