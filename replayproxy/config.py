@@ -354,7 +354,7 @@ def _redaction(where: _Where, table: Any, prefix: str) -> RedactionConfig:
                          set(_REDACT_KEYS))
     defaults = base.pop("defaults", True)
     config = RedactionConfig() if defaults else RedactionConfig(
-        headers=frozenset(), fields=frozenset(), patterns=())
+        headers=frozenset(), header_words=frozenset(), fields=frozenset(), patterns=())
     config = replace(
         config,
         headers=config.headers | base.get("headers", frozenset()),

@@ -47,8 +47,15 @@ from replayproxy.redaction.secrets import (
     DEFAULT_SECRET_FIELDS,
     DEFAULT_SECRET_HEADERS,
     PLACEHOLDER,
+    SECRET_HEADER_WORDS,
+    URL_HEADERS,
     VALUE_PATTERNS,
     ValuePattern,
+    is_secret_field,
+    is_secret_header,
+    multipart_boundary,
+    multipart_fields,
+    url_queries,
 )
 from replayproxy.routes import Route
 
@@ -64,6 +71,8 @@ class RedactionConfig:
     """What to redact. ``for_route`` merges per-route additions."""
 
     headers: frozenset[str] = DEFAULT_SECRET_HEADERS
+    header_words: frozenset[str] = SECRET_HEADER_WORDS
+    """A header whose name holds one of these words is redacted too."""
     keep_headers: frozenset[str] = frozenset()
     fields: frozenset[str] = DEFAULT_SECRET_FIELDS
     json_paths: tuple[str, ...] = ()
@@ -75,6 +84,15 @@ class RedactionConfig:
     """``error``: an interaction in which the scanner still finds a secret is not
     written; ``warn``: it is written and a warning printed."""
     routes: tuple[tuple[Route, dict[str, Any]], ...] = field(default=(), compare=False)
+
+    def secret_header(self, name: str) -> bool:
+        """Whether header ``name`` is redacted under this configuration."""
+        return is_secret_header(name, self.headers, self.header_words, self.keep_headers)
+
+    def secret_field(self, name: str) -> bool:
+        """Whether a query, form, multipart or JSON field ``name`` is redacted, in any case
+        style (``accessToken``, ``access-token``, ``ACCESS_TOKEN``)."""
+        return is_secret_field(name, self.fields)
 
     def for_request(self, request: Request) -> RedactionConfig:
         """This configuration with the additions of every route ``request`` falls under."""
@@ -128,24 +146,48 @@ class _Found:
 
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
+        self.numbers: dict[str, str] = {}
+        """Secret JSON numbers: replaced as numbers by ``_json_numbers`` (a bare
+        placeholder would make the JSON invalid), elsewhere only as strings."""
 
     def add(self, value: str, rule: str) -> None:
         value = value.strip()
         if value and not PLACEHOLDER.search(value):
             self.values.setdefault(value, rule)
 
+    def add_number(self, value: str, rule: str) -> None:
+        self.numbers.setdefault(value, rule)
 
-def _walk_json(doc: Any, fields: frozenset[str], found: _Found, key: str | None = None) -> None:
+
+def _walk_json(doc: Any, config: RedactionConfig, found: _Found, depth: int = 0) -> None:
     if isinstance(doc, dict):
         for k, v in doc.items():
-            if isinstance(k, str) and k.lower() in fields and isinstance(v, (str, int, float)) \
-                    and not isinstance(v, bool):
-                found.add(str(v), _rule_name(k))
+            if isinstance(k, str) and config.secret_field(k) and \
+                    isinstance(v, (str, int, float)) and not isinstance(v, bool):
+                if isinstance(v, str):
+                    found.add(v, _rule_name(k))
+                else:
+                    found.add_number(json.dumps(v), _rule_name(k))
             else:
-                _walk_json(v, fields, found, k)
+                _walk_json(v, config, found, depth)
     elif isinstance(doc, list):
         for v in doc:
-            _walk_json(v, fields, found, key)
+            _walk_json(v, config, found, depth)
+    elif isinstance(doc, str) and depth < 3:
+        inner = _json_in_string(doc)
+        if inner is not None:
+            _walk_json(inner, config, found, depth + 1)
+
+
+def _json_in_string(text: str) -> Any:
+    """A JSON object or array held in a string value (``"payload": "{\\"token\\": …}"``)."""
+    stripped = text.strip()
+    if stripped[:1] not in ("{", "[") or len(stripped) < 2:
+        return None
+    try:
+        return json.loads(stripped)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _rule_name(name: str) -> str:
@@ -182,15 +224,24 @@ def _find_in_body(body: bytes, headers: Headers, config: RedactionConfig,
         except (ValueError, RecursionError):
             doc = None
         if doc is not None:
-            _walk_json(doc, config.fields, found)
+            _walk_json(doc, config, found)
             _json_paths(doc, config.json_paths, found)
     if "x-www-form-urlencoded" in ctype:
         for k, v in parse_qsl(text, keep_blank_values=True):
-            if k.lower() in config.fields:
+            if config.secret_field(k):
                 found.add(v, _rule_name(k))
+    boundary = multipart_boundary(header_value(headers, "content-type") or "")
+    if boundary:
+        for name, start, end in multipart_fields(text, boundary):
+            if config.secret_field(name):
+                found.add(text[start:end], _rule_name(name))
     for pattern in config.patterns:
         for m in pattern.finditer(text):
             found.add(m.group(), pattern.name)
+
+
+_JSON_NUMBER_MEMBER = re.compile(
+    r'("((?:[^"\\]|\\.)*)"\s*:\s*)(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?=\s*[,}\]])')
 
 
 def _find_in_text(text: str, config: RedactionConfig, found: _Found) -> None:
@@ -250,11 +301,18 @@ class Redactor:
     def _headers(self, headers: Headers, config: RedactionConfig, found: _Found) -> Headers:
         out = []
         for k, v in headers:
-            lower = k.lower()
-            if lower in config.headers and lower not in config.keep_headers and v.strip():
+            if config.secret_header(k) and v.strip():
                 v = self._header(k, v, found)
+            elif k.lower() in URL_HEADERS:
+                v = self._url_queries(v, config, found)
             out.append((k, v))
         return tuple(out)
+
+    def _url_queries(self, value: str, config: RedactionConfig, found: _Found) -> str:
+        """Redact the secret query parameters of the URLs in a header value."""
+        for start, end in reversed(url_queries(value)):
+            value = value[:start] + self._query(value[start:end], config, found) + value[end:]
+        return value
 
     def _query(self, query: str, config: RedactionConfig, found: _Found) -> str:
         if not query:
@@ -264,7 +322,7 @@ class Redactor:
             name, eq, value = segment.partition("=")
             decoded = dict(parse_qsl(segment, keep_blank_values=True))
             plain_name = next(iter(decoded), name)
-            if eq and value and plain_name.lower() in config.fields:
+            if eq and value and config.secret_field(plain_name):
                 plain = decoded[plain_name]
                 if not PLACEHOLDER.search(plain):
                     found.add(plain, _rule_name(plain_name))
@@ -276,20 +334,49 @@ class Redactor:
 
     def _form_fields(self, headers: Headers, config: RedactionConfig
                      ) -> Callable[[str], str] | None:
-        """For a form body: redact its secret fields in place, as in a query (a value
-        too short to be replaced everywhere would otherwise stay)."""
-        if "x-www-form-urlencoded" not in (header_value(headers, "content-type") or "").lower():
-            return None
-        return lambda text: self._query(text, config, _Found())
+        """The in-place rewrite of a body's secret fields, by its content type: a form's
+        (as in a query) or a multipart form's parts; None for other bodies. (A value too
+        short to be replaced everywhere would otherwise stay.)"""
+        ctype = (header_value(headers, "content-type") or "").lower()
+        boundary = multipart_boundary(header_value(headers, "content-type") or "")
+        if "x-www-form-urlencoded" in ctype:
+            return lambda text: self._query(text, config, _Found())
+        if boundary:
+            return lambda text: self._multipart(text, boundary, config)
+        return None
+
+    def _multipart(self, text: str, boundary: str, config: RedactionConfig) -> str:
+        for name, start, end in reversed(multipart_fields(text, boundary)):
+            value = text[start:end]
+            if config.secret_field(name) and value.strip() and \
+                    not PLACEHOLDER.fullmatch(value.strip()):
+                text = text[:start] + self.placeholder(_rule_name(name), value.strip()) + \
+                    text[end:]
+        return text
+
+    def _json_numbers(self, text: str, config: RedactionConfig) -> str:
+        """``"password": 4711`` -> ``"password": "<redacted:password:…>"``."""
+        def number(m: re.Match[str]) -> str:
+            name = m.group(2)
+            if not config.secret_field(name):
+                return m.group(0)
+            return m.group(1) + json.dumps(self.placeholder(_rule_name(name), m.group(3)))
+
+        return _JSON_NUMBER_MEMBER.sub(number, text) if '"' in text else text
 
     def _replacements(self, found: _Found) -> list[tuple[str, str]]:
         """(variant of a secret, placeholder), longest first, for replacing everywhere."""
         pairs: dict[str, str] = {}
+        for value, rule in found.numbers.items():  # elsewhere only as a JSON string
+            pairs.setdefault(json.dumps(value), json.dumps(self.placeholder(rule, value)))
         for value, rule in found.values.items():
             placeholder = self.placeholder(rule, value)
             if len(value) < _MIN_GLOBAL:  # only as a whole JSON string: "pw": "abc"
                 for variant in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
                     pairs.setdefault(variant, json.dumps(placeholder))
+                    # and the same inside a JSON string that holds JSON
+                    pairs.setdefault(json.dumps(variant)[1:-1],
+                                     json.dumps(json.dumps(placeholder))[1:-1])
                 continue
             for variant in (value, quote(value, safe=""), quote_plus(value),
                             json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]):
@@ -312,7 +399,10 @@ class Redactor:
         for text in (q.path, query, *(v for _, v in q_headers), *(v for _, v in r_headers)):
             _find_in_text(text, config, found)
         q_form, r_form = self._form_fields(q.headers, config), self._form_fields(r.headers, config)
-        if not found.values and q_form is None and r_form is None:
+        if found.numbers:  # a secret JSON number becomes a placeholder string: valid JSON
+            q_form, r_form = (_then(rewrite, lambda text: self._json_numbers(text, config))
+                              for rewrite in (q_form, r_form))
+        if not found.values and not found.numbers and q_form is None and r_form is None:
             return replace(it, request=replace(q, headers=q_headers, query=query),
                            response=replace(r, headers=r_headers))
         pairs = self._replacements(found)
@@ -330,6 +420,12 @@ class Redactor:
     def redact_request(self, request: Request) -> Request:
         """Redact an incoming request the way recorded requests were (for matching)."""
         return self.redact(Interaction(request, Response(0))).request
+
+
+def _then(first: Callable[[str], str] | None, second: Callable[[str], str]
+          ) -> Callable[[str], str]:
+    """``second`` after ``first`` (if any)."""
+    return second if first is None else (lambda text: second(first(text)))
 
 
 def _relabel(placeholder: str, rule: str) -> str:

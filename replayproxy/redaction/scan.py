@@ -25,7 +25,13 @@ from replayproxy.formats.har import read_har
 from replayproxy.formats.vcr import read_vcr
 from replayproxy.model import Headers, Interaction, header_value
 from replayproxy.redaction.redactor import RedactionConfig
-from replayproxy.redaction.secrets import PLACEHOLDER
+from replayproxy.redaction.secrets import (
+    PLACEHOLDER,
+    URL_HEADERS,
+    multipart_boundary,
+    multipart_fields,
+    url_queries,
+)
 
 __all__ = ["Finding", "scan_interaction", "scan_path"]
 
@@ -78,7 +84,11 @@ class _Scan:
     def header(self, side: str, name: str, value: str) -> None:
         lower = name.lower()
         location = f"{side} header {name}"
-        if lower in self.config.headers and lower not in self.config.keep_headers:
+        if lower in URL_HEADERS:
+            for start, end in url_queries(value):
+                self.fields(f"{location} query", parse_qsl(value[start:end],
+                                                           keep_blank_values=True))
+        if self.config.secret_header(name):
             if lower in ("cookie", "set-cookie"):
                 cookies = value.split(";") if lower == "cookie" else value.split(";")[:1]
                 for part in cookies:
@@ -95,14 +105,14 @@ class _Scan:
 
     def fields(self, location: str, pairs: list[tuple[str, str]]) -> None:
         for k, v in pairs:
-            if k.lower() in self.config.fields and _unredacted(v):
+            if self.config.secret_field(k) and _unredacted(v):
                 self.add(f"{location} {k}", k.lower(), v)
 
     def json(self, location: str, doc: Any, path: str = "$") -> None:
         if isinstance(doc, dict):
             for k, v in doc.items():
                 sub = f"{path}.{k}"
-                if isinstance(k, str) and k.lower() in self.config.fields and \
+                if isinstance(k, str) and self.config.secret_field(k) and \
                         isinstance(v, (str, int, float)) and not isinstance(v, bool) and \
                         _unredacted(str(v)):
                     self.add(f"{location} {sub}", k.lower(), str(v))
@@ -111,6 +121,9 @@ class _Scan:
         elif isinstance(doc, list):
             for i, v in enumerate(doc):
                 self.json(location, v, f"{path}[{i}]")
+        elif isinstance(doc, str) and doc.lstrip()[:1] in ("{", "[") and path.count("$") < 4:
+            with contextlib.suppress(ValueError, RecursionError):  # JSON inside a string
+                self.json(location, json.loads(doc), f"{path}$")
 
     def body(self, location: str, body: bytes, headers: Headers | None) -> None:
         if not body:
@@ -127,6 +140,11 @@ class _Scan:
                 self.json(location, json.loads(text))
         if "x-www-form-urlencoded" in ctype:
             self.fields(f"{location} field", parse_qsl(text, keep_blank_values=True))
+        boundary = multipart_boundary(header_value(headers, "content-type") or "") \
+            if headers else None
+        if boundary:
+            self.fields(f"{location} part", [(name, text[start:end]) for name, start, end
+                                             in multipart_fields(text, boundary)])
         self.text(location, text)
 
 

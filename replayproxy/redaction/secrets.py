@@ -6,6 +6,7 @@ Shared by redaction (which replaces them before anything is written) and the sca
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,9 +14,18 @@ from dataclasses import dataclass
 __all__ = [
     "DEFAULT_SECRET_FIELDS",
     "DEFAULT_SECRET_HEADERS",
+    "NOT_SECRET_HEADERS",
     "PLACEHOLDER",
+    "SECRET_HEADER_WORDS",
+    "URL_HEADERS",
     "VALUE_PATTERNS",
     "ValuePattern",
+    "field_key",
+    "is_secret_field",
+    "is_secret_header",
+    "multipart_boundary",
+    "multipart_fields",
+    "url_queries",
 ]
 
 DEFAULT_SECRET_HEADERS = frozenset({
@@ -35,6 +45,24 @@ DEFAULT_SECRET_FIELDS = frozenset({
 })
 """Query parameter, form field and JSON key names (lower case) whose values are
 redacted wherever they appear."""
+
+SECRET_HEADER_WORDS = frozenset({
+    "token", "secret", "key", "apikey", "session", "signature", "sig", "password",
+    "passwd", "credential", "credentials",
+})
+"""A header whose name holds one of these words (``X-Session-Token``, ``Token``,
+``X-My-Secret``, ``X-Signature``) is redacted like the named ones."""
+
+NOT_SECRET_HEADERS = frozenset({
+    "sec-websocket-key", "sec-websocket-accept", "idempotency-key", "x-idempotency-key",
+    "keep-alive",
+})
+"""Names with such a word that hold no secret (a WebSocket handshake nonce, an
+idempotency key the client made up)."""
+
+URL_HEADERS = frozenset({"location", "content-location", "link", "refresh"})
+"""Response headers whose values hold URLs, whose query parameters are redacted like the
+request's."""
 
 PLACEHOLDER = re.compile(r"<redacted:([a-z0-9_.\-]+):([0-9a-f]{6})>")
 """``<redacted:RULE:HASH>``: what a secret becomes. HASH is a keyed hash of the value."""
@@ -79,3 +107,89 @@ VALUE_PATTERNS: tuple[ValuePattern, ...] = (
     _p("jwt", r"\beyJ[0-9A-Za-z\-_]{8,}\.eyJ[0-9A-Za-z\-_]{8,}\.[0-9A-Za-z\-_]{8,}", "eyJ"),
 )
 """Well-known credential shapes (provider keys, cloud keys, private keys, JWTs)."""
+
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_WORDS = re.compile(r"[^a-z0-9]+")
+
+
+def _words(name: str) -> list[str]:
+    """``accessToken``, ``access-token``, ``ACCESS_TOKEN`` -> ``["access", "token"]``."""
+    return [w for w in _WORDS.split(_CAMEL.sub("_", name).lower()) if w]
+
+
+@functools.lru_cache(maxsize=4096)
+def field_key(name: str) -> str:
+    """A field name in one case style: ``accessToken``, ``access-token``,
+    ``ACCESS_TOKEN`` and ``access_token`` all give ``accesstoken``."""
+    return "".join(_words(name))
+
+
+@functools.lru_cache(maxsize=64)
+def _field_keys(fields: frozenset[str]) -> frozenset[str]:
+    return frozenset(field_key(f) for f in fields)
+
+
+def is_secret_field(name: str, fields: frozenset[str]) -> bool:
+    """Whether a query parameter, form or multipart field or JSON key ``name`` is one of
+    ``fields``, whatever its case style."""
+    return name.lower() in fields or field_key(name) in _field_keys(fields)
+
+
+@functools.lru_cache(maxsize=4096)  # asked for every header of every request
+def is_secret_header(name: str, headers: frozenset[str], words: frozenset[str],
+                     keep: frozenset[str] = frozenset()) -> bool:
+    """Whether header ``name`` is redacted: named in ``headers``, or its name holds one
+    of ``words`` (``X-Session-Token``), unless kept or known to hold no secret."""
+    lower = name.lower()
+    if lower in keep:
+        return False
+    if lower in headers:
+        return True
+    return bool(words) and lower not in NOT_SECRET_HEADERS and not lower.startswith(":") \
+        and any(w in words for w in _words(name))
+
+
+_QUERY_IN_URL = re.compile(r"\?([^\s<>\"'#;,]*)")
+
+
+def url_queries(value: str) -> list[tuple[int, int]]:
+    """The spans of the query strings of the URLs in a header value (``Location``,
+    ``Link: <…?page=2&access_token=…>; rel="next"``, ``Refresh: 0; url=…?token=…``)."""
+    return [m.span(1) for m in _QUERY_IN_URL.finditer(value) if m.group(1)]
+
+
+_BOUNDARY = re.compile(r'(?i)boundary="?([^";]+)"?')
+
+
+def multipart_boundary(content_type: str) -> str | None:
+    """The boundary of a ``multipart/…`` body from its Content-Type, else None."""
+    if "multipart/" not in content_type.lower():
+        return None
+    m = _BOUNDARY.search(content_type)
+    return m.group(1) if m else None
+
+
+_PART_NAME = re.compile(r'(?i)content-disposition:[^\r\n]*?\bname="([^"]*)"')
+
+
+def multipart_fields(text: str, boundary: str) -> list[tuple[str, int, int]]:
+    """The fields of a ``multipart/form-data`` body: (name, start, end) of each part's
+    value in ``text`` (files included; what the caller does with a name decides)."""
+    fields = []
+    delimiter = "--" + boundary
+    for part_start in (m.end() for m in re.finditer(re.escape(delimiter), text)):
+        head_end = text.find("\r\n\r\n", part_start)
+        sep = 4
+        if head_end < 0:
+            head_end, sep = text.find("\n\n", part_start), 2
+        if head_end < 0:
+            continue
+        name = _PART_NAME.search(text, part_start, head_end)
+        end = text.find(delimiter, head_end)
+        if name is None or end < 0:
+            continue
+        value_end = end - 2 if text[end - 2:end] == "\r\n" else end - 1 \
+            if text[end - 1:end] == "\n" else end
+        fields.append((name.group(1), head_end + sep, value_end))
+    return fields

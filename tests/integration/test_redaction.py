@@ -390,7 +390,7 @@ def test_cli_redact_refuses_when_rules_do_not_cover_a_secret(cli_env, cdir, tmp_
     save_cassette(path, [Interaction(
         Request("POST", "https", "api.example.com", 443, "/v1/pin", "",
                 (("Content-Type", "application/json"), ("Authorization", "Bearer tok-0123456")),
-                b'{"password": 4711}'),
+                b'{"password": "\\u0061bcd"}'),
         Response(200))])
     before = path.read_bytes()
     proc = cli("redact", "-c", "pin", "--cassette-dir", cdir, env=cli_env, cwd=tmp_path)
@@ -438,7 +438,9 @@ headers = ["x-partner-sig"]
     assert "1 request matched nothing" in other.stderr
 
     # fail closed: a short numeric password is left by redaction and caught by the scanner
-    leak = run("record", *curl("partner-sig-000111", '{"password": 4711}'))
+    # a short secret written with an escape ("\u0061bcd" is "abcd") is found in the
+    # parsed JSON but not as text: redaction cannot replace it, the scanner catches it
+    leak = run("record", *curl("partner-sig-000111", '{"password": "\\u0061bcd"}'))
     assert leak.returncode == 1, leak.stderr
     assert "1 interaction still held secrets after redaction and was NOT written" in leak.stderr
     assert "request body $.password: password (4 chars)" in leak.stderr
@@ -458,7 +460,7 @@ def test_serve_fails_a_run_that_dropped_secret_holding_interactions(cli_env, lea
             lambda lines: any(line.startswith("export REPLAYPROXY_URL=") for line in lines)))
         sent = subprocess.run(
             ["curl", "-sS", "--max-time", "30", "-o", "/dev/null", "-H",
-             "Content-Type: application/json", "--data-binary", '{"password": 4711}',
+             "Content-Type: application/json", "--data-binary", '{"password": "\\u0061bcd"}',
              leaky.url("/v1/orders")], env=base_env(**env), capture_output=True, timeout=60,
             check=False)
         assert sent.returncode == 0, sent.stderr

@@ -693,12 +693,33 @@ def test_a_secret_the_redaction_missed_is_not_written(tmp_path):
     assert list(tmp_path.glob(".*.journal")) == []
 
 
-def test_a_numeric_secret_field_is_caught_by_the_scanner(tmp_path):
-    """A realistic gap: a short number under a secret-named JSON key (a PIN-like sandbox
-    password) is not replaced as text, and the scanner catches it before the write. (If
-    redaction learns to replace JSON numbers, this test should assert that instead.)"""
+def test_a_numeric_secret_field_becomes_a_placeholder_string(tmp_path):
+    """A number under a secret-named JSON key (a PIN-like sandbox password) becomes a
+    placeholder string: the body stays valid JSON, the scanner finds nothing, and the
+    same request still matches on replay."""
+    body = b'{"user": "bob", "password": 4711, "nested": {"apiKey": 4711987654.5}}'
+    redacted = R.redact(make(headers=JSON, body=body))
+    doc = json.loads(redacted.request.body)
+    assert doc["user"] == "bob"
+    assert PLACEHOLDER.fullmatch(doc["password"]) and doc["password"].startswith(
+        "<redacted:password:")
+    assert PLACEHOLDER.fullmatch(doc["nested"]["apiKey"])
+    assert b"4711" not in redacted.request.body
+    assert scan_interaction(redacted) == []
     session = CassetteSession(tmp_path, "pin", RecordMode.ALL, redactor=R)
-    findings = session.record(make(headers=JSON, body=b'{"user": "bob", "password": 4711}'))
+    assert session.record(make(headers=JSON, body=body)) == []
+    session.close()
+    replay = CassetteSession(tmp_path, "pin", RecordMode.NONE, redactor=R)
+    assert isinstance(replay.decide(make(headers=JSON, body=body).request), Replay)
+
+
+def test_a_secret_redaction_cannot_replace_is_caught_by_the_scanner(tmp_path):
+    """A short secret written with a JSON escape ("\\u0061bcd" is "abcd") is found in the
+    parsed document but is not in the text as written, so it cannot be replaced: the
+    scanner catches it and the interaction is not written (fail closed)."""
+    session = CassetteSession(tmp_path, "pin", RecordMode.ALL, redactor=R)
+    findings = session.record(make(headers=JSON,
+                                   body=b'{"user": "bob", "password": "\\u0061bcd"}'))
     assert [(f.location, f.rule) for f in findings] == [("request body $.password", "password")]
     summary = session.close()
     assert summary.recorded == 0 and len(summary.leaks) == 1
