@@ -40,7 +40,7 @@ from replayproxy.redaction.redactor import Redactor, load_key
 if TYPE_CHECKING:
     from replayproxy.engines.mitm.ca import CA
     from replayproxy.engines.mitm.master import Proxy
-    from replayproxy.faults.control import ControlServer
+    from replayproxy.faults.control import ControlServer, FaultControl
 
 __all__ = ["ProxyRun"]
 
@@ -222,13 +222,29 @@ class ProxyRun:
         return self._control.url if self._control is not None else None
 
     @property
+    def control_token(self) -> str | None:
+        """The token the control API asks for (``REPLAYPROXY_CONTROL_TOKEN``)."""
+        return self._control.token if self._control is not None else None
+
+    def fault_control(self) -> FaultControl:
+        """A client of this run's fault control API."""
+        from replayproxy.faults.control import FaultControl
+
+        if self._control is None:
+            raise RuntimeError("the proxy run has no control API (control=False, or not "
+                               "started)")
+        return FaultControl(self._control.url, self._control.token)
+
+    @property
     def ca(self) -> CA:
         """The CA certificate, key and trust bundle clients are given."""
         return self.proxy.ca
 
     def environment(self) -> dict[str, str]:
         """The variables a child process needs: proxy, CA trust, control URL."""
-        control = {"REPLAYPROXY_CONTROL_URL": self.control_url} if self.control_url else {}
+        control = {"REPLAYPROXY_CONTROL_URL": self._control.url,
+                   "REPLAYPROXY_CONTROL_TOKEN": self._control.token} \
+            if self._control is not None else {}
         return {**control, **self.proxy.environment()}
 
     # -- the outcome --------------------------------------------------------------------

@@ -9,15 +9,21 @@ proxy's ``FaultPlan`` under a lock::
                             -> 201 {"index": N, "spec": "..."}; 400 {"error": "..."}
     DELETE /faults          -> {"cleared": N}
 
-``FaultControl`` is the Python client; ``replayproxy record/replay/serve`` export the
-server's URL as ``REPLAYPROXY_CONTROL_URL``.
+Every call carries the run's token, ``Authorization: Bearer TOKEN`` (a random value
+made per run): another local user, or a program not started by the run, cannot change
+the faults (401). ``FaultControl`` is the Python client; ``replayproxy
+record/replay/serve`` export the server's URL as ``REPLAYPROXY_CONTROL_URL`` and the
+token as ``REPLAYPROXY_CONTROL_TOKEN``. At most ``MAX_RULES`` rules; a request body is
+read with a timeout.
 """
 
 from __future__ import annotations
 
 import builtins
+import hmac
 import json
 import os
+import secrets
 import threading
 import urllib.error
 import urllib.request
@@ -28,13 +34,18 @@ from replayproxy.errors import FaultControlError
 from replayproxy.faults.plan import FaultPlan
 from replayproxy.faults.spec import fault_from_table, parse_fault
 
-__all__ = ["ControlServer", "FaultControl", "FaultControlError"]
+__all__ = ["MAX_RULES", "ControlServer", "FaultControl", "FaultControlError"]
 
 _MAX_BODY = 64 * 1024
+MAX_RULES = 1000
+"""Fault rules the control API accepts in one run."""
+_TOKEN_HINT = ("missing or wrong token: send Authorization: Bearer "
+               "$REPLAYPROXY_CONTROL_TOKEN (set for commands run by replayproxy)")
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    timeout = 10  # a client that stalls mid-request frees its thread after this
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
         pass
@@ -48,6 +59,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _route(self) -> bool:
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                token.strip().encode(), self.server.token.encode()):
+            self._send(401, {"error": _TOKEN_HINT})
+            return False
         if self.path.rstrip("/") != "/faults":
             self._send(404, {"error": f"no such endpoint {self.path}: use /faults"})
             return False
@@ -98,24 +114,32 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": str(e)})
             return
         with self.server.lock:
-            index = self.server.plan.add(spec)
+            full = len(self.server.plan) >= MAX_RULES
+            index = -1 if full else self.server.plan.add(spec)
+        if full:
+            self._send(400, {"error": f"at most {MAX_RULES} fault rules; clear some first "
+                                      "(DELETE /faults)"})
+            return
         self._send(201, {"index": index, "spec": spec.text})
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, plan: FaultPlan, lock: threading.Lock) -> None:
+    def __init__(self, plan: FaultPlan, lock: threading.Lock, token: str) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.plan = plan
         self.lock = lock
+        self.token = token
 
 
 class ControlServer:
-    """Serves the control API for ``plan`` on 127.0.0.1 (a free port) until ``stop``."""
+    """Serves the control API for ``plan`` on 127.0.0.1 (a free port) until ``stop``;
+    callers need ``token`` (random unless given)."""
 
-    def __init__(self, plan: FaultPlan, lock: threading.Lock) -> None:
-        self._server = _Server(plan, lock)
+    def __init__(self, plan: FaultPlan, lock: threading.Lock, token: str | None = None) -> None:
+        self.token = token or secrets.token_urlsafe(24)
+        self._server = _Server(plan, lock, self.token)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="replayproxy-control", daemon=True)
 
@@ -139,8 +163,9 @@ class ControlServer:
 class FaultControl:
     """Client of a running proxy's control API.
 
-    ``FaultControl()`` reads ``$REPLAYPROXY_CONTROL_URL`` (set for commands run by
-    ``replayproxy record/replay``)::
+    ``FaultControl()`` reads ``$REPLAYPROXY_CONTROL_URL`` and
+    ``$REPLAYPROXY_CONTROL_TOKEN`` (set for commands run by ``replayproxy
+    record/replay``; ``ProxyRun.fault_control()`` gives one in-process)::
 
         faults = FaultControl()
         faults.add("status=503,first=2@POST */v1/charges")
@@ -149,18 +174,23 @@ class FaultControl:
         faults.clear()
     """
 
-    def __init__(self, url: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, url: str | None = None, token: str | None = None,
+                 timeout: float = 10.0) -> None:
         url = url or os.environ.get("REPLAYPROXY_CONTROL_URL")
-        if not url:
-            raise FaultControlError("no control URL: pass one, or run under replayproxy, "
-                                    "which sets REPLAYPROXY_CONTROL_URL")
+        token = token or os.environ.get("REPLAYPROXY_CONTROL_TOKEN")
+        if not url or not token:
+            raise FaultControlError("no control URL or token: pass them, or run under "
+                                    "replayproxy, which sets REPLAYPROXY_CONTROL_URL and "
+                                    "REPLAYPROXY_CONTROL_TOKEN")
         self.url = url.rstrip("/") + "/faults"
+        self.token = token
         self.timeout = timeout
 
     def _call(self, method: str, payload: dict[str, Any] | None = None) -> Any:
         data = json.dumps(payload).encode() if payload is not None else None
         request = urllib.request.Request(self.url, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {self.token}"})
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never proxied
         try:
             with opener.open(request, timeout=self.timeout) as response:

@@ -14,7 +14,6 @@ import pytest
 
 from replayproxy import ProxyRun
 from replayproxy.errors import CassetteError, ConfigError, ProxyStartError
-from replayproxy.faults.control import FaultControl
 from tests.integration.support import JSON_BODY, RequestsClient, base_env, offline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +43,7 @@ def test_record_then_replay_with_a_real_client(https_upstream, proxy_ca, upstrea
         env = run.environment()
         assert env["HTTPS_PROXY"] == run.proxy_url and env["HTTP_PROXY"] == run.proxy_url
         assert env["REPLAYPROXY_CONTROL_URL"] == run.control_url
+        assert env["REPLAYPROXY_CONTROL_TOKEN"] == run.control_token
         assert env["NODE_EXTRA_CA_CERTS"] == str(run.ca.cert)
         with RequestsClient(run.proxy_url, run.ca.bundle, tmp_path) as client:
             assert client.get(url).body == JSON_BODY
@@ -57,7 +57,7 @@ def test_record_then_replay_with_a_real_client(https_upstream, proxy_ca, upstrea
         assert run.session is not None and run.session.mode.value == "none"
         with RequestsClient(run.proxy_url, run.ca.bundle, tmp_path) as client:
             assert client.get(url).body == JSON_BODY
-            faults = FaultControl(run.control_url)
+            faults = run.fault_control()
             faults.add("status=503@*/json")
             assert client.get(url).status == 503
             faults.clear()

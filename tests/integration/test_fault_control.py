@@ -80,9 +80,12 @@ def get():
     except (OSError, http.client.HTTPException):
         return "dropped"
 
-def raw(method, path="/faults", data=None, content_type="application/json"):
+def raw(method, path="/faults", data=None, content_type="application/json",
+        token=os.environ["REPLAYPROXY_CONTROL_TOKEN"]):
     """(status, decoded JSON answer) of a raw call to the control API."""
     request = urllib.request.Request(CONTROL + path, data=data, method=method)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
     if data is not None:
         request.add_header("Content-Type", content_type)
     try:
@@ -173,6 +176,9 @@ def bad_payloads(proxy_ca_dir: Path, tmp_path_factory: pytest.TempPathFactory
             "bad table": raw("POST", data=json.dumps({"kind": "reset", "p": 2}).encode()),
             "unknown path": raw("GET", "/nope"),
             "unknown path post": raw("POST", "/faults/1", data=b'{"spec": "reset"}'),
+            "no token": raw("POST", data=json.dumps({"spec": "reset"}).encode(), token=None),
+            "wrong token": raw("DELETE", token="guessed"),
+            "no token list": raw("GET", token=None),
         }
         for label, answer in calls.items():
             out(label, answer)
@@ -206,6 +212,14 @@ def test_bad_payload_gets_400_with_the_reason(bad_payloads, label, reason):
 def test_unknown_path_gets_404(bad_payloads, label):
     status, answer = bad_payloads[label]
     assert status == 404 and "/faults" in answer["error"], answer
+
+
+@pytest.mark.parametrize("label", ["no token", "wrong token", "no token list"])
+def test_a_call_without_the_run_token_gets_401(bad_payloads, label):
+    """Another local user (or a program the run did not start) cannot change faults."""
+    status, answer = bad_payloads[label]
+    assert status == 401, answer
+    assert "REPLAYPROXY_CONTROL_TOKEN" in answer["error"]
 
 
 def test_bad_payloads_change_nothing(bad_payloads):

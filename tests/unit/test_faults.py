@@ -812,3 +812,29 @@ def test_same_seed_same_sequence(rules, traffic):
     one, two = FaultPlan(texts), FaultPlan(texts)
     assert decisions(one, traffic, step=0.1) == decisions(two, traffic, step=0.1)
     assert one.hits() == two.hits()
+
+
+def test_the_control_api_caps_its_rules_and_asks_for_the_token():
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from replayproxy.errors import FaultControlError
+    from replayproxy.faults.control import MAX_RULES, ControlServer, FaultControl
+
+    plan = FaultPlan([f"latency=1ms@*/r{i}" for i in range(MAX_RULES - 1)])
+    server = ControlServer(plan, threading.Lock()).start()
+    try:
+        client = FaultControl(server.url, server.token)
+        assert client.add("status=503@*/last") == MAX_RULES - 1
+        with pytest.raises(FaultControlError, match=f"at most {MAX_RULES} fault rules"):
+            client.add("status=503@*/one-more")
+        assert len(plan) == MAX_RULES
+        request = urllib.request.Request(server.url + "/faults", method="GET")
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            opener.open(request, timeout=10)
+        assert refused.value.code == 401
+        assert "REPLAYPROXY_CONTROL_TOKEN" in json.loads(refused.value.read())["error"]
+    finally:
+        server.stop()
