@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install demo test test-mitmproxy12 lint bench docs screenshot clean
+.PHONY: install demo test test-mitmproxy12 lint bench soak docs screenshot clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/decision_bench.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/drift_bench.py
+
+# 32 clients replaying a mixed cassette for 10 minutes (not part of test or bench);
+# MINUTES=N for a shorter run
+MINUTES ?= 10
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) $(VENV12) build *.egg-info .pytest_cache .mypy_cache .ruff_cache demo/.work bench/.work
