@@ -238,9 +238,8 @@ def serve(
             _describe_start(run)
             env = run.environment()
             assert run.session is not None
-            state.parent.mkdir(parents=True, exist_ok=True)
-            state.write_text(json.dumps({"pid": os.getpid(), "cassette": cassette,
-                                         "mode": run.session.mode.value, "env": env}))
+            _write_private(state, json.dumps({"pid": os.getpid(), "cassette": cassette,
+                                              "mode": run.session.mode.value, "env": env}))
             for line in export_lines(env):
                 typer.echo(line)
             log.info("press Ctrl-C to stop and write the cassette")
@@ -252,6 +251,16 @@ def serve(
         with contextlib.suppress(FileNotFoundError):
             state.unlink()
     _finish(run, 0, command=False)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read (it holds the control token), in a
+    directory only its owner can list."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def _running_servers() -> list[dict[str, Any]]:

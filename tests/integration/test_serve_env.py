@@ -57,6 +57,12 @@ def test_serve_prints_exports_env_repeats_them_sigint_writes_cassette(
         assert _curl(base_env(**env), url) == JSON_BODY
         assert https_upstream.hits("/json") == 1
 
+        # the state file holds the control token: owner-only, in an owner-only directory
+        states = list((Path(cli_env["REPLAYPROXY_HOME"]) / "run").glob("serve-*.json"))
+        assert len(states) == 1
+        assert states[0].stat().st_mode & 0o777 == 0o600
+        assert states[0].parent.stat().st_mode & 0o777 == 0o700
+
         same = cli("env", env=cli_env)
         assert same.returncode == 0, same.stderr
         assert same.stdout.splitlines()[0].startswith(f"# replayproxy serve PID {bg.proc.pid}")
