@@ -20,9 +20,10 @@ import base64
 import contextlib
 import ipaddress
 import os
+import re
 import ssl
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -140,7 +141,7 @@ class EgressProxy:
     host: str
     port: int
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     source: str = "upstream_proxy"
     """Where it came from: ``upstream_proxy`` or the variable's name."""
 
@@ -174,6 +175,7 @@ def parse_proxy_url(value: str, source: str) -> EgressProxy:
     fix = ("give http://HOST:PORT (credentials as http://USER:PASSWORD@HOST:PORT), or "
            f"{{upstream_proxy}} {DIRECT} to go direct")
     text = value.strip()
+    value = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", text)  # no password in messages
     if "://" not in text:
         if flag:
             raise ConfigError(f"invalid {where} {value!r}: no scheme; {fix}")
@@ -235,7 +237,8 @@ class Egress:
         for proxy in self.proxies():
             schemes = "+".join(s for s, p in (("https", self.https), ("http", self.http))
                                if p == proxy)
-            seen.append(f"{proxy.url} for {schemes} (from {proxy.source})")
+            given = "" if proxy.source == "upstream_proxy" else f" (from {proxy.source})"
+            seen.append(f"{proxy.url} for {schemes}{given}")
         bypass = f"; direct for NO_PROXY {self.no_proxy}" if self.no_proxy else ""
         return "upstream proxy " + ", ".join(seen) + bypass
 
