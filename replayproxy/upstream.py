@@ -37,6 +37,8 @@ DIRECT = "none"
 
 _BEGIN = b"-----BEGIN CERTIFICATE-----"
 _MAX_CA_FILE = 16 * 1024 * 1024
+_PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.+?-----END CERTIFICATE-----",
+                        re.DOTALL)
 
 
 # -- trust --------------------------------------------------------------------------------
@@ -78,7 +80,7 @@ def _system_files(environ: Mapping[str, str]) -> Iterable[Path]:
         directory = Path(entry)
         if directory.is_dir():
             with contextlib.suppress(OSError):
-                yield from sorted(p for p in directory.iterdir() if p.is_file())
+                yield from sorted(directory.iterdir())
         else:
             yield directory  # some set-ups (this machine's) name a bundle file here
 
@@ -87,22 +89,22 @@ def trust_bundle(extra: Sequence[bytes] = (),
                  environ: Mapping[str, str] | None = None) -> bytes:
     """One PEM bundle: the machine's trust (see ``_system_files``) and ``extra``."""
     parts: list[bytes] = []
-    seen: set[Path] = set()
+    seen: set[tuple[int, int]] = set()
     for path in _system_files(os.environ if environ is None else environ):
         try:
-            resolved = path.resolve()
-            if resolved in seen:
+            info = os.stat(path)  # follows links: one read per file however it is named
+            if (info.st_dev, info.st_ino) in seen or info.st_size > _MAX_CA_FILE:
                 continue
-            seen.add(resolved)
-            if resolved.stat().st_size > _MAX_CA_FILE:
-                continue
-            data = resolved.read_bytes()
+            seen.add((info.st_dev, info.st_ino))
+            data = Path(path).read_bytes()
         except OSError:
             continue
         if _BEGIN in data:
-            parts.append(data.strip())
-    parts.extend(e.strip() for e in extra)
-    return b"\n".join(parts) + b"\n"
+            parts.append(data)
+    parts.extend(extra)
+    # each certificate once (the system store, its directory and certifi overlap)
+    blocks = dict.fromkeys(_PEM_BLOCK.findall(b"\n".join(parts)))
+    return b"\n".join(blocks) + b"\n"
 
 
 # -- reverse ----------------------------------------------------------------------------
