@@ -291,7 +291,10 @@ def egress_from(upstream_proxy: str | None, environ: Mapping[str, str] | None = 
         proxy = parse_proxy_url(upstream_proxy, "upstream_proxy")
         return Egress(proxy, proxy, no_proxy)
     chosen: dict[str, EgressProxy | None] = {}
+    ours = environ.get("REPLAYPROXY_URL", "").strip()
     for scheme in ("https", "http"):
         var = _variable(environ, f"{scheme}_proxy")
+        if var and ours and var[1].strip() == ours:
+            var = None  # set by a replayproxy run for its command: not an egress
         chosen[scheme] = parse_proxy_url(var[1], var[0]) if var else None
     return Egress(chosen["https"], chosen["http"], no_proxy)
