@@ -351,3 +351,18 @@ def test_unusable_proxy_variable_names_the_variable(cli_env, tmp_path):
     assert_clean_error(proc, "invalid HTTPS_PROXY", "unsupported scheme",
                        "--upstream-proxy none")
     assert not marker.exists()
+
+
+def test_slow_body_fault_while_recording_through_the_egress(https_upstream, egress, proxy_ca,
+                                                            upstream_ca, cassette_dir,
+                                                            tmp_path, monkeypatch):
+    """The live copy goes through the egress; the trickle server (loopback, ours) not."""
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with recording("slow", RecordMode.ALL, cassette_dir=cassette_dir, proxy_ca=proxy_ca,
+                   upstream_ca=upstream_ca, upstream_proxy=egress.url,
+                   faults=["slow_body=64kb/s@*/json"]) as run, _curl(run, tmp_path) as c:
+        answer = c.get(https_upstream.url("/json"))
+    assert answer.status == 200 and answer.body == JSON_BODY
+    assert egress.server.targets == [f"127.0.0.1:{https_upstream.port}"]
+    assert _bodies(cassette_dir, "slow") == [JSON_BODY]
