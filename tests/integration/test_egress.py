@@ -12,6 +12,7 @@ import contextlib
 import select
 import socket
 import socketserver
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,13 +103,24 @@ class EgressServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(self, credentials: tuple[str, str] | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _EgressHandler)
+        self.tls = tls
         self.lock = threading.Lock()
         self.counts: dict[str, int] = {"tunnels": 0, "requests": 0, "refused": 0}
         self.targets: list[str] = []
         self.credentials = None if credentials is None else "Basic " + base64.b64encode(
             ":".join(credentials).encode()).decode()
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        sock, addr = self.socket.accept()
+        if self.tls is not None:  # an https:// proxy: TLS to the proxy itself
+            sock = self.tls.wrap_socket(sock, server_side=True)
+        return sock, addr
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
 
     def count(self, what: str, target: str = "") -> None:
         with self.lock:
@@ -120,10 +132,11 @@ class EgressServer(socketserver.ThreadingTCPServer):
 class Egress:
     """The egress stand-in, serving on its own thread; ``url`` is its proxy URL."""
 
-    def __init__(self, credentials: tuple[str, str] | None = None) -> None:
-        self.server = EgressServer(credentials)
+    def __init__(self, credentials: tuple[str, str] | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.server = EgressServer(credentials, tls)
         self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -256,6 +269,23 @@ def test_wrong_credentials_are_the_egress_refusal(https_upstream, auth_egress, p
     assert auth_egress.refused == 1 and https_upstream.total_requests == 0
 
 
+def test_an_https_egress_proxy(https_upstream, upstream_ca, proxy_ca, cassette_dir,
+                               tmp_path, monkeypatch):
+    """TLS to the proxy itself, verified with the same trust as upstreams."""
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    tls_egress = Egress(tls=upstream_ca.server_context)
+    try:
+        assert tls_egress.url.startswith("https://")
+        with recording("tls", RecordMode.ALL, cassette_dir=cassette_dir, proxy_ca=proxy_ca,
+                       upstream_ca=upstream_ca, upstream_proxy=tls_egress.url) as run, \
+                _curl(run, tmp_path) as c:
+            assert c.get(https_upstream.url("/json")).body == JSON_BODY
+        assert tls_egress.tunnels == 1
+    finally:
+        tls_egress.stop()
+
+
 # -- the CLI: the egress from replayproxy's own environment ------------------------------
 
 
@@ -312,17 +342,38 @@ def test_cli_no_proxy_of_its_environment(https_upstream, egress, cli_env, upstre
 # -- drift -------------------------------------------------------------------------------
 
 
-def test_drift_goes_through_the_egress(https_upstream, egress, cli_env, upstream_ca,
-                                       tmp_path):
-    proc = _cli_record(cli_env, tmp_path, upstream_ca, https_upstream.url("/json"))
+def test_drift_goes_through_the_egress(upstream, egress, cli_env, upstream_ca, tmp_path):
+    """https through a CONNECT tunnel, plain http as an absolute-form request."""
+    proc = _cli_record(cli_env, tmp_path, upstream_ca, upstream.url("/json"))
     assert proc.returncode == 0, proc.stderr
     assert egress.tunnels == 0
     drift = cli("drift", "-c", "cli", "--cassette-dir", tmp_path / "cassettes",
                 "--upstream-ca", upstream_ca.pem, "--no-history", "--no-repeat",
-                env={**cli_env, "HTTPS_PROXY": egress.url}, cwd=tmp_path)
+                env={**cli_env, "HTTPS_PROXY": egress.url, "HTTP_PROXY": egress.url},
+                cwd=tmp_path)
     assert drift.returncode == 0, drift.stdout + drift.stderr
+    assert egress.server.targets == [f"127.0.0.1:{upstream.port}"]
+    assert (egress.tunnels, egress.requests) == ((1, 0) if upstream.scheme == "https"
+                                                 else (0, 1))
+    assert upstream.hits("/json") == 2
+
+
+def test_drift_honours_no_proxy_and_upstream_proxy_none(https_upstream, egress, cli_env,
+                                                        upstream_ca, tmp_path):
+    assert _cli_record(cli_env, tmp_path, upstream_ca, https_upstream.url("/json")
+                       ).returncode == 0
+
+    def drift(*extra: str, **env: str):
+        return cli("drift", "-c", "cli", "--cassette-dir", tmp_path / "cassettes",
+                   "--upstream-ca", upstream_ca.pem, "--no-history", "--no-repeat", *extra,
+                   env={**cli_env, **env}, cwd=tmp_path)
+
+    assert drift(HTTPS_PROXY=egress.url, NO_PROXY="127.0.0.1").returncode == 0
+    assert drift("--upstream-proxy", "none", HTTPS_PROXY="http://127.0.0.1:9").returncode == 0
+    assert egress.tunnels == 0
+    assert drift("--upstream-proxy", egress.url, HTTPS_PROXY="http://127.0.0.1:9"
+                 ).returncode == 0
     assert egress.tunnels == 1
-    assert https_upstream.hits("/json") == 2
 
 
 # -- bad input: one line, non-zero, before the command starts ---------------------------
