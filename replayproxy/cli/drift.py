@@ -243,6 +243,12 @@ def drift(
         for failure in failures:
             typer.echo(f"replayproxy: error: {failure}", err=True)
         raise
+    if upstream_insecure:
+        typer.echo("replayproxy: live certificates are NOT verified (--upstream-insecure): "
+                   "use it only for a throwaway sandbox; trust a private CA with "
+                   "--upstream-ca instead", err=True)
+    if egress:
+        typer.echo(f"replayproxy: {egress.describe()}", err=True)
     directory = Path(settings.cassette_dir or "cassettes")
     jobs = load_jobs(directory, cassette, report)
     err = Console(stderr=True)

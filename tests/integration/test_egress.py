@@ -352,6 +352,8 @@ def test_drift_goes_through_the_egress(upstream, egress, cli_env, upstream_ca, t
                 env={**cli_env, "HTTPS_PROXY": egress.url, "HTTP_PROXY": egress.url},
                 cwd=tmp_path)
     assert drift.returncode == 0, drift.stdout + drift.stderr
+    assert f"replayproxy: upstream proxy {egress.url} for https (from HTTPS_PROXY), " \
+        f"{egress.url} for http (from HTTP_PROXY)" in drift.stderr
     assert egress.server.targets == [f"127.0.0.1:{upstream.port}"]
     assert (egress.tunnels, egress.requests) == ((1, 0) if upstream.scheme == "https"
                                                  else (0, 1))

@@ -127,7 +127,9 @@ def test_drift_uses_the_same_trust(private, other_ca, cli_env, tmp_path):
     assert by_file.returncode == 0, by_file.stdout + by_file.stderr
     assert drift("--upstream-ca", tmp_path / "sys.pem", "--upstream-ca", other
                  ).returncode == 0
-    assert drift("--upstream-insecure").returncode == 0
+    insecure = drift("--upstream-insecure")
+    assert insecure.returncode == 0
+    assert "live certificates are NOT verified (--upstream-insecure)" in insecure.stderr
     assert private.hits("/json") == 4
 
 
