@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import ssl
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 __all__ = ["BUNDLE_VARIABLES", "PROXY_VARIABLES", "build_trust_bundle", "export_lines",
-           "proxy_environment"]
+           "proxy_environment", "reverse_variable"]
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 BUNDLE_VARIABLES = (
@@ -37,10 +38,19 @@ def proxy_environment(
     bundle: Path,
     ca_cert: Path,
     reverse_url: str | None = None,
+    *,
+    reverse_urls: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Return the variables to add to a child's environment.
 
-    ``NO_PROXY`` is emptied so that requests to local sandboxes go through the proxy too.
+    ``NO_PROXY`` is emptied so that requests to local sandboxes go through the proxy too
+    (clients that honour it send their requests for a reverse base URL to the forward
+    proxy, which serves them as the reverse listener would: curl, for one, ignores a
+    port in ``NO_PROXY``, so naming the listener there would not do).
+
+    ``reverse_urls`` maps each reverse upstream (``https://api.example.com``) to its
+    local base URL: the first is ``REPLAYPROXY_REVERSE_URL`` (as is ``reverse_url``),
+    each also ``REPLAYPROXY_REVERSE_URL_<HOST>`` (see ``reverse_variable``).
     """
     env: dict[str, str] = {}
     if proxy_url:
@@ -50,9 +60,23 @@ def proxy_environment(
     env["NODE_EXTRA_CA_CERTS"] = str(ca_cert)
     if proxy_url:
         env["REPLAYPROXY_URL"] = proxy_url
-    if reverse_url:
-        env["REPLAYPROXY_REVERSE_URL"] = reverse_url
+    reverses = dict(reverse_urls or {})
+    first = reverse_url or next(iter(reverses.values()), None)
+    if first:
+        env["REPLAYPROXY_REVERSE_URL"] = first
+    for target, local in reverses.items():
+        env[reverse_variable(target)] = local
     return env
+
+
+def reverse_variable(target: str) -> str:
+    """The variable naming the local base URL of reverse upstream ``target``:
+    ``REPLAYPROXY_REVERSE_URL_`` and its host (with the port when the URL gives one),
+    upper-cased, every other character than a letter or digit an underscore:
+    ``https://api.example.com`` -> ``REPLAYPROXY_REVERSE_URL_API_EXAMPLE_COM``,
+    ``http://127.0.0.1:8080`` -> ``REPLAYPROXY_REVERSE_URL_127_0_0_1_8080``."""
+    netloc = target.split("://", 1)[-1].strip("/")
+    return "REPLAYPROXY_REVERSE_URL_" + re.sub(r"[^A-Z0-9]", "_", netloc.upper())
 
 
 def export_lines(env: Mapping[str, str]) -> list[str]:

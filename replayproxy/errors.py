@@ -40,7 +40,8 @@ __all__ = [
 ]
 
 SETTINGS = ("cassette_dir", "config", "db", "upstream_ca", "ca_dir", "port", "reverse",
-            "timeout", "record_mode", "cassette", "fault", "fail_on_unused")
+            "timeout", "record_mode", "cassette", "fault", "fail_on_unused",
+            "upstream_proxy", "upstream_insecure")
 """The settings a message may name as ``{field}``; other braces are left as they are."""
 
 _FIELD = re.compile(r"\{(" + "|".join(SETTINGS) + r")\}")
@@ -50,6 +51,7 @@ CLI_WORDS: Mapping[str, str] = {
     "upstream_ca": "--upstream-ca", "ca_dir": "--ca-dir", "port": "--port",
     "reverse": "--reverse", "timeout": "--timeout", "record_mode": "--record-mode",
     "cassette": "-c", "fault": "--fault", "fail_on_unused": "--fail-on-unused",
+    "upstream_proxy": "--upstream-proxy", "upstream_insecure": "--upstream-insecure",
 }
 """How the ``replayproxy`` command names each setting."""
 

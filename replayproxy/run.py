@@ -20,6 +20,7 @@ The engine (mitmproxy) is imported by ``start()``, not by importing this module.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from replayproxy.faults.plan import FaultPlan
 from replayproxy.faults.spec import FaultSpec, parse_fault
 from replayproxy.model import RecordMode
 from replayproxy.redaction.redactor import Redactor, load_key
+from replayproxy.upstream import Egress, egress_from, read_pem_ca, reverse_spec
 
 if TYPE_CHECKING:
     from replayproxy.engines.mitm.ca import CA
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
     from replayproxy.faults.control import ControlServer, FaultControl
 
 __all__ = ["ProxyRun"]
+
+log = logging.getLogger("replayproxy")
 
 
 class ProxyRun:
@@ -62,11 +66,20 @@ class ProxyRun:
             docs/faults.md, or ``FaultSpec``).
         strict: count requests beyond a recorded sequence as unmatched [default: the
             configuration's].
-        upstream_ca: a PEM CA to trust for upstream servers besides the public roots.
+        upstream_ca: PEM CAs (one path or several) to trust for upstream servers,
+            besides this machine's trust: certifi, the system store, and
+            ``SSL_CERT_FILE``/``SSL_CERT_DIR`` as they are when the run is made.
+        upstream_insecure: do not verify upstream certificates at all (a throwaway
+            sandbox); a warning is logged at start.
+        upstream_proxy: the HTTP proxy to reach upstreams through while recording,
+            ``http://[USER:PASSWORD@]HOST:PORT``; ``"none"`` goes direct [default:
+            ``HTTPS_PROXY``/``HTTP_PROXY`` of this process's environment]. ``NO_PROXY``
+            applies either way. Replay never connects anywhere.
         ca_dir: the proxy's CA directory [default: ``$REPLAYPROXY_CA_DIR``, else
             ``~/.replayproxy/ca``].
         host, port: where the proxy listens (port 0: a free one).
-        reverse: an upstream base URL to also serve on its own port as a plain base URL.
+        reverse: upstream base URLs (one, or several) to also serve, each on its own
+            port, as a plain base URL.
         control: start the fault control API (``control_url``).
         freeze_gc: once started, move everything that exists to the collector's
             permanent generation (a long-running proxy then never pauses ~60 ms for a
@@ -89,11 +102,13 @@ class ProxyRun:
         config: str | os.PathLike[str] | None = None,
         faults: Sequence[str | FaultSpec] = (),
         strict: bool | None = None,
-        upstream_ca: str | os.PathLike[str] | None = None,
+        upstream_ca: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+        upstream_insecure: bool = False,
+        upstream_proxy: str | None = None,
         ca_dir: str | os.PathLike[str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
-        reverse: str | None = None,
+        reverse: str | Sequence[str] | None = None,
         control: bool = True,
         freeze_gc: bool = False,
         addons: Sequence[Any] = (),
@@ -108,14 +123,21 @@ class ProxyRun:
         self.cassette_dir = Path(cassette_dir or self.settings.cassette_dir or "cassettes")
         self.fault_specs = tuple(faults)
         self.strict = self.settings.strict if strict is None else strict
-        self.upstream_ca = Path(upstream_ca) if upstream_ca is not None else None
+        cas = [upstream_ca] if isinstance(upstream_ca, (str, os.PathLike)) \
+            else list(upstream_ca or ())
+        self.upstream_cas = [Path(p) for p in cas]
+        self.upstream_insecure = upstream_insecure
+        self.upstream_proxy = upstream_proxy
+        self._environ = dict(os.environ)  # trust and egress as they are now
         self.ca_dir = Path(ca_dir) if ca_dir is not None else None
         self.host = host
         self.port = port
-        self.reverse = reverse
+        self.reverse = [reverse] if isinstance(reverse, str) else list(reverse or ())
         self.control = control
         self.freeze_gc = freeze_gc
         self.extra_addons = list(addons)
+        self.egress: Egress | None = None
+        """The egress proxy recording goes through (set by ``open``)."""
         self.session: CassetteSession | None = None
         self.pipeline: Pipeline | None = None
         self.summary: SessionSummary | None = None
@@ -139,9 +161,11 @@ class ProxyRun:
                 faults.add(parse_fault(spec) if isinstance(spec, str) else spec)
             except ValueError as e:
                 raise ConfigError(f"{{fault}} {spec!r}: {e}", fault=str(spec)) from None
-        if self.upstream_ca is not None and not self.upstream_ca.is_file():
-            raise ConfigError(f"{{upstream_ca}} {self.upstream_ca} does not exist: pass a "
-                              "PEM CA file", path=str(self.upstream_ca))
+        for ca in self.upstream_cas:
+            read_pem_ca(ca)
+        self.egress = egress_from(self.upstream_proxy, self._environ)
+        for target in self.reverse:
+            reverse_spec(target)
         redactor = Redactor(self.settings.redact, load_key(home_dir()))
         self.session = CassetteSession(self.cassette_dir, self.cassette, self.mode,
                                        strict=self.strict, match=self.settings.match,
@@ -159,10 +183,20 @@ class ProxyRun:
         self.open()
         assert self.pipeline is not None
         try:
+            records = self.pipeline.records
             proxy = Proxy([*self.extra_addons, ReplayproxyAddon(self.pipeline)],
                           ca=ensure_ca(self.ca_dir), host=self.host, port=self.port,
-                          reverse=self.reverse, upstream_ca=self.upstream_ca)
+                          reverse=self.reverse, upstream_ca=self.upstream_cas,
+                          upstream_insecure=self.upstream_insecure,
+                          egress=self.egress if records else None, environ=self._environ)
             proxy.start()
+            if self.upstream_insecure and records:
+                log.warning("upstream certificates are NOT verified: anyone on the way "
+                            "can read and change what is recorded; use it only for a "
+                            "throwaway sandbox, and trust a private CA with its PEM file "
+                            "instead")
+            if self.egress and records:
+                log.info("%s", self.egress.describe())
             self._proxy = proxy
             if self.control:
                 self._control = ControlServer(self.pipeline.faults, self.pipeline.lock)
@@ -213,8 +247,13 @@ class ProxyRun:
 
     @property
     def reverse_url(self) -> str | None:
-        """The local base URL serving ``reverse``, if given."""
+        """The local base URL serving the first ``reverse`` upstream, if given."""
         return self.proxy.reverse_url
+
+    @property
+    def reverse_urls(self) -> dict[str, str]:
+        """Each ``reverse`` upstream's base URL mapped to its local base URL."""
+        return self.proxy.reverse_urls
 
     @property
     def control_url(self) -> str | None:

@@ -22,6 +22,8 @@ from replayproxy.cli.options import (
     Config,
     Matching,
     UpstreamCA,
+    UpstreamInsecure,
+    UpstreamProxy,
     catch_errors,
     check_json_path_flags,
     redactor,
@@ -150,6 +152,8 @@ def drift(
     cassette_dir: CassetteDir = None,
     config: Config = None,
     upstream_ca: UpstreamCA = None,
+    upstream_insecure: UpstreamInsecure = False,
+    upstream_proxy: UpstreamProxy = None,
     allow_unsafe: Annotated[bool, typer.Option(
         "--allow-unsafe", help="Also re-send POST, PUT, PATCH, DELETE... (they may change "
         "data on the live service).")] = False,
@@ -228,8 +232,10 @@ def drift(
                                 ignore=ignore, allow_unsafe=allow_unsafe,
                                 concurrency=concurrency, rate=rate, timeout=timeout,
                                 repeat=repeat)
-        if upstream_ca is not None and not upstream_ca.is_file():
-            raise ConfigError(f"--upstream-ca {upstream_ca} does not exist: pass a PEM CA file")
+        from replayproxy.upstream import egress_from, read_pem_ca
+
+        cas = [read_pem_ca(path) for path in upstream_ca or ()]
+        egress = egress_from(upstream_proxy)
     except ConfigError as e:
         report.problems.append(e.render(CLI_WORDS))
         report.finished_at = time.time()
@@ -237,6 +243,12 @@ def drift(
         for failure in failures:
             typer.echo(f"replayproxy: error: {failure}", err=True)
         raise
+    if upstream_insecure:
+        typer.echo("replayproxy: live certificates are NOT verified (--upstream-insecure): "
+                   "use it only for a throwaway sandbox; trust a private CA with "
+                   "--upstream-ca instead", err=True)
+    if egress:
+        typer.echo(f"replayproxy: {egress.describe()}", err=True)
     directory = Path(settings.cassette_dir or "cassettes")
     jobs = load_jobs(directory, cassette, report)
     err = Console(stderr=True)
@@ -249,11 +261,13 @@ def drift(
             progress.update(task, advance=1, description=f"{result.method} {result.url}"[:60])
 
         try:
-            report.results, plans = check(jobs, dconfig, os.environ, upstream_ca=upstream_ca,
-                                          on_result=advance)
+            report.results, plans = check(jobs, dconfig, os.environ, upstream_cas=cas,
+                                          upstream_insecure=upstream_insecure,
+                                          egress=egress, on_result=advance)
         except ssl.SSLError as e:
-            raise ConfigError(f"--upstream-ca {upstream_ca}: not a PEM CA certificate ({e})") \
-                from None
+            names = " ".join(map(str, upstream_ca or ()))
+            raise ConfigError(f"--upstream-ca {names}: not a valid PEM CA certificate ({e}); "
+                              "pass the CA certificate in PEM form") from None
     report.finished_at = time.time()
     if update:
         update_cassettes(directory, report, jobs, plans, redactor(settings))

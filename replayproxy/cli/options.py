@@ -80,10 +80,24 @@ FailOnUnused = Annotated[
                  "never used (stale cassette entries)."),
 ]
 UpstreamCA = Annotated[
-    Path | None,
+    list[Path] | None,
     typer.Option("--upstream-ca", metavar="FILE", show_default=False,
                  help="PEM CA certificate to trust for upstream servers (e.g. a local "
-                 "sandbox), besides the public roots."),
+                 "sandbox), besides certifi, the system store and SSL_CERT_FILE/"
+                 "SSL_CERT_DIR (repeatable)."),
+]
+UpstreamInsecure = Annotated[
+    bool,
+    typer.Option("--upstream-insecure", help="Do not verify upstream certificates at all "
+                 "(a throwaway sandbox only; prints a warning)."),
+]
+UpstreamProxy = Annotated[
+    str | None,
+    typer.Option("--upstream-proxy", metavar="URL", show_default=False,
+                 help="Reach upstreams through this HTTP proxy, "
+                 "http://[USER:PASSWORD@]HOST:PORT; 'none' to go direct [default: "
+                 "HTTPS_PROXY/HTTP_PROXY as set when replayproxy starts; NO_PROXY "
+                 "applies]."),
 ]
 CADir = Annotated[
     Path | None,
@@ -93,11 +107,12 @@ CADir = Annotated[
 Port = Annotated[int, typer.Option("--port", "-p", metavar="PORT",
                                    help="Proxy port on 127.0.0.1; 0 picks a free one.")]
 Reverse = Annotated[
-    str | None,
+    list[str] | None,
     typer.Option("--reverse", metavar="URL", show_default=False,
                  help="Also serve this upstream (e.g. https://api.example.com) on a local "
                  "port as a plain base URL, for clients that ignore proxy variables; "
-                 "printed as REPLAYPROXY_REVERSE_URL."),
+                 "given to the command as REPLAYPROXY_REVERSE_URL (the first) and "
+                 "REPLAYPROXY_REVERSE_URL_HOST (repeatable; see docs/proxy.md)."),
 ]
 Strict = Annotated[bool, typer.Option("--strict", help="Once a recorded sequence of identical "
                                       "requests is used up, treat more as unmatched instead "

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -37,6 +38,8 @@ from replayproxy.cli.options import (
     Reverse,
     Strict,
     UpstreamCA,
+    UpstreamInsecure,
+    UpstreamProxy,
     catch_errors,
     mode_option,
 )
@@ -56,15 +59,25 @@ def _run_dir() -> Path:
     return home_dir() / "run"
 
 
+@dataclass(frozen=True)
+class Upstream:
+    """The flags saying how upstreams are reached: trust, egress proxy, reverse."""
+
+    ca: list[Path] | None = None
+    insecure: bool = False
+    proxy: str | None = None
+    reverse: list[str] | None = None
+
+
 def _proxy_run(matching: Matching, name: str, mode: RecordMode, faults: list[str] | None, *,
-               ca_dir: Path | None, upstream_ca: Path | None, port: int,
-               reverse: str | None) -> ProxyRun:
+               ca_dir: Path | None, upstream: Upstream, port: int) -> ProxyRun:
     """The proxy run for a command, its cassette opened (the engine not started yet)."""
     from replayproxy.run import ProxyRun
 
     run = ProxyRun(name, mode, settings=matching.settings(), faults=faults or (),
-                   upstream_ca=upstream_ca, ca_dir=ca_dir, port=port, reverse=reverse,
-                   freeze_gc=True)
+                   upstream_ca=upstream.ca or (), upstream_insecure=upstream.insecure,
+                   upstream_proxy=upstream.proxy, ca_dir=ca_dir, port=port,
+                   reverse=upstream.reverse or (), freeze_gc=True)
     run.open()
     return run
 
@@ -75,8 +88,8 @@ def _describe_start(run: ProxyRun) -> None:
     verb = {RecordMode.ALL: "recording", RecordMode.NONE: "replaying (offline)",
             RecordMode.NEW_EPISODES: "replaying and recording new requests"}[session.mode]
     log.info("%s cassette %s via proxy %s", verb, session.path, run.proxy_url)
-    if run.reverse_url:
-        log.info("reverse proxy for %s at %s", run.proxy.reverse, run.reverse_url)
+    for target, local in run.reverse_urls.items():
+        log.info("reverse proxy for %s at %s", target, local)
     if run.pipeline is not None and len(run.pipeline.faults):
         log.info("faults: %s", "; ".join(f.text for f in run.pipeline.faults.list()))
     if session.summary.recovered:
@@ -136,16 +149,16 @@ def _run_child(cmd: list[str], env: dict[str, str]) -> int:
 
 
 def _wrap(cmd: list[str] | None, *, name: str, matching: Matching, mode: RecordMode,
-          upstream_ca: Path | None, ca_dir: Path | None, port: int, reverse: str | None,
-          quiet: bool, faults: list[str] | None = None) -> None:
+          upstream: Upstream, ca_dir: Path | None, port: int, quiet: bool,
+          faults: list[str] | None = None) -> None:
     """Run ``cmd`` under a proxy for cassette ``name``, then exit with its code."""
     setup_logging(quiet)
     if not cmd:
         verb = _EXAMPLES.get(mode, "replay")
         raise ConfigError("no command given: put it after `--`, e.g. "
                           f"replayproxy {verb} -c {name} -- pytest")
-    run = _proxy_run(matching, name, mode, faults, ca_dir=ca_dir, upstream_ca=upstream_ca,
-                     port=port, reverse=reverse)
+    run = _proxy_run(matching, name, mode, faults, ca_dir=ca_dir, upstream=upstream,
+                     port=port)
     with run:  # stopped (and the cassette written) however the block ends
         _describe_start(run)
         rc = _run_child(cmd, run.environment())
@@ -162,6 +175,8 @@ def wrapping_command(name: str, default_mode: RecordMode, doc: str) -> Callable[
         record_mode: Annotated[RecordMode, mode_option()] = default_mode,
         config: Config = None,
         upstream_ca: UpstreamCA = None,
+        upstream_insecure: UpstreamInsecure = False,
+        upstream_proxy: UpstreamProxy = None,
         ca_dir: CADir = None,
         port: Port = 0,
         reverse: Reverse = None,
@@ -177,8 +192,8 @@ def wrapping_command(name: str, default_mode: RecordMode, doc: str) -> Callable[
         matching = Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
                             ignore_header, match_header, ignore_json)
         _wrap(cmd, name=cassette, matching=matching, mode=record_mode,
-              upstream_ca=upstream_ca, ca_dir=ca_dir, port=port, reverse=reverse,
-              quiet=quiet, faults=fault)
+              upstream=Upstream(upstream_ca, upstream_insecure, upstream_proxy, reverse),
+              ca_dir=ca_dir, port=port, quiet=quiet, faults=fault)
 
     command.__name__ = name
     command.__doc__ = doc
@@ -207,6 +222,8 @@ def serve(
     record_mode: Annotated[RecordMode, mode_option()] = RecordMode.ONCE,
     config: Config = None,
     upstream_ca: UpstreamCA = None,
+    upstream_insecure: UpstreamInsecure = False,
+    upstream_proxy: UpstreamProxy = None,
     ca_dir: CADir = None,
     port: Port = 0,
     reverse: Reverse = None,
@@ -230,7 +247,8 @@ def serve(
     matching = Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
                         ignore_header, match_header, ignore_json)
     run = _proxy_run(matching, cassette, record_mode, fault, ca_dir=ca_dir,
-                     upstream_ca=upstream_ca, port=port, reverse=reverse)
+                     upstream=Upstream(upstream_ca, upstream_insecure, upstream_proxy,
+                                       reverse), port=port)
     state = _run_dir() / f"serve-{os.getpid()}.json"
     stop = threading.Event()
     try:

@@ -10,7 +10,6 @@ Planning and judging are pure (``replayproxy.drift.plan``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import ssl
 import time
@@ -40,6 +39,7 @@ from replayproxy.errors import CassetteError, LiveError, ReplayproxyError
 from replayproxy.model import Interaction, Request, Response
 from replayproxy.redaction.redactor import Redactor
 from replayproxy.redaction.scan import scan_interaction
+from replayproxy.upstream import Egress, egress_from, trust_bundle
 
 __all__ = ["Job", "LiveError", "check", "load_jobs", "update_cassettes"]
 
@@ -115,15 +115,43 @@ def _describe(e: httpx.HTTPError, request: Request) -> LiveError:
                      unreachable=False)
 
 
-def _tls_context(upstream_ca: Path | None) -> ssl.SSLContext:
+def _tls_context(upstream_cas: Sequence[bytes], insecure: bool,
+                 environ: Mapping[str, str]) -> ssl.SSLContext:
+    """The recording's upstream trust (``replayproxy.upstream.trust_bundle``)."""
     context = ssl.create_default_context()
-    with contextlib.suppress(ImportError, OSError):
-        import certifi
-
-        context.load_verify_locations(certifi.where())
-    if upstream_ca is not None:
-        context.load_verify_locations(str(upstream_ca))
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    context.load_verify_locations(cadata=trust_bundle(upstream_cas, environ).decode("latin-1"))
     return context
+
+
+class _EgressTransport(httpx.AsyncBaseTransport):
+    """Each request direct or through the egress proxy, as ``Egress`` says (the same
+    rules as recording, ``NO_PROXY`` included)."""
+
+    def __init__(self, egress: Egress, verify: ssl.SSLContext, limits: httpx.Limits) -> None:
+        self.egress = egress
+        self.direct = httpx.AsyncHTTPTransport(verify=verify, limits=limits)
+        self.proxied = {
+            proxy: httpx.AsyncHTTPTransport(
+                verify=verify, limits=limits,
+                proxy=httpx.Proxy(proxy.url, auth=(proxy.username, proxy.password or "")
+                                  if proxy.username is not None else None))
+            for proxy in egress.proxies()}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        proxy = self.egress.for_url(url.scheme, url.host, url.port or
+                                    (443 if url.scheme == "https" else 80))
+        transport = self.proxied[proxy] if proxy is not None else self.direct
+        return await transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.direct.aclose()
+        for transport in self.proxied.values():
+            await transport.aclose()
 
 
 async def _send(client: httpx.AsyncClient, request: Request) -> tuple[Response, float]:
@@ -205,10 +233,15 @@ def _base(job: Job, plan: Planned | Skip) -> Checked:
 
 
 def check(jobs: Sequence[Job], config: DriftConfig, environ: Mapping[str, str], *,
-          upstream_ca: Path | None = None,
+          upstream_cas: Sequence[bytes] = (), upstream_insecure: bool = False,
+          egress: Egress | None = None,
           on_result: Callable[[Checked], None] = lambda _r: None,
           ) -> tuple[list[Checked], dict[tuple[str, str], Planned]]:
-    """Check every job; results in job order, and the plans by (cassette, key)."""
+    """Check every job; results in job order, and the plans by (cassette, key).
+
+    ``upstream_cas`` (PEM) are trusted besides this machine's trust as ``environ`` gives
+    it; ``egress`` (default: from ``environ``'s proxy variables) says which requests go
+    through a proxy."""
     plans: dict[tuple[str, str], Planned] = {}
     results: list[Checked | None] = [None] * len(jobs)
 
@@ -216,8 +249,10 @@ def check(jobs: Sequence[Job], config: DriftConfig, environ: Mapping[str, str], 
         runner = _Runner(config, on_result)
         tasks: dict[int, asyncio.Task[Checked]] = {}
         limits = httpx.Limits(max_connections=max(1, config.concurrency))
-        async with httpx.AsyncClient(verify=_tls_context(upstream_ca), trust_env=True,
-                                     timeout=config.timeout, limits=limits,
+        verify = _tls_context(upstream_cas, upstream_insecure, environ)
+        route = egress if egress is not None else egress_from(None, environ)
+        async with httpx.AsyncClient(transport=_EgressTransport(route, verify, limits),
+                                     trust_env=False, timeout=config.timeout,
                                      follow_redirects=False) as client:
             for i, job in enumerate(jobs):
                 plan = plan_request(job.interaction.request, config, environ)

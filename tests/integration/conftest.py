@@ -129,7 +129,8 @@ def run_proxy(proxy_ca: CA, upstream_ca: UpstreamCA, cassette_dir: Path, tmp_pat
         settings = load_settings(config) if config is not None else Settings()
         run = ProxyRun(name, mode, cassette_dir=cassette_dir, settings=settings,
                        strict=strict or settings.strict, reverse=reverse,
-                       upstream_ca=upstream_ca.pem, ca_dir=proxy_ca.directory, control=False)
+                       upstream_ca=upstream_ca.pem, ca_dir=proxy_ca.directory, control=False,
+                       upstream_proxy="none")  # whatever HTTPS_PROXY this machine has
         workdir = tmp_path / "clients"
         workdir.mkdir(exist_ok=True)
         rp = RunningProxy(run, workdir)

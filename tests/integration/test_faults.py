@@ -162,7 +162,7 @@ def fault_proxy(proxy_ca: CA, upstream_ca: UpstreamCA, cassette_dir: Path, tmp_p
                 ) -> Iterator[FaultProxy]:
         run = ProxyRun(name, mode, cassette_dir=cassette_dir, settings=Settings(),
                        faults=faults, upstream_ca=upstream_ca.pem, ca_dir=proxy_ca.directory,
-                       control=False)
+                       control=False, upstream_proxy="none")
         workdir = tmp_path / "clients"
         workdir.mkdir(exist_ok=True)
         fp = FaultProxy(run, workdir)

@@ -16,7 +16,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,8 +27,10 @@ from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.proxy import mode_specs
 
 from replayproxy.engines.mitm.ca import CA
+from replayproxy.engines.mitm.upstream import EgressAddon, OwnListeners
 from replayproxy.environment import proxy_environment
 from replayproxy.errors import ConfigError, ProxyStartError
+from replayproxy.upstream import Egress, read_pem_ca, reverse_spec, trust_bundle
 
 __all__ = ["Proxy", "reverse_spec"]
 
@@ -38,46 +40,13 @@ _START_TIMEOUT = 30.0
 _PROXY_LOCK = threading.Lock()
 
 
-def _read_upstream_ca(upstream_ca: Path) -> bytes:
-    """The PEM bytes of ``--upstream-ca``; ConfigError if unreadable or not PEM."""
-    try:
-        extra = upstream_ca.read_bytes()
-    except OSError as e:
-        raise ConfigError(
-            f"cannot read {{upstream_ca}} {upstream_ca}: {e.strerror}; pass a PEM CA certificate"
-        ) from None
-    if b"-----BEGIN CERTIFICATE-----" not in extra:
-        raise ConfigError(
-            f"{{upstream_ca}} {upstream_ca} holds no PEM certificate "
-            "('-----BEGIN CERTIFICATE-----'); pass the CA certificate in PEM form"
-        )
-    return extra
-
-
-def _upstream_trust(extra: bytes) -> Path:
-    """A temporary bundle of the public roots plus ``extra``: mitmproxy's option
-    replaces its trust store rather than adding to it. The caller deletes the file."""
-    import certifi
-
+def _write_trust(data: bytes) -> Path:
+    """A temporary file holding the upstream trust bundle (mitmproxy's option names a
+    file). The caller deletes it."""
     fd, name = tempfile.mkstemp(prefix="replayproxy-upstream-", suffix=".pem")
     with os.fdopen(fd, "wb") as f:
-        f.write(Path(certifi.where()).read_bytes() + b"\n" + extra)
+        f.write(data)
     return Path(name)
-
-
-def reverse_spec(url: str) -> str:
-    """Validate a ``--reverse`` URL and return it (scheme://host[:port])."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            f"invalid {{reverse}} {url!r}: give the upstream's base URL, "
-            "e.g. {reverse} https://api.example.com"
-        )
-    if parts.path not in ("", "/") or parts.query:
-        raise ConfigError(
-            f"invalid {{reverse}} {url!r}: only scheme, host and port are used; drop the path"
-        )
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _tcp_only(spec: str) -> None:
@@ -140,9 +109,14 @@ class Proxy:
         ca: the CA to intercept TLS with.
         host: listen address (default 127.0.0.1 only).
         port: forward-proxy port; 0 picks a free one.
-        reverse: an upstream base URL to also serve on its own port, for clients that
-            take a base URL instead of honouring proxy variables.
-        upstream_ca: a PEM CA to trust for upstream servers besides the public roots.
+        reverse: upstream base URLs to also serve, each on its own port, for clients
+            that take a base URL instead of honouring proxy variables.
+        upstream_ca: PEM CAs to trust for upstream servers besides this machine's
+            (certifi, the system store, ``SSL_CERT_FILE``, ``SSL_CERT_DIR``).
+        upstream_insecure: do not verify upstream certificates at all.
+        egress: the proxy to reach upstreams through (None: direct).
+        environ: the environment whose ``SSL_CERT_FILE``/``SSL_CERT_DIR`` count
+            [default: this process's].
         lazy: never connect upstream before a request needs it (replay stays offline).
     """
 
@@ -153,8 +127,11 @@ class Proxy:
         ca: CA,
         host: str = "127.0.0.1",
         port: int = 0,
-        reverse: str | None = None,
-        upstream_ca: Path | None = None,
+        reverse: str | Sequence[str] | None = None,
+        upstream_ca: Path | Sequence[Path] | None = None,
+        upstream_insecure: bool = False,
+        egress: Egress | None = None,
+        environ: Mapping[str, str] | None = None,
         lazy: bool = True,
         http2: bool = True,
     ) -> None:
@@ -164,13 +141,19 @@ class Proxy:
         self.ca = ca
         self.host = host
         self.port = port
-        self.reverse = reverse_spec(reverse) if reverse else None
-        self._upstream_pem = _read_upstream_ca(upstream_ca) if upstream_ca else None
+        self.reverses = _reverse_targets(reverse)
+        self.reverse = self.reverses[0] if self.reverses else None
+        cas = [upstream_ca] if isinstance(upstream_ca, (str, Path)) else list(upstream_ca or ())
+        self._upstream_pems = [read_pem_ca(Path(p)) for p in cas]
+        self.upstream_insecure = upstream_insecure
+        self.egress = egress if egress else None
+        self._environ = dict(os.environ if environ is None else environ)
         self.upstream_trust: Path | None = None
         self.lazy = lazy
         self.http2 = http2
         self.proxy_address: tuple[str, int] | None = None
-        self.reverse_address: tuple[str, int] | None = None
+        self.reverse_addresses: dict[str, tuple[str, int]] = {}
+        """The local address serving each ``reverse`` upstream, in order."""
         self._lifecycle = _Lifecycle()
         self._thread: threading.Thread | None = None
         self._master: master.Master | None = None
@@ -190,13 +173,15 @@ class Proxy:
                 "a replayproxy proxy is already running in this process; stop it first "
                 "(mitmproxy allows one master per process)"
             )
-        if self._upstream_pem is not None:
-            self.upstream_trust = _upstream_trust(self._upstream_pem)
+        if not self.upstream_insecure:
+            self.upstream_trust = _write_trust(trust_bundle(self._upstream_pems,
+                                                            self._environ))
         self._thread = threading.Thread(target=self._run, name="replayproxy", daemon=True)
         self._thread.start()
         if not self._lifecycle.ready.wait(_START_TIMEOUT) or self._failure:
             self.stop()
             raise ProxyStartError(f"the proxy did not start: {self._failure!r}")
+        reverses = iter(self.reverses)
         for spec, addr, error in self._lifecycle.addresses:
             if addr is None:
                 self.stop()
@@ -210,7 +195,7 @@ class Proxy:
                 raise ProxyStartError(f"cannot listen on {self.host}:{port}: {why}; choose "
                                       "another address or {port}", port=int(port))
             if spec.startswith("reverse:"):
-                self.reverse_address = addr
+                self.reverse_addresses[next(reverses)] = addr
             else:
                 self.proxy_address = addr
         return self
@@ -243,8 +228,7 @@ class Proxy:
 
     def _modes(self) -> list[str]:
         modes = [f"regular@{self.host}:{self.port}"]
-        if self.reverse:
-            modes.append(f"reverse:{self.reverse}@{self.host}:0")
+        modes.extend(f"reverse:{target}@{self.host}:0" for target in self.reverses)
         return modes
 
     def _run(self) -> None:
@@ -271,8 +255,13 @@ class Proxy:
         }
         if self.upstream_trust:
             updates["ssl_verify_upstream_trusted_ca"] = str(self.upstream_trust)
+        if self.upstream_insecure:
+            updates["ssl_insecure"] = True
         m.options.update(**updates)
-        m.addons.add(self._lifecycle, *self.addons)
+        m.addons.add(self._lifecycle, OwnListeners(self._reverse_ports), *self.addons)
+        if self.egress:
+            # after ours: it sees where a request really goes (see upstream.py)
+            m.addons.add(EgressAddon(self.egress))
         self._master = m
         self._loop = asyncio.get_running_loop()
         await m.run()
@@ -287,13 +276,46 @@ class Proxy:
         return f"http://{_netloc(self.proxy_address)}"
 
     @property
+    def reverse_address(self) -> tuple[str, int] | None:
+        """The local address serving the first ``reverse`` upstream, if any."""
+        return next(iter(self.reverse_addresses.values()), None)
+
+    @property
     def reverse_url(self) -> str | None:
-        """The local base URL that serves the ``reverse`` upstream, if any."""
+        """The local base URL that serves the first ``reverse`` upstream, if any."""
         return f"http://{_netloc(self.reverse_address)}" if self.reverse_address else None
+
+    @property
+    def reverse_urls(self) -> dict[str, str]:
+        """Each ``reverse`` upstream's base URL mapped to its local base URL."""
+        return {target: f"http://{_netloc(addr)}"
+                for target, addr in self.reverse_addresses.items()}
+
+    def _reverse_ports(self) -> dict[int, tuple[str, str, int]]:
+        out = {}
+        for target, (_host, port) in self.reverse_addresses.items():
+            parts = urlsplit(target)
+            assert parts.hostname is not None
+            out[port] = (parts.scheme, parts.hostname,
+                         parts.port or (443 if parts.scheme == "https" else 80))
+        return out
 
     def environment(self) -> dict[str, str]:
         """The variables a child process needs to use this proxy."""
-        return proxy_environment(self.proxy_url, self.ca.bundle, self.ca.cert, self.reverse_url)
+        return proxy_environment(self.proxy_url, self.ca.bundle, self.ca.cert,
+                                 reverse_urls=self.reverse_urls)
+
+
+def _reverse_targets(reverse: str | Sequence[str] | None) -> list[str]:
+    """The validated ``reverse`` base URLs, each once."""
+    urls = [reverse] if isinstance(reverse, str) else list(reverse or ())
+    targets: list[str] = []
+    for url in urls:
+        target = reverse_spec(url)
+        if target in targets:
+            raise ConfigError(f"{{reverse}} {target} is given twice: give each upstream once")
+        targets.append(target)
+    return targets
 
 
 def _netloc(addr: tuple[str, int]) -> str:
