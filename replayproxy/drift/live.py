@@ -23,6 +23,7 @@ import httpx
 from replayproxy.cassette.format import encode_interaction
 from replayproxy.cassette.journal import recover_journals
 from replayproxy.cassette.store import cassette_path, load_cassette, save_cassette
+from replayproxy.drift.clean import Scrubber
 from replayproxy.drift.plan import (
     Checked,
     DriftConfig,
@@ -180,36 +181,51 @@ class _Runner:
                 self.down.setdefault(host, str(e))
             raise
 
-    async def run_one(self, client: httpx.AsyncClient, base: Checked, job: Job,
-                      plan: Planned) -> Checked:
+    async def run_one(self, client: httpx.AsyncClient, base: Checked, plan: Planned,
+                      scrub: Scrubber) -> Checked:
+        """Send ``plan`` (twice if it repeats) and judge the answers, redacted by
+        ``scrub`` before anything compares or keeps them."""
         async with self.limit:
             try:
                 live, elapsed = await self._call(client, plan.request)
                 again = (await self._call(client, plan.request))[0] if plan.repeat else None
             except LiveError as e:
-                result = replace(base, outcome=Outcome.ERROR, message=str(e),
-                                 recorded=job.interaction.response)
+                result = replace(base, outcome=Outcome.ERROR, message=scrub.text(str(e)))
             else:
-                result = replace(judge(base, job.interaction.response, live, again, plan.ignore),
-                                 elapsed=elapsed)
+                sent = plan.at_recorded_origin or plan.request
+                live = scrub.response(sent, live)
+                again = scrub.response(sent, again) if again is not None else None
+                assert base.recorded is not None
+                judged = judge(base, base.recorded, live, again, plan.ignore)
+                result = replace(judged, elapsed=elapsed,
+                                 findings=tuple(scrub.finding(f) for f in judged.findings))
         self.on_result(result)
         return result
 
 
-def _base(job: Job, plan: Planned | Skip) -> Checked:
+def _base(job: Job, plan: Planned | Skip, scrub: Scrubber) -> Checked:
+    """The identity of a result; the recorded response redacted too (a cassette written
+    with older rules may hold what today's rules catch), the live URL cleaned."""
     request = job.interaction.request
-    live_url = plan.request.url if isinstance(plan, Planned) else ""
+    live_url = scrub.text(plan.request.url) if isinstance(plan, Planned) else ""
     return Checked(job.cassette, job.index, job.key, endpoint_of(request), request.method,
                    request.url, Outcome.SKIPPED, live_url=live_url,
-                   recorded=job.interaction.response)
+                   recorded=scrub.response(request, job.interaction.response))
 
 
 def check(jobs: Sequence[Job], config: DriftConfig, environ: Mapping[str, str], *,
           upstream_ca: Path | None = None,
           on_result: Callable[[Checked], None] = lambda _r: None,
+          redactor: Redactor | None = None,
           ) -> tuple[list[Checked], dict[tuple[str, str], Planned]]:
-    """Check every job; results in job order, and the plans by (cassette, key)."""
+    """Check every job; results in job order, and the plans by (cassette, key).
+
+    Every live response is redacted with ``redactor`` (the recording's rules; None: the
+    built-in ones), knowing the credentials put into its request, before it is compared;
+    messages and live URLs are cleaned the same way (``replayproxy.drift.clean``).
+    """
     plans: dict[tuple[str, str], Planned] = {}
+    scrubber = Scrubber(redactor)
     results: list[Checked | None] = [None] * len(jobs)
 
     async def main() -> None:
@@ -221,15 +237,17 @@ def check(jobs: Sequence[Job], config: DriftConfig, environ: Mapping[str, str], 
                                      follow_redirects=False) as client:
             for i, job in enumerate(jobs):
                 plan = plan_request(job.interaction.request, config, environ)
-                base = _base(job, plan)
+                scrub = scrubber.knowing(plan.credentials) if isinstance(plan, Planned) \
+                    else scrubber
+                base = _base(job, plan, scrub)
                 if isinstance(plan, Skip):
                     skipped = replace(base, outcome=Outcome.ERROR if plan.error
-                                      else Outcome.SKIPPED, message=plan.reason)
+                                      else Outcome.SKIPPED, message=scrub.text(plan.reason))
                     results[i] = skipped
                     on_result(skipped)
                     continue
                 plans[(job.cassette, job.key)] = plan
-                tasks[i] = asyncio.create_task(runner.run_one(client, base, job, plan))
+                tasks[i] = asyncio.create_task(runner.run_one(client, base, plan, scrub))
             for i, task in tasks.items():
                 results[i] = await task
 
@@ -252,7 +270,8 @@ def update_cassettes(cassette_dir: Path, report: DriftReport, jobs: Sequence[Job
             continue
         job = by_key[(result.cassette, result.key)]
         plan = plans[(result.cassette, result.key)]
-        redacted = redactor.redact(Interaction(plan.request, result.live))
+        sent = plan.at_recorded_origin or plan.request
+        redacted = redactor.redact(Interaction(sent, result.live))
         fresh = Interaction(job.interaction.request, redacted.response, time.time(),
                             result.elapsed, result.elapsed)
         leaks = scan_interaction(fresh, redactor.config)
