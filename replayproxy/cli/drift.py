@@ -96,7 +96,7 @@ def _history_database(db: Path | None, settings: Settings) -> tuple[Path, bool, 
         return Path(settings.drift.database), False, None
     project = settings.source.parent if settings.source is not None else Path.cwd()
     path, warning = default_database(project, Path(settings.cassette_dir or "cassettes"))
-    return path, warning is None, warning
+    return path, path.name == "history.db", warning
 
 
 def _write_report(path: Path, data: str | bytes) -> None:

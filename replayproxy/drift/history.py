@@ -253,15 +253,20 @@ def default_database(project: Path, cassette_dir: Path) -> tuple[Path, str | Non
 
     ``PROJECT/.replayproxy/history.db``; but a history at the old default
     (``CASSETTE_DIR/.replayproxy.db``), when there is none at the new place yet, is kept
-    in use (never lose history silently), with a one-line warning to move it.
+    in use (never lose history silently), with a one-line warning to move it; when both
+    exist, the new one is used and the warning names the old one.
     """
     new = project / DEFAULT_DATABASE
     old = cassette_dir / OLD_DEFAULT_DATABASE
-    if old.is_file() and not new.exists():
+    if not old.is_file():
+        return new, None
+    if not new.exists():
         return old, (f"the drift history is at {old}, inside the cassette directory, which "
                      f"is usually committed: move it to {new} (git-ignored), or keep it "
                      f"where it is with --db or database = \"...\" in the configuration")
-    return new, None
+    return new, (f"an older drift history at {old} is not used ({new} is): look at it with "
+                 f"replayproxy drift history --db {old}, then delete it (it is inside the "
+                 f"cassette directory, which is usually committed)")
 
 
 _GITIGNORE = "# written by replayproxy: nothing here belongs in git\n*\n"
