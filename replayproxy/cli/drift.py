@@ -94,9 +94,14 @@ def _history_database(db: Path | None, settings: Settings) -> tuple[Path, bool, 
         return db, False, None
     if settings.drift.database:
         return Path(settings.drift.database), False, None
-    project = settings.source.parent if settings.source is not None else Path.cwd()
-    path, warning = default_database(project, Path(settings.cassette_dir or "cassettes"))
+    path, warning = default_database(_project(settings),
+                                     Path(settings.cassette_dir or "cassettes"))
     return path, path.name == "history.db", warning
+
+
+def _project(settings: Settings) -> Path:
+    """The project directory: the configuration file's, else the current one."""
+    return settings.source.parent if settings.source is not None else Path.cwd()
 
 
 def _write_report(path: Path, data: str | bytes) -> None:
@@ -267,11 +272,14 @@ def drift(
     if update:
         update_cassettes(directory, report, jobs, plans, recording_redactor)
     if history:
-        from replayproxy.drift.history import record_run
+        from replayproxy.drift.history import DEFAULT_DATABASE, prepare_directory, record_run
 
         path, default, warning = _history_database(db, settings)
         if warning:
             typer.echo(f"replayproxy: warning: {warning}", err=True)
+            if path.name != DEFAULT_DATABASE.name:  # still at the old place: ready to move
+                with contextlib.suppress(ConfigError):
+                    prepare_directory(_project(settings) / DEFAULT_DATABASE)
         created = not path.exists()
         try:
             record_run(path, report)

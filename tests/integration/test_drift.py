@@ -277,7 +277,15 @@ def test_history_at_the_old_default_is_kept_with_a_warning(api, drift, cdir, tmp
     assert str(old) in warnings[0] and ".replayproxy/history.db" in warnings[0]
     with sqlite3.connect(old) as conn:  # still used: no history lost, none split
         assert conn.execute("select count(*) from runs").fetchone() == (2,)
-    assert not (tmp_path / ".replayproxy").exists()
+    ready = tmp_path / ".replayproxy"  # made ready for the move, ignoring itself
+    assert not (ready / "history.db").exists()
+    assert (ready / ".gitignore").read_text().splitlines()[-1] == "*"
+    old.rename(ready / "history.db")
+    moved = drift("-c", "api", "--credential", "authorization=SANDBOX_KEY")
+    assert moved.returncode == 0 and "warning" not in moved.stderr, moved.stderr
+    assert "drift history created" not in moved.stderr
+    with sqlite3.connect(ready / "history.db") as conn:
+        assert conn.execute("select count(*) from runs").fetchone() == (3,)
 
 
 def test_update_re_records_drifted_interactions_redacted(api, drift, cdir, tmp_path):
