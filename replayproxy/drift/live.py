@@ -204,12 +204,14 @@ class _Runner:
 
 
 def _base(job: Job, plan: Planned | Skip, scrub: Scrubber) -> Checked:
-    """The identity of a result; the recorded response redacted too (a cassette written
-    with older rules may hold what today's rules catch), the live URL cleaned."""
+    """The identity of a result, cleaned: the live URL (it holds the credentials put
+    in), and the recorded URL, key and response too (a cassette written with older
+    rules may hold what today's rules catch)."""
     request = job.interaction.request
     live_url = scrub.text(plan.request.url) if isinstance(plan, Planned) else ""
-    return Checked(job.cassette, job.index, job.key, endpoint_of(request), request.method,
-                   request.url, Outcome.SKIPPED, live_url=live_url,
+    return Checked(job.cassette, job.index, scrub.text(job.key),
+                   scrub.text(endpoint_of(request)), request.method, scrub.text(request.url),
+                   Outcome.SKIPPED, live_url=live_url,
                    recorded=scrub.response(request, job.interaction.response))
 
 
@@ -218,7 +220,7 @@ def check(jobs: Sequence[Job], config: DriftConfig, environ: Mapping[str, str], 
           on_result: Callable[[Checked], None] = lambda _r: None,
           redactor: Redactor | None = None,
           ) -> tuple[list[Checked], dict[tuple[str, str], Planned]]:
-    """Check every job; results in job order, and the plans by (cassette, key).
+    """Check every job; results in job order, and the plans by (cassette, result key).
 
     Every live response is redacted with ``redactor`` (the recording's rules; None: the
     built-in ones), knowing the credentials put into its request, before it is compared;
@@ -246,7 +248,7 @@ def check(jobs: Sequence[Job], config: DriftConfig, environ: Mapping[str, str], 
                     results[i] = skipped
                     on_result(skipped)
                     continue
-                plans[(job.cassette, job.key)] = plan
+                plans[(job.cassette, base.key)] = plan
                 tasks[i] = asyncio.create_task(runner.run_one(client, base, plan, scrub))
             for i, task in tasks.items():
                 results[i] = await task
@@ -263,12 +265,12 @@ def update_cassettes(cassette_dir: Path, report: DriftReport, jobs: Sequence[Job
     An interaction that still holds a secret after redaction is not written; it becomes
     a problem of the report. Each cassette is rewritten atomically.
     """
-    by_key = {(j.cassette, j.key): j for j in jobs}
+    by_index = {(j.cassette, j.index): j for j in jobs}
     changed: dict[str, dict[int, Interaction]] = {}
     for result in report.results:
         if result.outcome not in (Outcome.BREAKING, Outcome.CHANGED) or result.live is None:
             continue
-        job = by_key[(result.cassette, result.key)]
+        job = by_index[(result.cassette, result.index)]
         plan = plans[(result.cassette, result.key)]
         sent = plan.at_recorded_origin or plan.request
         redacted = redactor.redact(Interaction(sent, result.live))

@@ -212,3 +212,26 @@ def test_a_live_error_naming_the_url_shows_no_credential(api, monkeypatch, upstr
     texts = [drift_report.write_json(run), drift_report.junit_xml(run),
              drift_report.markdown(run), drift_report.html(run)]
     assert not [leak for text in texts for leak in _leaks("report", text, [secret])]
+
+
+def test_a_secret_left_in_an_old_cassette_is_not_reported_either(api, upstream_ca):
+    """A cassette recorded with older rules (``accessToken`` in the query was not
+    redacted then): its URL, key and response are cleaned like the live side."""
+    old = "OldRecordedSecret55Kq0"
+    request = Request("GET", "http", "127.0.0.1", 80, "/v1/session",
+                      f"accessToken={old}&page=2")
+    recorded = Response(200, "OK", (("Content-Type", "application/json"),),
+                        json.dumps({"echo": {"query": f"accessToken={old}"}}).encode())
+    job = Job("hostile", 0, f"GET {request.url} #1", Interaction(request, recorded))
+    config = DriftConfig(origins=(("http://127.0.0.1", api.base_url),), repeat=False)
+    results, plans = check([job], config, {}, upstream_ca=upstream_ca.pem,
+                           redactor=Redactor(key=REDACTION_KEY.encode()))
+    [result] = results
+    assert result.outcome is not Outcome.ERROR, result.message
+    run = DriftReport(("hostile",), results=results)
+    run.finished_at = run.started_at
+    texts = [drift_report.write_json(run), drift_report.junit_xml(run),
+             drift_report.markdown(run), drift_report.html(run), result.key,
+             result.endpoint]
+    assert not [leak for text in texts for leak in _leaks("report", text, [old])]
+    assert "page=2" in result.url and (result.cassette, result.key) in plans
