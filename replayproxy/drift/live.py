@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import ssl
 import time
@@ -229,6 +230,7 @@ def check(jobs: Sequence[Job], config: DriftConfig, environ: Mapping[str, str], 
     plans: dict[tuple[str, str], Planned] = {}
     scrubber = Scrubber(redactor)
     results: list[Checked | None] = [None] * len(jobs)
+    log_filter = _CleanLog(scrubber)
 
     async def main() -> None:
         runner = _Runner(config, on_result)
@@ -250,11 +252,47 @@ def check(jobs: Sequence[Job], config: DriftConfig, environ: Mapping[str, str], 
                     continue
                 plans[(job.cassette, base.key)] = plan
                 tasks[i] = asyncio.create_task(runner.run_one(client, base, plan, scrub))
+            # every plan is made before the first request is sent (no await above)
+            log_filter.scrub = scrubber.knowing(
+                [c for plan in plans.values() for c in plan.credentials])
             for i, task in tasks.items():
                 results[i] = await task
 
-    asyncio.run(main())
+    loggers = [logging.getLogger(name) for name in _CLIENT_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(log_filter)
+    try:
+        asyncio.run(main())
+    finally:
+        for logger in loggers:
+            logger.removeFilter(log_filter)
     return [r for r in results if r is not None], plans
+
+
+_CLIENT_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2",
+                   "httpcore.proxy", "httpcore.socks")
+"""Loggers of the HTTP client: httpx names every URL sent (``HTTP Request: GET …``) at
+INFO, httpcore every response header at DEBUG. (A filter applies to the records of its
+own logger only, so each is named.)"""
+
+
+class _CleanLog(logging.Filter):
+    """Cleans the HTTP client's log records while the check runs: a URL sent holds the
+    credentials put in, and an application logging at INFO would print it."""
+
+    def __init__(self, scrub: Scrubber) -> None:
+        super().__init__()
+        self.scrub = scrub
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed record: shown as the bare format
+            message = str(record.msg)
+        if record.name.startswith("httpcore.") and "headers" in message.split(" ", 1)[0]:
+            message = message.split(" ", 1)[0]  # the event, not the headers it carried
+        record.msg, record.args = self.scrub.text(message), None
+        return True
 
 
 def update_cassettes(cassette_dir: Path, report: DriftReport, jobs: Sequence[Job],

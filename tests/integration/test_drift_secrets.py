@@ -15,6 +15,7 @@ import binascii
 import contextlib
 import html
 import json
+import logging
 import re
 import sqlite3
 import xml.etree.ElementTree as ET
@@ -235,3 +236,25 @@ def test_a_secret_left_in_an_old_cassette_is_not_reported_either(api, upstream_c
              result.endpoint]
     assert not [leak for text in texts for leak in _leaks("report", text, [old])]
     assert "page=2" in result.url and (result.cassette, result.key) in plans
+
+
+def test_the_http_clients_log_lines_hold_no_credential(api, upstream_ca, caplog):
+    """httpx logs every URL it sends at INFO: an application that shows INFO logs must
+    not see the credential the check put into the query."""
+    secret = "LogLineToken4Jd8Kq1Zx"
+    placeholder = Redactor(key=REDACTION_KEY.encode()).placeholder("api_key", secret)
+    request = Request("GET", "http", "127.0.0.1", 80, "/v1/session",
+                      f"api_key={quote(placeholder, safe='')}")
+    recorded = Response(200, "OK", (("Content-Type", "application/json"),), b"{}")
+    job = Job("hostile", 0, "GET /v1/session #1", Interaction(request, recorded))
+    config = DriftConfig(credentials=(("api_key", "KEY_VAR"),),
+                         origins=(("http://127.0.0.1", api.base_url),), repeat=False)
+    with caplog.at_level(logging.DEBUG):
+        [result], _plans = check([job], config, {"KEY_VAR": secret},
+                                 upstream_ca=upstream_ca.pem,
+                                 redactor=Redactor(key=REDACTION_KEY.encode()))
+    assert result.outcome is not Outcome.ERROR, result.message
+    assert "HTTP Request: GET" in caplog.text
+    assert "receive_response_headers.complete" in caplog.text
+    assert not _leaks("log", caplog.text, [secret, *api.issued]), caplog.text
+    assert logging.getLogger("httpx").filters == []  # removed after the run
