@@ -85,13 +85,25 @@ def _drift_config(base: DriftConfig, *, credential: list[str] | None,
     return replace(base, **changes)
 
 
-def _history_database(db: Path | None, settings: Settings) -> Path:
-    """The drift history database: --db, else the configuration's, else in the cassette
-    directory."""
-    from replayproxy.drift.history import DEFAULT_DATABASE
+def _history_database(db: Path | None, settings: Settings) -> tuple[Path, bool, str | None]:
+    """The drift history database: --db, else the configuration's, else
+    ``.replayproxy/history.db`` in the project directory (the configuration file's, else
+    the current one); whether it is that default; a warning (a history still at the old
+    default, in the cassette directory)."""
+    from replayproxy.drift.history import default_database
 
-    return db or Path(settings.drift.database
-                      or Path(settings.cassette_dir or "cassettes") / DEFAULT_DATABASE)
+    if db is not None:
+        return db, False, None
+    if settings.drift.database:
+        return Path(settings.drift.database), False, None
+    path, warning = default_database(_project(settings),
+                                     Path(settings.cassette_dir or "cassettes"))
+    return path, path.name == "history.db", warning
+
+
+def _project(settings: Settings) -> Path:
+    """The project directory: the configuration file's, else the current one."""
+    return settings.source.parent if settings.source is not None else Path.cwd()
 
 
 def _write_report(path: Path, data: str | bytes) -> None:
@@ -141,7 +153,8 @@ DriftDb = Annotated[
     Path | None,
     typer.Option(metavar="FILE", show_default=False,
                  help="History database [default: database from the configuration, else "
-                 "CASSETTE_DIR/.replayproxy.db]."),
+                 ".replayproxy/history.db next to the configuration file (or here), "
+                 "git-ignored]."),
 ]
 
 
@@ -228,6 +241,7 @@ def drift(
     report = DriftReport(tuple(cassette))
     try:
         settings = Matching(config, cassette_dir).settings()
+        recording_redactor = redactor(settings)
         dconfig = _drift_config(settings.drift, credential=credential, origin=origin,
                                 ignore=ignore, allow_unsafe=allow_unsafe,
                                 concurrency=concurrency, rate=rate, timeout=timeout,
@@ -263,21 +277,33 @@ def drift(
         try:
             report.results, plans = check(jobs, dconfig, os.environ, upstream_cas=cas,
                                           upstream_insecure=upstream_insecure,
-                                          egress=egress, on_result=advance)
+                                          egress=egress, on_result=advance,
+                                          redactor=recording_redactor)
         except ssl.SSLError as e:
             names = " ".join(map(str, upstream_ca or ()))
             raise ConfigError(f"--upstream-ca {names}: not a valid PEM CA certificate ({e}); "
                               "pass the CA certificate in PEM form") from None
     report.finished_at = time.time()
     if update:
-        update_cassettes(directory, report, jobs, plans, redactor(settings))
+        update_cassettes(directory, report, jobs, plans, recording_redactor)
     if history:
-        from replayproxy.drift.history import record_run
+        from replayproxy.drift.history import DEFAULT_DATABASE, prepare_directory, record_run
 
+        path, default, warning = _history_database(db, settings)
+        if warning:
+            typer.echo(f"replayproxy: warning: {warning}", err=True)
+            if path.name != DEFAULT_DATABASE.name:  # still at the old place: ready to move
+                with contextlib.suppress(ConfigError):
+                    prepare_directory(_project(settings) / DEFAULT_DATABASE)
+        created = not path.exists()
         try:
-            record_run(_history_database(db, settings), report)
+            record_run(path, report)
         except ConfigError as e:
             report.problems.append(e.render(CLI_WORDS))
+        else:
+            if created and default:
+                typer.echo(f"replayproxy: drift history created at {path} (git-ignored; "
+                           f'--db FILE or database = "..." to keep it elsewhere)', err=True)
     print_report(console(), report, verbose=verbose)
     problems = list(report.problems) + _write_reports(report, outputs)
     for problem in problems:
@@ -309,7 +335,7 @@ def drift_history(
     config = config or given.get("config")
     db = db or given.get("db")
     settings = Matching(config, cassette_dir).settings()
-    found = load_history(_history_database(db, settings), runs=runs,
+    found = load_history(_history_database(db, settings)[0], runs=runs,
                          cassettes=cassette or None)
     if json_out:
         typer.echo(json.dumps(history_json(found), indent=2, ensure_ascii=False))

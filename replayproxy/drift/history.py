@@ -1,7 +1,8 @@
 """Drift history: every drift run stored in an SQLite database, and what changed since.
 
 ``record_run(db_path, report)`` stores a ``DriftReport`` (default database
-``cassettes/.replayproxy.db``) in one transaction, so a crash never leaves half a run;
+``.replayproxy/history.db`` in the project directory, see ``default_database``) in one
+transaction, so a crash never leaves half a run;
 ``load_history`` reads it back as a ``History``: the recent runs, and the findings of
 the latest run split into *new*, *resolved* and *ongoing* against the previous run
 that checked the same cassettes (``replayproxy.drift.report.history`` shows it to people
@@ -53,17 +54,24 @@ from replayproxy.errors import ConfigError
 __all__ = [
     "DEFAULT_DATABASE",
     "ERROR",
+    "OLD_DEFAULT_DATABASE",
     "History",
     "HistoryItem",
     "SEVERITY_RANK",
     "RunSummary",
+    "default_database",
     "fingerprint",
     "load_history",
+    "prepare_directory",
     "record_run",
 ]
 
-DEFAULT_DATABASE = ".replayproxy.db"
-"""The database file name, in the cassette directory."""
+DEFAULT_DATABASE = Path(".replayproxy", "history.db")
+"""The database, relative to the project directory (the configuration file's, else the
+current one): outside the cassette directory, which is usually committed, in a
+directory that ignores itself in git."""
+OLD_DEFAULT_DATABASE = ".replayproxy.db"
+"""Where the database was by default before: in the cassette directory."""
 
 ERROR = "error"
 """Severity and kind of the pseudo-finding stored for an interaction that errored."""
@@ -237,6 +245,50 @@ def _order(item: HistoryItem) -> tuple[int, str, str, str, str]:
             item.location, item.kind)
 
 
+# -- where ------------------------------------------------------------------------------
+
+
+def default_database(project: Path, cassette_dir: Path) -> tuple[Path, str | None]:
+    """The history database when neither ``--db`` nor ``database`` says, and a warning.
+
+    ``PROJECT/.replayproxy/history.db``; but a history at the old default
+    (``CASSETTE_DIR/.replayproxy.db``), when there is none at the new place yet, is kept
+    in use (never lose history silently), with a one-line warning to move it; when both
+    exist, the new one is used and the warning names the old one.
+    """
+    new = project / DEFAULT_DATABASE
+    old = cassette_dir / OLD_DEFAULT_DATABASE
+    if not old.is_file():
+        return new, None
+    if not new.exists():
+        return old, (f"the drift history is at {old}, inside the cassette directory, which "
+                     f"is usually committed: move it to {new} (git-ignored), or keep it "
+                     f"where it is with --db or database = \"...\" in the configuration")
+    return new, (f"an older drift history at {old} is not used ({new} is): look at it with "
+                 f"replayproxy drift history --db {old}, then delete it (it is inside the "
+                 f"cassette directory, which is usually committed)")
+
+
+_GITIGNORE = "# written by replayproxy: nothing here belongs in git\n*\n"
+
+
+def prepare_directory(db_path: Path) -> None:
+    """Create the directory of ``db_path``; a ``.replayproxy`` directory made here gets
+    a ``.gitignore`` holding ``*``, so the history (and the directory) stay out of git.
+
+    Raises ``ConfigError`` when it cannot be created.
+    """
+    directory = db_path.parent
+    made = not directory.exists()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if made and directory.name == DEFAULT_DATABASE.parent.name:
+            (directory / ".gitignore").write_text(_GITIGNORE, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot create the directory of the drift history {db_path}: "
+                          f"{exc.strerror or exc}; pass {{db}} with a writable path") from None
+
+
 # -- opening ----------------------------------------------------------------------------
 
 
@@ -295,11 +347,7 @@ def record_run(db_path: Path, report: DriftReport) -> int:
 
     The whole run, with the ``known`` findings it updates, is one transaction.
     """
-    try:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create the directory of the drift history {db_path}: "
-                          f"{exc.strerror or exc}; pass {{db}} with a writable path") from None
+    prepare_directory(db_path)
     try:
         with _open(db_path, readonly=False) as db, db.atomic():
             _check_schema(db, db_path)

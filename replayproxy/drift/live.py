@@ -10,6 +10,7 @@ Planning and judging are pure (``replayproxy.drift.plan``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 import time
@@ -22,6 +23,7 @@ import httpx
 from replayproxy.cassette.format import encode_interaction
 from replayproxy.cassette.journal import recover_journals
 from replayproxy.cassette.store import cassette_path, load_cassette, save_cassette
+from replayproxy.drift.clean import Scrubber
 from replayproxy.drift.plan import (
     Checked,
     DriftConfig,
@@ -208,42 +210,59 @@ class _Runner:
                 self.down.setdefault(host, str(e))
             raise
 
-    async def run_one(self, client: httpx.AsyncClient, base: Checked, job: Job,
-                      plan: Planned) -> Checked:
+    async def run_one(self, client: httpx.AsyncClient, base: Checked, plan: Planned,
+                      scrub: Scrubber) -> Checked:
+        """Send ``plan`` (twice if it repeats) and judge the answers, redacted by
+        ``scrub`` before anything compares or keeps them."""
         async with self.limit:
             try:
                 live, elapsed = await self._call(client, plan.request)
                 again = (await self._call(client, plan.request))[0] if plan.repeat else None
             except LiveError as e:
-                result = replace(base, outcome=Outcome.ERROR, message=str(e),
-                                 recorded=job.interaction.response)
+                result = replace(base, outcome=Outcome.ERROR, message=scrub.text(str(e)))
             else:
-                result = replace(judge(base, job.interaction.response, live, again, plan.ignore),
-                                 elapsed=elapsed)
+                sent = plan.at_recorded_origin or plan.request
+                live = scrub.response(sent, live)
+                again = scrub.response(sent, again) if again is not None else None
+                assert base.recorded is not None
+                judged = judge(base, base.recorded, live, again, plan.ignore)
+                result = replace(judged, elapsed=elapsed,
+                                 findings=tuple(scrub.finding(f) for f in judged.findings))
         self.on_result(result)
         return result
 
 
-def _base(job: Job, plan: Planned | Skip) -> Checked:
+def _base(job: Job, plan: Planned | Skip, scrub: Scrubber) -> Checked:
+    """The identity of a result, cleaned: the live URL (it holds the credentials put
+    in), and the recorded URL, key and response too (a cassette written with older
+    rules may hold what today's rules catch)."""
     request = job.interaction.request
-    live_url = plan.request.url if isinstance(plan, Planned) else ""
-    return Checked(job.cassette, job.index, job.key, endpoint_of(request), request.method,
-                   request.url, Outcome.SKIPPED, live_url=live_url,
-                   recorded=job.interaction.response)
+    live_url = scrub.text(plan.request.url) if isinstance(plan, Planned) else ""
+    return Checked(job.cassette, job.index, scrub.text(job.key),
+                   scrub.text(endpoint_of(request)), request.method, scrub.text(request.url),
+                   Outcome.SKIPPED, live_url=live_url,
+                   recorded=scrub.response(request, job.interaction.response))
 
 
 def check(jobs: Sequence[Job], config: DriftConfig, environ: Mapping[str, str], *,
           upstream_cas: Sequence[bytes] = (), upstream_insecure: bool = False,
           egress: Egress | None = None,
           on_result: Callable[[Checked], None] = lambda _r: None,
+          redactor: Redactor | None = None,
           ) -> tuple[list[Checked], dict[tuple[str, str], Planned]]:
-    """Check every job; results in job order, and the plans by (cassette, key).
+    """Check every job; results in job order, and the plans by (cassette, result key).
 
     ``upstream_cas`` (PEM) are trusted besides this machine's trust as ``environ`` gives
     it; ``egress`` (default: from ``environ``'s proxy variables) says which requests go
-    through a proxy."""
+    through a proxy. Every live response is redacted with ``redactor`` (the recording's
+    rules; None: the built-in ones), knowing the credentials put into its request,
+    before it is compared; messages and live URLs are cleaned the same way
+    (``replayproxy.drift.clean``).
+    """
     plans: dict[tuple[str, str], Planned] = {}
+    scrubber = Scrubber(redactor)
     results: list[Checked | None] = [None] * len(jobs)
+    log_filter = _CleanLog(scrubber)
 
     async def main() -> None:
         runner = _Runner(config, on_result)
@@ -256,20 +275,58 @@ def check(jobs: Sequence[Job], config: DriftConfig, environ: Mapping[str, str], 
                                      follow_redirects=False) as client:
             for i, job in enumerate(jobs):
                 plan = plan_request(job.interaction.request, config, environ)
-                base = _base(job, plan)
+                scrub = scrubber.knowing(plan.credentials) if isinstance(plan, Planned) \
+                    else scrubber
+                base = _base(job, plan, scrub)
                 if isinstance(plan, Skip):
                     skipped = replace(base, outcome=Outcome.ERROR if plan.error
-                                      else Outcome.SKIPPED, message=plan.reason)
+                                      else Outcome.SKIPPED, message=scrub.text(plan.reason))
                     results[i] = skipped
                     on_result(skipped)
                     continue
-                plans[(job.cassette, job.key)] = plan
-                tasks[i] = asyncio.create_task(runner.run_one(client, base, job, plan))
+                plans[(job.cassette, base.key)] = plan
+                tasks[i] = asyncio.create_task(runner.run_one(client, base, plan, scrub))
+            # every plan is made before the first request is sent (no await above)
+            log_filter.scrub = scrubber.knowing(
+                [c for plan in plans.values() for c in plan.credentials])
             for i, task in tasks.items():
                 results[i] = await task
 
-    asyncio.run(main())
+    loggers = [logging.getLogger(name) for name in _CLIENT_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(log_filter)
+    try:
+        asyncio.run(main())
+    finally:
+        for logger in loggers:
+            logger.removeFilter(log_filter)
     return [r for r in results if r is not None], plans
+
+
+_CLIENT_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2",
+                   "httpcore.proxy", "httpcore.socks")
+"""Loggers of the HTTP client: httpx names every URL sent (``HTTP Request: GET …``) at
+INFO, httpcore every response header at DEBUG. (A filter applies to the records of its
+own logger only, so each is named.)"""
+
+
+class _CleanLog(logging.Filter):
+    """Cleans the HTTP client's log records while the check runs: a URL sent holds the
+    credentials put in, and an application logging at INFO would print it."""
+
+    def __init__(self, scrub: Scrubber) -> None:
+        super().__init__()
+        self.scrub = scrub
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed record: shown as the bare format
+            message = str(record.msg)
+        if record.name.startswith("httpcore.") and "headers" in message.split(" ", 1)[0]:
+            message = message.split(" ", 1)[0]  # the event, not the headers it carried
+        record.msg, record.args = self.scrub.text(message), None
+        return True
 
 
 def update_cassettes(cassette_dir: Path, report: DriftReport, jobs: Sequence[Job],
@@ -280,14 +337,15 @@ def update_cassettes(cassette_dir: Path, report: DriftReport, jobs: Sequence[Job
     An interaction that still holds a secret after redaction is not written; it becomes
     a problem of the report. Each cassette is rewritten atomically.
     """
-    by_key = {(j.cassette, j.key): j for j in jobs}
+    by_index = {(j.cassette, j.index): j for j in jobs}
     changed: dict[str, dict[int, Interaction]] = {}
     for result in report.results:
         if result.outcome not in (Outcome.BREAKING, Outcome.CHANGED) or result.live is None:
             continue
-        job = by_key[(result.cassette, result.key)]
+        job = by_index[(result.cassette, result.index)]
         plan = plans[(result.cassette, result.key)]
-        redacted = redactor.redact(Interaction(plan.request, result.live))
+        sent = plan.at_recorded_origin or plan.request
+        redacted = redactor.redact(Interaction(sent, result.live))
         fresh = Interaction(job.interaction.request, redacted.response, time.time(),
                             result.elapsed, result.elapsed)
         leaks = scan_interaction(fresh, redactor.config)

@@ -65,6 +65,8 @@ class DriftRoute:
 class DriftConfig:
     """Everything ``[tool.replayproxy.drift]`` and the drift flags can set."""
 
+    at_recorded_origin: Request | None = None
+    """``request`` before the origin was rewritten: what redaction rules of routes match."""
     credentials: tuple[tuple[str, str], ...] = ()
     """(placeholder, header name or rule name) → environment variable, in file order."""
     ignore: tuple[str, ...] = ()
@@ -162,6 +164,11 @@ class Planned:
     repeat: bool
     secrets: tuple[str, ...] = ()
     """The credential values put in (for re-redacting what comes back)."""
+    at_recorded_origin: Request | None = None
+    """``request`` before the origin was rewritten: what redaction rules of routes match."""
+    credentials: tuple[tuple[str, str], ...] = ()
+    """(rule, value) of each credential put in: the rule is the middle part of the
+    placeholder it replaced, so an echoed value is redacted back to that placeholder."""
 
 
 def _netloc(scheme: str, host: str, port: int) -> str:
@@ -281,10 +288,13 @@ def plan_request(request: Request, config: DriftConfig,
                      _body_escape(request.headers)).encode("utf-8", "surrogateescape")
     if creds.problems:
         return Skip(creds.problems[0], error=True)
-    live = _rebase(replace(request, headers=headers, query=query, path=path, body=body),
-                   config.origins)
+    filled = replace(request, headers=headers, query=query, path=path, body=body)
+    live = _rebase(filled, config.origins)
+    rules = {value: m.group(1) for placeholder, value in creds.used.items()
+             if (m := PLACEHOLDER.fullmatch(placeholder))}
     return Planned(live, ignore, repeat=config.repeat and safe,
-                   secrets=tuple(dict.fromkeys(creds.used.values())))
+                   secrets=tuple(dict.fromkeys(creds.used.values())), at_recorded_origin=filled,
+                   credentials=tuple((rule, value) for value, rule in rules.items()))
 
 
 _ID_SEGMENT = re.compile(r"\d+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"

@@ -209,7 +209,7 @@ def test_history_across_two_runs(api, drift, cdir, tmp_path, cli_env):
         assert drift("-c", "api", "--credential", "authorization=SANDBOX_KEY").returncode == 1
     finally:
         api.version = "v1"
-    db = cdir / ".replayproxy.db"
+    db = tmp_path / ".replayproxy" / "history.db"  # the default: in the project directory
     with sqlite3.connect(db) as conn:
         runs = conn.execute("select id, exit_code, breaking from runs order by id").fetchall()
         assert [(r[1], r[2]) for r in runs] == [(0, 0), (1, 2)]
@@ -220,16 +220,72 @@ def test_history_across_two_runs(api, drift, cdir, tmp_path, cli_env):
     assert ("field_missing", "body $.email", second, second) in new
     assert ("type_changed", "body $.balance", second, second) in new
     # options before the subcommand count too; run elsewhere so no default finds the db
-    proc = cli("drift", "--cassette-dir", cdir, "history", "--json", env=cli_env,
+    proc = cli("drift", "--cassette-dir", cdir, "--db", db, "history", "--json", env=cli_env,
                cwd=tmp_path.parent)
     assert proc.returncode == 0, proc.stderr
     history = json.loads(proc.stdout)
     new_locations = {f["location"] for f in history["new"]}
     assert {"body $.email", "body $.balance", "status"} <= new_locations
     text = cli("drift", "history", "--cassette-dir", cdir, "-c", "api", env=cli_env,
-               cwd=tmp_path.parent)  # options after the subcommand, another directory
+               cwd=tmp_path)  # options after the subcommand; the default database
     assert text.returncode == 0, text.stderr
     assert "$.email" in text.stdout
+    text = cli("drift", "history", "--db", db, "-c", "api", env=cli_env,
+               cwd=tmp_path.parent)  # another directory, --db after the subcommand
+    assert text.returncode == 0, text.stderr
+    assert "$.email" in text.stdout
+
+
+def test_history_lives_outside_the_cassette_directory_and_ignores_itself(
+        api, drift, cdir, tmp_path):
+    api.version = "v1"
+    proc = drift("-c", "api", "--credential", "authorization=SANDBOX_KEY")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    db = tmp_path / ".replayproxy" / "history.db"
+    assert db.is_file()
+    assert not list(cdir.rglob("*.db")), "the history was written into the cassette directory"
+    assert (tmp_path / ".replayproxy" / ".gitignore").read_text().splitlines()[-1] == "*"
+    notes = [line for line in proc.stderr.splitlines() if "drift history" in line]
+    assert notes == [f"replayproxy: drift history created at {db} "
+                     f"(git-ignored; --db FILE or database = \"...\" to keep it elsewhere)"]
+    again = drift("-c", "api", "--credential", "authorization=SANDBOX_KEY")
+    assert again.returncode == 0
+    assert "drift history" not in again.stderr  # said once, when it was created
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from runs").fetchone() == (2,)
+
+
+def test_history_next_to_the_configuration_file(api, drift, cdir, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "replayproxy.toml").write_text(f'cassette_dir = "{cdir}"\n')
+    proc = drift("-c", "api", "--credential", "authorization=SANDBOX_KEY", "--config",
+                 project / "replayproxy.toml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (project / ".replayproxy" / "history.db").is_file()
+    assert not (tmp_path / ".replayproxy").exists()
+
+
+def test_history_at_the_old_default_is_kept_with_a_warning(api, drift, cdir, tmp_path):
+    old = cdir / ".replayproxy.db"
+    assert drift("-c", "api", "--credential", "authorization=SANDBOX_KEY", "--db",
+                 old).returncode == 0
+    proc = drift("-c", "api", "--credential", "authorization=SANDBOX_KEY")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1, proc.stderr
+    assert str(old) in warnings[0] and ".replayproxy/history.db" in warnings[0]
+    with sqlite3.connect(old) as conn:  # still used: no history lost, none split
+        assert conn.execute("select count(*) from runs").fetchone() == (2,)
+    ready = tmp_path / ".replayproxy"  # made ready for the move, ignoring itself
+    assert not (ready / "history.db").exists()
+    assert (ready / ".gitignore").read_text().splitlines()[-1] == "*"
+    old.rename(ready / "history.db")
+    moved = drift("-c", "api", "--credential", "authorization=SANDBOX_KEY")
+    assert moved.returncode == 0 and "warning" not in moved.stderr, moved.stderr
+    assert "drift history created" not in moved.stderr
+    with sqlite3.connect(ready / "history.db") as conn:
+        assert conn.execute("select count(*) from runs").fetchone() == (3,)
 
 
 def test_update_re_records_drifted_interactions_redacted(api, drift, cdir, tmp_path):

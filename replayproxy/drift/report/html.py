@@ -18,6 +18,7 @@ from typing import Any
 
 from replayproxy.cassette.view import format_size
 from replayproxy.codec import content_encodings, decode_body
+from replayproxy.drift.clean import mask_shapes
 from replayproxy.drift.compare import Path, json_path
 from replayproxy.drift.findings import Finding, Severity
 from replayproxy.drift.plan import Checked, DriftReport, Outcome
@@ -125,6 +126,15 @@ def _body_text(decoded: bytes, content_type: str) -> str | tuple[list[str], list
 
 
 def _shown(response: Response, with_body: bool) -> _Shown:
+    """One side for the page. Both responses were redacted before the report was made;
+    a credential shape left (redaction rules switched off) is masked all the same."""
+    shown = _shown_unmasked(response, with_body)
+    shown.head = [mask_shapes(line) for line in shown.head]
+    shown.body = [mask_shapes(line) for line in shown.body]
+    return shown
+
+
+def _shown_unmasked(response: Response, with_body: bool) -> _Shown:
     head = [f"{response.http_version} {response.status} {response.reason}".rstrip()]
     head += [f"{name}: {value}" for name, value in response.headers]
     content_type = (header_value(response.headers, "content-type") or "").lower()
