@@ -31,7 +31,7 @@ from replayproxy.clients import (
 )
 
 __all__ = ["BUNDLE_VARIABLES", "PROXY_VARIABLES", "build_trust_bundle", "client_environment",
-           "export_lines", "proxy_environment", "reverse_variable"]
+           "export_lines", "java_non_proxy_hosts", "proxy_environment", "reverse_variable"]
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 BUNDLE_VARIABLES = (
