@@ -37,7 +37,14 @@ from replayproxy.engines.mitm.ca import CA
 from replayproxy.model import RecordMode
 from replayproxy.run import ProxyRun
 from tests.conftest import UpstreamCA
-from tests.integration.support import JSON_BODY, QuietHandler, Upstream, base_env, offline
+from tests.integration.support import (
+    JSON_BODY,
+    QuietHandler,
+    Upstream,
+    base_env,
+    cli,
+    offline,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -189,13 +196,11 @@ def test_curl(runner: Runner) -> None:
     assert runner.record_and_replay(["curl", "-sS", runner.url("/json")]) == JSON_BODY
 
 
-def test_wget_through_the_generated_wgetrc(runner: Runner, tmp_path: Path) -> None:
-    """wget's GnuTLS build ignores SSL_CERT_FILE; the user's own wgetrc is kept."""
+def test_wget_through_the_generated_wgetrc(runner: Runner) -> None:
+    """wget's GnuTLS build ignores SSL_CERT_FILE: WGETRC names a wgetrc that names the
+    bundle (tests/unit/test_environment.py: the user's own settings are kept in it)."""
     need("wget")
-    own = tmp_path / "user-wgetrc"
-    own.write_text("user_agent = my-wget\nuse_proxy = off\n")  # replayproxy's settings win
-    body = runner.record_and_replay(["wget", "-q", "-O", "-", runner.url("/json")],
-                                    env={"HOME": str(tmp_path)})
+    body = runner.record_and_replay(["wget", "-q", "-O", "-", runner.url("/json")])
     assert body == JSON_BODY
 
 
@@ -297,8 +302,9 @@ def java_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("api", ["httpclient", "urlconnection"])
-@pytest.mark.parametrize("host", ["127.0.0.1", SANDBOX])
+@pytest.mark.parametrize(("api", "host"), [("httpclient", "127.0.0.1"),
+                                           ("urlconnection", "127.0.0.1"),
+                                           ("httpclient", SANDBOX)])
 def test_java(runner: Runner, java_classes: Path, api: str, host: str) -> None:
     """JAVA_TOOL_OPTIONS: proxy properties, an empty http.nonProxyHosts (Java's default
     skips the proxy for localhost and 127.*) and the trust store beside the CA."""
@@ -314,7 +320,7 @@ def go_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     need("go")
     out = tmp_path_factory.mktemp("go")
     env = base_env(GOCACHE=str(out / "cache"), GOPATH=str(out / "path"), GO111MODULE="off",
-                   GOFLAGS="", CGO_ENABLED="0")
+                   GOFLAGS="")
     subprocess.run(["go", "build", "-o", out / "client", CLIENTS / "go_client.go"],
                    check=True, timeout=300, env=env, capture_output=True)
     return out / "client"
@@ -331,3 +337,25 @@ def test_ruby(runner: Runner) -> None:
     cmd = ["ruby", "-rnet/http", "-e", "print Net::HTTP.get(URI(ARGV[0]))",
            runner.url("/json", SANDBOX)]
     assert runner.record_and_replay(cmd) == JSON_BODY
+
+
+# -- the same through the command line -------------------------------------------------
+
+
+def test_record_and_replay_commands_give_the_same_environment(
+        runner: Runner, cli_env: dict[str, str], tmp_path: Path) -> None:
+    """`replayproxy record/replay -- CMD` (what users run): wget and Node's fetch."""
+    need("wget", "node")
+    url = runner.url("/json")
+    script = f"wget -q -O - {url} && node {CLIENTS / 'node_client.js'} fetch {url}"
+    common = ["-c", "cli", "--cassette-dir", tmp_path / "cli-cassettes", "--upstream-ca",
+              runner.upstream_ca.pem, "--", "sh", "-c", script]
+    rec = cli("record", *common, env=cli_env, cwd=tmp_path)
+    assert rec.returncode == 0, rec.stderr
+    assert rec.stdout.encode() == JSON_BODY * 2
+    assert "0 replayed, 2 recorded" in rec.stderr
+    with offline(runner.upstream):
+        rep = cli("replay", *common, env=cli_env, cwd=tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    assert rep.stdout == rec.stdout
+    assert "2 replayed" in rep.stderr
