@@ -25,12 +25,18 @@
     const url = secure ? (env.HTTPS_PROXY || env.https_proxy)
       : (env.HTTP_PROXY || env.http_proxy);
     if (!url || bypassed(host, port)) return null;
+    let parsed;
     try {
-      const parsed = new URL(url.includes('://') ? url : `http://${url}`);
-      return parsed.protocol === 'http:' ? parsed : null;
+      parsed = new URL(url.includes('://') ? url : `http://${url}`);
     } catch (e) {
       return null;
     }
+    if (parsed.protocol !== 'http:') return null;
+    // a client that speaks to the proxy itself (axios and others that read HTTP_PROXY)
+    const proxyHost = parsed.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+    const bare = String(host).replace(/^\[|\]$/g, '').toLowerCase();
+    if (bare === proxyHost && Number(port) === (Number(parsed.port) || 80)) return null;
+    return parsed;
   }
 
   function bypassed(host, port) {

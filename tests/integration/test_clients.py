@@ -249,8 +249,10 @@ def test_node(runner: Runner, mode: str) -> None:
     assert runner.record_and_replay(cmd) == JSON_BODY
 
 
-@pytest.mark.parametrize("mode", ["agent", "fetch"])
+@pytest.mark.parametrize("mode", ["agent", "fetch", "absolute"])
 def test_node_plain_http(runner: Runner, mode: str) -> None:
+    """Plain http: through a tunnel too; a request sent to the proxy itself (as axios
+    does with HTTP_PROXY) is left alone."""
     need("node")
     plain = Upstream(None)
     try:
