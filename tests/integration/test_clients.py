@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import ssl
@@ -137,7 +138,8 @@ class ResolveSandbox:
 
 class Runner:
     def __init__(self, tmp_path: Path, proxy_ca: CA, upstream_ca: UpstreamCA,
-                 upstream: Upstream) -> None:
+                 upstream: Upstream, caplog: pytest.LogCaptureFixture) -> None:
+        self.caplog = caplog
         self.cassette_dir = tmp_path / "cassettes"
         self.tmp_path = tmp_path
         self.proxy_ca, self.upstream_ca, self.upstream = proxy_ca, upstream_ca, upstream
@@ -157,6 +159,10 @@ class Runner:
             proc = subprocess.run([str(c) for c in cmd], env=child_env, capture_output=True,
                                   timeout=180, check=False, cwd=self.tmp_path)
         assert run.summary is not None
+        errors = [f"{r.name}: {r.getMessage()}" for r in self.caplog.records
+                  if r.levelno >= logging.ERROR
+                  and r.name.split(".")[0] in ("mitmproxy", "asyncio", "replayproxy")]
+        assert not errors, "the proxy logged errors:\n" + "\n".join(errors)
         return proc, run.summary
 
     def record_and_replay(self, cmd: Sequence[str | os.PathLike[str]],
@@ -178,8 +184,9 @@ class Runner:
 
 
 @pytest.fixture
-def runner(tmp_path: Path, proxy_ca: CA, upstream_ca: UpstreamCA, sandbox: Upstream) -> Runner:
-    return Runner(tmp_path, proxy_ca, upstream_ca, sandbox)
+def runner(tmp_path: Path, proxy_ca: CA, upstream_ca: UpstreamCA, sandbox: Upstream,
+           caplog: pytest.LogCaptureFixture) -> Runner:
+    return Runner(tmp_path, proxy_ca, upstream_ca, sandbox, caplog)
 
 
 def need(*tools: str) -> None:
