@@ -148,14 +148,18 @@ class Runner:
         return f"{self.upstream.scheme}://{host}:{self.upstream.port}{path}"
 
     def run(self, cmd: Sequence[str | os.PathLike[str]], mode: RecordMode,
-            env: Mapping[str, str] | None = None
+            env: Mapping[str, str] | None = None, reverse: str | None = None
             ) -> tuple[subprocess.CompletedProcess[bytes], SessionSummary]:
+        """Run ``cmd`` under a proxy; ``{reverse}`` in it: the reverse base URL."""
         run = ProxyRun("client", mode, cassette_dir=self.cassette_dir, settings=Settings(),
                        upstream_ca=self.upstream_ca.pem, ca_dir=self.proxy_ca.directory,
-                       control=False, addons=[ResolveSandbox()])
+                       control=False, addons=[ResolveSandbox()], reverse=reverse,
+                       upstream_proxy="none")  # whatever HTTPS_PROXY this machine has
         with run:
             child_env = base_env(**run.environment())
             child_env.update(env or {})
+            if reverse:
+                cmd = [str(c).replace("{reverse}", run.reverse_url or "") for c in cmd]
             proc = subprocess.run([str(c) for c in cmd], env=child_env, capture_output=True,
                                   timeout=180, check=False, cwd=self.tmp_path)
         assert run.summary is not None
@@ -168,14 +172,14 @@ class Runner:
     def record_and_replay(self, cmd: Sequence[str | os.PathLike[str]],
                           env: Mapping[str, str] | None = None,
                           env_replay: Mapping[str, str] | None = None, *,
-                          same_output: bool = True) -> bytes:
+                          same_output: bool = True, reverse: str | None = None) -> bytes:
         """Record, then replay offline; both runs succeed with the same output."""
-        rec, recorded = self.run(cmd, RecordMode.ALL, env)
+        rec, recorded = self.run(cmd, RecordMode.ALL, env, reverse)
         assert rec.returncode == 0, rec.stderr.decode(errors="replace")
         assert recorded.recorded >= 1, f"nothing went through the proxy: {rec.stderr!r}"
         assert self.upstream.total_requests >= recorded.recorded
         with offline(self.upstream):
-            rep, replayed = self.run(cmd, RecordMode.NONE, env_replay or env)
+            rep, replayed = self.run(cmd, RecordMode.NONE, env_replay or env, reverse)
         assert rep.returncode == 0, rep.stderr.decode(errors="replace")
         assert (replayed.replayed, replayed.unmatched) == (recorded.recorded, [])
         if same_output:
@@ -268,6 +272,14 @@ def test_node_plain_http(runner: Runner, mode: str) -> None:
         assert json.loads(runner.record_and_replay(cmd)) == json.loads(JSON_BODY)
     finally:
         plain.stop()
+
+
+@pytest.mark.parametrize("mode", ["agent", "fetch"])
+def test_node_to_a_reverse_base_url(runner: Runner, mode: str) -> None:
+    """With --reverse, the preload's tunnel to the local base URL reaches it too."""
+    need("node")
+    cmd = ["node", CLIENTS / "node_client.js", mode, "{reverse}/json"]
+    assert runner.record_and_replay(cmd, reverse=runner.upstream.base_url) == JSON_BODY
 
 
 def test_node_preload_is_harmless_and_honours_no_proxy(runner: Runner) -> None:
