@@ -5,6 +5,11 @@ file (measured: curl reads CURL_CA_BUNDLE and SSL_CERT_FILE, requests reads
 REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE, httpx and urllib read SSL_CERT_FILE, Node adds
 NODE_EXTRA_CA_CERTS to its own roots), and one that is already set elsewhere hides a
 single override, so all of them are set.
+
+Clients with their own configuration get theirs too (``client_environment``): wget a
+wgetrc, pip ``PIP_CERT``, npm its ``npm_config_*``, Node a preload that sends the
+http/https modules and fetch through the proxy, Java ``JAVA_TOOL_OPTIONS`` with proxy
+properties and a trust store, gRPC its roots file. See docs/clients.md.
 """
 
 from __future__ import annotations
@@ -16,9 +21,17 @@ import shlex
 import ssl
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
-__all__ = ["BUNDLE_VARIABLES", "PROXY_VARIABLES", "build_trust_bundle", "export_lines",
-           "proxy_environment", "reverse_variable"]
+from replayproxy.clients import (
+    NODE_PRELOAD,
+    TRUSTSTORE_NAME,
+    TRUSTSTORE_PASSWORD,
+    WGETRC_NAME,
+)
+
+__all__ = ["BUNDLE_VARIABLES", "PROXY_VARIABLES", "build_trust_bundle", "client_environment",
+           "export_lines", "java_non_proxy_hosts", "proxy_environment", "reverse_variable"]
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 BUNDLE_VARIABLES = (
@@ -66,6 +79,7 @@ def proxy_environment(
         env["REPLAYPROXY_REVERSE_URL"] = first
     for target, local in reverses.items():
         env[reverse_variable(target)] = local
+    env.update(client_environment(proxy_url, bundle, ca_cert, no_proxy=env.get("NO_PROXY")))
     return env
 
 
@@ -77,6 +91,115 @@ def reverse_variable(target: str) -> str:
     ``http://127.0.0.1:8080`` -> ``REPLAYPROXY_REVERSE_URL_127_0_0_1_8080``."""
     netloc = target.split("://", 1)[-1].strip("/")
     return "REPLAYPROXY_REVERSE_URL_" + re.sub(r"[^A-Z0-9]", "_", netloc.upper())
+
+
+def client_environment(
+    proxy_url: str | None,
+    bundle: Path,
+    ca_cert: Path,
+    no_proxy: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Variables for clients that read neither the proxy nor the CA variables alone.
+
+    The wgetrc and the Java trust store are used when they exist beside ``ca_cert``
+    (``ensure_ca`` writes them). ``no_proxy`` is the child's NO_PROXY (for Java's
+    ``http.nonProxyHosts``); ``environ`` the variables the child inherits
+    [default: this process's], whose NODE_OPTIONS and JAVA_TOOL_OPTIONS are kept.
+    """
+    environ = os.environ if environ is None else environ
+    env: dict[str, str] = {}
+    env.update(_wget_environment(ca_cert.parent / WGETRC_NAME))
+    env.update(_python_environment(bundle))
+    env.update(_npm_environment(proxy_url, bundle, no_proxy))
+    env.update(_node_environment(proxy_url, environ))
+    env.update(_java_environment(proxy_url, ca_cert.parent / TRUSTSTORE_NAME, no_proxy,
+                                 environ))
+    env["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(bundle)
+    return env
+
+
+def _wget_environment(wgetrc: Path) -> dict[str, str]:
+    """wget's GnuTLS builds ignore SSL_CERT_FILE; the wgetrc names the bundle."""
+    return {"WGETRC": str(wgetrc)} if wgetrc.is_file() else {}
+
+
+def _python_environment(bundle: Path) -> dict[str, str]:
+    """pip's ``cert`` (PIP_CERT, pip.conf) wins over REQUESTS_CA_BUNDLE."""
+    return {"PIP_CERT": str(bundle)}
+
+
+def _npm_environment(proxy_url: str | None, bundle: Path, no_proxy: str | None
+                     ) -> dict[str, str]:
+    """npm and pnpm read ``npm_config_*`` before any .npmrc (whose ``cafile`` would beat
+    NODE_EXTRA_CA_CERTS); Yarn 2+ reads ``YARN_*``. The CA file replaces Node's roots,
+    so it is the whole bundle."""
+    env = {"npm_config_cafile": str(bundle), "YARN_CA_FILE_PATH": str(bundle)}
+    if proxy_url:
+        env.update(npm_config_proxy=proxy_url, npm_config_https_proxy=proxy_url,
+                   YARN_HTTP_PROXY=proxy_url, YARN_HTTPS_PROXY=proxy_url)
+        if no_proxy is not None:
+            env["npm_config_noproxy"] = no_proxy
+    return env
+
+
+def _quote_option(value: str) -> str:
+    """A NODE_OPTIONS / JAVA_TOOL_OPTIONS word: double-quoted when it holds a space."""
+    return f'"{value}"' if any(c.isspace() for c in value) else value
+
+
+def _append(existing: str | None, words: list[str]) -> str:
+    return " ".join(filter(None, [(existing or "").strip(), *words]))
+
+
+def _node_environment(proxy_url: str | None, environ: Mapping[str, str]) -> dict[str, str]:
+    """Node before 24 ignores the proxy variables: a preload sends every http/https Agent
+    and fetch through the proxy (and does nothing on a Node that honours
+    NODE_USE_ENV_PROXY). The user's NODE_OPTIONS are kept in front."""
+    if not proxy_url:
+        return {}
+    existing = environ.get("NODE_OPTIONS", "")
+    preload = str(NODE_PRELOAD)
+    words = [] if preload in existing else ["--require", _quote_option(preload)]
+    return {"NODE_USE_ENV_PROXY": "1", "NODE_OPTIONS": _append(existing, words)}
+
+
+def java_non_proxy_hosts(no_proxy: str) -> str:
+    """NO_PROXY (``a.com,.b.com,10.0.0.1``) as Java's ``http.nonProxyHosts``
+    (``a.com|*.b.com|10.0.0.1``). An empty one also drops Java's own default
+    (``localhost|127.*|[::1]``), so local sandboxes go through the proxy as for others."""
+    hosts = []
+    for entry in no_proxy.replace(" ", ",").split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        if entry.startswith("."):
+            entry = "*" + entry
+        elif entry.count(":") == 1:
+            entry = entry.partition(":")[0]  # Java matches host names only
+        hosts.append(entry)
+    return "|".join(dict.fromkeys(hosts))
+
+
+def _java_environment(proxy_url: str | None, truststore: Path, no_proxy: str | None,
+                      environ: Mapping[str, str]) -> dict[str, str]:
+    """Java ignores HTTPS_PROXY and the PEM variables: system properties through
+    JAVA_TOOL_OPTIONS (every JVM reads it, Maven's and Gradle's test JVMs too), after the
+    user's own. Nothing without the trust store (no keytool: no JDK)."""
+    if not truststore.is_file():
+        return {}
+    words = [f"-Djavax.net.ssl.trustStore={truststore}", "-Djavax.net.ssl.trustStoreType=PKCS12",
+             f"-Djavax.net.ssl.trustStorePassword={TRUSTSTORE_PASSWORD}"]
+    if proxy_url:
+        url = urlsplit(proxy_url)
+        host, port = url.hostname or "127.0.0.1", str(url.port or 80)
+        for scheme in ("http", "https"):
+            words += [f"-D{scheme}.proxyHost={host}", f"-D{scheme}.proxyPort={port}"]
+        if no_proxy is not None:
+            words.append(f"-Dhttp.nonProxyHosts={java_non_proxy_hosts(no_proxy)}")
+    existing = environ.get("JAVA_TOOL_OPTIONS", "")
+    words = [_quote_option(w) for w in words if w not in existing.split()]
+    return {"JAVA_TOOL_OPTIONS": _append(existing, words)}
 
 
 def export_lines(env: Mapping[str, str]) -> list[str]:

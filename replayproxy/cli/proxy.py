@@ -331,29 +331,59 @@ def ca(
                                             "path.")] = False,
 ) -> None:
     """Show where the proxy's CA certificate is and how to trust it."""
+    from replayproxy.clients import NODE_PRELOAD, TRUSTSTORE_PASSWORD
     from replayproxy.engines.mitm.ca import ensure_ca
 
     authority = ensure_ca(ca_dir)
     if path_only:
         typer.echo(str(authority.cert))
         return
-    cert, bundle = authority.cert, authority.bundle
+    cert, bundle, store = authority.cert, authority.bundle, authority.truststore
+    url = "http://127.0.0.1:PORT"
+    if store is not None:
+        java_file = f"{store} (PKCS12, password {TRUSTSTORE_PASSWORD}: JDK roots + this CA)"
+        java = f"""\
+  Java            export JAVA_TOOL_OPTIONS="-Djavax.net.ssl.trustStore={store} \\
+                    -Djavax.net.ssl.trustStoreType=PKCS12 \\
+                    -Djavax.net.ssl.trustStorePassword={TRUSTSTORE_PASSWORD} \\
+                    -Dhttp.proxyHost=127.0.0.1 -Dhttp.proxyPort=PORT \\
+                    -Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort=PORT -Dhttp.nonProxyHosts="
+                  (no root, the JDK's own store untouched; Java ignores HTTPS_PROXY)"""
+    else:
+        java_file = "not made: no keytool (put a JDK's bin on PATH or set JAVA_HOME)"
+        java = """\
+  Java            needs a trust store: install a JDK (keytool) and run `replayproxy ca` again"""
     typer.echo(f"""\
 CA certificate: {cert}
 CA key:         {authority.key} (owner-only; keep it private)
 Trust bundle:   {bundle} (this CA + the roots already trusted here)
+wgetrc:         {authority.wgetrc}
+Java store:     {java_file}
 
-`replayproxy record/replay` set all of the below for the command they run.
-To trust the CA yourself:
+`replayproxy record`, `replay` and `serve` set all of the below for the command they run
+(docs/clients.md). To set a client up yourself (PORT: the proxy's port):
   curl            export CURL_CA_BUNDLE={bundle}   (or curl --cacert {cert})
+  wget            export WGETRC={authority.wgetrc}   (GnuTLS builds ignore SSL_CERT_FILE)
   Python requests export REQUESTS_CA_BUNDLE={bundle}
-  Python httpx, urllib, Ruby, OpenSSL
+  Python httpx, urllib, Go, Ruby, OpenSSL
                   export SSL_CERT_FILE={bundle}
+  pip             export PIP_CERT={bundle}   (a cert in pip.conf beats the others)
+  aiohttp         ignores HTTPS_PROXY unless the code says ClientSession(trust_env=True)
+                  (or passes proxy=): no variable can change that
+  npm, pnpm       export npm_config_cafile={bundle} \\
+                    npm_config_proxy={url} npm_config_https_proxy={url}
   Node.js         export NODE_EXTRA_CA_CERTS={cert}
-  Java            keytool -importcert -noprompt -alias replayproxy -file {cert} \\
-                    -keystore "$JAVA_HOME/lib/security/cacerts" -storepass changeit
-  Go              export SSL_CERT_FILE={bundle}
+                  Node before 24 ignores HTTPS_PROXY (http, https, fetch):
+                  export NODE_OPTIONS="--require {NODE_PRELOAD}" NODE_USE_ENV_PROXY=1
+{java}
+  gRPC            export GRPC_DEFAULT_SSL_ROOTS_FILE_PATH={bundle}
   Debian/Ubuntu   sudo cp {cert} /usr/local/share/ca-certificates/replayproxy.crt \\
                     && sudo update-ca-certificates
   macOS           sudo security add-trusted-cert -d -r trustRoot \\
-                    -k /Library/Keychains/System.keychain {cert}""")
+                    -k /Library/Keychains/System.keychain {cert}
+
+Loopback hosts: Go and Ruby never use a proxy for 127.0.0.1 or localhost, whatever
+NO_PROXY says (Ruby not for any name that resolves to loopback either); Java neither,
+unless http.nonProxyHosts is emptied as above. Reach a local sandbox by a name that
+resolves elsewhere (a container's name, this machine's address), or serve it with
+`--reverse URL` and give the client the local base URL instead.""")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -63,8 +64,18 @@ def test_ca_prints_paths_and_trust_instructions(cli, tmp_path):
     assert f"CA certificate: {cert}" in result.stdout
     assert str(key) in result.stdout
     for client in ("curl", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS",
-                   "keytool", "update-ca-certificates"):
-        assert client in result.stdout
+                   f"WGETRC={ca_dir / 'replayproxy-wgetrc'}", f"PIP_CERT={ca_dir}",
+                   "npm_config_cafile", "NODE_OPTIONS=\"--require ", "trust_env=True",
+                   "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", "update-ca-certificates",
+                   "Go and Ruby never use a proxy for 127.0.0.1", "--reverse URL"):
+        assert client in result.stdout, client
+    assert "lib/security/cacerts" not in result.stdout  # Java needs no root
+    store = ca_dir / "replayproxy-truststore.p12"
+    if shutil.which("keytool"):
+        assert f"-Djavax.net.ssl.trustStore={store}" in result.stdout
+        assert store.is_file()
+    else:
+        assert "Java store:     not made: no keytool" in result.stdout
     assert cert.read_text().startswith("-----BEGIN CERTIFICATE-----")
     assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(ca_dir).st_mode) == 0o700

@@ -1,7 +1,8 @@
 """The proxy's certificate authority: made once, kept owner-only, reused by every run.
 
 mitmproxy's certificate store makes and reads the CA; replayproxy adds the trust
-bundle clients are given (this CA followed by the roots already trusted here).
+bundle clients are given (this CA followed by the roots already trusted here) and the
+files of clients with their own configuration (a wgetrc, a Java trust store).
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ from pathlib import Path
 
 from mitmproxy.certs import CertStore
 
+from replayproxy.clients import (
+    TRUSTSTORE_NAME,
+    WGETRC_NAME,
+    write_java_truststore,
+    write_wgetrc,
+)
 from replayproxy.environment import build_trust_bundle
 from replayproxy.errors import ConfigError
 
@@ -37,6 +44,10 @@ class CA:
     """The CA key and certificate (PEM), readable by its owner only."""
     bundle: Path
     """The CA certificate followed by the roots already trusted here."""
+    wgetrc: Path | None = None
+    """A wgetrc naming the bundle (wget's GnuTLS builds ignore ``SSL_CERT_FILE``)."""
+    truststore: Path | None = None
+    """A PKCS12 trust store for Java: the JDK's roots and this CA (``None``: no keytool)."""
 
 
 def ensure_ca(directory: Path | None = None) -> CA:
@@ -59,9 +70,11 @@ def ensure_ca(directory: Path | None = None) -> CA:
         cert = d / f"{CA_BASENAME}-ca-cert.pem"
         os.chmod(cert, 0o644)
         bundle = build_trust_bundle(cert, d / "replayproxy-bundle.pem")
+        wgetrc = write_wgetrc(bundle, d / WGETRC_NAME)
+        truststore = write_java_truststore(cert, d / TRUSTSTORE_NAME)
     except (OSError, ValueError) as e:
         raise ConfigError(
             f"cannot use CA directory {d}: {getattr(e, 'strerror', None) or e}; "
             "choose another with {ca_dir} or REPLAYPROXY_CA_DIR", directory=str(d)
         ) from None
-    return CA(d, cert, key, bundle)
+    return CA(d, cert, key, bundle, wgetrc, truststore)
