@@ -408,7 +408,7 @@ class Redactor:
         pairs = self._replacements(found)
         request = Request(
             q.method, q.scheme, q.host, q.port, _replace_all(q.path, pairs),
-            _replace_all(query, pairs),
+            _replace_in_values(query, pairs),
             (), b"", q.http_version,
         )
         q_new_body, q_headers = _rebuild_body(q.body, q_body, q_headers, pairs, q_form)
@@ -449,6 +449,18 @@ def _replace_all(text: str, pairs: list[tuple[str, str]]) -> str:
     return pattern.sub(lambda m: table[m.group(0)], text)
 
 
+def _replace_in_values(query: str, pairs: list[tuple[str, str]]) -> str:
+    """``_replace_all`` on the values of a query or form body only: a secret that equals
+    a field's name (``secret_key=secret_key``) must not rename the field."""
+    if not query or not any(secret in query for secret, _ in pairs):
+        return query
+    parts = []
+    for segment in query.split("&"):
+        name, eq, value = segment.partition("=")
+        parts.append(name + eq + _replace_all(value, pairs) if eq else segment)
+    return "&".join(parts)
+
+
 def _replace_headers(headers: Headers, pairs: list[tuple[str, str]]) -> Headers:
     return tuple((k, _replace_all(v, pairs)) for k, v in headers)
 
@@ -482,7 +494,8 @@ def _rebuild_body(raw: bytes, decoded: bytes | None, headers: Headers,
         text, charset = plain.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         text, charset = plain.decode("latin-1"), "latin-1"
-    new_text = _replace_all(text, pairs)
+    is_form = "x-www-form-urlencoded" in (header_value(headers, "content-type") or "").lower()
+    new_text = _replace_in_values(text, pairs) if is_form else _replace_all(text, pairs)
     if form is not None:
         new_text = form(new_text)
     if new_text == text:

@@ -914,3 +914,17 @@ def test_property_form_fields_of_any_length_are_redacted(plain, secret_fields, r
             assert PLACEHOLDER.fullmatch(v.strip()), (k, v)  # (surrounding blanks kept)
     assert R.redact(out) == out
     assert scan_interaction(out) == []
+
+
+@pytest.mark.parametrize("fields", [[("client_secret", "secret")],
+                                    [("secret_key", "secret_key")],
+                                    [("note", "x"), ("password", "password")]])
+def test_a_form_secret_that_spells_a_field_name_leaves_the_names_alone(fields):
+    """Found by hypothesis: the value `secret` also occurs in the name `client_secret`;
+    replacing it everywhere renamed the field. Values are replaced, names are not."""
+    out = R.redact(make(headers=FORM, body=urlencode(fields).encode()))
+    got = parse_qsl(out.request.body.decode(), keep_blank_values=True)
+    assert [k for k, _ in got] == [k for k, _ in fields]
+    for k, v in got:
+        if k.lower() in DEFAULT_SECRET_FIELDS:
+            assert PLACEHOLDER.fullmatch(v), (k, v)
