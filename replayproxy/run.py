@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from replayproxy.cassette.store import cassette_path, check_cassette_dir
 from replayproxy.config import Settings, home_dir, load_settings
 from replayproxy.decision.pipeline import Pipeline
 from replayproxy.decision.session import CassetteSession, SessionSummary
@@ -74,7 +75,9 @@ class ProxyRun:
         addons: extra mitmproxy addons, loaded ahead of replayproxy's.
 
     Raises (from ``start``):
-        CassetteError: replay-only and the cassette does not exist, or it is corrupt.
+        CassetteError: replay-only and the cassette does not exist, or it is corrupt; or
+            the cassette directory cannot hold cassettes (a file, a dangling symlink, a
+            device; not writable when the run records).
         ConfigError: a fault spec, the upstream CA or another setting is invalid.
         ProxyStartError: the port is taken, or the proxy could not start.
     """
@@ -142,6 +145,12 @@ class ProxyRun:
         if self.upstream_ca is not None and not self.upstream_ca.is_file():
             raise ConfigError(f"{{upstream_ca}} {self.upstream_ca} does not exist: pass a "
                               "PEM CA file", path=str(self.upstream_ca))
+        # a directory that cannot hold the cassette stops the run here, before the child
+        # starts, rather than dropping every interaction it records
+        records = self.mode in (RecordMode.ALL, RecordMode.NEW_EPISODES) or (
+            self.mode is RecordMode.ONCE
+            and not cassette_path(self.cassette_dir, self.cassette).exists())
+        check_cassette_dir(self.cassette_dir, write=records)
         redactor = Redactor(self.settings.redact, load_key(home_dir()))
         self.session = CassetteSession(self.cassette_dir, self.cassette, self.mode,
                                        strict=self.strict, match=self.settings.match,

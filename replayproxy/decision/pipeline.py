@@ -122,3 +122,8 @@ class Pipeline:
         """Store a forwarded exchange in the cassette (redacted, scanned); see
         ``CassetteSession.record``."""
         return self.session.record(interaction)
+
+    def record_failure(self, interaction: Interaction, message: str) -> list[Finding]:
+        """Store an upstream failure as the answer the client got; see
+        ``CassetteSession.record_failure``."""
+        return self.session.record_failure(interaction, message)

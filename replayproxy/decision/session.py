@@ -15,6 +15,12 @@ from typing import Any
 
 from replayproxy.cassette.journal import Journal, pending_journals, recover_journals
 from replayproxy.cassette.store import CassetteFile, cassette_path, load_cassette
+from replayproxy.decision.failures import (
+    ClientRefusal,
+    UpstreamFailure,
+    is_upstream_failure,
+    recorded_cause,
+)
 from replayproxy.errors import CassetteError
 from replayproxy.matching.diagnostics import Candidate, render_candidates
 from replayproxy.matching.index import ReplayIndex, Served
@@ -106,6 +112,18 @@ class SessionSummary:
     """Interactions in which secrets remained after redaction, with what was found."""
     leaks_written: bool = False
     """True when they were written anyway (``on_leak = "warn"``)."""
+    requests: int = 0
+    """Requests that reached the proxy and were asked about (0: the command bypassed it)."""
+    connections: int = 0
+    """Client connections the proxy accepted."""
+    cassette_size: int = 0
+    """Interactions in the cassette when the run started."""
+    upstream_failures: list[UpstreamFailure] = field(default_factory=list)
+    """Requests whose upstream failed while recording (kept as the client's 502)."""
+    replayed_failures: list[UpstreamFailure] = field(default_factory=list)
+    """Recorded upstream failures that replay answered again."""
+    client_refusals: list[ClientRefusal] = field(default_factory=list)
+    """Clients that refused the proxy's certificate."""
 
 
 class CassetteSession:
@@ -176,7 +194,8 @@ class CassetteSession:
             match = replace(match, base=replace(
                 match.base, redacted_same=self.redactor.config.same_value))
         self.index = ReplayIndex(cassette, match, strict=strict)
-        self.summary = SessionSummary(name, self.path, mode, recovered=recovered)
+        self.summary = SessionSummary(name, self.path, mode, recovered=recovered,
+                                      cassette_size=len(cassette))
         self._journal: Journal | None = None
         self._redacted: dict[Request, Request] = {}
 
@@ -187,12 +206,17 @@ class CassetteSession:
 
     def decide(self, request: Request) -> Decision:
         """Return what to do with ``request``."""
+        self.summary.requests += 1
         if self.mode is RecordMode.ALL:
             return Forward()
         request = self._redact(request)
         served = self.index.match(request)
         if served is not None:
             self.summary.replayed += 1
+            response = served.interaction.response
+            if is_upstream_failure(response):
+                self.summary.replayed_failures.append(
+                    UpstreamFailure(request, recorded_cause(response)))
             return Replay(served)
         if self.mode is RecordMode.NEW_EPISODES:
             return Forward()
@@ -235,6 +259,30 @@ class CassetteSession:
         self._journal.append(interaction)
         self.summary.recorded += 1
         return findings
+
+    def record_failure(self, interaction: Interaction, message: str) -> list[Finding]:
+        """Record an upstream failure as the answer the client got (``interaction``, its
+        response marked, see ``decision.failures``) and list it in the summary with its
+        cause, ``message`` (the engine's words)."""
+        self.summary.upstream_failures.append(
+            UpstreamFailure(self._redact(interaction.request), message))
+        return self.record(interaction)
+
+    def note_failure(self, request: Request, message: str) -> None:
+        """List an upstream failure that left nothing to record (the client gave up
+        before any answer)."""
+        self.summary.upstream_failures.append(UpstreamFailure(self._redact(request), message))
+
+    def note_connection(self) -> None:
+        """A client connected to the proxy."""
+        self.summary.connections += 1
+
+    def note_refusal(self, host: str, message: str) -> None:
+        """A client refused the proxy's certificate for ``host``."""
+        refusal = ClientRefusal(host, message)
+        if refusal not in self.summary.client_refusals and \
+                len(self.summary.client_refusals) < 100:
+            self.summary.client_refusals.append(refusal)
 
     def close(self) -> SessionSummary:
         """Fold what was recorded into the cassette and return the run's summary."""

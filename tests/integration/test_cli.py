@@ -123,7 +123,10 @@ def test_exit_code_of_cmd_is_passed_through(https_upstream, run, cdir):
     assert run("record", "rc", sh(script)).returncode == 3
     assert cassette_path(cdir, "rc").exists()
     assert run("replay", "rc", sh(script)).returncode == 3
-    assert run("replay", "rc", sh("exit 0")).returncode == 0
+    passing = script.replace("exit 3", "exit 0")
+    assert run("replay", "rc", sh(passing)).returncode == 0
+    # a passing CMD that sent nothing through the proxy bypassed it: 1 (#12)
+    assert run("replay", "rc", sh("exit 0")).returncode == 1
     # a CMD killed by a signal exits like a shell reports it: 128 + signal number
     assert run("replay", "rc", sh("kill -TERM $$")).returncode == 128 + 15
 
