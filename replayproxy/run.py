@@ -73,6 +73,9 @@ class ProxyRun:
             permanent generation (a long-running proxy then never pauses ~60 ms for a
             full collection); for a process that only serves the proxy.
         addons: extra mitmproxy addons, loaded ahead of replayproxy's.
+        fresh: start the cassette afresh: record everything and replace the whole
+            cassette with it (mode ``all`` otherwise keeps the interactions the run did
+            not request again, as VCR.py 9 does).
 
     Raises (from ``start``):
         CassetteError: replay-only and the cassette does not exist, or it is corrupt; or
@@ -100,6 +103,7 @@ class ProxyRun:
         control: bool = True,
         freeze_gc: bool = False,
         addons: Sequence[Any] = (),
+        fresh: bool = False,
     ) -> None:
         self.cassette = cassette
         try:
@@ -119,6 +123,7 @@ class ProxyRun:
         self.control = control
         self.freeze_gc = freeze_gc
         self.extra_addons = list(addons)
+        self.fresh = fresh
         self.session: CassetteSession | None = None
         self.pipeline: Pipeline | None = None
         self.summary: SessionSummary | None = None
@@ -147,14 +152,14 @@ class ProxyRun:
                               "PEM CA file", path=str(self.upstream_ca))
         # a directory that cannot hold the cassette stops the run here, before the child
         # starts, rather than dropping every interaction it records
-        records = self.mode in (RecordMode.ALL, RecordMode.NEW_EPISODES) or (
+        records = self.fresh or self.mode in (RecordMode.ALL, RecordMode.NEW_EPISODES) or (
             self.mode is RecordMode.ONCE
             and not cassette_path(self.cassette_dir, self.cassette).exists())
         check_cassette_dir(self.cassette_dir, write=records)
         redactor = Redactor(self.settings.redact, load_key(home_dir()))
         self.session = CassetteSession(self.cassette_dir, self.cassette, self.mode,
                                        strict=self.strict, match=self.settings.match,
-                                       redactor=redactor)
+                                       redactor=redactor, fresh=self.fresh)
         self.pipeline = Pipeline(self.session, faults, threading.Lock())
         return self.session
 

@@ -58,13 +58,13 @@ def _run_dir() -> Path:
 
 def _proxy_run(matching: Matching, name: str, mode: RecordMode, faults: list[str] | None, *,
                ca_dir: Path | None, upstream_ca: Path | None, port: int,
-               reverse: str | None) -> ProxyRun:
+               reverse: str | None, fresh: bool = False) -> ProxyRun:
     """The proxy run for a command, its cassette opened (the engine not started yet)."""
     from replayproxy.run import ProxyRun
 
     run = ProxyRun(name, mode, settings=matching.settings(), faults=faults or (),
                    upstream_ca=upstream_ca, ca_dir=ca_dir, port=port, reverse=reverse,
-                   freeze_gc=True)
+                   freeze_gc=True, fresh=fresh)
     run.open()
     return run
 
@@ -137,7 +137,7 @@ def _run_child(cmd: list[str], env: dict[str, str]) -> int:
 
 def _wrap(cmd: list[str] | None, *, name: str, matching: Matching, mode: RecordMode,
           upstream_ca: Path | None, ca_dir: Path | None, port: int, reverse: str | None,
-          quiet: bool, faults: list[str] | None = None) -> None:
+          quiet: bool, faults: list[str] | None = None, fresh: bool = False) -> None:
     """Run ``cmd`` under a proxy for cassette ``name``, then exit with its code."""
     setup_logging(quiet)
     if not cmd:
@@ -145,7 +145,7 @@ def _wrap(cmd: list[str] | None, *, name: str, matching: Matching, mode: RecordM
         raise ConfigError("no command given: put it after `--`, e.g. "
                           f"replayproxy {verb} -c {name} -- pytest")
     run = _proxy_run(matching, name, mode, faults, ca_dir=ca_dir, upstream_ca=upstream_ca,
-                     port=port, reverse=reverse)
+                     port=port, reverse=reverse, fresh=fresh)
     with run:  # stopped (and the cassette written) however the block ends
         _describe_start(run)
         rc = _run_child(cmd, run.environment())
@@ -173,12 +173,16 @@ def wrapping_command(name: str, default_mode: RecordMode, doc: str) -> Callable[
         fail_on_unused: FailOnUnused = False,
         fault: Faults = None,
         quiet: Quiet = False,
+        fresh: Annotated[bool, typer.Option(
+            "--fresh", help="Start the cassette afresh: record everything and replace the "
+            "whole cassette (mode all otherwise keeps recorded interactions the run did "
+            "not request again, as VCR.py does).")] = False,
     ) -> None:
         matching = Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
                             ignore_header, match_header, ignore_json)
         _wrap(cmd, name=cassette, matching=matching, mode=record_mode,
               upstream_ca=upstream_ca, ca_dir=ca_dir, port=port, reverse=reverse,
-              quiet=quiet, faults=fault)
+              quiet=quiet, faults=fault, fresh=fresh)
 
     command.__name__ = name
     command.__doc__ = doc

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
+from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -145,6 +147,9 @@ class CassetteSession:
         recover: fold an interrupted recording's journals into the cassette first (a
             write). False for read-only uses (``explain``): the cassette file is used
             as it is and nothing on disk changes; ``pending`` lists the journals left.
+        fresh: start the cassette afresh: record everything (mode ``all``) and replace
+            the whole cassette with it. Without it, ``all`` keeps the recorded
+            interactions the run did not request again, as VCR.py 9 does.
 
     Raises:
         CassetteError: replay-only mode and the cassette does not exist, or it is corrupt.
@@ -162,10 +167,27 @@ class CassetteSession:
         match: MatchConfig | None = None,
         redactor: Redactor | None = None,
         recover: bool = True,
+        fresh: bool = False,
     ) -> None:
         self.name = name
         self.path = cassette_path(cassette_dir, name)
-        recovered = recover_journals(self.path) if recover else 0
+        self.fresh = fresh
+        if fresh:
+            if mode is RecordMode.NONE:
+                raise CassetteError(
+                    f"cassette {name!r}: starting afresh records, which record mode none "
+                    "never does: use {record_mode} all (the default of record)",
+                    cassette=name)
+            mode = RecordMode.ALL
+        self.redactor = redactor or Redactor()
+        match = match or MatchConfig()
+        if self.redactor.config.same_value:
+            match = replace(match, base=replace(
+                match.base, redacted_same=self.redactor.config.same_value))
+        # matches requests to requests (not to a cassette): which old interactions a
+        # re-recording replaces
+        self._rules = ReplayIndex(CassetteFile(name, ()), match)
+        recovered = recover_journals(self.path, self._unrequested) if recover else 0
         self.pending = [] if recover else pending_journals(self.path)
         """Journals of an interrupted recording not folded in (``recover=False``)."""
         exists = self.path.exists()
@@ -188,12 +210,13 @@ class CassetteSession:
             if exists and mode is not RecordMode.ALL
             else CassetteFile(name, ())
         )
-        self.redactor = redactor or Redactor()
-        match = match or MatchConfig()
-        if self.redactor.config.same_value:
-            match = replace(match, base=replace(
-                match.base, redacted_same=self.redactor.config.same_value))
-        self.index = ReplayIndex(cassette, match, strict=strict)
+        # VCR.py's new_episodes records a request beyond a recorded sequence (never
+        # repeats), and, when the cassette existed, replays what this run recorded to
+        # later identical requests
+        self.index = ReplayIndex(cassette, match,
+                                 strict=strict or mode is RecordMode.NEW_EPISODES)
+        self._fresh: dict[Hashable, deque[Interaction]] | None = (
+            {} if mode is RecordMode.NEW_EPISODES and exists else None)
         self.summary = SessionSummary(name, self.path, mode, recovered=recovered,
                                       cassette_size=len(cassette))
         self._journal: Journal | None = None
@@ -219,6 +242,10 @@ class CassetteSession:
                     UpstreamFailure(request, recorded_cause(response)))
             return Replay(served)
         if self.mode is RecordMode.NEW_EPISODES:
+            again = self._fresh.get(self._rules.identity(request)) if self._fresh else None
+            if again:
+                self.summary.replayed += 1
+                return Replay(Served(again.popleft(), len(self.index.cassette), False))
             return Forward()
         unmatched = Unmatched(self.name, request, tuple(self.index.closest(request)))
         self.summary.unmatched.append(unmatched)
@@ -255,10 +282,20 @@ class CassetteSession:
                 return findings
             self.summary.leaks_written = True
         if self._journal is None:
-            self._journal = Journal(self.path, replace=self.mode is RecordMode.ALL)
+            self._journal = Journal(self.path, replace=self.mode is RecordMode.ALL,
+                                    keep_old=not self.fresh)
         self._journal.append(interaction)
         self.summary.recorded += 1
+        if self._fresh is not None:
+            self._fresh.setdefault(self._rules.identity(interaction.request),
+                                   deque()).append(interaction)
         return findings
+
+    def _unrequested(self, old: CassetteFile, new: CassetteFile) -> list[int]:
+        """The old interactions that no newly recorded one matches (a re-recording in
+        mode ``all`` keeps them, ahead of the new ones, as VCR.py 9 does)."""
+        seen = {self._rules.identity(new.request(i)) for i in range(len(new))}
+        return [i for i in range(len(old)) if self._rules.identity(old.request(i)) not in seen]
 
     def record_failure(self, interaction: Interaction, message: str) -> list[Finding]:
         """Record an upstream failure as the answer the client got (``interaction``, its
@@ -287,7 +324,7 @@ class CassetteSession:
     def close(self) -> SessionSummary:
         """Fold what was recorded into the cassette and return the run's summary."""
         if self._journal is not None:
-            self._journal.commit()
+            self._journal.commit(self._unrequested)
             self._journal = None
         if self.mode is not RecordMode.ALL:
             self.summary.unused = self.index.unused()
