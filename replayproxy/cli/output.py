@@ -105,6 +105,13 @@ def report_run(summary: SessionSummary, fail_on_unused: bool = False) -> None:
                         failure.message)
     for refusal in summary.client_refusals[:20]:
         log.error("%s", refusal.line)
+    if summary.unused_routes:
+        log.warning("%s in the configuration matched no request in this run (check host, "
+                    "port and path: a route is '[METHOD ]HOST[:PORT]/PATH', see "
+                    "docs/matching.md#routes):",
+                    plural(len(summary.unused_routes), "route"))
+        for name in summary.unused_routes:
+            log.warning("  %s", name)
     if summary.unmatched:
         log.warning("%s matched nothing in cassette %s:",
                     plural(len(summary.unmatched), "request"), summary.cassette)

@@ -30,6 +30,7 @@ from replayproxy.matching.rules import MatchConfig
 from replayproxy.model import Interaction, RecordMode, Request
 from replayproxy.redaction.redactor import Redactor
 from replayproxy.redaction.scan import Finding, scan_interaction
+from replayproxy.routes import Route
 
 __all__ = ["CassetteSession", "Forward", "Replay", "SessionSummary", "Unmatched"]
 
@@ -126,6 +127,9 @@ class SessionSummary:
     """Recorded upstream failures that replay answered again."""
     client_refusals: list[ClientRefusal] = field(default_factory=list)
     """Clients that refused the proxy's certificate."""
+    unused_routes: list[str] = field(default_factory=list)
+    """Configured routes (``[[match.routes]]``, ``[[redact.routes]]``) that no request of
+    the run fell under, as ``match route 'PATTERN'``."""
 
 
 class CassetteSession:
@@ -221,6 +225,10 @@ class CassetteSession:
                                       cassette_size=len(cassette))
         self._journal: Journal | None = None
         self._redacted: dict[Request, Request] = {}
+        # configured routes no request has fallen under yet (checked until each has)
+        self._idle_routes: list[tuple[str, Route]] = [
+            *((f"match route {r.text!r}", r) for r, _ in match.routes),
+            *((f"redact route {r.text!r}", r) for r, _ in self.redactor.config.routes)]
 
     @property
     def records(self) -> bool:
@@ -230,6 +238,8 @@ class CassetteSession:
     def decide(self, request: Request) -> Decision:
         """Return what to do with ``request``."""
         self.summary.requests += 1
+        if self._idle_routes:
+            self._idle_routes = [(n, r) for n, r in self._idle_routes if not r.matches(request)]
         if self.mode is RecordMode.ALL:
             return Forward()
         request = self._redact(request)
@@ -326,6 +336,8 @@ class CassetteSession:
         if self._journal is not None:
             self._journal.commit(self._unrequested)
             self._journal = None
+        if self.summary.requests:
+            self.summary.unused_routes = [name for name, _ in self._idle_routes]
         if self.mode is not RecordMode.ALL:
             self.summary.unused = self.index.unused()
             self.summary.unused_interactions = [

@@ -265,3 +265,17 @@ def test_repeated_requests_are_redacted_once(tmp_path, existing, monkeypatch):
     session.redacted_cache = 0
     session.decide(request("GET", "/b"))
     assert calls[-1] == "/b"
+
+
+def test_routes_that_matched_nothing_are_listed(tmp_path, existing):
+    from replayproxy.matching.rules import MatchConfig
+    from replayproxy.routes import parse_route
+
+    match = MatchConfig(routes=((parse_route("api.example.com/a"), {}),
+                                (parse_route("127.0.0.1:8443/v1/*"), {})))
+    session = CassetteSession(tmp_path, "shop", RecordMode.NONE, match=match)
+    session.decide(request("GET", "/a"))
+    assert session.close().unused_routes == ["match route '127.0.0.1:8443/v1/*'"]
+    # a run that nothing reached says so otherwise, not route by route
+    idle = CassetteSession(tmp_path, "shop", RecordMode.NONE, match=match)
+    assert idle.close().unused_routes == []
