@@ -202,7 +202,13 @@ def test_record_mode_all_rerecords(https_upstream, run, cdir):
     proc = run("record", "again", curl(json_url), "--record-mode", "all")
     assert (proc.returncode, proc.stdout) == (0, JSON_BODY)
     assert https_upstream.hits("/json") == 2, "all must not replay"
-    assert urls(cdir, "again") == [f"GET {json_url}"]  # the cassette is the new run
+    # as VCR.py 9: the re-recorded interaction replaces the old one, the others stay,
+    # ahead of it (#12)
+    assert urls(cdir, "again") == [f"GET {png_url}", f"GET {json_url}"]
+
+    proc = run("record", "again", curl(json_url), "--fresh")
+    assert proc.returncode == 0
+    assert urls(cdir, "again") == [f"GET {json_url}"]  # afresh: the cassette is the new run
 
 
 def test_record_mode_none_replays_only(https_upstream, run, cdir):

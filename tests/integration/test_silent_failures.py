@@ -234,7 +234,7 @@ def test_cassette_dir_is_dev_null(record_into):
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes to a read-only directory anyway "
-                    "(the check is unit-tested in tests/unit/test_storage.py)")
+                    "(the check is unit-tested in tests/unit/test_failures.py)")
 def test_cassette_dir_is_read_only(record_into, tmp_path):
     path = tmp_path / "cassettes"
     path.mkdir()

@@ -12,7 +12,7 @@ from replayproxy.formats.har import read_har
 from replayproxy.formats.vcr import read_vcr
 from replayproxy.model import Interaction, Request, Response
 
-GZIPPED = gzip.compress(b'{"access_token": "t"}')
+GZIPPED = gzip.compress(b'{"access_token": "t"}', mtime=0)
 
 
 def vcr_cassette(body=GZIPPED):
