@@ -89,7 +89,7 @@ def report_run(summary: SessionSummary, fail_on_unused: bool = False) -> None:
                   "bypassed the proxy. Usual causes: %s", summary.cassette,
                   plural(summary.cassette_size, "interaction"), BYPASS_CAUSES)
     if summary.upstream_failures:
-        log.error("%s failed upstream while recording (recorded as the 502 the client got, "
+        log.error("%s failed upstream while recording (recorded as what the client got, "
                   "and replayed the same way):", plural(len(summary.upstream_failures),
                                                         "request"))
         for failure in summary.upstream_failures[:50]:
@@ -97,8 +97,8 @@ def report_run(summary: SessionSummary, fail_on_unused: bool = False) -> None:
         if len(summary.upstream_failures) > 50:
             log.error("  … and %d more", len(summary.upstream_failures) - 50)
     if summary.replayed_failures:
-        log.warning("%s answered with a recorded upstream failure (502, X-Replayproxy: "
-                    "upstream-error); re-record once the upstream works:",
+        log.warning("%s answered with a recorded upstream failure (the same 502, or no "
+                    "answer for a timeout); re-record once the upstream works:",
                     plural(len(summary.replayed_failures), "request"))
         for failure in summary.replayed_failures[:20]:
             log.warning("  %s %s: %s", failure.request.method, failure.request.url,

@@ -7,7 +7,10 @@ report.
 
 An upstream failure while recording is kept in the cassette as what the client got (the
 engine's 502 answer), marked with ``X-Replayproxy: upstream-error`` and the cause in
-``X-Replayproxy-Cause``, so replay answers the same 502.
+``X-Replayproxy-Cause``, so replay answers the same 502. A timeout (the client gave up
+before any answer) is kept as a marked placeholder, ``X-Replayproxy: upstream-timeout``
+with the seconds the client waited in ``X-Replayproxy-Waited``, which replay carries
+out as no answer at all: the request is held, then the connection dropped.
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from dataclasses import dataclass
 
 from replayproxy.model import Request, Response
 
-__all__ = ["MARKER", "CAUSE_HEADER", "ClientRefusal", "UpstreamFailure",
-           "classify_upstream_error", "is_upstream_failure", "recorded_cause"]
+__all__ = ["CAUSE_HEADER", "MARKER", "TIMEOUT_MARKER", "WAITED_HEADER", "ClientRefusal",
+           "UpstreamFailure", "classify_upstream_error", "is_upstream_failure",
+           "recorded_cause", "recorded_timeout"]
 
 MARKER = "upstream-error"
 """The value of ``X-Replayproxy`` on a recorded upstream failure."""
 CAUSE_HEADER = "X-Replayproxy-Cause"
+TIMEOUT_MARKER = "upstream-timeout"
+"""The value of ``X-Replayproxy`` on a recorded timeout (never sent to a client)."""
+WAITED_HEADER = "X-Replayproxy-Waited"
 
 _KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("TLS verify failed", ("certificate verify failed", "certificate_verify_failed")),
@@ -100,11 +107,27 @@ class ClientRefusal:
                 "`replayproxy ca` prints how for each client (see docs/clients.md)")
 
 
+def _header(response: Response, name: str) -> str | None:
+    name = name.lower()
+    return next((v for k, v in response.headers if k.lower() == name), None)
+
+
 def is_upstream_failure(response: Response) -> bool:
-    """True if ``response`` is a recorded upstream failure (see ``MARKER``)."""
-    return any(k.lower() == "x-replayproxy" and v == MARKER for k, v in response.headers)
+    """True if ``response`` is a recorded upstream failure or timeout (see ``MARKER``)."""
+    return response.status >= 500 and _header(response, "x-replayproxy") in (
+        MARKER, TIMEOUT_MARKER)
+
+
+def recorded_timeout(response: Response) -> float | None:
+    """The seconds a client waited in vain, if ``response`` is a recorded timeout."""
+    if response.status < 500 or _header(response, "x-replayproxy") != TIMEOUT_MARKER:
+        return None
+    try:
+        return max(0.0, float(_header(response, WAITED_HEADER) or 0))
+    except ValueError:
+        return 0.0
 
 
 def recorded_cause(response: Response) -> str:
     """The cause kept with a recorded upstream failure."""
-    return next((v for k, v in response.headers if k.lower() == CAUSE_HEADER.lower()), "")
+    return _header(response, CAUSE_HEADER) or ""

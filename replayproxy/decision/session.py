@@ -315,11 +315,6 @@ class CassetteSession:
             UpstreamFailure(self._redact(interaction.request), message))
         return self.record(interaction)
 
-    def note_failure(self, request: Request, message: str) -> None:
-        """List an upstream failure that left nothing to record (the client gave up
-        before any answer)."""
-        self.summary.upstream_failures.append(UpstreamFailure(self._redact(request), message))
-
     def note_connection(self) -> None:
         """A client connected to the proxy."""
         self.summary.connections += 1

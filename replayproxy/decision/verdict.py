@@ -9,7 +9,7 @@ turns a passing run into exit code 1, with a reason a front end can print:
   cassette is missing it);
 - recorded interactions were never used and ``fail_on_unused`` is set;
 - an upstream failed while recording (refused, DNS, TLS, reset, timeout): the cassette
-  holds the 502 the client got, which is rarely what a test meant to record;
+  holds what the client got (a 502, or no answer), rarely what a test meant to record;
 - a client refused the proxy's certificate (it does not trust the replayproxy CA);
 - a replay in which no request reached the proxy while the cassette has interactions:
   the command bypassed the proxy.
@@ -73,7 +73,7 @@ def verdict(summary: SessionSummary, *, command_exit: int = 0,
     if summary.upstream_failures:
         n = len(summary.upstream_failures)
         reasons.append(f"{n} upstream request{'s' if n != 1 else ''} failed while recording "
-                       "(kept in the cassette as the 502 the client got)")
+                       "(kept in the cassette as what the client got)")
     if summary.client_refusals:
         reasons.append("a client refused the proxy's certificate (it does not trust the "
                        "replayproxy CA)")

@@ -135,13 +135,21 @@ def test_upstream_failure_is_recorded_listed_and_replayed(case, run, cdir, https
     assert "recorded upstream failure" in replayed.stderr
 
 
-def test_upstream_timeout_is_listed(run, cdir, silent_server):
+def test_upstream_timeout_is_recorded_listed_and_replayed(run, cdir, silent_server):
     url = f"http://127.0.0.1:{silent_server}/slow"
     recorded = run("record", "slow", curl(url, "--max-time", "1"))
     assert recorded.returncode == 28  # curl's own timeout: the command's code wins
     line = next(x for x in recorded.stderr.splitlines() if x.startswith("replayproxy:   timeout"))
     assert "the client gave up" in line and "did not answer" in line, line
-    assert not cassette_path(cdir, "slow").exists()  # the client saw no answer to keep
+    [it] = _interactions(cdir, "slow")  # a placeholder: the client saw no answer
+    headers = {k.lower(): v for k, v in it.response.headers}
+    assert headers["x-replayproxy"] == "upstream-timeout"
+    assert 0.9 < float(headers["x-replayproxy-waited"]) < 5
+
+    replayed = run("replay", "slow", curl(url, "--max-time", "1"))
+    assert replayed.returncode == 28, replayed.stderr  # no answer again: the client gives up
+    assert replayed.stdout == ""
+    assert "recorded upstream failure" in replayed.stderr
 
 
 # -- a client that refuses the proxy's certificate ------------------------------------------

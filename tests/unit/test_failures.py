@@ -16,6 +16,7 @@ from replayproxy.decision.failures import (
     classify_upstream_error,
     is_upstream_failure,
     recorded_cause,
+    recorded_timeout,
 )
 from replayproxy.decision.session import CassetteSession
 from replayproxy.decision.verdict import verdict
@@ -147,3 +148,19 @@ def test_a_read_only_directory_stops_a_recording(tmp_path, monkeypatch):
     with pytest.raises(CassetteError, match="cannot create cassette directory .*not writable"):
         check_cassette_dir(tmp_path / "sub", write=True)
     check_cassette_dir(tmp_path, write=False)  # replay only reads
+
+
+def test_a_recorded_timeout_replays_as_no_answer(tmp_path):
+    from replayproxy.decision.pipeline import HELD_EXTRA, FaultAnswer, Pipeline
+    from replayproxy.faults.effects import Hold
+
+    placeholder = Response(504, "Gateway Timeout", (("X-Replayproxy", "upstream-timeout"),
+                                                    ("X-Replayproxy-Waited", "2.500")), b"")
+    assert recorded_timeout(placeholder) == 2.5 and is_upstream_failure(placeholder)
+    assert recorded_timeout(Response(200, "OK", (("X-Replayproxy", "upstream-timeout"),),
+                                     b"")) is None  # an upstream's own header, not ours
+    save_cassette(tmp_path / "t.cassette", [_interaction(response=placeholder)])
+    pipeline = Pipeline(CassetteSession(tmp_path, "t", RecordMode.NONE))
+    plan = pipeline.decide(_request(), 0.0).plan
+    assert isinstance(plan, FaultAnswer) and plan.action.terminal == Hold(2.5 + HELD_EXTRA)
+    assert len(pipeline.session.close().replayed_failures) == 1

@@ -29,7 +29,7 @@ from mitmproxy import connection, ctx, exceptions, http, tls
 from mitmproxy.proxy import server_hooks
 
 from replayproxy.config import home_dir, load_settings
-from replayproxy.decision.failures import CAUSE_HEADER, MARKER
+from replayproxy.decision.failures import CAUSE_HEADER, MARKER, TIMEOUT_MARKER, WAITED_HEADER
 from replayproxy.decision.pipeline import FaultAnswer, Pipeline, Planned
 from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmatched
 from replayproxy.engines.mitm import trickle
@@ -414,24 +414,24 @@ class ReplayproxyAddon:
                        "and disconnected")
         oneline = " ".join(message.split())
         request = state.request or request_from_flow(flow.request)
+        start = flow.request.timestamp_start
+        elapsed = round(max(0.0, time.time() - start), 6)
+        response = bad_gateway(oneline)
         if timed_out:
-            # the client saw no answer at all: listed, not recorded (a 502 would replay
-            # as something the client never got)
-            self.pipeline.session.note_failure(request, oneline)
+            # the client saw no answer at all: a placeholder, replayed as no answer
+            response.status_code = 504
+            response.reason = "Gateway Timeout"
+            response.headers["X-Replayproxy"] = TIMEOUT_MARKER
+            response.headers[WAITED_HEADER] = f"{elapsed:.3f}"
         else:
-            response = bad_gateway(oneline)
             response.headers["X-Replayproxy"] = MARKER
-            response.headers[CAUSE_HEADER] = oneline.encode("ascii", "replace").decode()
-            start = flow.request.timestamp_start
-            elapsed = round(max(0.0, time.time() - start), 6)
-            interaction = Interaction(request, response_from_flow(response),
-                                      recorded_at=round(start, 3), ttfb=elapsed,
-                                      duration=elapsed)
-            try:
-                self.pipeline.record_failure(interaction, oneline)
-            except Exception:
-                log.exception("replayproxy could not record the failure of %s",
-                              flow.request.url)
+        response.headers[CAUSE_HEADER] = oneline.encode("ascii", "replace").decode()
+        interaction = Interaction(request, response_from_flow(response),
+                                  recorded_at=round(start, 3), ttfb=elapsed, duration=elapsed)
+        try:
+            self.pipeline.record_failure(interaction, oneline)
+        except Exception:
+            log.exception("replayproxy could not record the failure of %s", flow.request.url)
         log.warning("upstream failed for %s %s: %s", flow.request.method,
                     flow.request.pretty_url, oneline)
 
