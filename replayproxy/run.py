@@ -247,9 +247,10 @@ class ProxyRun:
 
     # -- the outcome --------------------------------------------------------------------
 
-    def verdict(self, command_exit: int = 0) -> Verdict:
-        """The run's exit code given the command's (see ``decision.verdict``)."""
+    def verdict(self, command_exit: int = 0, *, command: bool = True) -> Verdict:
+        """The run's exit code given the command's (see ``decision.verdict``);
+        ``command=False`` for a proxy served until stopped, with no command of its own."""
         if self.summary is None:
             raise RuntimeError("the proxy run has not stopped yet")
         return verdict(self.summary, command_exit=command_exit,
-                       fail_on_unused=self.settings.fail_on_unused)
+                       fail_on_unused=self.settings.fail_on_unused, command=command)

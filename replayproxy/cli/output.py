@@ -65,8 +65,10 @@ def console() -> Any:
     return out if out.is_terminal else Console(soft_wrap=True)
 
 
-def report_run(summary: SessionSummary, fail_on_unused: bool = False) -> None:
-    """Log what a proxy run did: counts, unmatched requests, leaks, unused recordings."""
+def report_run(summary: SessionSummary, fail_on_unused: bool = False, *,
+               command: bool = True) -> None:
+    """Log what a proxy run did: counts, unmatched requests, leaks, unused recordings,
+    failures (upstream, client trust), a bypassed proxy (``command``: a command ran)."""
     from replayproxy.cassette.view import summary_line
     from replayproxy.decision.verdict import BYPASS_CAUSES, bypassed
     from replayproxy.matching.diagnostics import render_candidates
@@ -84,7 +86,7 @@ def report_run(summary: SessionSummary, fail_on_unused: bool = False) -> None:
     else:
         log.info("cassette %s: %d replayed, %d recorded", summary.path, summary.replayed,
                  summary.recorded)
-    if bypassed(summary):
+    if command and bypassed(summary):
         log.error("no request reached the proxy although cassette %s has %s: the command "
                   "bypassed the proxy. Usual causes: %s", summary.cassette,
                   plural(summary.cassette_size, "interaction"), BYPASS_CAUSES)

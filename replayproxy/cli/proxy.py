@@ -90,8 +90,8 @@ def _finish(run: ProxyRun, command_exit: int, *, command: bool) -> None:
 
     summary = run.stop()
     assert summary is not None
-    report_run(summary, run.settings.fail_on_unused)
-    verdict = run.verdict(command_exit)
+    report_run(summary, run.settings.fail_on_unused, command=command)
+    verdict = run.verdict(command_exit, command=command)
     for reason in verdict.reasons:
         log.warning("exiting with 1: %s%s", "the command passed but " if command else "",
                     word_settings(reason, CLI_WORDS))

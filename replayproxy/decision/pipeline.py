@@ -93,9 +93,11 @@ def decide(session: CassetteSession, faults: FaultPlan | None, request: Request,
         if request.scheme == "http":
             refused = faults.decide_connect(request.host, request.port, "http", now)
             if refused is not None:
+                session.note_request(request)
                 return Planned(FaultAnswer(refused))
         action = faults.decide(request, now)
         if action is not None and isinstance(action.terminal, _ANSWERS):
+            session.note_request(request)
             return Planned(FaultAnswer(action))
     return _session_plan(session, request, action)
 

@@ -237,9 +237,7 @@ class CassetteSession:
 
     def decide(self, request: Request) -> Decision:
         """Return what to do with ``request``."""
-        self.summary.requests += 1
-        if self._idle_routes:
-            self._idle_routes = [(n, r) for n, r in self._idle_routes if not r.matches(request)]
+        self.note_request(request)
         if self.mode is RecordMode.ALL:
             return Forward()
         request = self._redact(request)
@@ -314,6 +312,13 @@ class CassetteSession:
         self.summary.upstream_failures.append(
             UpstreamFailure(self._redact(interaction.request), message))
         return self.record(interaction)
+
+    def note_request(self, request: Request) -> None:
+        """A request reached the proxy (``decide`` calls it; the pipeline too, for a
+        request a fault answers without asking the cassette)."""
+        self.summary.requests += 1
+        if self._idle_routes:
+            self._idle_routes = [(n, r) for n, r in self._idle_routes if not r.matches(request)]
 
     def note_connection(self) -> None:
         """A client connected to the proxy."""

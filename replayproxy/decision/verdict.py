@@ -58,9 +58,10 @@ class Verdict:
 
 
 def verdict(summary: SessionSummary, *, command_exit: int = 0,
-            fail_on_unused: bool = False) -> Verdict:
+            fail_on_unused: bool = False, command: bool = True) -> Verdict:
     """Judge a run from its summary and the exit code of the command it served
-    (0 for a proxy served until stopped)."""
+    (0 for a proxy served until stopped, ``command=False``: nothing reaching it is then
+    no sign of a bypass)."""
     if command_exit != 0:
         return Verdict(command_exit)
     reasons = []
@@ -77,6 +78,6 @@ def verdict(summary: SessionSummary, *, command_exit: int = 0,
     if summary.client_refusals:
         reasons.append("a client refused the proxy's certificate (it does not trust the "
                        "replayproxy CA)")
-    if bypassed(summary):
+    if command and bypassed(summary):
         reasons.append("no request reached the proxy: the command bypassed it")
     return Verdict(1 if reasons else 0, tuple(reasons))

@@ -164,3 +164,21 @@ def test_a_recorded_timeout_replays_as_no_answer(tmp_path):
     plan = pipeline.decide(_request(), 0.0).plan
     assert isinstance(plan, FaultAnswer) and plan.action.terminal == Hold(2.5 + HELD_EXTRA)
     assert len(pipeline.session.close().replayed_failures) == 1
+
+
+def test_requests_a_fault_answers_reached_the_proxy(tmp_path):
+    from replayproxy.decision.pipeline import FaultAnswer, Pipeline
+    from replayproxy.faults.plan import FaultPlan
+
+    save_cassette(tmp_path / "b.cassette", [_interaction()])
+    pipeline = Pipeline(CassetteSession(tmp_path, "b", RecordMode.NONE),
+                        FaultPlan(["status=503"]))
+    assert isinstance(pipeline.decide(_request(), 0.0).plan, FaultAnswer)
+    summary = pipeline.session.close()
+    assert summary.requests == 1 and verdict(summary).passed
+
+
+def test_a_proxy_served_without_a_command_is_no_bypass(tmp_path):
+    save_cassette(tmp_path / "b.cassette", [_interaction()])
+    summary = CassetteSession(tmp_path, "b", RecordMode.NONE).close()
+    assert verdict(summary, command=False).passed
