@@ -12,7 +12,7 @@ from replayproxy.formats.har import read_har
 from replayproxy.formats.vcr import read_vcr
 from replayproxy.model import Interaction, Request, Response
 
-GZIPPED = gzip.compress(b'{"access_token": "t"}', mtime=0)
+GZIPPED = gzip.compress(b'{"access_token": "t"}', mtime=0)  # same bytes (and test ids) every run
 
 
 def vcr_cassette(body=GZIPPED):
