@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from replayproxy.cassette.store import cassette_path, check_cassette_dir
 from replayproxy.config import Settings, home_dir, load_settings
 from replayproxy.decision.pipeline import Pipeline
 from replayproxy.decision.session import CassetteSession, SessionSummary
@@ -85,9 +86,14 @@ class ProxyRun:
             permanent generation (a long-running proxy then never pauses ~60 ms for a
             full collection); for a process that only serves the proxy.
         addons: extra mitmproxy addons, loaded ahead of replayproxy's.
+        fresh: start the cassette afresh: record everything and replace the whole
+            cassette with it (mode ``all`` otherwise keeps the interactions the run did
+            not request again, as VCR.py 9 does).
 
     Raises (from ``start``):
-        CassetteError: replay-only and the cassette does not exist, or it is corrupt.
+        CassetteError: replay-only and the cassette does not exist, or it is corrupt; or
+            the cassette directory cannot hold cassettes (a file, a dangling symlink, a
+            device; not writable when the run records).
         ConfigError: a fault spec, the upstream CA or another setting is invalid.
         ProxyStartError: the port is taken, or the proxy could not start.
     """
@@ -112,6 +118,7 @@ class ProxyRun:
         control: bool = True,
         freeze_gc: bool = False,
         addons: Sequence[Any] = (),
+        fresh: bool = False,
     ) -> None:
         self.cassette = cassette
         try:
@@ -138,6 +145,7 @@ class ProxyRun:
         self.extra_addons = list(addons)
         self.egress: Egress | None = None
         """The egress proxy recording goes through (set by ``open``)."""
+        self.fresh = fresh
         self.session: CassetteSession | None = None
         self.pipeline: Pipeline | None = None
         self.summary: SessionSummary | None = None
@@ -166,10 +174,16 @@ class ProxyRun:
         self.egress = egress_from(self.upstream_proxy, self._environ)
         for target in self.reverse:
             reverse_spec(target)
+        # a directory that cannot hold the cassette stops the run here, before the child
+        # starts, rather than dropping every interaction it records
+        records = self.fresh or self.mode in (RecordMode.ALL, RecordMode.NEW_EPISODES) or (
+            self.mode is RecordMode.ONCE
+            and not cassette_path(self.cassette_dir, self.cassette).exists())
+        check_cassette_dir(self.cassette_dir, write=records)
         redactor = Redactor(self.settings.redact, load_key(home_dir()))
         self.session = CassetteSession(self.cassette_dir, self.cassette, self.mode,
                                        strict=self.strict, match=self.settings.match,
-                                       redactor=redactor)
+                                       redactor=redactor, fresh=self.fresh)
         self.pipeline = Pipeline(self.session, faults, threading.Lock())
         return self.session
 
@@ -292,9 +306,10 @@ class ProxyRun:
 
     # -- the outcome --------------------------------------------------------------------
 
-    def verdict(self, command_exit: int = 0) -> Verdict:
-        """The run's exit code given the command's (see ``decision.verdict``)."""
+    def verdict(self, command_exit: int = 0, *, command: bool = True) -> Verdict:
+        """The run's exit code given the command's (see ``decision.verdict``);
+        ``command=False`` for a proxy served until stopped, with no command of its own."""
         if self.summary is None:
             raise RuntimeError("the proxy run has not stopped yet")
         return verdict(self.summary, command_exit=command_exit,
-                       fail_on_unused=self.settings.fail_on_unused)
+                       fail_on_unused=self.settings.fail_on_unused, command=command)

@@ -17,7 +17,7 @@ import fcntl
 import os
 import re
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,17 +33,28 @@ from replayproxy.cassette.format import (
 )
 from replayproxy.cassette.store import (
     SUFFIX,
+    CassetteFile,
     ensure_cassette_dir,
     load_cassette,
     locked_dir,
     write_atomic,
 )
-from replayproxy.model import Interaction
+from replayproxy.model import Interaction, Request
 
-__all__ = ["Journal", "pending_journals", "recover_journals", "unrecovered_cassettes"]
+__all__ = ["Journal", "Keep", "pending_journals", "recover_journals", "unrecovered_cassettes"]
+
+Keep = Callable[[CassetteFile, CassetteFile], Sequence[int]]
+"""For a replacing journal: given the cassette as it is and what the run recorded, the
+positions of the old interactions to keep, in order, ahead of the new ones (VCR.py's
+``all`` keeps those the run did not re-record). None: keep none."""
 
 
-def _journal_header(replace: bool) -> bytes:
+_KEEP = "keep"
+"""The header's ``replace`` value of a journal that replaces the cassette but keeps the
+old interactions the run did not re-record (VCR.py's ``all``)."""
+
+
+def _journal_header(replace: bool | str) -> bytes:
     header = {"format": JOURNAL_FORMAT, "replace": replace, "version": FORMAT_VERSION}
     return msgpack.packb(header, use_bin_type=True)
 
@@ -55,14 +66,15 @@ class Journal:
     ``recover_journals`` that its writer is still alive.
     """
 
-    def __init__(self, cassette_file: Path, *, replace: bool) -> None:
+    def __init__(self, cassette_file: Path, *, replace: bool, keep_old: bool = False
+                 ) -> None:
         ensure_cassette_dir(cassette_file.parent)
         self.cassette_file = cassette_file
         self.path = cassette_file.parent / f".{cassette_file.name}.{os.getpid()}.journal"
         self.count = 0
         self._file: IO[bytes] | None = self.path.open("ab")
         fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._file.write(_journal_header(replace))
+        self._file.write(_journal_header(_KEEP if replace and keep_old else replace))
         self._file.flush()
 
     def append(self, it: Interaction) -> None:
@@ -73,24 +85,26 @@ class Journal:
         self._file.flush()
         self.count += 1
 
-    def commit(self) -> int:
-        """Fold this journal into its cassette and remove it; return interactions folded."""
+    def commit(self, keep: Keep | None = None) -> int:
+        """Fold this journal into its cassette and remove it; return interactions folded.
+        ``keep``: for a replacing journal, which old interactions stay (see ``Keep``)."""
         if self._file is None:
             return 0
         os.fsync(self._file.fileno())
         with locked_dir(self.cassette_file.parent):
-            folded = _fold(self.cassette_file, [self.path])
+            folded = _fold(self.cassette_file, [self.path], keep)
         self._file.close()  # releases the flock only after the fold
         self._file = None
         return folded
 
 
-def _read_journal(path: Path) -> tuple[bool, list[RawEntry]]:
-    """Return (replace, entries) of a journal; a torn last entry is dropped."""
+def _read_journal(path: Path) -> tuple[bool | str, list[RawEntry]]:
+    """Return (replace, entries) of a journal (replace: False, True, or ``_KEEP``); a torn
+    last entry is dropped."""
     data = path.read_bytes()
     unpacker = msgpack.Unpacker(raw=False, use_list=False, max_buffer_size=max(len(data), 1))
     unpacker.feed(data)
-    if any(_journal_header(r).startswith(data) for r in (False, True)):
+    if any(_journal_header(r).startswith(data) for r in (False, True, _KEEP)):
         return False, []  # the writer was killed before its header was complete
     header, reader = read_header(unpacker, path, JOURNAL_FORMAT)
     entries: list[RawEntry] = []
@@ -106,7 +120,8 @@ def _read_journal(path: Path) -> tuple[bool, list[RawEntry]]:
         except ValueError:
             break
         entries.append(entry)
-    return bool(header.get("replace")), entries
+    replace = header.get("replace")
+    return (_KEEP if replace == _KEEP else bool(replace)), entries
 
 
 def _content(entry: RawEntry) -> tuple[Any, Any]:
@@ -128,18 +143,35 @@ def _stabilise(old: Sequence[RawEntry], new: list[RawEntry]) -> list[RawEntry]:
     return out
 
 
-def _fold(cassette_file: Path, journals: Sequence[Path]) -> int:
+def _same_request_line(old: CassetteFile, new: CassetteFile) -> list[int]:
+    """The default ``Keep``: old interactions whose method, URL and query no new one has
+    (VCR.py's default ``match_on``), for a journal folded by a process that does not
+    know the cassette's matching rules."""
+    def line(q: Request) -> tuple[str, str, str, int, str, str]:
+        return (q.method.upper(), q.scheme.lower(), q.host.lower(), q.port, q.path, q.query)
+
+    seen = {line(new.request(i)) for i in range(len(new))}
+    return [i for i in range(len(old)) if line(old.request(i)) not in seen]
+
+
+def _fold(cassette_file: Path, journals: Sequence[Path], keep: Keep | None = None) -> int:
     """Merge ``journals`` into ``cassette_file`` and delete them (caller holds the lock)."""
     old: Sequence[RawEntry] = ()
+    loaded: CassetteFile | None = None
     if cassette_file.exists():
-        old = load_cassette(cassette_file).entries
+        loaded = load_cassette(cassette_file)
+        old = loaded.entries
     entries: list[RawEntry] = list(old)
     folded = 0
     replaced = False
     for j in journals:
         replace, new = _read_journal(j)
         if replace and new and not replaced:  # a run that recorded nothing replaces nothing
-            entries, replaced = [], True
+            kept: Sequence[int] = ()
+            if replace == _KEEP and loaded is not None:
+                kept = (keep or _same_request_line)(loaded, CassetteFile(cassette_file.name,
+                                                                         new))
+            entries, replaced = [old[i] for i in kept], True
         entries.extend(new)
         folded += len(new)
     if replaced:
@@ -187,13 +219,13 @@ def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[\]])", r"[\1]", text)
 
 
-def recover_journals(cassette_file: Path) -> int:
+def recover_journals(cassette_file: Path, keep: Keep | None = None) -> int:
     """Fold journals left by killed recordings into the cassette; return how many
-    interactions were recovered."""
+    interactions were recovered. ``keep``: see ``Keep``."""
     journals = pending_journals(cassette_file)
     if not journals:
         return 0
     with locked_dir(cassette_file.parent):
         # re-check under the lock: another process may have recovered them meanwhile
         journals = [j for j in journals if j.exists()]
-        return _fold(cassette_file, journals) if journals else 0
+        return _fold(cassette_file, journals, keep) if journals else 0

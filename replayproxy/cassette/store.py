@@ -45,6 +45,7 @@ __all__ = [
     "CassetteFile",
     "cassette_info",
     "cassette_path",
+    "check_cassette_dir",
     "ensure_cassette_dir",
     "list_cassettes",
     "load_cassette",
@@ -253,6 +254,39 @@ def ensure_cassette_dir(directory: Path) -> None:
             f"cannot create cassette directory {directory}: {e.strerror}; "
             "choose another with {cassette_dir}"
         ) from None
+
+
+def check_cassette_dir(directory: Path, *, write: bool) -> None:
+    """Raise CassetteError, in one line naming ``directory`` and the fix, if it cannot
+    hold cassettes: a file, a device, a dangling symlink, or (``write``) a directory this
+    process may not write (nor, when missing, create)."""
+    fix = "choose another with {cassette_dir}"
+    if directory.is_symlink() and not directory.exists():
+        target = os.readlink(directory)
+        raise CassetteError(
+            f"cassette directory {directory} is a symlink to {target}, which does not "
+            f"exist: create {target} or {fix}", directory=str(directory))
+    if directory.exists() and not directory.is_dir():
+        what = "a file" if directory.is_file() else "not a directory"
+        raise CassetteError(f"cassette directory {directory} is {what}: {fix}",
+                            directory=str(directory))
+    if not write:
+        return
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            raise CassetteError(f"cassette directory {directory}: {existing} is a dangling "
+                                f"symlink: {fix}", directory=str(directory))
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CassetteError(f"cannot create cassette directory {directory}: {existing} is "
+                            f"not a directory: {fix}", directory=str(directory))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        if existing == directory:
+            raise CassetteError(f"cassette directory {directory} is not writable: fix its "
+                                f"permissions or {fix}", directory=str(directory))
+        raise CassetteError(f"cannot create cassette directory {directory}: {existing} is "
+                            f"not writable: {fix}", directory=str(directory))
 
 
 def save_cassette(path: str | os.PathLike[str], entries: Sequence[RawEntry | Interaction]) -> None:

@@ -65,18 +65,55 @@ def console() -> Any:
     return out if out.is_terminal else Console(soft_wrap=True)
 
 
-def report_run(summary: SessionSummary, fail_on_unused: bool = False) -> None:
-    """Log what a proxy run did: counts, unmatched requests, leaks, unused recordings."""
+def report_run(summary: SessionSummary, fail_on_unused: bool = False, *,
+               command: bool = True) -> None:
+    """Log what a proxy run did: counts, unmatched requests, leaks, unused recordings,
+    failures (upstream, client trust), a bypassed proxy (``command``: a command ran)."""
     from replayproxy.cassette.view import summary_line
+    from replayproxy.decision.verdict import BYPASS_CAUSES, bypassed
     from replayproxy.matching.diagnostics import render_candidates
 
     if summary.mode is RecordMode.ALL and summary.recorded == 0:
-        log.warning(
-            "nothing was recorded, cassette %s left as it was: does the command send its "
-            "requests through HTTP_PROXY/HTTPS_PROXY?", summary.path)
+        if summary.connections == 0:
+            log.warning(
+                "nothing was recorded, cassette %s left as it was: no connection reached "
+                "the proxy; does the command send its requests through "
+                "HTTP_PROXY/HTTPS_PROXY?", summary.path)
+        else:
+            log.warning("nothing was recorded, cassette %s left as it was (%s reached the "
+                        "proxy; see below)", summary.path,
+                        plural(summary.requests, "request"))
     else:
         log.info("cassette %s: %d replayed, %d recorded", summary.path, summary.replayed,
                  summary.recorded)
+    if command and bypassed(summary):
+        log.error("no request reached the proxy although cassette %s has %s: the command "
+                  "bypassed the proxy. Usual causes: %s", summary.cassette,
+                  plural(summary.cassette_size, "interaction"), BYPASS_CAUSES)
+    if summary.upstream_failures:
+        log.error("%s failed upstream while recording (recorded as what the client got, "
+                  "and replayed the same way):", plural(len(summary.upstream_failures),
+                                                        "request"))
+        for failure in summary.upstream_failures[:50]:
+            log.error("  %s", failure.line)
+        if len(summary.upstream_failures) > 50:
+            log.error("  … and %d more", len(summary.upstream_failures) - 50)
+    if summary.replayed_failures:
+        log.warning("%s answered with a recorded upstream failure (the same 502, or no "
+                    "answer for a timeout); re-record once the upstream works:",
+                    plural(len(summary.replayed_failures), "request"))
+        for failure in summary.replayed_failures[:20]:
+            log.warning("  %s %s: %s", failure.request.method, failure.request.url,
+                        failure.message)
+    for refusal in summary.client_refusals[:20]:
+        log.error("%s", refusal.line)
+    if summary.unused_routes:
+        log.warning("%s in the configuration matched no request in this run (check host, "
+                    "port and path: a route is '[METHOD ]HOST[:PORT]/PATH', see "
+                    "docs/matching.md#routes):",
+                    plural(len(summary.unused_routes), "route"))
+        for name in summary.unused_routes:
+            log.warning("  %s", name)
     if summary.unmatched:
         log.warning("%s matched nothing in cassette %s:",
                     plural(len(summary.unmatched), "request"), summary.cassette)

@@ -70,14 +70,15 @@ class Upstream:
 
 
 def _proxy_run(matching: Matching, name: str, mode: RecordMode, faults: list[str] | None, *,
-               ca_dir: Path | None, upstream: Upstream, port: int) -> ProxyRun:
+               ca_dir: Path | None, upstream: Upstream, port: int,
+               fresh: bool = False) -> ProxyRun:
     """The proxy run for a command, its cassette opened (the engine not started yet)."""
     from replayproxy.run import ProxyRun
 
     run = ProxyRun(name, mode, settings=matching.settings(), faults=faults or (),
                    upstream_ca=upstream.ca or (), upstream_insecure=upstream.insecure,
                    upstream_proxy=upstream.proxy, ca_dir=ca_dir, port=port,
-                   reverse=upstream.reverse or (), freeze_gc=True)
+                   reverse=upstream.reverse or (), freeze_gc=True, fresh=fresh)
     run.open()
     return run
 
@@ -103,8 +104,8 @@ def _finish(run: ProxyRun, command_exit: int, *, command: bool) -> None:
 
     summary = run.stop()
     assert summary is not None
-    report_run(summary, run.settings.fail_on_unused)
-    verdict = run.verdict(command_exit)
+    report_run(summary, run.settings.fail_on_unused, command=command)
+    verdict = run.verdict(command_exit, command=command)
     for reason in verdict.reasons:
         log.warning("exiting with 1: %s%s", "the command passed but " if command else "",
                     word_settings(reason, CLI_WORDS))
@@ -150,7 +151,7 @@ def _run_child(cmd: list[str], env: dict[str, str]) -> int:
 
 def _wrap(cmd: list[str] | None, *, name: str, matching: Matching, mode: RecordMode,
           upstream: Upstream, ca_dir: Path | None, port: int, quiet: bool,
-          faults: list[str] | None = None) -> None:
+          faults: list[str] | None = None, fresh: bool = False) -> None:
     """Run ``cmd`` under a proxy for cassette ``name``, then exit with its code."""
     setup_logging(quiet)
     if not cmd:
@@ -158,7 +159,7 @@ def _wrap(cmd: list[str] | None, *, name: str, matching: Matching, mode: RecordM
         raise ConfigError("no command given: put it after `--`, e.g. "
                           f"replayproxy {verb} -c {name} -- pytest")
     run = _proxy_run(matching, name, mode, faults, ca_dir=ca_dir, upstream=upstream,
-                     port=port)
+                     port=port, fresh=fresh)
     with run:  # stopped (and the cassette written) however the block ends
         _describe_start(run)
         rc = _run_child(cmd, run.environment())
@@ -188,12 +189,16 @@ def wrapping_command(name: str, default_mode: RecordMode, doc: str) -> Callable[
         fail_on_unused: FailOnUnused = False,
         fault: Faults = None,
         quiet: Quiet = False,
+        fresh: Annotated[bool, typer.Option(
+            "--fresh", help="Start the cassette afresh: record everything and replace the "
+            "whole cassette (mode all otherwise keeps recorded interactions the run did "
+            "not request again, as VCR.py does).")] = False,
     ) -> None:
         matching = Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
                             ignore_header, match_header, ignore_json)
         _wrap(cmd, name=cassette, matching=matching, mode=record_mode,
               upstream=Upstream(upstream_ca, upstream_insecure, upstream_proxy, reverse),
-              ca_dir=ca_dir, port=port, quiet=quiet, faults=fault)
+              ca_dir=ca_dir, port=port, quiet=quiet, faults=fault, fresh=fresh)
 
     command.__name__ = name
     command.__doc__ = doc

@@ -26,9 +26,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from replayproxy.decision.failures import recorded_timeout
 from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmatched
 from replayproxy.faults.effects import Hold, RefuseConnect, Reset, Respond
-from replayproxy.faults.plan import FaultAction, FaultPlan
+from replayproxy.faults.plan import FaultAction, FaultPlan, Fired
 from replayproxy.model import Interaction, Request
 from replayproxy.redaction.scan import Finding
 
@@ -61,6 +62,23 @@ class Planned:
 
 _ANSWERS = (Respond, Reset, Hold, RefuseConnect)
 
+HELD_EXTRA = 5.0
+"""Seconds a recorded timeout holds a request beyond what the client waited when it was
+recorded, before the connection is dropped."""
+
+
+def _session_plan(session: CassetteSession, request: Request,
+                  fault: FaultAction | None = None) -> Planned:
+    """The cassette's plan; a recorded timeout is carried out as one: no answer (held,
+    then dropped), as the client saw it when recording."""
+    plan = session.decide(request)
+    if isinstance(plan, Replay):
+        waited = recorded_timeout(plan.served.interaction.response)
+        if waited is not None:
+            hold = Hold(waited + HELD_EXTRA)
+            return Planned(FaultAnswer(FaultAction((Fired(-1, "recorded timeout", hold),))))
+    return Planned(plan, fault)
+
 
 def decide(session: CassetteSession, faults: FaultPlan | None, request: Request,
            now: float) -> Planned:
@@ -75,11 +93,13 @@ def decide(session: CassetteSession, faults: FaultPlan | None, request: Request,
         if request.scheme == "http":
             refused = faults.decide_connect(request.host, request.port, "http", now)
             if refused is not None:
+                session.note_request(request)
                 return Planned(FaultAnswer(refused))
         action = faults.decide(request, now)
         if action is not None and isinstance(action.terminal, _ANSWERS):
+            session.note_request(request)
             return Planned(FaultAnswer(action))
-    return Planned(session.decide(request), action)
+    return _session_plan(session, request, action)
 
 
 class Pipeline:
@@ -105,7 +125,7 @@ class Pipeline:
     def decide(self, request: Request, now: float) -> Planned:
         """The plan for ``request`` (see ``decide``)."""
         if not len(self.faults):
-            return Planned(self.session.decide(request))
+            return _session_plan(self.session, request)
         with self.lock:
             return decide(self.session, self.faults, request, now)
 
@@ -122,3 +142,8 @@ class Pipeline:
         """Store a forwarded exchange in the cassette (redacted, scanned); see
         ``CassetteSession.record``."""
         return self.session.record(interaction)
+
+    def record_failure(self, interaction: Interaction, message: str) -> list[Finding]:
+        """Store an upstream failure as the answer the client got; see
+        ``CassetteSession.record_failure``."""
+        return self.session.record_failure(interaction, message)

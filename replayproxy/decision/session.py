@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
+from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from replayproxy.cassette.journal import Journal, pending_journals, recover_journals
 from replayproxy.cassette.store import CassetteFile, cassette_path, load_cassette
+from replayproxy.decision.failures import (
+    ClientRefusal,
+    UpstreamFailure,
+    is_upstream_failure,
+    recorded_cause,
+)
 from replayproxy.errors import CassetteError
 from replayproxy.matching.diagnostics import Candidate, render_candidates
 from replayproxy.matching.index import ReplayIndex, Served
@@ -22,6 +30,7 @@ from replayproxy.matching.rules import MatchConfig
 from replayproxy.model import Interaction, RecordMode, Request
 from replayproxy.redaction.redactor import Redactor
 from replayproxy.redaction.scan import Finding, scan_interaction
+from replayproxy.routes import Route
 
 __all__ = ["CassetteSession", "Forward", "Replay", "SessionSummary", "Unmatched"]
 
@@ -106,6 +115,21 @@ class SessionSummary:
     """Interactions in which secrets remained after redaction, with what was found."""
     leaks_written: bool = False
     """True when they were written anyway (``on_leak = "warn"``)."""
+    requests: int = 0
+    """Requests that reached the proxy and were asked about (0: the command bypassed it)."""
+    connections: int = 0
+    """Client connections the proxy accepted."""
+    cassette_size: int = 0
+    """Interactions in the cassette when the run started."""
+    upstream_failures: list[UpstreamFailure] = field(default_factory=list)
+    """Requests whose upstream failed while recording (kept as the client's 502)."""
+    replayed_failures: list[UpstreamFailure] = field(default_factory=list)
+    """Recorded upstream failures that replay answered again."""
+    client_refusals: list[ClientRefusal] = field(default_factory=list)
+    """Clients that refused the proxy's certificate."""
+    unused_routes: list[str] = field(default_factory=list)
+    """Configured routes (``[[match.routes]]``, ``[[redact.routes]]``) that no request of
+    the run fell under, as ``match route 'PATTERN'``."""
 
 
 class CassetteSession:
@@ -127,6 +151,9 @@ class CassetteSession:
         recover: fold an interrupted recording's journals into the cassette first (a
             write). False for read-only uses (``explain``): the cassette file is used
             as it is and nothing on disk changes; ``pending`` lists the journals left.
+        fresh: start the cassette afresh: record everything (mode ``all``) and replace
+            the whole cassette with it. Without it, ``all`` keeps the recorded
+            interactions the run did not request again, as VCR.py 9 does.
 
     Raises:
         CassetteError: replay-only mode and the cassette does not exist, or it is corrupt.
@@ -144,10 +171,27 @@ class CassetteSession:
         match: MatchConfig | None = None,
         redactor: Redactor | None = None,
         recover: bool = True,
+        fresh: bool = False,
     ) -> None:
         self.name = name
         self.path = cassette_path(cassette_dir, name)
-        recovered = recover_journals(self.path) if recover else 0
+        self.fresh = fresh
+        if fresh:
+            if mode is RecordMode.NONE:
+                raise CassetteError(
+                    f"cassette {name!r}: starting afresh records, which record mode none "
+                    "never does: use {record_mode} all (the default of record)",
+                    cassette=name)
+            mode = RecordMode.ALL
+        self.redactor = redactor or Redactor()
+        match = match or MatchConfig()
+        if self.redactor.config.same_value:
+            match = replace(match, base=replace(
+                match.base, redacted_same=self.redactor.config.same_value))
+        # matches requests to requests (not to a cassette): which old interactions a
+        # re-recording replaces
+        self._rules = ReplayIndex(CassetteFile(name, ()), match)
+        recovered = recover_journals(self.path, self._unrequested) if recover else 0
         self.pending = [] if recover else pending_journals(self.path)
         """Journals of an interrupted recording not folded in (``recover=False``)."""
         exists = self.path.exists()
@@ -170,15 +214,21 @@ class CassetteSession:
             if exists and mode is not RecordMode.ALL
             else CassetteFile(name, ())
         )
-        self.redactor = redactor or Redactor()
-        match = match or MatchConfig()
-        if self.redactor.config.same_value:
-            match = replace(match, base=replace(
-                match.base, redacted_same=self.redactor.config.same_value))
-        self.index = ReplayIndex(cassette, match, strict=strict)
-        self.summary = SessionSummary(name, self.path, mode, recovered=recovered)
+        # VCR.py's new_episodes records a request beyond a recorded sequence (never
+        # repeats), and, when the cassette existed, replays what this run recorded to
+        # later identical requests
+        self.index = ReplayIndex(cassette, match,
+                                 strict=strict or mode is RecordMode.NEW_EPISODES)
+        self._fresh: dict[Hashable, deque[Interaction]] | None = (
+            {} if mode is RecordMode.NEW_EPISODES and exists else None)
+        self.summary = SessionSummary(name, self.path, mode, recovered=recovered,
+                                      cassette_size=len(cassette))
         self._journal: Journal | None = None
         self._redacted: dict[Request, Request] = {}
+        # configured routes no request has fallen under yet (checked until each has)
+        self._idle_routes: list[tuple[str, Route]] = [
+            *((f"match route {r.text!r}", r) for r, _ in match.routes),
+            *((f"redact route {r.text!r}", r) for r, _ in self.redactor.config.routes)]
 
     @property
     def records(self) -> bool:
@@ -187,14 +237,23 @@ class CassetteSession:
 
     def decide(self, request: Request) -> Decision:
         """Return what to do with ``request``."""
+        self.note_request(request)
         if self.mode is RecordMode.ALL:
             return Forward()
         request = self._redact(request)
         served = self.index.match(request)
         if served is not None:
             self.summary.replayed += 1
+            response = served.interaction.response
+            if is_upstream_failure(response):
+                self.summary.replayed_failures.append(
+                    UpstreamFailure(request, recorded_cause(response)))
             return Replay(served)
         if self.mode is RecordMode.NEW_EPISODES:
+            again = self._fresh.get(self._rules.identity(request)) if self._fresh else None
+            if again:
+                self.summary.replayed += 1
+                return Replay(Served(again.popleft(), len(self.index.cassette), False))
             return Forward()
         unmatched = Unmatched(self.name, request, tuple(self.index.closest(request)))
         self.summary.unmatched.append(unmatched)
@@ -231,16 +290,54 @@ class CassetteSession:
                 return findings
             self.summary.leaks_written = True
         if self._journal is None:
-            self._journal = Journal(self.path, replace=self.mode is RecordMode.ALL)
+            self._journal = Journal(self.path, replace=self.mode is RecordMode.ALL,
+                                    keep_old=not self.fresh)
         self._journal.append(interaction)
         self.summary.recorded += 1
+        if self._fresh is not None:
+            self._fresh.setdefault(self._rules.identity(interaction.request),
+                                   deque()).append(interaction)
         return findings
+
+    def _unrequested(self, old: CassetteFile, new: CassetteFile) -> list[int]:
+        """The old interactions that no newly recorded one matches (a re-recording in
+        mode ``all`` keeps them, ahead of the new ones, as VCR.py 9 does)."""
+        seen = {self._rules.identity(new.request(i)) for i in range(len(new))}
+        return [i for i in range(len(old)) if self._rules.identity(old.request(i)) not in seen]
+
+    def record_failure(self, interaction: Interaction, message: str) -> list[Finding]:
+        """Record an upstream failure as the answer the client got (``interaction``, its
+        response marked, see ``decision.failures``) and list it in the summary with its
+        cause, ``message`` (the engine's words)."""
+        self.summary.upstream_failures.append(
+            UpstreamFailure(self._redact(interaction.request), message))
+        return self.record(interaction)
+
+    def note_request(self, request: Request) -> None:
+        """A request reached the proxy (``decide`` calls it; the pipeline too, for a
+        request a fault answers without asking the cassette)."""
+        self.summary.requests += 1
+        if self._idle_routes:
+            self._idle_routes = [(n, r) for n, r in self._idle_routes if not r.matches(request)]
+
+    def note_connection(self) -> None:
+        """A client connected to the proxy."""
+        self.summary.connections += 1
+
+    def note_refusal(self, host: str, message: str) -> None:
+        """A client refused the proxy's certificate for ``host``."""
+        refusal = ClientRefusal(host, message)
+        if refusal not in self.summary.client_refusals and \
+                len(self.summary.client_refusals) < 100:
+            self.summary.client_refusals.append(refusal)
 
     def close(self) -> SessionSummary:
         """Fold what was recorded into the cassette and return the run's summary."""
         if self._journal is not None:
-            self._journal.commit()
+            self._journal.commit(self._unrequested)
             self._journal = None
+        if self.summary.requests:
+            self.summary.unused_routes = [name for name, _ in self._idle_routes]
         if self.mode is not RecordMode.ALL:
             self.summary.unused = self.index.unused()
             self.summary.unused_interactions = [

@@ -122,6 +122,11 @@ class ReplayIndex:
         self._groups[key] = (rule, group)
         return group
 
+    def identity(self, request: Request) -> Hashable:
+        """A key equal for two requests exactly when they match each other under this
+        index's rules (sequence position aside)."""
+        return self._key(request), match_key(request, self.rule_for(request))
+
     def match(self, request: Request) -> Served | None:
         """Return the interaction to serve for ``request``, or None if nothing matches."""
         key = self._key(request)

@@ -123,7 +123,10 @@ def test_exit_code_of_cmd_is_passed_through(https_upstream, run, cdir):
     assert run("record", "rc", sh(script)).returncode == 3
     assert cassette_path(cdir, "rc").exists()
     assert run("replay", "rc", sh(script)).returncode == 3
-    assert run("replay", "rc", sh("exit 0")).returncode == 0
+    passing = script.replace("exit 3", "exit 0")
+    assert run("replay", "rc", sh(passing)).returncode == 0
+    # a passing CMD that sent nothing through the proxy bypassed it: 1 (#12)
+    assert run("replay", "rc", sh("exit 0")).returncode == 1
     # a CMD killed by a signal exits like a shell reports it: 128 + signal number
     assert run("replay", "rc", sh("kill -TERM $$")).returncode == 128 + 15
 
@@ -199,7 +202,13 @@ def test_record_mode_all_rerecords(https_upstream, run, cdir):
     proc = run("record", "again", curl(json_url), "--record-mode", "all")
     assert (proc.returncode, proc.stdout) == (0, JSON_BODY)
     assert https_upstream.hits("/json") == 2, "all must not replay"
-    assert urls(cdir, "again") == [f"GET {json_url}"]  # the cassette is the new run
+    # as VCR.py 9: the re-recorded interaction replaces the old one, the others stay,
+    # ahead of it (#12)
+    assert urls(cdir, "again") == [f"GET {png_url}", f"GET {json_url}"]
+
+    proc = run("record", "again", curl(json_url), "--fresh")
+    assert proc.returncode == 0
+    assert urls(cdir, "again") == [f"GET {json_url}"]  # afresh: the cassette is the new run
 
 
 def test_record_mode_none_replays_only(https_upstream, run, cdir):

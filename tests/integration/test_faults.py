@@ -663,7 +663,7 @@ def test_slow_body_live_with_truncate_cuts_the_trickle(http_upstream, fault_prox
 
 def test_slow_body_live_upstream_failure_is_the_usual_502(fault_proxy, cassette_dir):
     """The upstream refuses the connection: the client gets mitmproxy's 502, with or
-    without the fault, and nothing is recorded."""
+    without the fault, and both are recorded as that 502, marked (#12)."""
     dead = f"http://127.0.0.1:{free_port()}"
     with fault_proxy("live-dead", RecordMode.ALL, ["slow_body=10b/s@*/json"]) as p, \
             p.requests() as s:
@@ -673,7 +673,11 @@ def test_slow_body_live_upstream_failure_is_the_usual_502(fault_proxy, cassette_
     assert faulted.status_code == plain.status_code == 502
     assert faulted.headers["Content-Type"] == plain.headers["Content-Type"]
     assert faulted.content == plain.content
-    assert p.summary is not None and p.summary.recorded == 0
+    assert p.summary is not None and p.summary.recorded == 2
+    assert [f.kind for f in p.summary.upstream_failures] == ["connection refused"] * 2
+    recorded = load_cassette(cassette_path(cassette_dir, "live-dead")).interactions()
+    assert [(it.request.path, it.response.status, it.response.body) for it in recorded] == \
+        [("/json", 502, faulted.content), ("/other", 502, plain.content)]
 
 
 # -- corrupt ----------------------------------------------------------------------------

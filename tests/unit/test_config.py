@@ -465,3 +465,19 @@ def test_a_regex_route_and_ignore_regex_from_the_file(tmp_path):
     assert index.match(report("/v1/reports/7", "2025-06-30T12:34")) is not None
     assert index.match(report("/v1/reports/7/raw", "2025-06-30T12:34")) is None
     assert re.search("generated", config.routes[0][1]["ignore_regex"][0].pattern)
+
+
+@pytest.mark.parametrize(("route", "problem"), [
+    ("GRT api.example.com/*", "unknown method 'GRT'"),
+    ("api..example.com/v1/*", "malformed host"),
+    ("/v1/*", "it has no host"),
+])
+def test_a_route_that_could_never_apply_is_a_startup_error(tmp_path, route, problem):
+    message = config_error(tmp_path, f"""
+        [[tool.replayproxy.match.routes]]
+        route = "{route}"
+        ignore_query = ["ts"]
+    """)
+    assert "pyproject.toml" in message
+    assert "[tool.replayproxy.match.routes #1] route" in message
+    assert problem in message

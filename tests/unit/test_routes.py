@@ -170,3 +170,52 @@ def test_targets_with_spaces_are_rejected(pattern):
     with pytest.raises(ValueError, match="invalid route") as info:
         parse_route(pattern)
     assert repr(pattern) in str(info.value) and "POST api.example.com/v1/*" in str(info.value)
+
+
+# -- host:port/path, and routes that could never apply (#12) ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "request_", "expected"),
+    [
+        ("127.0.0.1:8443/v1/*", request("GET", "https://127.0.0.1:8443/v1/x"), True),
+        ("127.0.0.1:8443/v1/*", request("GET", "http://127.0.0.1:8443/v1/x"), True),
+        ("127.0.0.1:8443/v1/*", request("GET", "https://127.0.0.1:8444/v1/x"), False),
+        ("127.0.0.1:8443/v1/*", request("GET", "https://127.0.0.1:8443/v2/x"), False),
+        ("POST localhost:3000/*", request("POST", "http://localhost:3000/a"), True),
+        ("POST localhost:3000/*", request("GET", "http://localhost:3000/a"), False),
+        ("api.example.com:443/v1/*", request("GET", "https://api.example.com/v1/x"), True),
+        ("*:84*/v1/*", request("GET", "http://sandbox:8443/v1/x"), True),
+        ("*:84*/v1/*", request("GET", "http://sandbox:9443/v1/x"), False),
+        ("sandbox:8443", request("GET", "http://sandbox:8443/any/path"), True),
+        # without a port, any port (as before)
+        ("127.0.0.1/v1/*", request("GET", "https://127.0.0.1:8443/v1/x"), True),
+    ],
+)
+def test_host_port_path(pattern, request_, expected):
+    assert matches(pattern, request_) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [
+        ("GRT api.example.com/*", "unknown method 'GRT'"),
+        ("GET|PSOT api.example.com/*", "unknown method 'PSOT'"),
+        ("FETCH re:^api", "unknown method 'FETCH'"),
+        ("api..example.com/v1/*", "malformed host 'api..example.com'"),
+        ("api,example.com/v1/*", "malformed host 'api,example.com'"),
+        ("GET *,seed=0", "malformed host '*,seed=0'"),
+        ("127.0.0.1:port/v1/*", "malformed port 'port'"),
+        ("127.0.0.1:70000/v1/*", "malformed port '70000'"),
+        ("127.0.0.1:/v1/*", "malformed port ''"),
+        ("/v1/*", "it has no host"),
+        ("POST /v1/charges", "it has no host"),
+        ("https:///v1/*", "the URL has no host"),
+        ("ht tp://x/*", "unknown method 'HT'"),
+        ("1http://x/*", "malformed scheme '1http'"),
+    ],
+)
+def test_a_route_that_could_never_apply_is_an_error(pattern, problem):
+    with pytest.raises(ValueError) as info:
+        parse_route(pattern)
+    assert problem in str(info.value) and repr(pattern) in str(info.value)

@@ -92,7 +92,9 @@ def test_new_episodes_on_a_missing_cassette_creates_it(tmp_path):
     assert paths(tmp_path / "fresh.cassette") == ["/x"]
 
 
-def test_all_forwards_everything_and_replaces_the_cassette(tmp_path, existing):
+def test_all_forwards_everything_and_keeps_what_it_did_not_rerecord(tmp_path, existing):
+    """VCR.py 9: re-recorded interactions replace the ones they match; the others stay,
+    ahead of the new ones (#12)."""
     session = CassetteSession(tmp_path, "shop", RecordMode.ALL)
     assert isinstance(session.decide(request("GET", "/a")), Forward)  # recorded, but not replayed
     assert isinstance(session.decide(request("GET", "/z")), Forward)
@@ -101,8 +103,45 @@ def test_all_forwards_everything_and_replaces_the_cassette(tmp_path, existing):
     summary = session.close()
     assert summary.replayed == 0 and summary.recorded == 2
     got = list(load_cassette(existing).interactions())
-    assert [(i.request.path, i.response.body) for i in got] == [("/z", b"Z"), ("/a", b"A2")]
+    assert [(i.request.path, i.response.body) for i in got] == [
+        ("/b", b"B"), ("/z", b"Z"), ("/a", b"A2")]
     assert journals(tmp_path) == []
+
+
+def test_fresh_replaces_the_whole_cassette(tmp_path, existing):
+    session = CassetteSession(tmp_path, "shop", RecordMode.NEW_EPISODES, fresh=True)
+    assert session.mode is RecordMode.ALL
+    assert isinstance(session.decide(request("GET", "/a")), Forward)
+    session.record(interaction("/z", b"Z"))
+    session.close()
+    assert paths(existing) == ["/z"]
+
+
+def test_fresh_with_mode_none_is_an_error(tmp_path, existing):
+    with pytest.raises(CassetteError, match="starting afresh records"):
+        CassetteSession(tmp_path, "shop", RecordMode.NONE, fresh=True)
+
+
+def test_new_episodes_records_past_a_sequence_then_replays_it(tmp_path, existing):
+    """VCR.py 9: a request beyond its recorded sequence is recorded (not repeated), and
+    an identical request after it replays the new recording."""
+    session = CassetteSession(tmp_path, "shop", RecordMode.NEW_EPISODES)
+    assert isinstance(session.decide(request("GET", "/a")), Replay)
+    assert isinstance(session.decide(request("GET", "/a")), Forward)
+    session.record(interaction("/a", b"A2"))
+    again = session.decide(request("GET", "/a"))
+    assert isinstance(again, Replay) and again.served.interaction.response.body == b"A2"
+    assert isinstance(session.decide(request("GET", "/a")), Forward)
+    session.close()
+    assert paths(existing) == ["/a", "/b", "/a"]
+
+
+def test_a_killed_rerecording_keeps_what_it_did_not_rerecord(tmp_path, existing):
+    killed = CassetteSession(tmp_path, "shop", RecordMode.ALL)
+    killed.record(interaction("/a", b"A2"))
+    die(killed)
+    CassetteSession(tmp_path, "shop", RecordMode.NONE).close()
+    assert paths(existing) == ["/b", "/a"]
 
 
 def test_record_reaches_the_journal_before_close(tmp_path, existing):
@@ -114,11 +153,11 @@ def test_record_reaches_the_journal_before_close(tmp_path, existing):
     unpacker = msgpack.Unpacker(raw=False, use_list=False)
     unpacker.feed(journal.read_bytes())
     header, entry = list(unpacker)
-    assert header["format"] == "replayproxy-journal" and header["replace"] is True
+    assert header["format"] == "replayproxy-journal" and header["replace"] == "keep"
     assert decode_interaction(entry) == first
     assert existing.read_bytes() == before  # the cassette changes only at close()
     session.close()
-    assert paths(existing) == ["/first"]
+    assert paths(existing) == ["/a", "/b", "/first"]
 
 
 def test_nothing_recorded_in_mode_all_leaves_the_cassette_untouched(tmp_path, existing):
@@ -226,3 +265,17 @@ def test_repeated_requests_are_redacted_once(tmp_path, existing, monkeypatch):
     session.redacted_cache = 0
     session.decide(request("GET", "/b"))
     assert calls[-1] == "/b"
+
+
+def test_routes_that_matched_nothing_are_listed(tmp_path, existing):
+    from replayproxy.matching.rules import MatchConfig
+    from replayproxy.routes import parse_route
+
+    match = MatchConfig(routes=((parse_route("api.example.com/a"), {}),
+                                (parse_route("127.0.0.1:8443/v1/*"), {})))
+    session = CassetteSession(tmp_path, "shop", RecordMode.NONE, match=match)
+    session.decide(request("GET", "/a"))
+    assert session.close().unused_routes == ["match route '127.0.0.1:8443/v1/*'"]
+    # a run that nothing reached says so otherwise, not route by route
+    idle = CassetteSession(tmp_path, "shop", RecordMode.NONE, match=match)
+    assert idle.close().unused_routes == []

@@ -25,18 +25,21 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import connection, ctx, exceptions, http, tls
 from mitmproxy.proxy import server_hooks
 
 from replayproxy.config import home_dir, load_settings
+from replayproxy.decision.failures import CAUSE_HEADER, MARKER, TIMEOUT_MARKER, WAITED_HEADER
 from replayproxy.decision.pipeline import FaultAnswer, Pipeline, Planned
 from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmatched
 from replayproxy.engines.mitm import trickle
 from replayproxy.engines.mitm.convert import (
+    bad_gateway,
     fault_response,
     interaction_from_flow,
     plain_response,
     request_from_flow,
+    response_from_flow,
     to_flow_response,
 )
 from replayproxy.errors import MITMPROXY_WORDS, ReplayproxyError
@@ -44,7 +47,7 @@ from replayproxy.faults.effects import Corrupt, Hold, RefuseConnect, Reset, Resp
 from replayproxy.faults.mangle import corrupt_body, truncate_body
 from replayproxy.faults.plan import FaultAction, FaultPlan
 from replayproxy.faults.spec import parse_fault
-from replayproxy.model import RecordMode, Request
+from replayproxy.model import Interaction, RecordMode, Request
 from replayproxy.redaction.redactor import Redactor, load_key
 
 __all__ = ["STATE", "FlowState", "ReplayproxyAddon", "Role"]
@@ -249,6 +252,18 @@ class ReplayproxyAddon:
 
     # -- connections --------------------------------------------------------------------
 
+    def client_connected(self, client: connection.Client) -> None:
+        if self.pipeline is not None:
+            self.pipeline.session.note_connection()
+
+    def tls_failed_client(self, data: tls.TlsData) -> None:
+        if self.pipeline is None:
+            return
+        host = data.conn.sni or (data.context.server.address or ("", 0))[0]
+        message = data.conn.error or "TLS handshake failed"
+        log.warning("a client refused the proxy's certificate for %s: %s", host, message)
+        self.pipeline.session.note_refusal(host, message)
+
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         if self.pipeline is None or self.pipeline.records:
             return
@@ -378,6 +393,47 @@ class ReplayproxyAddon:
             # waits as long as sending it at that rate would take, then goes in one piece
             size = len(resp.raw_content or b"")
             await asyncio.sleep(size / max(action.trickle.bytes_per_second, 1))
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        """An upstream failure while recording: keep what the client got (mitmproxy's
+        502), marked, so replay answers the same; the summary lists it with its cause."""
+        state = _state(flow)
+        if state is None or state.role is Role.OTHER or state.planned is None \
+                or not isinstance(state.planned.plan, Forward) or state.trickled \
+                or self.pipeline is None or flow.error is None:
+            return
+        message = flow.error.msg
+        if flow.response is not None and flow.response.timestamp_end is not None:
+            return  # answered in full; the client went away afterwards
+        timed_out = message == "Client disconnected."
+        if timed_out:
+            if flow.response is not None:
+                return  # the client left while the answer was on its way
+            waited = time.time() - flow.request.timestamp_start
+            message = (f"no answer after {waited:.1f} s, the client gave up (timed out) "
+                       "and disconnected")
+        oneline = " ".join(message.split())
+        request = state.request or request_from_flow(flow.request)
+        start = flow.request.timestamp_start
+        elapsed = round(max(0.0, time.time() - start), 6)
+        response = bad_gateway(oneline)
+        if timed_out:
+            # the client saw no answer at all: a placeholder, replayed as no answer
+            response.status_code = 504
+            response.reason = "Gateway Timeout"
+            response.headers["X-Replayproxy"] = TIMEOUT_MARKER
+            response.headers[WAITED_HEADER] = f"{elapsed:.3f}"
+        else:
+            response.headers["X-Replayproxy"] = MARKER
+        response.headers[CAUSE_HEADER] = oneline.encode("ascii", "replace").decode()
+        interaction = Interaction(request, response_from_flow(response),
+                                  recorded_at=round(start, 3), ttfb=elapsed, duration=elapsed)
+        try:
+            self.pipeline.record_failure(interaction, oneline)
+        except Exception:
+            log.exception("replayproxy could not record the failure of %s", flow.request.url)
+        log.warning("upstream failed for %s %s: %s", flow.request.method,
+                    flow.request.pretty_url, oneline)
 
     def _record(self, flow: http.HTTPFlow, state: FlowState) -> bool:
         """Record the upstream's response; False (and the flow killed) if it could not be
