@@ -309,7 +309,7 @@ def version_2(entry):
 
 def read_version_2(monkeypatch):
     """Register a reader for the made-up version 2."""
-    def index(unpacker):
+    def index(unpacker, data):
         offsets, fields = [], []
         for _ in range(unpacker.read_array_header()):
             offsets.append(unpacker.tell())
@@ -393,11 +393,19 @@ def test_malformed_interaction_is_reported_with_file_and_position(tmp_path):
     bad_response = list(good)
     bad_response[1] = ("not", "a", "response")
     path.write_bytes(header_bytes(interactions=2) + msgpack.packb([good, bad_response]))
-    cassette = load_cassette(path)  # responses are only unpacked when served
+    with pytest.raises(CassetteError, match=r"interaction #2 has a malformed response"):
+        load_cassette(path)
+    # the pairs inside a header list are only checked when the interaction is used
+    bad_header = list(good)
+    bad_header[1] = (200, "OK", (("Content-Type", 7),), b"", "HTTP/1.1")
+    path.write_bytes(header_bytes(interactions=2) + msgpack.packb([good, bad_header],
+                                                                  use_bin_type=True))
+    cassette = load_cassette(path)
     assert cassette.interaction(0) == make()
-    with pytest.raises(CassetteError, match=r"malformed interaction #2") as info:
+    with pytest.raises(CassetteError, match=r"malformed interaction #2 \(a header in the "
+                       r"response headers should be a \[name, value\] pair") as info:
         cassette.interaction(1)
-    assert str(path) in str(info.value)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
 def test_cassette_info_reads_the_count(tmp_path):
