@@ -50,6 +50,7 @@ __all__ = [
     "encode_interaction",
     "read_cassette",
     "read_header",
+    "shorten",
     "unpack_entry",
     "without_gc",
 ]
@@ -129,7 +130,7 @@ def _headers(what: str, raw: Any) -> tuple[tuple[str, str], ...]:
 def _shape(what: str, value: Any, size: int) -> tuple[Any, ...]:
     if type(value) not in (tuple, list) or len(value) != size:
         raise _bad(f"{what} should be a list of {size} but", value)
-    return value
+    return tuple(value)
 
 
 def decode_interaction(raw: RawEntry) -> Interaction:
@@ -316,8 +317,19 @@ def without_gc() -> Iterator[None]:
             gc.enable()
 
 
+def shorten(text: str, limit: int = 80) -> str:
+    """``text`` cut to about ``limit`` characters for a message (``…`` and the length)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
+
 def corrupt_error(path: Path, why: str) -> CassetteError:
     """The error for a damaged file: what is wrong, and how to get a good one back."""
+    if path.name.endswith(".journal"):
+        return CassetteError(
+            f"journal {path} is corrupt or truncated ({why}): the interrupted recording it "
+            f"held cannot be recovered; delete it (rm {path}) and record again")
     return CassetteError(
         f"cassette file {path} is corrupt or truncated ({why}): restore it from version "
         f"control (git checkout -- {path}) or delete it and record again"
@@ -344,7 +356,7 @@ def read_header(unpacker: msgpack.Unpacker, path: Path,
             f"{expected!r} header): pass the right {{cassette_dir}} or cassette name"
         )
     version = header.get("version")
-    if not isinstance(version, int) or version < 1:
+    if type(version) is not int or version < 1:
         raise corrupt_error(path, f"invalid format version {version!r}")
     newest = max(READERS)
     if version > newest:
