@@ -465,3 +465,33 @@ def test_a_regex_route_and_ignore_regex_from_the_file(tmp_path):
     assert index.match(report("/v1/reports/7", "2025-06-30T12:34")) is not None
     assert index.match(report("/v1/reports/7/raw", "2025-06-30T12:34")) is None
     assert re.search("generated", config.routes[0][1]["ignore_regex"][0].pattern)
+
+
+# -- hostile files: deep nesting, huge values ------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "x = " + "[" * 5000 + "]" * 5000,
+    "x = " + "{a=" * 5000 + "1" + "}" * 5000,
+])
+def test_toml_nested_thousands_of_levels_is_one_line_not_a_recursion_error(tmp_path, text):
+    message = config_error(tmp_path, text, name="replayproxy.toml")
+    assert message.endswith("nested too deeply to read; fix the file (no setting nests "
+                            "more than a few levels)")
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('strict = "{}"', "strict"),
+    ('[match]\nbody = "{}"', "body"),
+    ('[match]\nignore_regex = ["(", "{}"]', "ignore_regex"),
+    ('[redact]\non_leak = "{}"', "on_leak"),
+    ('faults = ["{}"]', "fault"),
+    ('[drift]\nrate = "{}"', "rate"),
+    ('[[match.routes]]\nroute = "a b c {}"', "route"),
+    ('"{}" = 1', "…"),
+])
+def test_a_megabyte_value_is_not_echoed_in_full(tmp_path, text, key):
+    huge = "x" * 1_000_000
+    message = config_error(tmp_path, text.format(huge), name="replayproxy.toml")
+    assert len(message) < 1000 and "\n" not in message
+    assert key in message
