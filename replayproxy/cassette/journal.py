@@ -185,7 +185,8 @@ def _stabilise(old: Sequence[RawEntry], new: list[RawEntry]) -> list[RawEntry]:
     """
     pool: dict[tuple[Any, Any], deque[RawEntry]] = defaultdict(deque)
     for e in old:
-        pool[_content(e)].append(e)
+        with contextlib.suppress(TypeError):  # a map inside a damaged old entry
+            pool[_content(e)].append(e)
     out = []
     for e in new:
         same = pool.get(_content(e))
