@@ -357,7 +357,7 @@ def read_header(unpacker: msgpack.Unpacker, path: Path,
         )
     version = header.get("version")
     if type(version) is not int or version < 1:
-        raise corrupt_error(path, f"invalid format version {version!r}")
+        raise corrupt_error(path, f"invalid format version {shorten(repr(version))}")
     newest = max(READERS)
     if version > newest:
         raise CassetteError(
@@ -389,7 +389,8 @@ def read_cassette(data: bytes, path: Path) -> Layout:
         except Exception as e:  # msgpack raises several unrelated types on garbage
             raise corrupt_error(path, f"undecodable interactions: {type(e).__name__}") from None
     if header.get("interactions") != len(fields):
-        raise corrupt_error(path, f"header says {header.get('interactions')} interactions, "
+        count = shorten(repr(header.get("interactions")))
+        raise corrupt_error(path, f"header says {count} interactions, "
                                   f"file has {len(fields)}")
     if unpacker.tell() != len(data):
         raise corrupt_error(path, "unexpected data after the interactions")
