@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install demo test test-mitmproxy12 lint bench soak docs screenshot clean
+.PHONY: install demo test test-mitmproxy12 fuzz lint bench soak docs screenshot clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ demo: $(STAMP)
 JOBS ?= auto
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS)
+
+# damaged files at full size (not part of `make test`, which runs a few hundred cases):
+# FUZZ_EXAMPLES cases for each of the six kinds of file (cassette, journal, VCR.py YAML,
+# VCR.py JSON, HAR, configuration) truncated, bit-flipped, spliced and re-typed
+FUZZ_EXAMPLES ?= 2000
+fuzz: $(STAMP)
+	REPLAYPROXY_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -n $(JOBS) \
+	  tests/unit/test_fuzz_files.py
 
 # the same suite on Python 3.12 with mitmproxy 12 (what users of newer Pythons get), in
 # its own venv; PYTHON312 names the interpreter (e.g. ~/.pyenv/versions/3.12.1/bin/python)

@@ -100,6 +100,33 @@ _RULE_KEYS: dict[str, str] = {
 }
 
 
+_SHOWN = 80
+"""How many characters of a value a message shows (a 1 MB value is not echoed)."""
+_LONGEST = 600
+"""Messages longer than this lose their middle (text quoted from another module)."""
+
+
+def _show(value: Any) -> str:
+    """``repr(value)`` for a message, cut to about ``_SHOWN`` characters."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<a {type(value).__name__} nested too deeply to show>"
+    if len(text) <= _SHOWN:
+        return text
+    return f"{text[:_SHOWN]}… ({len(text)} characters)"
+
+
+def _clip(message: str) -> str:
+    """``message`` with its middle cut when it is too long to read (keeps where and the
+    advice at the end)."""
+    if len(message) <= _LONGEST:
+        return message
+    head, tail = _LONGEST // 2, _LONGEST // 4
+    return f"{message[:head]}… ({len(message) - head - tail} characters cut) …" \
+           f"{message[-tail:]}"
+
+
 class _Where:
     """Builds messages naming the file and the key."""
 
@@ -110,7 +137,8 @@ class _Where:
     def error(self, key: str, problem: str) -> ConfigError:
         where = f"{self.source}: " if self.source else ""
         table = f"[{self.section}] " if self.section else ""
-        return ConfigError(f"{where}{table}{key}: {problem}")
+        shown = key if len(key) <= _SHOWN else _show(key)
+        return ConfigError(_clip(f"{where}{table}{shown}: {problem}"))
 
     def child(self, section: str) -> _Where:
         return _Where(self.source, section)
@@ -121,7 +149,7 @@ def _string_list(where: _Where, key: str, value: Any) -> list[str]:
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise where.error(key, f"expected a {_RULE_KEYS.get(key, 'list of strings')}, "
-                               f"got {value!r}")
+                               f"got {_show(value)}")
     return list(value)
 
 
@@ -141,7 +169,7 @@ def _rule_settings(where: _Where, table: Mapping[str, Any], *, route: bool) -> d
             try:
                 settings[key] = kind(value)
             except ValueError:
-                raise where.error(key, f"expected {_RULE_KEYS[key]}, got {value!r}") from None
+                raise where.error(key, f"expected {_RULE_KEYS[key]}, got {_show(value)}") from None
             continue
         items = _string_list(where, key, value)
         if key == "matchers":
@@ -151,7 +179,7 @@ def _rule_settings(where: _Where, table: Mapping[str, Any], *, route: bool) -> d
                     hint = (" (a route may only choose among query, headers, body; method, "
                             "scheme, host, port and path decide which route applies)"
                             if route and name in MATCHER_NAMES else "")
-                    raise where.error(key, f"unknown matcher {name!r}; allowed: "
+                    raise where.error(key, f"unknown matcher {_show(name)}; allowed: "
                                            f"{', '.join(allowed_names)}{hint}")
         elif key == "ignore_json":
             _check_json_paths(where, key, items)
@@ -162,7 +190,7 @@ def _rule_settings(where: _Where, table: Mapping[str, Any], *, route: bool) -> d
                     compiled.append(re.compile(pattern))
                 except re.error as e:
                     raise where.error(
-                        key, f"invalid regular expression {pattern!r}: {e}") from None
+                        key, f"invalid regular expression {_show(pattern)}: {e}") from None
             settings[key] = compiled
             continue
         settings[key] = items
@@ -177,7 +205,7 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
         if key not in _TOP_KEYS:
             raise where.error(key, "unknown setting; allowed: " + ", ".join(sorted(_TOP_KEYS)))
         if not isinstance(value, _TOP_KEYS[key]):
-            raise where.error(key, f"expected {_TOP_KEYS[key].__name__}, got {value!r}")
+            raise where.error(key, f"expected {_TOP_KEYS[key].__name__}, got {_show(value)}")
     match = data.get("match", {})
     prefix = f"{section}." if section else ""
     mwhere = where.child(f"{prefix}match")
@@ -219,7 +247,7 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
 def _string_table(where: _Where, key: str, value: Any) -> list[tuple[str, str]]:
     if not isinstance(value, dict) or not all(isinstance(v, str) and v.strip()
                                               for v in value.values()):
-        raise where.error(key, f"expected a {_DRIFT_KEYS[key]}, got {value!r}")
+        raise where.error(key, f"expected a {_DRIFT_KEYS[key]}, got {_show(value)}")
     return [(k, v.strip()) for k, v in value.items()]
 
 
@@ -233,7 +261,7 @@ def _drift(where: _Where, table: Mapping[str, Any], prefix: str) -> DriftConfig:
         if key not in _DRIFT_KEYS:
             raise where.error(key, "unknown setting; allowed: " + ", ".join(sorted(_DRIFT_KEYS)))
         if not isinstance(value, kinds[key]) or isinstance(value, bool) != (kinds[key] is bool):
-            raise where.error(key, f"expected {_DRIFT_KEYS[key]}, got {value!r}")
+            raise where.error(key, f"expected {_DRIFT_KEYS[key]}, got {_show(value)}")
     config = DriftConfig()
     changes: dict[str, Any] = {}
     if "credentials" in table:
@@ -251,7 +279,7 @@ def _drift(where: _Where, table: Mapping[str, Any], prefix: str) -> DriftConfig:
     if "concurrency" in table:
         if table["concurrency"] < 1:
             raise where.error("concurrency", f"expected {_DRIFT_KEYS['concurrency']}, "
-                                             f"got {table['concurrency']!r}")
+                                             f"got {_show(table['concurrency'])}")
         changes["concurrency"] = table["concurrency"]
     if "rate" in table:
         try:
@@ -276,7 +304,7 @@ def _drift(where: _Where, table: Mapping[str, Any], prefix: str) -> DriftConfig:
                 raise rwhere.error(key, "unknown setting; allowed: "
                                         + ", ".join(sorted(_DRIFT_ROUTE_KEYS)))
             if key in ("allow_unsafe", "skip") and not isinstance(value, bool):
-                raise rwhere.error(key, f"expected true or false, got {value!r}")
+                raise rwhere.error(key, f"expected true or false, got {_show(value)}")
         routes.append(DriftRoute(route, tuple(_drift_ignore(rwhere, "ignore",
                                                              item.get("ignore", []))),
                                  item.get("allow_unsafe"), bool(item.get("skip", False))))
@@ -312,14 +340,14 @@ def _patterns(where: _Where, key: str, value: Any) -> tuple[ValuePattern, ...]:
         elif isinstance(item, dict) and isinstance(item.get("regex"), str):
             name, regex = str(item.get("name", f"pattern-{i + 1}")), item["regex"]
             if not re.fullmatch(r"[a-z0-9_.\-]+", name):
-                raise where.error(key, f"pattern name {name!r} must be lower-case letters, "
+                raise where.error(key, f"pattern name {_show(name)} must be lower-case letters, "
                                        "digits, '_', '-' or '.'")
         else:
-            raise where.error(key, f"expected a {_REDACT_KEYS[key]}, got {item!r}")
+            raise where.error(key, f"expected a {_REDACT_KEYS[key]}, got {_show(item)}")
         try:
             out.append(ValuePattern(name, re.compile(regex)))
         except re.error as e:
-            raise where.error(key, f"invalid regular expression {regex!r}: {e}") from None
+            raise where.error(key, f"invalid regular expression {_show(regex)}: {e}") from None
     return tuple(out)
 
 
@@ -338,11 +366,11 @@ def _redact_table(where: _Where, table: Mapping[str, Any], allowed: set[str]) ->
             extra["patterns"] = _patterns(where, key, value)
         elif key == "on_leak":
             if value not in ("error", "warn"):
-                raise where.error(key, f"expected error or warn, got {value!r}")
+                raise where.error(key, f"expected error or warn, got {_show(value)}")
             extra[key] = value
         elif key == "defaults":
             if not isinstance(value, bool):
-                raise where.error(key, f"expected true or false, got {value!r}")
+                raise where.error(key, f"expected true or false, got {_show(value)}")
             extra[key] = value
     return extra
 
@@ -423,6 +451,10 @@ def load_settings(path: Path | None = None, directory: Path | None = None) -> Se
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}; fix the syntax") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply to "
+                          "read; fix the file (no setting nests more than a few levels)"
+                          ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read configuration file {path}: {e}") from None
     table: Any = data
@@ -430,4 +462,8 @@ def load_settings(path: Path | None = None, directory: Path | None = None) -> Se
         table = table.get(part, {}) if isinstance(table, dict) else {}
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [{section}] must be a table")
-    return parse_settings(table, path, section)
+    try:
+        return parse_settings(table, path, section)
+    except RecursionError:
+        raise ConfigError(f"{path}: [{section or 'settings'}] nests values too deeply to "
+                          "check; no setting nests more than a few levels") from None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ __all__ = [
     "encode_interaction",
     "read_cassette",
     "read_header",
+    "shorten",
     "unpack_entry",
     "without_gc",
 ]
@@ -83,29 +85,77 @@ def encode_interaction(it: Interaction) -> RawEntry:
     )
 
 
-def _headers(raw: Any) -> tuple[tuple[str, str], ...]:
-    return tuple((str(k), str(v)) for k, v in raw)
+def _bad(what: str, value: Any) -> ValueError:
+    shown = repr(value)
+    if len(shown) > 40:
+        shown = shown[:37] + "..."
+    return ValueError(f"{what} is {type(value).__name__} {shown}")
+
+
+def _str(what: str, value: Any) -> str:
+    if type(value) is not str:
+        raise _bad(f"{what} should be text but", value)
+    return value
+
+
+def _int(what: str, value: Any, top: int) -> int:
+    if type(value) is not int or not 0 <= value <= top:
+        raise _bad(f"{what} should be a whole number from 0 to {top} but", value)
+    return value
+
+
+def _float(what: str, value: Any) -> float:
+    if type(value) is not float or not math.isfinite(value):
+        raise _bad(f"{what} should be a finite number but", value)
+    return float(value)
+
+
+def _bytes(what: str, value: Any) -> bytes:
+    if type(value) is not bytes:
+        raise _bad(f"{what} should be bytes but", value)
+    return value
+
+
+def _headers(what: str, raw: Any) -> tuple[tuple[str, str], ...]:
+    if type(raw) not in (tuple, list):
+        raise _bad(f"{what} should be a list but", raw)
+    for pair in raw:
+        if type(pair) not in (tuple, list) or len(pair) != 2 \
+                or type(pair[0]) is not str or type(pair[1]) is not str:
+            raise _bad(f"a header in {what} should be a [name, value] pair of text but", pair)
+    return raw if type(raw) is tuple and all(type(p) is tuple for p in raw) \
+        else tuple((k, v) for k, v in raw)
+
+
+def _shape(what: str, value: Any, size: int) -> tuple[Any, ...]:
+    if type(value) not in (tuple, list) or len(value) != size:
+        raise _bad(f"{what} should be a list of {size} but", value)
+    return tuple(value)
 
 
 def decode_interaction(raw: RawEntry) -> Interaction:
-    """Return the Interaction stored as ``raw`` (format version 1).
+    """Return the Interaction stored as ``raw`` (format version 1), every field checked
+    for its type (and numbers for their range) exactly as written by ``encode_interaction``.
 
     Raises:
-        ValueError: ``raw`` is malformed.
+        ValueError: ``raw`` is malformed; the message says which field and what it holds.
     """
-    try:
-        q, r, recorded_at, ttfb, duration = raw
-        method, scheme, host, port, path, query, qh, qbody, qver = q
-        status, reason, rh, rbody, rver = r
-        return Interaction(
-            Request(method, scheme, host, int(port), path, query, _headers(qh), qbody, qver),
-            Response(int(status), reason, _headers(rh), rbody, rver),
-            float(recorded_at),
-            float(ttfb),
-            float(duration),
-        )
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"malformed interaction: {e}") from None
+    q, r, recorded_at, ttfb, duration = _shape("the interaction", raw, 5)
+    method, scheme, host, port, path, query, qh, qbody, qver = _shape("the request", q, 9)
+    status, reason, rh, rbody, rver = _shape("the response", r, 5)
+    return Interaction(
+        Request(_str("the request method", method), _str("the request scheme", scheme),
+                _str("the request host", host), _int("the request port", port, 65535),
+                _str("the request path", path), _str("the request query", query),
+                _headers("the request headers", qh), _bytes("the request body", qbody),
+                _str("the request HTTP version", qver)),
+        Response(_int("the response status", status, 999), _str("the response reason", reason),
+                 _headers("the response headers", rh), _bytes("the response body", rbody),
+                 _str("the response HTTP version", rver)),
+        _float("the recording time", recorded_at),
+        _float("the time to first byte", ttfb),
+        _float("the duration", duration),
+    )
 
 
 def _header(count: int) -> dict[str, Any]:
@@ -124,9 +174,26 @@ class _Malformed(Exception):
     """What is wrong with the interactions of a file (the caller names the file)."""
 
 
-def _index_v1(unpacker: msgpack.Unpacker) -> tuple[list[int], list[Any]]:
+_TEXT, _BYTES, _ARRAY = 1, 2, 3
+_KIND = bytes(
+    _TEXT if 0xa0 <= b <= 0xbf or b in (0xd9, 0xda, 0xdb)
+    else _BYTES if b in (0xc4, 0xc5, 0xc6)
+    else _ARRAY if 0x90 <= b <= 0x9f or b in (0xdc, 0xdd)
+    else 0
+    for b in range(256))
+"""The kind of msgpack object each first byte starts (text, bytes, array, or other)."""
+
+
+def _index_v1(unpacker: msgpack.Unpacker, data: bytes) -> tuple[list[int], list[Any]]:
     """Walk a version-1 interaction list: each entry's offset (and the end's), and the
-    ``(method, scheme, host, port, path)`` of each request, the rest skipped unread."""
+    ``(method, scheme, host, port, path)`` of each request.
+
+    Every field's type is checked here, at load, as ``decode_interaction`` checks it,
+    except what needs the bulky parts unpacked: the pairs inside the header lists and
+    the bytes of the response body are only looked at by their first byte (a list, a
+    ``bin``) and skipped unread; ``decode_interaction`` checks the rest when the
+    interaction is served or shown.
+    """
     offsets: list[int] = []
     fields: list[Any] = []
     intern = sys.intern
@@ -136,22 +203,75 @@ def _index_v1(unpacker: msgpack.Unpacker) -> tuple[list[int], list[Any]]:
         raise
     except Exception:
         raise _Malformed("the interaction list is missing") from None
+    array, unpack, skip, tell = (unpacker.read_array_header, unpacker.unpack, unpacker.skip,
+                                 unpacker.tell)
+    kind, isfinite, add_offset, add_fields = _KIND, math.isfinite, offsets.append, fields.append
     for i in range(count):
-        offsets.append(unpacker.tell())
-        if unpacker.read_array_header() != 5:
+        add_offset(tell())
+        if array() != 5:
             raise _Malformed(f"interaction #{i + 1} is not a 5-element array")
-        if unpacker.read_array_header() != 9:
-            raise _Malformed(f"interaction #{i + 1} has a malformed request")
-        method, scheme, host, port, path = (unpacker.unpack() for _ in range(5))
-        if not (isinstance(method, str) and isinstance(scheme, str)
-                and isinstance(host, str) and isinstance(port, int)
-                and isinstance(path, str)):
-            raise _Malformed(f"interaction #{i + 1} has a malformed request")
-        fields.append((intern(method), intern(scheme), intern(host), port, path))
-        for _ in range(8):  # query, headers, body, version; response, 3 timings
-            unpacker.skip()
-    offsets.append(unpacker.tell())
+        if array() != 9:
+            raise _Malformed(f"interaction #{i + 1} has a malformed request "
+                             "(not a 9-element array)")
+        method, scheme, host, port, path, query = (unpack(), unpack(), unpack(), unpack(),
+                                                   unpack(), unpack())
+        if not (type(method) is str and type(scheme) is str and type(host) is str
+                and type(port) is int and 0 <= port <= 65535
+                and type(path) is str and type(query) is str):
+            why = _first_bad(_REQUEST_FIELDS, (method, scheme, host, port, path, query))
+            raise _Malformed(f"interaction #{i + 1} has a malformed request ({why})")
+        if kind[data[tell()]] != _ARRAY:
+            raise _Malformed(f"interaction #{i + 1} has malformed request headers (not a list)")
+        skip()
+        body, version = unpack(), unpack()
+        if type(body) is not bytes or type(version) is not str:
+            raise _Malformed(f"interaction #{i + 1} has a malformed request "
+                             f"({_first_bad(_REQUEST_TAIL, (body, version))})")
+        if array() != 5:
+            raise _Malformed(f"interaction #{i + 1} has a malformed response "
+                             "(not a 5-element array)")
+        status, reason = unpack(), unpack()
+        if kind[data[tell()]] != _ARRAY:
+            raise _Malformed(f"interaction #{i + 1} has malformed response headers "
+                             "(not a list)")
+        skip()
+        if kind[data[tell()]] != _BYTES:
+            raise _Malformed(f"interaction #{i + 1} has a malformed response body "
+                             "(not bytes)")
+        skip()
+        version = unpack()
+        if not (type(status) is int and 0 <= status <= 999 and type(reason) is str
+                and type(version) is str):
+            raise _Malformed(f"interaction #{i + 1} has a malformed response "
+                             f"({_first_bad(_RESPONSE_FIELDS, (status, reason, version))})")
+        recorded_at, ttfb, duration = unpack(), unpack(), unpack()
+        if not (type(recorded_at) is float and type(ttfb) is float
+                and type(duration) is float and isfinite(recorded_at) and isfinite(ttfb)
+                and isfinite(duration)):
+            raise _Malformed(f"interaction #{i + 1} has malformed timings "
+                             f"({_first_bad(_TIMINGS, (recorded_at, ttfb, duration))})")
+        add_fields((intern(method), intern(scheme), intern(host), port, path))
+    add_offset(tell())
     return offsets, fields
+
+
+_REQUEST_FIELDS = (("method", _str), ("scheme", _str), ("host", _str),
+                   ("port", lambda w, v: _int(w, v, 65535)), ("path", _str), ("query", _str))
+_REQUEST_TAIL = (("body", _bytes), ("HTTP version", _str))
+_RESPONSE_FIELDS = (("status", lambda w, v: _int(w, v, 999)), ("reason", _str),
+                    ("HTTP version", _str))
+_TIMINGS = (("recording time", _float), ("time to first byte", _float), ("duration", _float))
+
+
+def _first_bad(checks: Sequence[tuple[str, Callable[[str, Any], Any]]],
+               values: Sequence[Any]) -> str:
+    """What is wrong with the first of ``values`` its check refuses."""
+    for (name, check), value in zip(checks, values, strict=True):
+        try:
+            check(f"the {name}", value)
+        except ValueError as e:
+            return str(e)
+    return "a wrong type"
 
 
 # -- readers by version ---------------------------------------------------------------
@@ -162,9 +282,11 @@ class Reader:
     """How to read one format version."""
 
     version: int
-    index: Callable[[msgpack.Unpacker], tuple[list[int], list[Any]]]
-    """Walk the interactions after the header: the offset of each entry plus the end
-    offset, and each request's ``(method, scheme, host, port, path)``."""
+    index: Callable[[msgpack.Unpacker, bytes], tuple[list[int], list[Any]]]
+    """Walk the interactions after the header (the unpacker has been fed the file's bytes,
+    given too, so a reader can look at an object's first byte before skipping it): the
+    offset of each entry plus the end offset, and each request's ``(method, scheme, host,
+    port, path)``. Raises ``msgpack.OutOfData`` or ``IndexError`` at the end of the data."""
     decode: Callable[[RawEntry], Interaction]
     """One stored entry to an Interaction; raises ValueError if it is malformed."""
 
@@ -195,8 +317,19 @@ def without_gc() -> Iterator[None]:
             gc.enable()
 
 
+def shorten(text: str, limit: int = 80) -> str:
+    """``text`` cut to about ``limit`` characters for a message (``…`` and the length)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
+
 def corrupt_error(path: Path, why: str) -> CassetteError:
     """The error for a damaged file: what is wrong, and how to get a good one back."""
+    if path.name.endswith(".journal"):
+        return CassetteError(
+            f"journal {path} is corrupt or truncated ({why}): the interrupted recording it "
+            f"held cannot be recovered; delete it (rm {path}) and record again")
     return CassetteError(
         f"cassette file {path} is corrupt or truncated ({why}): restore it from version "
         f"control (git checkout -- {path}) or delete it and record again"
@@ -223,8 +356,8 @@ def read_header(unpacker: msgpack.Unpacker, path: Path,
             f"{expected!r} header): pass the right {{cassette_dir}} or cassette name"
         )
     version = header.get("version")
-    if not isinstance(version, int) or version < 1:
-        raise corrupt_error(path, f"invalid format version {version!r}")
+    if type(version) is not int or version < 1:
+        raise corrupt_error(path, f"invalid format version {shorten(repr(version))}")
     newest = max(READERS)
     if version > newest:
         raise CassetteError(
@@ -248,15 +381,16 @@ def read_cassette(data: bytes, path: Path) -> Layout:
     header, reader = read_header(unpacker, path)
     with without_gc():
         try:
-            offsets, fields = reader.index(unpacker)
-        except msgpack.OutOfData:
+            offsets, fields = reader.index(unpacker, data)
+        except (msgpack.OutOfData, IndexError):
             raise corrupt_error(path, "the file ends before its last interaction") from None
         except _Malformed as e:
             raise corrupt_error(path, str(e)) from None
         except Exception as e:  # msgpack raises several unrelated types on garbage
             raise corrupt_error(path, f"undecodable interactions: {type(e).__name__}") from None
     if header.get("interactions") != len(fields):
-        raise corrupt_error(path, f"header says {header.get('interactions')} interactions, "
+        count = shorten(repr(header.get("interactions")))
+        raise corrupt_error(path, f"header says {count} interactions, "
                                   f"file has {len(fields)}")
     if unpacker.tell() != len(data):
         raise corrupt_error(path, "unexpected data after the interactions")

@@ -8,16 +8,26 @@ whose lock is free belongs to a run that died. A run killed with ``kill -9`` lea
 journal behind; the next run that opens the cassette folds it in (``recover_journals``),
 so no completed interaction is lost. A fold that replaces a cassette keeps each old
 entry whose content is unchanged, so re-recording identical traffic changes no byte.
+
+Recovery trusts nothing in a journal: each entry is checked as strictly as the loader
+checks a cassette (``decode_interaction``) before it is folded in, and the folded bytes
+are read back before they replace the cassette. A damaged entry, garbage after an entry,
+or a damaged header is set aside with one warning line: the good entries are recovered,
+and once the cassette is written the journal is kept as ``….journal.damaged`` (no longer
+recovered) for the user to look at and delete. Only a torn last entry, what a kill
+leaves, is dropped silently.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import re
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,7 +39,9 @@ from replayproxy.cassette.format import (
     RawEntry,
     dumps,
     encode_interaction,
+    read_cassette,
     read_header,
+    shorten,
 )
 from replayproxy.cassette.store import (
     SUFFIX,
@@ -39,14 +51,21 @@ from replayproxy.cassette.store import (
     locked_dir,
     write_atomic,
 )
+from replayproxy.errors import CassetteError
 from replayproxy.model import Interaction, Request
 
-__all__ = ["Journal", "Keep", "pending_journals", "recover_journals", "unrecovered_cassettes"]
+__all__ = ["DAMAGED", "Journal", "Keep", "pending_journals", "recover_journals",
+           "unrecovered_cassettes"]
+
+log = logging.getLogger("replayproxy")
 
 Keep = Callable[[CassetteFile, CassetteFile], Sequence[int]]
 """For a replacing journal: given the cassette as it is and what the run recorded, the
 positions of the old interactions to keep, in order, ahead of the new ones (VCR.py's
 ``all`` keeps those the run did not re-record). None: keep none."""
+
+DAMAGED = ".damaged"
+"""Added to the name of a journal whose damaged parts were set aside at recovery."""
 
 
 _KEEP = "keep"
@@ -98,30 +117,75 @@ class Journal:
         return folded
 
 
-def _read_journal(path: Path) -> tuple[bool | str, list[RawEntry]]:
-    """Return (replace, entries) of a journal (replace: False, True, or ``_KEEP``); a torn
-    last entry is dropped."""
+@dataclass
+class _Read:
+    """What a journal gave: its entries, each checked as the loader checks a cassette's,
+    and what had to be set aside."""
+
+    replace: bool | str = False
+    """False, True, or ``_KEEP`` (replace, keeping what the run did not re-record)."""
+    entries: list[RawEntry] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    """Why entries (or the whole journal) were set aside; empty when all was good."""
+
+
+def _read_journal(path: Path) -> _Read:
+    """Read a journal left by a run; a torn last entry (the writer was killed while
+    writing it) is dropped silently, a damaged entry or header is set aside in
+    ``problems``. Every entry kept passes ``decode_interaction``, which checks at least
+    what the loader checks, so the folded cassette always loads."""
     data = path.read_bytes()
+    if any(_journal_header(r).startswith(data) for r in (False, True, _KEEP)):
+        return _Read()  # the writer was killed before its header was complete
     unpacker = msgpack.Unpacker(raw=False, use_list=False, max_buffer_size=max(len(data), 1))
     unpacker.feed(data)
-    if any(_journal_header(r).startswith(data) for r in (False, True, _KEEP)):
-        return False, []  # the writer was killed before its header was complete
-    header, reader = read_header(unpacker, path, JOURNAL_FORMAT)
-    entries: list[RawEntry] = []
+    try:
+        header, reader = read_header(unpacker, path, JOURNAL_FORMAT)
+    except CassetteError as e:
+        return _Read(problems=[f"its header is damaged ({_why(e)})"])
+    replace = header.get("replace")
+    if type(replace) is not bool and replace != _KEEP:
+        return _Read(problems=[f"its header is damaged (replace is {shorten(repr(replace))})"])
+    read = _Read(replace)
+    number = 0
     while True:
+        number += 1
         try:
             entry = unpacker.unpack()
         except msgpack.OutOfData:
-            break  # the writer was killed in the middle of this entry
-        except Exception:
-            break  # garbage after a torn write: keep what came before
+            break  # the writer was killed in the middle of this entry: nothing to set aside
+        except Exception as e:  # msgpack raises several unrelated types on garbage
+            read.problems.append(f"interaction #{number} and what follows are unreadable "
+                                 f"({type(e).__name__})")
+            break
         try:
             reader.decode(entry)
-        except ValueError:
-            break
-        entries.append(entry)
-    replace = header.get("replace")
-    return (_KEEP if replace == _KEEP else bool(replace)), entries
+        except ValueError as e:
+            read.problems.append(f"interaction #{number} is malformed ({shorten(str(e))})")
+            continue
+        read.entries.append(entry)
+    return read
+
+
+def _why(error: CassetteError) -> str:
+    """The parenthesised reason of a ``corrupt_error`` (else the whole message, short)."""
+    text = str(error)
+    start, end = text.find(" ("), text.find("):")
+    return shorten(text[start + 2:end] if 0 <= start < end else text)
+
+
+def _set_aside(journal: Path, read: _Read, recovered: int) -> None:
+    """Keep a journal that had damaged parts next to the cassette, out of the way of
+    recovery, and say so in one line."""
+    kept = journal.with_name(journal.name + DAMAGED)
+    try:
+        os.replace(journal, kept)
+    except FileNotFoundError:
+        return
+    log.warning("journal %s: %s; %s recovered, the journal is kept as %s (check it, then "
+                "delete it)", journal, "; ".join(read.problems[:3]) + (
+                    f"; {len(read.problems) - 3} more" if len(read.problems) > 3 else ""),
+                f"{recovered} other interaction{'' if recovered == 1 else 's'}", kept)
 
 
 def _content(entry: RawEntry) -> tuple[Any, Any]:
@@ -135,7 +199,8 @@ def _stabilise(old: Sequence[RawEntry], new: list[RawEntry]) -> list[RawEntry]:
     """
     pool: dict[tuple[Any, Any], deque[RawEntry]] = defaultdict(deque)
     for e in old:
-        pool[_content(e)].append(e)
+        with contextlib.suppress(TypeError):  # a map inside a damaged old entry
+            pool[_content(e)].append(e)
     out = []
     for e in new:
         same = pool.get(_content(e))
@@ -155,7 +220,8 @@ def _same_request_line(old: CassetteFile, new: CassetteFile) -> list[int]:
 
 
 def _fold(cassette_file: Path, journals: Sequence[Path], keep: Keep | None = None) -> int:
-    """Merge ``journals`` into ``cassette_file`` and delete them (caller holds the lock)."""
+    """Merge ``journals`` into ``cassette_file`` (caller holds the lock); once the cassette
+    is written, delete each journal, or keep one that had damaged parts (``DAMAGED``)."""
     old: Sequence[RawEntry] = ()
     loaded: CassetteFile | None = None
     if cassette_file.exists():
@@ -164,23 +230,30 @@ def _fold(cassette_file: Path, journals: Sequence[Path], keep: Keep | None = Non
     entries: list[RawEntry] = list(old)
     folded = 0
     replaced = False
+    reads = []
     for j in journals:
-        replace, new = _read_journal(j)
-        if replace and new and not replaced:  # a run that recorded nothing replaces nothing
-            kept: Sequence[int] = ()
-            if replace == _KEEP and loaded is not None:
-                kept = (keep or _same_request_line)(loaded, CassetteFile(cassette_file.name,
-                                                                         new))
+        read = _read_journal(j)
+        reads.append(read)
+        if read.replace and read.entries and not replaced:  # a run that recorded nothing
+            kept: Sequence[int] = ()                       # replaces nothing
+            if read.replace == _KEEP and loaded is not None:
+                kept = (keep or _same_request_line)(
+                    loaded, CassetteFile(cassette_file.name, read.entries))
             entries, replaced = [old[i] for i in kept], True
-        entries.extend(new)
-        folded += len(new)
+        entries.extend(read.entries)
+        folded += len(read.entries)
     if replaced:
         entries = _stabilise(old, entries)
     if folded:
-        write_atomic(cassette_file, dumps(entries))
-    for j in journals:
-        with contextlib.suppress(FileNotFoundError):
-            j.unlink()
+        data = dumps(entries)
+        read_cassette(data, cassette_file)  # never write what would not load
+        write_atomic(cassette_file, data)
+    for j, read in zip(journals, reads, strict=True):
+        if read.problems:
+            _set_aside(j, read, len(read.entries))
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                j.unlink()
     return folded
 
 

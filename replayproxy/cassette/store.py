@@ -196,7 +196,7 @@ def cassette_info(path: Path) -> int:
         unpacker = msgpack.Unpacker(f, raw=False, use_list=False)
         header, _ = read_header(unpacker, path)
     count = header.get("interactions")
-    if not isinstance(count, int):
+    if type(count) is not int:
         raise corrupt_error(path, "the header has no interaction count")
     return count
 

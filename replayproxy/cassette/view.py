@@ -68,6 +68,14 @@ def summary_line(number: int, it: Interaction) -> str:
     )
 
 
+def _when(timestamp: float) -> str:
+    """``2026-11-28 15:45:18 UTC``; a time no calendar date fits shown as the number."""
+    try:
+        return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return f"at {timestamp!r} s since the epoch (not a calendar date)"
+
+
 def _indent(text: str, prefix: str = "    ") -> str:
     return "\n".join(prefix + line for line in text.splitlines())
 
@@ -76,7 +84,7 @@ def render_interaction(number: int, it: Interaction, max_chars: int = 4000) -> I
     """Yield the lines of a detailed view of one interaction."""
     q, r = it.request, it.response
     yield summary_line(number, it)
-    when = datetime.fromtimestamp(it.recorded_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    when = _when(it.recorded_at)
     yield (
         f"  recorded {when}, first byte {it.ttfb * 1000:.1f} ms, "
         f"total {it.duration * 1000:.1f} ms, {q.http_version}"

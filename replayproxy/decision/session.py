@@ -107,6 +107,9 @@ class SessionSummary:
     replayed: int = 0
     recorded: int = 0
     recovered: int = 0
+    journals: int = 0
+    """Journals of interrupted recordings found when the run started (folded in, or set
+    aside if damaged)."""
     unmatched: list[Unmatched] = field(default_factory=list)
     unused: list[int] = field(default_factory=list)
     """Positions of recorded interactions never served."""
@@ -191,8 +194,9 @@ class CassetteSession:
         # matches requests to requests (not to a cassette): which old interactions a
         # re-recording replaces
         self._rules = ReplayIndex(CassetteFile(name, ()), match)
-        recovered = recover_journals(self.path, self._unrequested) if recover else 0
-        self.pending = [] if recover else pending_journals(self.path)
+        found = pending_journals(self.path)
+        recovered = recover_journals(self.path, self._unrequested) if recover and found else 0
+        self.pending = [] if recover else found
         """Journals of an interrupted recording not folded in (``recover=False``)."""
         exists = self.path.exists()
         if mode is RecordMode.ONCE:
@@ -222,6 +226,7 @@ class CassetteSession:
         self._fresh: dict[Hashable, deque[Interaction]] | None = (
             {} if mode is RecordMode.NEW_EPISODES and exists else None)
         self.summary = SessionSummary(name, self.path, mode, recovered=recovered,
+                                      journals=len(found) if recover else 0,
                                       cassette_size=len(cassette))
         self._journal: Journal | None = None
         self._redacted: dict[Request, Request] = {}

@@ -38,10 +38,11 @@ BYPASS_CAUSES = (
 def bypassed(summary: SessionSummary) -> bool:
     """True for a replay in which nothing reached the proxy although the cassette has
     interactions to serve (a run that folded in an interrupted recording, as
-    ``replayproxy replay -c NAME -- true`` is advised to, did its job)."""
+    ``replayproxy replay -c NAME -- true`` is advised to, did its job, even if the
+    journal turned out damaged and was set aside)."""
     return (summary.mode is RecordMode.NONE and summary.cassette_size > 0
             and summary.requests == 0 and not summary.client_refusals
-            and not summary.recovered)
+            and not summary.recovered and not summary.journals)
 
 
 @dataclass(frozen=True, slots=True)

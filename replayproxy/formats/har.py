@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from replayproxy.errors import CassetteError
-from replayproxy.formats import Entry, request_from_url
+from replayproxy.formats import Entry, plain, request_from_url, status_code
 from replayproxy.model import Headers, Interaction, Response, header_value
 
 __all__ = ["read_har"]
 
 
 def _pairs(items: Any) -> list[tuple[str, str]]:
-    return [(str(h.get("name", "")), str(h.get("value", ""))) for h in _list(items)
+    return [(plain(h.get("name", "")), plain(h.get("value", ""))) for h in _list(items)
             if isinstance(h, dict)]
 
 
@@ -38,29 +38,22 @@ def _dict(value: Any) -> dict[str, Any]:
 def _headers(raw: Any, mime_type: Any) -> Headers:
     headers = [(k, v) for k, v in _pairs(raw) if k.lower() != "content-encoding"]
     if mime_type and header_value(headers, "content-type") is None:
-        headers.append(("Content-Type", str(mime_type)))
+        headers.append(("Content-Type", plain(mime_type)))
     return tuple(headers)
 
 
-def _text(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")
+def _text(value: Any) -> bytes:
+    return plain(value).encode("utf-8")
 
 
 def _content(content: dict[str, Any]) -> bytes:
-    text = str(content.get("text", ""))
+    text = plain(content.get("text", ""))
     if content.get("encoding") == "base64":
         try:
             return base64.b64decode(text, validate=False)
         except (binascii.Error, ValueError):
             pass
     return _text(text)
-
-
-def _status(raw: Any) -> int:
-    try:
-        return int(raw or 0)
-    except (TypeError, ValueError):
-        return 0
 
 
 def read_har(path: Path) -> tuple[Entry, ...]:
@@ -71,22 +64,23 @@ def read_har(path: Path) -> tuple[Entry, ...]:
     """
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))["log"]["entries"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        entries = None
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+        entries = None  # RecursionError: JSON nested thousands deep
     if not isinstance(entries, list):
         raise CassetteError(f"{path} is not a HAR file: it has no 'log.entries' list")
     out = []
     for number, entry in enumerate(entries, 1):
         req, resp = (_dict(_dict(entry).get(k)) for k in ("request", "response"))
         post, content = _dict(req.get("postData")), _dict(resp.get("content"))
-        url = str(req.get("url", ""))
+        url = plain(req.get("url", ""))
         request = request_from_url(
-            str(req.get("method") or "GET"), url, _headers(req.get("headers"),
-                                                         post.get("mimeType")),
-            _text(str(post.get("text", ""))), str(req.get("httpVersion") or "HTTP/1.1"))
-        response = Response(_status(resp.get("status")), str(resp.get("statusText") or ""),
+            plain(req.get("method") or "GET"), url, _headers(req.get("headers"),
+                                                           post.get("mimeType")),
+            _text(post.get("text", "")), plain(req.get("httpVersion") or "HTTP/1.1"))
+        response = Response(status_code(resp.get("status")),
+                            plain(resp.get("statusText") or ""),
                             _headers(resp.get("headers"), content.get("mimeType")),
-                            _content(content), str(resp.get("httpVersion") or "HTTP/1.1"))
+                            _content(content), plain(resp.get("httpVersion") or "HTTP/1.1"))
         cookies = tuple((side, name, value) for side, part in (("request", req),
                                                                 ("response", resp))
                         for name, value in _cookies(part.get("cookies")))
@@ -95,5 +89,5 @@ def read_har(path: Path) -> tuple[Entry, ...]:
 
 
 def _cookies(items: Any) -> list[tuple[str, str]]:
-    return [(str(c.get("name")), str(c.get("value", ""))) for c in _list(items)
+    return [(plain(c.get("name")), plain(c.get("value", ""))) for c in _list(items)
             if isinstance(c, dict)]

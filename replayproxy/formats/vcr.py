@@ -8,11 +8,12 @@ Bodies are kept as recorded (still gzip when ``Content-Encoding`` says so).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from replayproxy.errors import CassetteError
-from replayproxy.formats import Entry, request_from_url
+from replayproxy.formats import Entry, plain, request_from_url, status_code, utf8
 from replayproxy.model import Headers, Interaction, Response
 
 __all__ = ["read_vcr"]
@@ -21,50 +22,57 @@ __all__ = ["read_vcr"]
 def _headers(raw: Any) -> Headers:
     if not isinstance(raw, dict):
         return ()
-    return tuple((str(k), str(v)) for k, values in raw.items()
+    return tuple((plain(k), plain(v)) for k, values in raw.items()
                  for v in (values if isinstance(values, list) else [values]))
 
 
 def _bytes(value: Any) -> bytes:
     if isinstance(value, dict):  # a response body: {"string": ...}
         value = value.get("string")
-    if value is None:
-        return b""
-    return value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogateescape")
+    return b"" if value is None else utf8(value)
 
 
 def _status(raw: Any) -> tuple[int, str]:
     if not isinstance(raw, dict):
         return 0, ""
-    try:
-        code = int(raw.get("code") or 0)
-    except (TypeError, ValueError):
-        code = 0
-    return code, str(raw.get("message") or "")
+    return status_code(raw.get("code")), plain(raw.get("message") or "")
+
+
+_DEEP = re.compile(r"(?:[\[{][ \t\r\n]*){100}")
+"""A hundred brackets opened in a row: no VCR.py file nests so deep, and a YAML parser
+takes seconds to find out it cannot read a file nested thousands deep."""
 
 
 def read_vcr(path: Path) -> tuple[Entry, ...]:
     """The interactions of the VCR.py cassette at ``path``, in order.
 
     Raises:
-        CassetteError: the file is not a VCR.py cassette (no ``interactions`` list).
+        CassetteError: the file is not a VCR.py cassette (no ``interactions`` list), or
+            is cut short (no ``version``, which VCR.py writes after the interactions).
     """
     try:
+        data = path.read_bytes()
+        if _DEEP.search(data.decode("utf-8", "replace")):
+            raise ValueError("nested too deeply")
         from ruamel.yaml import YAML  # a mitmproxy dependency
 
-        entries = YAML(typ="safe", pure=True).load(path.read_bytes())["interactions"]
-    except Exception:
+        document = YAML(typ="safe", pure=True).load(data)
+        entries = document["interactions"]
+    except Exception:  # the YAML parser raises many types (and RecursionError)
         entries = None
     if not isinstance(entries, list):
         raise CassetteError(f"{path} is not a VCR.py cassette: it has no 'interactions' list")
+    if "version" not in document:
+        raise CassetteError(f"{path} is truncated or not a VCR.py cassette: it has no "
+                            "'version' after its 'interactions' list (VCR.py writes one)")
     out = []
     for number, entry in enumerate(entries, 1):
         if not isinstance(entry, dict):
             continue
         req, resp = (part if isinstance(part := entry.get(k), dict) else {}
                      for k in ("request", "response"))
-        uri = str(req.get("uri", ""))
-        request = request_from_url(str(req.get("method") or "GET"), uri,
+        uri = plain(req.get("uri", ""))
+        request = request_from_url(plain(req.get("method") or "GET"), uri,
                                    _headers(req.get("headers")), _bytes(req.get("body")))
         status, reason = _status(resp.get("status"))
         response = Response(status, reason, _headers(resp.get("headers")),

@@ -12,7 +12,9 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from replayproxy.cassette.store import cassette_path, load_cassette
+from replayproxy.cassette.format import encode_interaction
+from replayproxy.cassette.store import cassette_path, load_cassette, save_cassette
+from replayproxy.model import Interaction, Request, Response
 from tests.integration.support import (
     JSON_BODY,
     assert_clean_error,
@@ -173,3 +175,77 @@ def test_two_processes_recording_one_cassette(mode, https_upstream, cli_env, ups
                            per_client["b"] + per_client["a"])
     assert not list(cdir.glob(".*.journal"))
     assert not list(cdir.glob("*.tmp"))
+
+
+# -- damaged journals and cassettes (#16) --------------------------------------------------
+
+
+def _interaction(path: str) -> Interaction:
+    return Interaction(Request("GET", "http", "api.example.com", 80, path),
+                       Response(200, "OK", (("Content-Type", "text/plain"),), b"hello"),
+                       1_764_000_000.0, 0.001, 0.002)
+
+
+def _journal(cdir: Path, name: str, objects: list[object]) -> Path:
+    journal = cdir / f".{name}.cassette.4242.journal"
+    journal.write_bytes(b"".join(msgpack.packb(o, use_bin_type=True) for o in objects))
+    return journal
+
+
+JOURNAL_HEADER = {"format": "replayproxy-journal", "replace": False, "version": 1}
+
+
+def test_a_wrong_typed_journal_entry_is_set_aside_and_the_rest_recovered(cli_env, tmp_path):
+    cdir = tmp_path / "cassettes"
+    save_cassette(cassette_path(cdir, "d"), [_interaction("/old")])
+    good, bad = (encode_interaction(_interaction(p)) for p in ("/new", "/bad"))
+    bad = (bad[0], (200, "OK", (), 12, "HTTP/1.1"), *bad[2:])  # an integer body
+    journal = _journal(cdir, "d", [JOURNAL_HEADER, bad, good])
+    run = cli("replay", "-c", "d", "--cassette-dir", cdir, "--", sys.executable, "-c", "",
+              env=cli_env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    warning = [line for line in run.stderr.splitlines() if f"journal {journal}" in line]
+    assert len(warning) == 1 and "interaction #1 is malformed (the response body should " \
+        "be bytes but is int 12); 1 other interaction recovered" in warning[0]
+    assert "recovered 1 interaction" in run.stderr
+    paths = [it.request.path for it in load_cassette(cassette_path(cdir, "d")).interactions()]
+    assert paths == ["/old", "/new"]
+    assert sorted(p.name for p in cdir.iterdir()) == [f"{journal.name}.damaged", "d.cassette"]
+    show = cli("cassette", "show", "-c", "d", "--brief", "--cassette-dir", cdir, env=cli_env)
+    assert show.returncode == 0 and "Traceback" not in show.stderr
+
+
+def test_a_damaged_journal_header_does_not_block_the_cassette(cli_env, tmp_path):
+    cdir = tmp_path / "cassettes"
+    save_cassette(cassette_path(cdir, "h"), [_interaction("/old")])
+    journal = _journal(cdir, "h", [{**JOURNAL_HEADER, "version": "x"},
+                                   encode_interaction(_interaction("/new"))])
+    run = cli("replay", "-c", "h", "--cassette-dir", cdir, "--", sys.executable, "-c", "",
+              env=cli_env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert f"journal {journal}: its header is damaged (invalid format version 'x')" \
+        in run.stderr
+    assert "git checkout" not in run.stderr
+    assert len(load_cassette(cassette_path(cdir, "h"))) == 1
+
+
+def test_cassette_show_of_damaged_entries_is_one_line_or_the_raw_number(cli_env, tmp_path):
+    cdir = tmp_path / "cassettes"
+    path = cassette_path(cdir, "s")
+    entry = encode_interaction(_interaction("/x"))
+    save_cassette(path, [(*entry[:2], 1e300, *entry[3:])])  # no calendar date fits
+    show = cli("cassette", "show", "-c", "s", "--cassette-dir", cdir, env=cli_env)
+    assert show.returncode == 0, show.stderr
+    assert "recorded at 1e+300 s since the epoch (not a calendar date)" in show.stdout
+    bad_header = (entry[0], (200, "OK", (("X", 5),), b"", "HTTP/1.1"), *entry[2:])
+    save_cassette(path, [entry, bad_header])
+    show = cli("cassette", "show", "-c", "s", "--cassette-dir", cdir, env=cli_env)
+    assert show.returncode == 2 and "Traceback" not in show.stderr  # #1 shown, then:
+    assert show.stderr.splitlines() == [
+        f"replayproxy: error: cassette {path} has a malformed interaction #2 (a header in "
+        "the response headers should be a [name, value] pair of text but is tuple ('X', "
+        "5)): restore the file from version control or re-record it"]
+    path.write_bytes(path.read_bytes().replace(b"\xc4\x05hello", b"\xd9\x05hello"))
+    show = cli("cassette", "show", "-c", "s", "--cassette-dir", cdir, env=cli_env)
+    assert_clean_error(show, str(path), "interaction #1 has a malformed response body")

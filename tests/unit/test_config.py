@@ -481,3 +481,33 @@ def test_a_route_that_could_never_apply_is_a_startup_error(tmp_path, route, prob
     assert "pyproject.toml" in message
     assert "[tool.replayproxy.match.routes #1] route" in message
     assert problem in message
+
+
+# -- hostile files: deep nesting, huge values ------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "x = " + "[" * 5000 + "]" * 5000,
+    "x = " + "{a=" * 5000 + "1" + "}" * 5000,
+])
+def test_toml_nested_thousands_of_levels_is_one_line_not_a_recursion_error(tmp_path, text):
+    message = config_error(tmp_path, text, name="replayproxy.toml")
+    assert message.endswith("nested too deeply to read; fix the file (no setting nests "
+                            "more than a few levels)")
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('strict = "{}"', "strict"),
+    ('[match]\nbody = "{}"', "body"),
+    ('[match]\nignore_regex = ["(", "{}"]', "ignore_regex"),
+    ('[redact]\non_leak = "{}"', "on_leak"),
+    ('faults = ["{}"]', "fault"),
+    ('[drift]\nrate = "{}"', "rate"),
+    ('[[match.routes]]\nroute = "a b c {}"', "route"),
+    ('"{}" = 1', "…"),
+])
+def test_a_megabyte_value_is_not_echoed_in_full(tmp_path, text, key):
+    huge = "x" * 1_000_000
+    message = config_error(tmp_path, text.format(huge), name="replayproxy.toml")
+    assert len(message) < 1000 and "\n" not in message
+    assert key in message

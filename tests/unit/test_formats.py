@@ -123,3 +123,65 @@ def test_a_file_that_is_not_a_har_is_one_line_naming_it(tmp_path, text):
     with pytest.raises(CassetteError) as info:
         read_har(path)
     assert str(info.value) == f"{path} is not a HAR file: it has no 'log.entries' list"
+
+
+# -- hostile and damaged files (#16) ------------------------------------------------------
+
+
+BOMB = """\
+a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+interactions:
+- request: {method: *h, uri: *h, headers: {X: *h}, body: *h}
+  response: {status: {code: *h, message: *h}, headers: {Y: [*h]}, body: {string: *h}}
+version: 1
+"""
+
+
+def test_a_yaml_alias_bomb_is_read_as_bounded_text(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMB)
+    (entry,) = read_vcr(path)  # in well under a second, not 9**8 strings
+    request = entry.interaction.request
+    assert request.body.startswith(b"[[[[[[[[lol, lol") and len(request.body) < 2_000_000
+    assert entry.interaction.response.status == 0
+
+
+@pytest.mark.parametrize(("suffix", "text"), [
+    (".yaml", "interactions: " + "[" * 5000 + "]" * 5000 + "\nversion: 1\n"),
+    (".json", '{"interactions": ' + "[" * 5000 + "]" * 5000 + ', "version": 1}'),
+    (".har", '{"log": {"entries": ' + "[" * 5000 + "]" * 5000 + "}}"),
+])
+def test_nesting_thousands_deep_is_one_line_naming_the_file(tmp_path, suffix, text):
+    path = tmp_path / f"deep{suffix}"
+    path.write_text(text)
+    with pytest.raises(CassetteError) as info:
+        (read_har if suffix == ".har" else read_vcr)(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_vcr_cassette_cut_after_an_interaction_is_refused_not_read_short(tmp_path):
+    path = tmp_path / "cut.yaml"
+    text = yamlserializer.serialize(vcr_cassette())
+    second = text.index("- request:", text.index("- request:") + 1)
+    path.write_text(text[:second])  # the first interaction only: valid YAML
+    with pytest.raises(CassetteError, match="is truncated or not a VCR.py cassette"):
+        read_vcr(path)
+
+
+def test_odd_values_in_a_har_become_storable_text(tmp_path):
+    path = tmp_path / "odd.har"
+    path.write_text('{"log": {"entries": [{"request": {"method": "\\ud800", "url": '
+                    '"http://h/\\udc80", "headers": [{"name": "X", "value": 1e400}]}, '
+                    '"response": {"status": Infinity, "statusText": [1, {"a": null}]}}]}}')
+    (entry,) = read_har(path)
+    it = entry.interaction
+    assert it.request.method == "?" and entry.url == "http://h/?"
+    assert it.request.headers == (("X", "inf"),)
+    assert it.response.status == 0 and it.response.reason == "[1, {a: }]"

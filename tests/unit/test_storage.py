@@ -309,7 +309,7 @@ def version_2(entry):
 
 def read_version_2(monkeypatch):
     """Register a reader for the made-up version 2."""
-    def index(unpacker):
+    def index(unpacker, data):
         offsets, fields = [], []
         for _ in range(unpacker.read_array_header()):
             offsets.append(unpacker.tell())
@@ -372,6 +372,13 @@ def test_header_count_mismatch(tmp_path):
     assert "header says 2 interactions, file has 1" in load_error(path)
 
 
+@pytest.mark.parametrize("field", ["interactions", "version"])
+def test_a_megabyte_value_in_the_header_is_not_echoed(tmp_path, field):
+    path = tmp_path / "n.cassette"
+    path.write_bytes(header_bytes(**{field: "x" * 1_000_000}) + msgpack.packb([]))
+    assert len(load_error(path)) < 300 + 2 * len(str(path))
+
+
 def test_missing_interaction_list(tmp_path):
     path = tmp_path / "m.cassette"
     path.write_bytes(header_bytes() + msgpack.packb({"not": "a list"}))
@@ -393,11 +400,19 @@ def test_malformed_interaction_is_reported_with_file_and_position(tmp_path):
     bad_response = list(good)
     bad_response[1] = ("not", "a", "response")
     path.write_bytes(header_bytes(interactions=2) + msgpack.packb([good, bad_response]))
-    cassette = load_cassette(path)  # responses are only unpacked when served
+    with pytest.raises(CassetteError, match=r"interaction #2 has a malformed response"):
+        load_cassette(path)
+    # the pairs inside a header list are only checked when the interaction is used
+    bad_header = list(good)
+    bad_header[1] = (200, "OK", (("Content-Type", 7),), b"", "HTTP/1.1")
+    path.write_bytes(header_bytes(interactions=2) + msgpack.packb([good, bad_header],
+                                                                  use_bin_type=True))
+    cassette = load_cassette(path)
     assert cassette.interaction(0) == make()
-    with pytest.raises(CassetteError, match=r"malformed interaction #2") as info:
+    with pytest.raises(CassetteError, match=r"malformed interaction #2 \(a header in the "
+                       r"response headers should be a \[name, value\] pair") as info:
         cassette.interaction(1)
-    assert str(path) in str(info.value)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
 def test_cassette_info_reads_the_count(tmp_path):
@@ -563,6 +578,7 @@ def test_garbage_after_a_journal_entry_keeps_what_came_before(tmp_path):
         f.write(b"\xc1\xc1 garbage" + msgpack.packb(encode_interaction(make("/2"))))
     assert recover_journals(cassette) == 1
     assert [i.request.path for i in load_cassette(cassette).interactions()] == ["/1"]
+    assert files_in(tmp_path) == {"g.cassette", journal.name + ".damaged"}  # set aside
 
 
 # -- stabilising re-recordings ---------------------------------------------------------
@@ -601,3 +617,132 @@ def test_stabilise_consumes_identical_old_entries_in_order():
     other = encode_interaction(make("/other", ttfb=0.5))
     out = journal._stabilise(old, [*new, other])
     assert out == [old[0], old[1], new[2], other]
+
+
+# -- damaged journals: checked as the loader checks, set aside, never blocking -------------
+
+
+def raw_journal(cassette: Path, entries, *, replace=False, header=None) -> Path:
+    """A journal left by a dead run, holding ``entries`` as they are (any types)."""
+    path = cassette.parent / f".{cassette.name}.4242.journal"
+    head = header if header is not None else {
+        "format": "replayproxy-journal", "replace": replace, "version": FORMAT_VERSION}
+    path.write_bytes(b"".join(msgpack.packb(x, use_bin_type=True) for x in [head, *entries]))
+    return path
+
+
+def retyped(entry, where, value):
+    """``entry`` (nested tuples) with the item at index path ``where`` replaced."""
+    if not where:
+        return value
+    items = list(entry)
+    items[where[0]] = retyped(items[where[0]], where[1:], value)
+    return tuple(items)
+
+
+LEAVES = [(0, k) for k in range(9)] + [(1, k) for k in range(5)] + [(2,), (3,), (4,),
+                                                                     (0, 6, 0, 1), (1, 2, 0, 0)]
+ODD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1),
+                       st.floats(), st.text(max_size=5), st.binary(max_size=5),
+                       st.lists(st.integers(-9, 9), max_size=3), st.dictionaries(
+                           st.text(max_size=3), st.integers(-9, 9), max_size=2))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(LEAVES), ODD_VALUES, st.booleans())
+def test_a_wrong_typed_journal_entry_never_makes_the_cassette_unloadable(where, value,
+                                                                          has_cassette):
+    with tempfile.TemporaryDirectory() as d:
+        cassette = Path(d) / "w.cassette"
+        if has_cassette:
+            save_cassette(cassette, [make("/old")])
+        good = [encode_interaction(make(f"/{i}")) for i in range(3)]
+        bad = retyped(good[1], where, value)
+        journal = raw_journal(cassette, [good[0], bad, good[2]])
+        try:
+            decode_interaction(msgpack.unpackb(msgpack.packb(bad, use_bin_type=True),
+                                               raw=False, use_list=False))
+            fine = True
+        except ValueError:
+            fine = False
+        recovered = recover_journals(cassette)
+        assert recovered == (3 if fine else 2)
+        loaded = load_cassette(cassette)  # whatever the journal held, the cassette loads
+        paths = [it.request.path for it in loaded.interactions()]
+        assert paths[-recovered:][0] == "/0" and paths[-1] == "/2"
+        assert (not fine) == journal.with_name(journal.name + ".damaged").exists()
+        assert not journal.exists()
+
+
+def test_a_malformed_journal_entry_is_set_aside_with_one_warning_line(tmp_path, caplog):
+    cassette = tmp_path / "m.cassette"
+    good = [encode_interaction(make(f"/{i}")) for i in range(3)]
+    journal = raw_journal(cassette, [good[0], retyped(good[1], (1, 3), 12), good[2]])
+    with caplog.at_level("WARNING", logger="replayproxy"):
+        assert recover_journals(cassette) == 2
+    assert [i.request.path for i in load_cassette(cassette).interactions()] == ["/0", "/2"]
+    kept = journal.with_name(journal.name + ".damaged")
+    assert files_in(tmp_path) == {"m.cassette", kept.name}
+    (message,) = caplog.messages
+    assert "\n" not in message
+    assert message == (f"journal {journal}: interaction #2 is malformed (the response body "
+                       f"should be bytes but is int 12); 2 other interactions recovered, the "
+                       f"journal is kept as {kept} (check it, then delete it)")
+    assert pending_journals(cassette) == []  # set aside: not recovered again
+
+
+@pytest.mark.parametrize("header", [
+    {"format": "replayproxy-journal", "replace": True, "version": "1"},
+    {"format": "replayproxy-journal", "replace": "yes", "version": 1},
+    {"format": "replayproxy-journal", "replace": True, "version": 99},
+    {"format": "replayproxy-cassette", "interactions": 1, "version": 1},
+    [1, 2, 3],
+])
+def test_a_damaged_journal_header_does_not_block_the_cassette(tmp_path, caplog, header):
+    cassette = tmp_path / "h.cassette"
+    save_cassette(cassette, [make("/old")])
+    before = cassette.read_bytes()
+    journal = raw_journal(cassette, [encode_interaction(make("/new"))], header=header)
+    with caplog.at_level("WARNING", logger="replayproxy"):
+        assert recover_journals(cassette) == 0
+    assert cassette.read_bytes() == before
+    assert not journal.exists() and journal.with_name(journal.name + ".damaged").exists()
+    (message,) = caplog.messages
+    assert message.startswith(f"journal {journal}: its header is damaged (")
+    assert "git checkout" not in message
+
+
+def test_garbage_in_the_journal_header_bytes_does_not_block_the_cassette(tmp_path, caplog):
+    cassette = tmp_path / "g.cassette"
+    journal = cassette.parent / f".{cassette.name}.77.journal"
+    journal.write_bytes(b"\xc1\xc1\xc1" + msgpack.packb(encode_interaction(make())))
+    with caplog.at_level("WARNING", logger="replayproxy"):
+        assert recover_journals(cassette) == 0
+    assert "its header is damaged (unreadable header: " in caplog.messages[0]
+    assert not cassette.exists() and pending_journals(cassette) == []
+
+
+def test_a_corrupt_journal_advises_deleting_it_not_restoring_it_from_git(tmp_path):
+    from replayproxy.cassette.format import corrupt_error
+    message = str(corrupt_error(tmp_path / ".c.cassette.1.journal", "why"))
+    assert "git checkout" not in message and f"rm {tmp_path}/.c.cassette.1.journal" in message
+    assert "git checkout" in str(corrupt_error(tmp_path / "c.cassette", "why"))
+
+
+def test_a_wrong_typed_cassette_entry_is_rejected_at_load_naming_file_and_entry(tmp_path):
+    good = encode_interaction(make())
+    path = tmp_path / "t.cassette"
+    for where, value, why in [
+        ((1, 3), 12, "interaction #2 has a malformed response body (not bytes)"),
+        ((1, 0), "200", "interaction #2 has a malformed response (the status should be a "
+                        "whole number from 0 to 999 but is str '200')"),
+        ((0, 3), 70000, "interaction #2 has a malformed request (the port should be a whole "
+                        "number from 0 to 65535 but is int 70000)"),
+        ((2,), float("inf"), "interaction #2 has malformed timings (the recording time "
+                             "should be a finite number but is float inf)"),
+        ((0, 7), "text", "interaction #2 has a malformed request (the body should be bytes "
+                         "but is str 'text')"),
+    ]:
+        path.write_bytes(header_bytes(interactions=2) + msgpack.packb(
+            [good, retyped(good, where, value)], use_bin_type=True))
+        assert why in load_error(path)
