@@ -140,7 +140,8 @@ def report_run(summary: SessionSummary, fail_on_unused: bool = False, *,
                 plural(len(summary.unused), "recorded interaction"), summary.cassette,
                 "was" if len(summary.unused) == 1 else "were")
         for position, it in zip(summary.unused[:20], summary.unused_interactions, strict=False):
-            log.log(level, "  %s", summary_line(position + 1, it))
+            log.log(level, "  %s", summary_line(position + 1, it) if it is not None
+                    else f"#{position + 1} (a damaged entry)")
         if len(summary.unused) > 20:
             log.log(level, "  … and %d more", len(summary.unused) - 20)
 

@@ -107,13 +107,17 @@ class SessionSummary:
     replayed: int = 0
     recorded: int = 0
     recovered: int = 0
+    errors: list[str] = field(default_factory=list)
+    """Requests replayproxy could not answer (a damaged cassette entry, an internal
+    error): each answered 500, and the run fails."""
     journals: int = 0
     """Journals of interrupted recordings found when the run started (folded in, or set
     aside if damaged)."""
     unmatched: list[Unmatched] = field(default_factory=list)
     unused: list[int] = field(default_factory=list)
     """Positions of recorded interactions never served."""
-    unused_interactions: list[Interaction] = field(default_factory=list)
+    unused_interactions: list[Interaction | None] = field(default_factory=list)
+    """The first 100 of ``unused``, decoded (None: a damaged entry)."""
     leaks: list[tuple[Request, list[Finding]]] = field(default_factory=list)
     """Interactions in which secrets remained after redaction, with what was found."""
     leaks_written: bool = False
@@ -336,6 +340,13 @@ class CassetteSession:
                 len(self.summary.client_refusals) < 100:
             self.summary.client_refusals.append(refusal)
 
+    def _decoded(self, position: int) -> Interaction | None:
+        """Interaction ``position``, or None if its entry is damaged (said when served)."""
+        try:
+            return self.index.cassette.interaction(position)
+        except CassetteError:
+            return None
+
     def close(self) -> SessionSummary:
         """Fold what was recorded into the cassette and return the run's summary."""
         if self._journal is not None:
@@ -346,6 +357,5 @@ class CassetteSession:
         if self.mode is not RecordMode.ALL:
             self.summary.unused = self.index.unused()
             self.summary.unused_interactions = [
-                self.index.cassette.interaction(i) for i in self.summary.unused[:100]
-            ]
+                self._decoded(i) for i in self.summary.unused[:100]]
         return self.summary

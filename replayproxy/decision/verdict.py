@@ -79,6 +79,10 @@ def verdict(summary: SessionSummary, *, command_exit: int = 0,
     if summary.client_refusals:
         reasons.append("a client refused the proxy's certificate (it does not trust the "
                        "replayproxy CA)")
+    if summary.errors:
+        n = len(summary.errors)
+        reasons.append(f"replayproxy could not answer {n} request{'s' if n != 1 else ''} "
+                       f"({summary.errors[0]})")
     if command and bypassed(summary):
         reasons.append("no request reached the proxy: the command bypassed it")
     return Verdict(1 if reasons else 0, tuple(reasons))

@@ -249,3 +249,26 @@ def test_cassette_show_of_damaged_entries_is_one_line_or_the_raw_number(cli_env,
     path.write_bytes(path.read_bytes().replace(b"\xc4\x05hello", b"\xd9\x05hello"))
     show = cli("cassette", "show", "-c", "s", "--cassette-dir", cdir, env=cli_env)
     assert_clean_error(show, str(path), "interaction #1 has a malformed response body")
+
+
+def test_replaying_a_damaged_entry_answers_500_and_fails_the_run(cli_env, tmp_path):
+    """An entry whose header pairs are damaged passes the (lazy) load and fails when it
+    is served: the client gets a 500 naming the problem, the log has one line (no
+    traceback), and the run fails although the command passed."""
+    cdir = tmp_path / "cassettes"
+    entry = encode_interaction(_interaction("/x"))
+    bad = (entry[0], (200, "OK", (("X", 5),), b"", "HTTP/1.1"), *entry[2:])
+    save_cassette(cassette_path(cdir, "d"), [bad])
+    script = ("import urllib.request, urllib.error, sys\n"
+              "try:\n"
+              "    urllib.request.urlopen('http://api.example.com/x', timeout=30)\n"
+              "except urllib.error.HTTPError as e:\n"
+              "    print(e.code, e.read().decode().strip())\n")
+    run = cli("replay", "-c", "d", "--cassette-dir", cdir, "--", sys.executable, "-c", script,
+              env=cli_env, cwd=tmp_path)
+    assert run.returncode == 1, run.stderr
+    assert run.stdout.startswith("500 ") and "interaction #1" in run.stdout, run.stdout
+    assert "Traceback" not in run.stderr
+    assert "cannot answer GET http://api.example.com/x" in run.stderr
+    assert "exiting with 1: the command passed but replayproxy could not answer 1 request" \
+        in run.stderr

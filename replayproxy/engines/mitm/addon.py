@@ -294,10 +294,17 @@ class ReplayproxyAddon:
             request = request_from_flow(flow.request)
             planned = self.pipeline.decide(request, time.monotonic())
         except Exception as e:  # never let a failure here send the request upstream
-            log.exception("replayproxy failed on %s", flow.request.url)
+            if isinstance(e, ReplayproxyError):  # e.g. a damaged entry: one line, no trace
+                message = e.render(MITMPROXY_WORDS if self._owns_pipeline else {})
+                log.error("cannot answer %s %s: %s", flow.request.method,
+                          flow.request.pretty_url, message)
+            else:
+                message = f"replayproxy internal error: {e!r}"
+                log.exception("replayproxy failed on %s", flow.request.url)
+            self.pipeline.session.summary.errors.append(
+                f"{flow.request.method} {flow.request.pretty_url}: {message}")
             flow.metadata[STATE] = FlowState(Role.OTHER)
-            flow.response = plain_response(500, f"replayproxy internal error: {e!r}\n",
-                                           "error")
+            flow.response = plain_response(500, message + "\n", "error")
             return
         state = FlowState(Role.OURS, planned, request)
         flow.metadata[STATE] = state
