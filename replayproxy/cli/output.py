@@ -4,6 +4,7 @@ and the report printed when a proxy run ends."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +24,28 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
     return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+MAX_LINE = 2000
+"""A log message longer than this loses its middle (a 1 MB URL is not echoed whole)."""
+
+
+def terminal_safe(text: str, limit: int = MAX_LINE) -> str:
+    """``text`` as it may reach a terminal: control characters a client sent (escape
+    sequences, carriage returns) shown as ``\\xNN``, and shortened to ``limit``."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    if len(text) > limit:
+        cut = len(text) - limit
+        text = f"{text[:limit // 2]}…[{cut} characters]…{text[-limit // 2:]}"
+    return text
+
+
 class _Prefixed(logging.Formatter):
     """``replayproxy: MESSAGE``, once: a message that already names replayproxy (the
-    unmatched text, written for a client's 502 body too) keeps its own prefix."""
+    unmatched text, written for a client's 502 body too) keeps its own prefix. Text that
+    came from clients is made terminal-safe (``terminal_safe``)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = super().format(record)
+        message = terminal_safe(super().format(record))
         return message if message.startswith(PREFIX) else PREFIX + message
 
 

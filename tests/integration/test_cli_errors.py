@@ -6,6 +6,7 @@ tests/unit/test_cli_errors.py.)"""
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,30 @@ def test_port_already_taken_is_one_line(record):
     line = assert_clean_error(proc, f"127.0.0.1:{port}", "--port")
     assert "taken" in line
     assert "failed to listen" not in line  # mitmproxy's own wording is not repeated
+
+
+def test_a_hostile_request_line_reaches_the_log_escaped_and_short(cli_env, tmp_path):
+    """A request line with terminal escape sequences and a megabyte URL: the unmatched
+    warning shows the escapes as text and the URL shortened (no terminal injection, no
+    megabytes of log)."""
+    from replayproxy.cassette.store import cassette_path, save_cassette
+    from replayproxy.model import Interaction, Request, Response
+
+    cdir = tmp_path / "cassettes"
+    save_cassette(cassette_path(cdir, "t"), [Interaction(
+        Request("GET", "http", "api.example.com", 80, "/ok"), Response(200))])
+    script = (
+        "import os, socket\n"
+        "host, port = os.environ['HTTP_PROXY'].rsplit('/', 1)[1].split(':')\n"
+        "s = socket.create_connection((host, int(port)), timeout=30)\n"
+        "path = '/x\\x1b[31mRED\\x1b]0;title\\x07' + 'a' * 1_000_000\n"
+        "s.sendall(('GET http://api.example.com' + path + ' HTTP/1.1\\r\\n'\n"
+        "           'Host: api.example.com\\r\\nConnection: close\\r\\n\\r\\n')"
+        ".encode('latin-1'))\n"
+        "print(s.recv(12).decode())\n")
+    run = cli("replay", "-c", "t", "--cassette-dir", cdir, "--", sys.executable, "-c", script,
+              env=cli_env, cwd=tmp_path)
+    assert "\x1b" not in run.stderr and "\x07" not in run.stderr
+    assert "\\x1b[31mRED" in run.stderr
+    assert len(run.stderr) < 40_000, len(run.stderr)
+    assert "Traceback" not in run.stderr

@@ -78,3 +78,24 @@ def test_report_of_one_unused_interaction_says_was(summary, capsys):
         summary.unused_interactions[:1]
     lines = _stderr_after(capsys, lambda: report_run(summary))
     assert "replayproxy: 1 recorded interaction in cassette shop was never used:" in lines
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("GET /a\x1b[31mred\x1b[0m", "GET /a\\x1b[31mred\\x1b[0m"),
+    ("carriage\rreturn\x07bell", "carriage\\x0dreturn\\x07bell"),
+    ("tab\tand\nnewline stay", "tab\tand\nnewline stay"),
+    ("\x9bcsi", "\\x9bcsi"),
+])
+def test_client_text_is_terminal_safe(text, shown):
+    from replayproxy.cli.output import terminal_safe
+
+    assert terminal_safe(text) == shown
+
+
+def test_a_megabyte_url_is_shortened():
+    from replayproxy.cli.output import MAX_LINE, terminal_safe
+
+    url = "http://api.example.com/" + "a" * 1_000_000
+    shown = terminal_safe(url)
+    assert len(shown) < MAX_LINE + 40
+    assert shown.startswith("http://api.example.com/aaa") and "characters]…" in shown
