@@ -258,7 +258,9 @@ class Proxy:
         if self.upstream_insecure:
             updates["ssl_insecure"] = True
         m.options.update(**updates)
-        m.addons.add(self._lifecycle, OwnListeners(self._reverse_ports), *self.addons)
+        # only with reverse listeners: every addon costs every request a hook call
+        own = [OwnListeners(self._reverse_ports)] if self.reverse else []
+        m.addons.add(self._lifecycle, *own, *self.addons)
         if self.egress:
             # after ours: it sees where a request really goes (see upstream.py)
             m.addons.add(EgressAddon(self.egress))
