@@ -13,6 +13,7 @@ from replayproxy.cassette.store import save_cassette
 from replayproxy.errors import CLI_WORDS, ConfigError
 from replayproxy.matching.rules import MATCHER_NAMES
 from tests.factories import interaction, request, response
+from tests.integration.support import write_config
 from tests.unit.cli_runner import cli_fixture, error_line  # noqa: F401
 
 
@@ -106,20 +107,6 @@ def test_errors_word_settings_as_flags(cli, monkeypatch):
 
 
 # -- bad configuration: one line, exit 2 ----------------------------------------------------
-
-
-def write_config(tmp_path: Path, text: str, *, name: str = "pyproject.toml") -> Path:
-    """As tests/integration/support.write_config: ``[match]`` is relative to
-    [tool.replayproxy] in a pyproject.toml."""
-    directory = tmp_path / "conf"
-    directory.mkdir(exist_ok=True)
-    if name == "pyproject.toml":
-        text = text.replace("[[match.", "[[tool.replayproxy.match.").replace(
-            "[match]", "[tool.replayproxy.match]")
-        text = '[project]\nname = "app"\n\n[tool.replayproxy]\n' + text
-    path = directory / name
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 @pytest.fixture
