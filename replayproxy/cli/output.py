@@ -109,16 +109,16 @@ def report_run(summary: SessionSummary, fail_on_unused: bool = False, *,
                   plural(summary.cassette_size, "interaction"), BYPASS_CAUSES)
     if summary.upstream_failures:
         log.error("%s failed upstream while recording (recorded as what the client got, "
-                  "and replayed the same way):", plural(len(summary.upstream_failures),
+                  "and replayed the same way):", plural(summary.upstream_failures.total,
                                                         "request"))
         for failure in summary.upstream_failures[:50]:
             log.error("  %s", failure.line)
-        if len(summary.upstream_failures) > 50:
-            log.error("  … and %d more", len(summary.upstream_failures) - 50)
+        if summary.upstream_failures.total > 50:
+            log.error("  … and %d more", summary.upstream_failures.total - 50)
     if summary.replayed_failures:
         log.warning("%s answered with a recorded upstream failure (the same 502, or no "
                     "answer for a timeout); re-record once the upstream works:",
-                    plural(len(summary.replayed_failures), "request"))
+                    plural(summary.replayed_failures.total, "request"))
         for failure in summary.replayed_failures[:20]:
             log.warning("  %s %s: %s", failure.request.method, failure.request.url,
                         failure.message)
@@ -133,19 +133,19 @@ def report_run(summary: SessionSummary, fail_on_unused: bool = False, *,
             log.warning("  %s", name)
     if summary.unmatched:
         log.warning("%s matched nothing in cassette %s:",
-                    plural(len(summary.unmatched), "request"), summary.cassette)
+                    plural(summary.unmatched.total, "request"), summary.cassette)
         for unmatched in summary.unmatched[:50]:
             log.warning("  unmatched: %s %s", unmatched.request.method, unmatched.request.url)
             for line in render_candidates(list(unmatched.closest[:1])):
                 log.warning("    %s", line)
-        if len(summary.unmatched) > 50:
-            log.warning("  … and %d more", len(summary.unmatched) - 50)
+        if summary.unmatched.total > 50:
+            log.warning("  … and %d more", summary.unmatched.total - 50)
     if summary.leaks:
         verb = "written anyway (on_leak = \"warn\")" if summary.leaks_written else \
             "NOT written"
         log.error("%s still held secrets after redaction and %s %s:",
-                  plural(len(summary.leaks), "interaction"),
-                  "was" if len(summary.leaks) == 1 else "were", verb)
+                  plural(summary.leaks.total, "interaction"),
+                  "was" if summary.leaks.total == 1 else "were", verb)
         for request, findings in summary.leaks[:20]:
             log.error("  %s %s", request.method, request.url)
             for finding in findings[:5]:

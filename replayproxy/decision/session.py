@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from replayproxy.cassette.journal import Journal, pending_journals, recover_journals
 from replayproxy.cassette.store import CassetteFile, cassette_path, load_cassette
@@ -94,6 +94,30 @@ class Unmatched:
 
 Decision = Replay | Forward | Unmatched
 
+T = TypeVar("T")
+
+
+class Capped(list[T]):
+    """A list of a run's events that keeps the first ``limit`` and counts the rest: a
+    long run (a soak, a serve left up for days) must not keep every unmatched request
+    in memory. ``total`` is how many there were."""
+
+    limit = 200
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+
+    def append(self, item: T) -> None:
+        if len(self) < self.limit:
+            super().append(item)
+        else:
+            self.dropped += 1
+
+    @property
+    def total(self) -> int:
+        return len(self) + self.dropped
+
 _CACHED_BODY = 64 * 1024
 
 
@@ -107,18 +131,18 @@ class SessionSummary:
     replayed: int = 0
     recorded: int = 0
     recovered: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: Capped[str] = field(default_factory=Capped)
     """Requests replayproxy could not answer (a damaged cassette entry, an internal
     error): each answered 500, and the run fails."""
     journals: int = 0
     """Journals of interrupted recordings found when the run started (folded in, or set
     aside if damaged)."""
-    unmatched: list[Unmatched] = field(default_factory=list)
+    unmatched: Capped[Unmatched] = field(default_factory=Capped)
     unused: list[int] = field(default_factory=list)
     """Positions of recorded interactions never served."""
     unused_interactions: list[Interaction | None] = field(default_factory=list)
     """The first 100 of ``unused``, decoded (None: a damaged entry)."""
-    leaks: list[tuple[Request, list[Finding]]] = field(default_factory=list)
+    leaks: Capped[tuple[Request, list[Finding]]] = field(default_factory=Capped)
     """Interactions in which secrets remained after redaction, with what was found."""
     leaks_written: bool = False
     """True when they were written anyway (``on_leak = "warn"``)."""
@@ -128,11 +152,11 @@ class SessionSummary:
     """Client connections the proxy accepted."""
     cassette_size: int = 0
     """Interactions in the cassette when the run started."""
-    upstream_failures: list[UpstreamFailure] = field(default_factory=list)
+    upstream_failures: Capped[UpstreamFailure] = field(default_factory=Capped)
     """Requests whose upstream failed while recording (kept as the client's 502)."""
-    replayed_failures: list[UpstreamFailure] = field(default_factory=list)
+    replayed_failures: Capped[UpstreamFailure] = field(default_factory=Capped)
     """Recorded upstream failures that replay answered again."""
-    client_refusals: list[ClientRefusal] = field(default_factory=list)
+    client_refusals: Capped[ClientRefusal] = field(default_factory=Capped)
     """Clients that refused the proxy's certificate."""
     unused_routes: list[str] = field(default_factory=list)
     """Configured routes (``[[match.routes]]``, ``[[redact.routes]]``) that no request of

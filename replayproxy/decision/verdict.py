@@ -73,14 +73,14 @@ def verdict(summary: SessionSummary, *, command_exit: int = 0,
     if summary.unused and fail_on_unused:
         reasons.append("recorded interactions were never used ({fail_on_unused})")
     if summary.upstream_failures:
-        n = len(summary.upstream_failures)
+        n = summary.upstream_failures.total
         reasons.append(f"{n} upstream request{'s' if n != 1 else ''} failed while recording "
                        "(kept in the cassette as what the client got)")
     if summary.client_refusals:
         reasons.append("a client refused the proxy's certificate (it does not trust the "
                        "replayproxy CA)")
     if summary.errors:
-        n = len(summary.errors)
+        n = summary.errors.total
         reasons.append(f"replayproxy could not answer {n} request{'s' if n != 1 else ''} "
                        f"({summary.errors[0]})")
     if command and bypassed(summary):

@@ -279,3 +279,15 @@ def test_routes_that_matched_nothing_are_listed(tmp_path, existing):
     # a run that nothing reached says so otherwise, not route by route
     idle = CassetteSession(tmp_path, "shop", RecordMode.NONE, match=match)
     assert idle.close().unused_routes == []
+
+
+def test_a_long_run_keeps_the_first_unmatched_requests_and_counts_the_rest(tmp_path, existing):
+    """A soak or a serve left up for days must not keep every unmatched request."""
+    session = CassetteSession(tmp_path, "shop", RecordMode.NONE)
+    limit = session.summary.unmatched.limit
+    for n in range(limit + 50):
+        session.decide(request("GET", f"https://api.example.com/missing/{n}"))
+    summary = session.close()
+    assert len(summary.unmatched) == limit
+    assert summary.unmatched.total == limit + 50
+    assert summary.unmatched[0].request.path == "/missing/0"

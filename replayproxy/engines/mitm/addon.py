@@ -248,7 +248,7 @@ class ReplayproxyAddon:
         if self.pipeline is not None and self._owns_pipeline:
             summary = self.pipeline.session.close()
             log.info("cassette %s: %d replayed, %d recorded, %d unmatched", summary.path,
-                     summary.replayed, summary.recorded, len(summary.unmatched))
+                     summary.replayed, summary.recorded, summary.unmatched.total)
 
     # -- connections --------------------------------------------------------------------
 
