@@ -91,7 +91,17 @@ class Journal:
         self.cassette_file = cassette_file
         self.path = cassette_file.parent / f".{cassette_file.name}.{os.getpid()}.journal"
         self.count = 0
-        self._file: IO[bytes] | None = self.path.open("ab")
+        try:
+            # never through a symlink planted at this predictable name: it could point
+            # anywhere (O_NOFOLLOW: the open fails instead)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
+                         0o644)
+        except OSError as e:
+            raise CassetteError(
+                f"cannot write the recording journal {self.path}: "
+                f"{'it is a symbolic link' if self.path.is_symlink() else e.strerror}; "
+                "remove it and record again", path=str(self.path)) from None
+        self._file: IO[bytes] | None = os.fdopen(fd, "ab")
         fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._file.write(_journal_header(_KEEP if replace and keep_old else replace))
         self._file.flush()

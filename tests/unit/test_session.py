@@ -291,3 +291,21 @@ def test_a_long_run_keeps_the_first_unmatched_requests_and_counts_the_rest(tmp_p
     assert len(summary.unmatched) == limit
     assert summary.unmatched.total == limit + 50
     assert summary.unmatched[0].request.path == "/missing/0"
+
+
+def test_a_symlink_planted_at_the_journal_name_is_not_followed(tmp_path):
+    """The journal's name is predictable (the PID): a symbolic link planted there must
+    not make the recording write elsewhere."""
+    import os
+
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"precious")
+    cdir = tmp_path / "cassettes"
+    cdir.mkdir()
+    session = CassetteSession(cdir, "shop", RecordMode.ALL)
+    # planted after the session started (recovery would have set it aside before)
+    (cdir / f".shop.cassette.{os.getpid()}.journal").symlink_to(outside)
+    with pytest.raises(CassetteError, match="is a symbolic link; remove it"):
+        session.record(interaction("/a", b"A"))
+    session.close()
+    assert outside.read_bytes() == b"precious"
