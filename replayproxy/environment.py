@@ -71,8 +71,6 @@ def proxy_environment(
         env.update(dict.fromkeys(NO_PROXY_VARIABLES, ""))
     env.update(dict.fromkeys(BUNDLE_VARIABLES, str(bundle)))
     env["NODE_EXTRA_CA_CERTS"] = str(ca_cert)
-    if proxy_url:
-        env["REPLAYPROXY_URL"] = proxy_url
     reverses = dict(reverse_urls or {})
     first = reverse_url or next(iter(reverses.values()), None)
     if first:
@@ -80,6 +78,8 @@ def proxy_environment(
     for target, local in reverses.items():
         env[reverse_variable(target)] = local
     env.update(client_environment(proxy_url, bundle, ca_cert, no_proxy=env.get("NO_PROXY")))
+    if proxy_url:  # last: a reader of `serve`'s export lines has them all once it sees it
+        env["REPLAYPROXY_URL"] = proxy_url
     return env
 
 

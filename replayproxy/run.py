@@ -294,15 +294,13 @@ class ProxyRun:
         return self.proxy.ca
 
     def environment(self) -> dict[str, str]:
-        """The variables a child process needs: proxy, CA trust, each client's set-up,
-        the control URL and token. ``REPLAYPROXY_URL`` comes last, so a reader of
-        ``serve``'s export lines knows it has them all when it sees that one."""
+        """The variables a child process needs: the control URL and token, then proxy,
+        CA trust and each client's set-up (``REPLAYPROXY_URL`` last, see
+        ``proxy_environment``)."""
         control = {"REPLAYPROXY_CONTROL_URL": self._control.url,
                    "REPLAYPROXY_CONTROL_TOKEN": self._control.token} \
             if self._control is not None else {}
-        env = {**control, **self.proxy.environment()}
-        url = env.pop("REPLAYPROXY_URL", None)
-        return {**env, "REPLAYPROXY_URL": url} if url is not None else env
+        return {**control, **self.proxy.environment()}
 
     # -- the outcome --------------------------------------------------------------------
 
