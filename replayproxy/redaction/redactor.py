@@ -53,6 +53,7 @@ from replayproxy.redaction.secrets import (
     ValuePattern,
     is_secret_field,
     is_secret_header,
+    json_in_string,
     multipart_boundary,
     multipart_fields,
     url_queries,
@@ -174,20 +175,9 @@ def _walk_json(doc: Any, config: RedactionConfig, found: _Found, depth: int = 0)
         for v in doc:
             _walk_json(v, config, found, depth)
     elif isinstance(doc, str) and depth < 3:
-        inner = _json_in_string(doc)
+        inner = json_in_string(doc)
         if inner is not None:
             _walk_json(inner, config, found, depth + 1)
-
-
-def _json_in_string(text: str) -> Any:
-    """A JSON object or array held in a string value (``"payload": "{\\"token\\": …}"``)."""
-    stripped = text.strip()
-    if stripped[:1] not in ("{", "[") or len(stripped) < 2:
-        return None
-    try:
-        return json.loads(stripped)
-    except (ValueError, RecursionError):
-        return None
 
 
 def _rule_name(name: str) -> str:

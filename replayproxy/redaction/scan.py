@@ -28,6 +28,7 @@ from replayproxy.redaction.redactor import RedactionConfig
 from replayproxy.redaction.secrets import (
     PLACEHOLDER,
     URL_HEADERS,
+    json_in_string,
     multipart_boundary,
     multipart_fields,
     url_queries,
@@ -121,9 +122,10 @@ class _Scan:
         elif isinstance(doc, list):
             for i, v in enumerate(doc):
                 self.json(location, v, f"{path}[{i}]")
-        elif isinstance(doc, str) and doc.lstrip()[:1] in ("{", "[") and path.count("$") < 4:
-            with contextlib.suppress(ValueError, RecursionError):  # JSON inside a string
-                self.json(location, json.loads(doc), f"{path}$")
+        elif isinstance(doc, str) and path.count("$") < 4:
+            inner = json_in_string(doc)
+            if inner is not None:
+                self.json(location, inner, f"{path}$")
 
     def body(self, location: str, body: bytes, headers: Headers | None) -> None:
         if not body:

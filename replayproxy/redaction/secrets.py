@@ -7,9 +7,11 @@ Shared by redaction (which replaces them before anything is written) and the sca
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "DEFAULT_SECRET_FIELDS",
@@ -23,6 +25,7 @@ __all__ = [
     "field_key",
     "is_secret_field",
     "is_secret_header",
+    "json_in_string",
     "multipart_boundary",
     "multipart_fields",
     "url_queries",
@@ -193,3 +196,15 @@ def multipart_fields(text: str, boundary: str) -> list[tuple[str, int, int]]:
             if text[end - 1:end] == "\n" else end
         fields.append((name.group(1), head_end + sep, value_end))
     return fields
+
+
+def json_in_string(text: str) -> Any:
+    """A JSON object or array held in a string value (``"payload": "{\\"token\\": …}"``),
+    else None."""
+    stripped = text.strip()
+    if stripped[:1] not in ("{", "[") or len(stripped) < 2:
+        return None
+    try:
+        return json.loads(stripped)
+    except (ValueError, RecursionError):
+        return None
