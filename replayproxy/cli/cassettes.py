@@ -91,13 +91,13 @@ def cassette_show(
     name = _one_name(name, cassette)
     cassette_dir = Matching(config, cassette_dir).cassette_directory()
     path = cassette_path(cassette_dir, name)
-    if not path.exists() and pending_journals(path):
+    pending = pending_journals(path)
+    if not path.exists() and pending:
         raise CassetteError(
             f"cassette {name!r} has only an interrupted recording so far (a journal in "
             f"{cassette_dir}): recover it with `replayproxy replay -c {name} -- true`, "
             "then show it again")
     loaded = load_cassette(path, name)
-    pending = pending_journals(path)
     if pending:
         typer.echo(interrupted_note(name, len(pending)), err=True)
     numbers = range(1, len(loaded) + 1)
