@@ -319,7 +319,7 @@ class ReplayproxyAddon:
         elif isinstance(plan, Unmatched):
             flow.response = _unmatched_response(flow, plan)
         if planned.fault is not None and planned.fault.trickle is not None:
-            await self._trickle_response(flow, state, planned.fault)
+            await self._trickle_response(flow, state, plan, planned.fault)
 
     async def _fault_answer(self, flow: http.HTTPFlow, plan: FaultAnswer) -> None:
         terminal = plan.action.terminal
@@ -340,14 +340,14 @@ class ReplayproxyAddon:
             flow.kill()
 
     async def _trickle_response(self, flow: http.HTTPFlow, state: FlowState,
+                                plan: Replay | Forward | Unmatched,
                                 action: FaultAction) -> None:
         """Send the response through the trickle server: the replayed one, or, live,
         the upstream's (fetched first as a copy, which is what gets recorded)."""
         assert action.trickle is not None
         if self._trickle.address is None:
             return
-        if flow.response is not None and isinstance(state.planned and state.planned.plan,
-                                                    Replay):
+        if flow.response is not None and isinstance(plan, Replay):
             response, recorded = flow.response, state.recorded_ttfb
         elif flow.response is None and trickle.fetchable(flow):
             state.trickled = True  # the client's flow is never recorded: the copy is
