@@ -380,7 +380,7 @@ class ReplayproxyAddon:
         if state is None or state.role is Role.OTHER or state.planned is None \
                 or flow.response is None or self.pipeline is None:
             return
-        if isinstance(state.planned.plan, Forward) and not state.trickled \
+        if not state.planned.answers_by_itself and not state.trickled \
                 and not self._record(flow, state):
             return
         if state.trickled or state.role is Role.FETCH:
@@ -406,7 +406,7 @@ class ReplayproxyAddon:
         502), marked, so replay answers the same; the summary lists it with its cause."""
         state = _state(flow)
         if state is None or state.role is Role.OTHER or state.planned is None \
-                or not isinstance(state.planned.plan, Forward) or state.trickled \
+                or state.planned.answers_by_itself or state.trickled \
                 or self.pipeline is None or flow.error is None:
             return
         message = flow.error.msg
