@@ -31,11 +31,13 @@ from typing import TYPE_CHECKING, Any
 from replayproxy.cassette.store import cassette_path, check_cassette_dir
 from replayproxy.config import Settings, home_dir, load_settings
 from replayproxy.decision.pipeline import Pipeline
+from replayproxy.decision.requestlog import RequestLog
 from replayproxy.decision.session import CassetteSession, SessionSummary
 from replayproxy.decision.verdict import Verdict, verdict
 from replayproxy.errors import ConfigError
 from replayproxy.faults.plan import FaultPlan
 from replayproxy.faults.spec import FaultSpec, parse_fault
+from replayproxy.matching.rules import MatchConfig
 from replayproxy.model import RecordMode
 from replayproxy.redaction.redactor import Redactor, load_key
 from replayproxy.upstream import Egress, egress_from, read_pem_ca, reverse_spec
@@ -163,29 +165,84 @@ class ProxyRun:
         """
         if self.session is not None:
             return self.session
-        faults = FaultPlan(self.settings.faults)
-        for spec in self.fault_specs:
-            try:
-                faults.add(parse_fault(spec) if isinstance(spec, str) else spec)
-            except ValueError as e:
-                raise ConfigError(f"{{fault}} {spec!r}: {e}", fault=str(spec)) from None
+        faults = self._fault_plan(self.fault_specs)
         for ca in self.upstream_cas:
             read_pem_ca(ca)
         self.egress = egress_from(self.upstream_proxy, self._environ)
         for target in self.reverse:
             reverse_spec(target)
+        self.session = self._new_session(self.cassette, self.mode, self.settings.match,
+                                         self.strict, self.fresh)
+        self.pipeline = Pipeline(self.session, faults, threading.Lock(), RequestLog())
+        return self.session
+
+    def _fault_plan(self, specs: Sequence[str | FaultSpec]) -> FaultPlan:
+        """The configuration's fault rules followed by ``specs`` (ConfigError on a bad one)."""
+        faults = FaultPlan(self.settings.faults)
+        for spec in specs:
+            try:
+                faults.add(parse_fault(spec) if isinstance(spec, str) else spec)
+            except ValueError as e:
+                raise ConfigError(f"{{fault}} {spec!r}: {e}", fault=str(spec)) from None
+        return faults
+
+    def _new_session(self, cassette: str, mode: RecordMode, match: MatchConfig,
+                     strict: bool, fresh: bool) -> CassetteSession:
+        """Open ``cassette``, after checking its directory can hold it."""
         # a directory that cannot hold the cassette stops the run here, before the child
         # starts, rather than dropping every interaction it records
-        records = self.fresh or self.mode in (RecordMode.ALL, RecordMode.NEW_EPISODES) or (
-            self.mode is RecordMode.ONCE
-            and not cassette_path(self.cassette_dir, self.cassette).exists())
+        records = fresh or mode in (RecordMode.ALL, RecordMode.NEW_EPISODES) or (
+            mode is RecordMode.ONCE
+            and not cassette_path(self.cassette_dir, cassette).exists())
         check_cassette_dir(self.cassette_dir, write=records)
         redactor = Redactor(self.settings.redact, load_key(home_dir()))
-        self.session = CassetteSession(self.cassette_dir, self.cassette, self.mode,
-                                       strict=self.strict, match=self.settings.match,
-                                       redactor=redactor, fresh=self.fresh)
-        self.pipeline = Pipeline(self.session, faults, threading.Lock())
-        return self.session
+        return CassetteSession(self.cassette_dir, cassette, mode, strict=strict,
+                               match=match, redactor=redactor, fresh=fresh)
+
+    def use_cassette(self, cassette: str, mode: RecordMode | str | None = None, *,
+                     faults: Sequence[str | FaultSpec] = (), match: MatchConfig | None = None,
+                     strict: bool | None = None, fresh: bool = False) -> SessionSummary:
+        """Serve ``cassette`` from now on, without restarting the proxy (the same URL,
+        CA and control API): the cassette in use is closed first, what it recorded
+        folded into its file, and its summary returned.
+
+        ``mode`` [default: the run's], ``match`` [default: the configuration's] and
+        ``strict`` [default: the run's] apply to the new cassette; its fault rules are
+        the configuration's followed by ``faults``, replacing every rule added so far
+        (through the control API too). A request still in flight while the cassette
+        changes is decided by the new one; switch between tests, not during one.
+
+        Raises:
+            CassetteError, ConfigError: as ``open`` does; the proxy then has no usable
+                cassette (every request is answered from the closed one) until a
+                ``use_cassette`` succeeds.
+        """
+        if self.pipeline is None or self.session is None:
+            raise RuntimeError("the proxy run is not open: start() it first")
+        try:
+            new_mode = self.mode if mode is None else (
+                mode if isinstance(mode, RecordMode) else RecordMode.parse(mode))
+        except ValueError as e:
+            raise ConfigError(f"{{record_mode}}: {e}") from None
+        plan = self._fault_plan(faults)
+        summary = self.session.close()  # before the new session reads the cassette
+        session = self._new_session(cassette, new_mode,
+                                    self.settings.match if match is None else match,
+                                    self.strict if strict is None else strict, fresh)
+        with self.pipeline.lock:
+            self.pipeline.session = session
+            self.pipeline.faults.clear()
+            for spec in plan.list():
+                self.pipeline.faults.add(spec)
+        self.session, self.cassette = session, cassette
+        return summary
+
+    def flush(self) -> SessionSummary:
+        """Fold what the cassette in use recorded so far into its file (the run goes on
+        serving it) and return its summary so far, ``unused`` included."""
+        if self.session is None:
+            raise RuntimeError("the proxy run is not open: start() it first")
+        return self.session.close()
 
     def start(self) -> ProxyRun:
         """Open the cassette and start the proxy; return when it accepts connections."""
@@ -202,7 +259,7 @@ class ProxyRun:
                           ca=ensure_ca(self.ca_dir), host=self.host, port=self.port,
                           reverse=self.reverse, upstream_ca=self.upstream_cas,
                           upstream_insecure=self.upstream_insecure,
-                          egress=self.egress if records else None, environ=self._environ)
+                          egress=self.egress, environ=self._environ)
             proxy.start()
             if self.upstream_insecure and records:
                 log.warning("upstream certificates are NOT verified: anyone on the way "
@@ -213,7 +270,8 @@ class ProxyRun:
                 log.info("%s", self.egress.describe())
             self._proxy = proxy
             if self.control:
-                self._control = ControlServer(self.pipeline.faults, self.pipeline.lock)
+                self._control = ControlServer(self.pipeline.faults, self.pipeline.lock,
+                                              requests=self.pipeline.requests)
                 self._control.start()
         except BaseException:
             self.stop()
@@ -287,6 +345,14 @@ class ProxyRun:
             raise RuntimeError("the proxy run has no control API (control=False, or not "
                                "started)")
         return FaultControl(self._control.url, self._control.token)
+
+    @property
+    def requests(self) -> RequestLog:
+        """What clients sent through the proxy (see ``decision.requestlog``), also served
+        by the control API at ``GET /requests``."""
+        if self.pipeline is None:
+            raise RuntimeError("the proxy run is not open: start() it first")
+        return self.pipeline.requests
 
     @property
     def ca(self) -> CA:

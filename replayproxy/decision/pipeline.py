@@ -27,6 +27,7 @@ import threading
 from dataclasses import dataclass
 
 from replayproxy.decision.failures import recorded_timeout
+from replayproxy.decision.requestlog import RequestLog
 from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmatched
 from replayproxy.faults.effects import Hold, RefuseConnect, Reset, Respond
 from replayproxy.faults.plan import FaultAction, FaultPlan, Fired
@@ -61,6 +62,10 @@ class Planned:
 
 
 _ANSWERS = (Respond, Reset, Hold, RefuseConnect)
+
+_OUTCOMES = {FaultAnswer: "fault", Replay: "replayed", Forward: "recorded",
+             Unmatched: "unmatched"}
+"""How the request log names what a plan did."""
 
 HELD_EXTRA = 5.0
 """Seconds a recorded timeout holds a request beyond what the client waited when it was
@@ -106,16 +111,21 @@ class Pipeline:
     """The decision for one proxy run: a cassette session and a fault plan.
 
     Args:
-        session: the cassette in use.
+        session: the cassette in use (a run may swap it for another between requests:
+            ``ProxyRun.use_cassette``).
         faults: the fault rules (shared with the control API under ``lock``).
         lock: guards ``faults`` against the control API's thread.
+        requests: where every decided request is logged, with its outcome (see
+            ``decision.requestlog``) [default: a new log].
     """
 
     def __init__(self, session: CassetteSession, faults: FaultPlan | None = None,
-                 lock: threading.Lock | None = None) -> None:
+                 lock: threading.Lock | None = None, requests: RequestLog | None = None
+                 ) -> None:
         self.session = session
         self.faults = faults if faults is not None else FaultPlan()
         self.lock = lock or threading.Lock()
+        self.requests = requests if requests is not None else RequestLog()
 
     @property
     def records(self) -> bool:
@@ -123,11 +133,18 @@ class Pipeline:
         return self.session.records
 
     def decide(self, request: Request, now: float) -> Planned:
-        """The plan for ``request`` (see ``decide``)."""
-        if not len(self.faults):
-            return _session_plan(self.session, request)
-        with self.lock:
-            return decide(self.session, self.faults, request, now)
+        """The plan for ``request`` (see ``decide``), logged in ``requests``."""
+        try:
+            if not len(self.faults):
+                planned = _session_plan(self.session, request)
+            else:
+                with self.lock:
+                    planned = decide(self.session, self.faults, request, now)
+        except BaseException:
+            self.requests.add(request, "error")
+            raise
+        self.requests.add(request, _OUTCOMES[type(planned.plan)])
+        return planned
 
     def decide_connect(self, host: str, port: int, now: float) -> FaultAction | None:
         """A ``refuse_connect`` fault for a CONNECT to ``host:port``, or None."""

@@ -8,6 +8,17 @@ proxy's ``FaultPlan`` under a lock::
                             {"kind": "status", "value": 503, "first": 2, "route": "*"}
                             -> 201 {"index": N, "spec": "..."}; 400 {"error": "..."}
     DELETE /faults          -> {"cleared": N}
+    GET    /requests?since=SEQ&method=POST&url=*/v1/charges
+                            -> {"requests": [{"seq": 1, "method": "POST", "url": "...",
+                                "headers": [[name, value]], "body": "...",
+                                "body_encoding": "utf-8", "json": {...},
+                                "outcome": "replayed"}, ...], "next": SEQ}
+    DELETE /requests        -> {"cleared": N}
+
+``/requests`` is the run's request log (``replayproxy.decision.requestlog``): what
+clients sent through the proxy, oldest first; ``next`` is the ``since`` that lists only
+the requests after these (a test takes it when it starts). ``method`` and ``url``
+filter as a route does (``*/v1/charges``: any host).
 
 Every call carries the run's token, ``Authorization: Bearer TOKEN`` (a random value
 made per run): another local user, or a program not started by the run, cannot change
@@ -26,10 +37,12 @@ import os
 import secrets
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from replayproxy.decision.requestlog import RequestLog
 from replayproxy.errors import FaultControlError
 from replayproxy.faults.plan import FaultPlan
 from replayproxy.faults.spec import fault_from_table, parse_fault
@@ -59,15 +72,36 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _route(self) -> bool:
+        """True for an authorised call to /faults; /requests is served here."""
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
                 token.strip().encode(), self.server.token.encode()):
             self._send(401, {"error": _TOKEN_HINT})
             return False
-        if self.path.rstrip("/") != "/faults":
-            self._send(404, {"error": f"no such endpoint {self.path}: use /faults"})
+        path, _, query = self.path.partition("?")
+        if path.rstrip("/") == "/requests" and self.server.requests is not None \
+                and self.command in ("GET", "DELETE"):
+            self._requests(self.server.requests, query)
+            return False
+        if path.rstrip("/") != "/faults":
+            self._send(404, {"error": f"no such endpoint {self.path}: use /faults"
+                                      f"{' or /requests' if self.server.requests else ''}"})
             return False
         return True
+
+    def _requests(self, log: RequestLog, query: str) -> None:
+        if self.command == "DELETE":
+            self._send(200, {"cleared": log.clear()})
+            return
+        params = dict(urllib.parse.parse_qsl(query))
+        try:
+            since = int(params.get("since", "1"))
+            selected = log.select(since, params.get("method"), params.get("url"))
+        except ValueError as e:
+            self._send(400, {"error": f"{e}; use /requests?since=N&method=POST&"
+                                      "url=*/v1/charges"})
+            return
+        self._send(200, {"requests": [s.as_json() for s in selected], "next": log.next_seq})
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         if self._route():
@@ -126,20 +160,24 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, plan: FaultPlan, lock: threading.Lock, token: str) -> None:
+    def __init__(self, plan: FaultPlan, lock: threading.Lock, token: str,
+                 requests: RequestLog | None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.plan = plan
         self.lock = lock
         self.token = token
+        self.requests = requests
 
 
 class ControlServer:
-    """Serves the control API for ``plan`` on 127.0.0.1 (a free port) until ``stop``;
-    callers need ``token`` (random unless given)."""
+    """Serves the control API for ``plan`` (and ``requests``, the run's request log) on
+    127.0.0.1 (a free port) until ``stop``; callers need ``token`` (random unless
+    given)."""
 
-    def __init__(self, plan: FaultPlan, lock: threading.Lock, token: str | None = None) -> None:
+    def __init__(self, plan: FaultPlan, lock: threading.Lock, token: str | None = None,
+                 requests: RequestLog | None = None) -> None:
         self.token = token or secrets.token_urlsafe(24)
-        self._server = _Server(plan, lock, self.token)
+        self._server = _Server(plan, lock, self.token, requests)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="replayproxy-control", daemon=True)
 
