@@ -34,17 +34,33 @@ from replayproxy.matching.rules import (
     compile_json_path,
     extend_rule,
 )
+from replayproxy.model import RecordMode
 from replayproxy.redaction.redactor import RedactionConfig
 from replayproxy.redaction.secrets import ValuePattern
 from replayproxy.routes import Route, parse_route
 
-__all__ = ["Settings", "find_config", "home_dir", "load_settings", "parse_settings"]
+__all__ = ["PytestSettings", "Settings", "find_config", "home_dir", "load_settings",
+           "parse_settings"]
 
 
 def home_dir() -> Path:
     """replayproxy's own directory: ``$REPLAYPROXY_HOME``, else ``~/.replayproxy``
     (running servers' state, the redaction key, the CA by default)."""
     return Path(os.environ.get("REPLAYPROXY_HOME") or Path.home() / ".replayproxy").expanduser()
+
+
+@dataclass(frozen=True, slots=True)
+class PytestSettings:
+    """``[pytest]``: the pytest plugin's defaults (its ``--replayproxy-*`` options win).
+    Paths are as written (relative ones are relative to the configuration file)."""
+
+    record_mode: str | None = None
+    upstream_ca: tuple[str, ...] = ()
+    upstream_insecure: bool = False
+    upstream_proxy: str | None = None
+    ca_dir: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    """Hosts (``HOST`` or ``HOST:PORT``) a replaying test may connect to directly."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +75,19 @@ class Settings:
     redact: RedactionConfig = field(default_factory=RedactionConfig)
     faults: tuple[FaultSpec, ...] = ()
     drift: DriftConfig = field(default_factory=DriftConfig)
+    pytest: PytestSettings = field(default_factory=PytestSettings)
 
 
 _TOP_KEYS = {"cassette_dir": str, "strict": bool, "fail_on_unused": bool, "match": dict,
-             "redact": dict, "faults": list, "drift": dict}
+             "redact": dict, "faults": list, "drift": dict, "pytest": dict}
+_PYTEST_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "record_mode": (str, "one of " + ", ".join(m.value for m in RecordMode)),
+    "upstream_ca": ((str, list), "a PEM file, or a list of them"),
+    "upstream_insecure": (bool, "true or false"),
+    "upstream_proxy": (str, "http://[USER:PASSWORD@]HOST:PORT, or \"none\""),
+    "ca_dir": (str, "a directory"),
+    "allowed_hosts": ((str, list), "a list of HOST or HOST:PORT"),
+}
 _DRIFT_KEYS = {
     "credentials": "table of placeholder, header or rule name = \"ENV_VAR\"",
     "ignore": "list of JSON paths ($.meta.request_id) and header names never compared",
@@ -232,7 +257,9 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
         except ValueError as e:
             raise fwhere.error("fault", str(e)) from None
     drift = _drift(where.child(f"{prefix}drift"), data.get("drift", {}), prefix)
+    plugin = _pytest(where.child(f"{prefix}pytest"), data.get("pytest", {}))
     return Settings(
+        pytest=plugin,
         source=source,
         redact=redact,
         faults=tuple(faults),
@@ -242,6 +269,27 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
         fail_on_unused=bool(data.get("fail_on_unused", False)),
         match=MatchConfig(exact=exact, base=base, routes=tuple(routes)),
     )
+
+
+def _pytest(where: _Where, table: Mapping[str, Any]) -> PytestSettings:
+    """Validate ``[pytest]``: the plugin's record mode, upstream trust, CA, hosts."""
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        value: Any = raw
+        if key not in _PYTEST_KEYS:
+            raise where.error(key, "unknown setting; allowed: " + ", ".join(sorted(_PYTEST_KEYS)))
+        kinds, what = _PYTEST_KEYS[key]
+        if not isinstance(raw, kinds) or (isinstance(raw, list)
+                                          and not all(isinstance(v, str) for v in raw)):
+            raise where.error(key, f"expected {what}, got {_show(value)}")
+        if key == "record_mode":
+            try:
+                RecordMode.parse(value)
+            except ValueError as e:
+                raise where.error(key, str(e)) from None
+        values[key] = tuple([value] if isinstance(value, str) else value) \
+            if key in ("upstream_ca", "allowed_hosts") else value
+    return PytestSettings(**values)
 
 
 def _string_table(where: _Where, key: str, value: Any) -> list[tuple[str, str]]:
