@@ -41,11 +41,13 @@ def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, proxy_ca: 
     pytester.makeini(INI)
 
     def run(*args: str, plugin: bool = True) -> pytest.RunResult:
-        options = ["-p", "replayproxy.pytest_plugin"] if plugin else []
+        options = ["-p", "replayproxy.pytest_plugin", f"--replayproxy-ca-dir={proxy_ca.directory}",
+                   f"--replayproxy-upstream-ca={upstream_ca.pem}",
+                   "--replayproxy-upstream-proxy=none"] if plugin else []
+        # hypothesis' and anyio's plugins cost each inner run seconds of start-up
         return pytester.runpytest_subprocess(
-            *options, "-p", "no:cacheprovider", f"--replayproxy-ca-dir={proxy_ca.directory}",
-            f"--replayproxy-upstream-ca={upstream_ca.pem}",
-            "--replayproxy-upstream-proxy=none", *args, timeout=180)
+            "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:anyio", *options,
+            *args, timeout=180)
 
     return run
 

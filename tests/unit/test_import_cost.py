@@ -30,7 +30,8 @@ HEAVY = frozenset({
 })
 """Top-level packages that ``import replayproxy`` must leave unimported."""
 
-PLUGIN_MODULES = ("replayproxy", "replayproxy.model", "replayproxy.errors", "replayproxy.config")
+PLUGIN_MODULES = ("replayproxy", "replayproxy.model", "replayproxy.errors", "replayproxy.config",
+                  "replayproxy.pytest_plugin")
 """What a pytest plugin imports at collection, before any test asks for a proxy."""
 
 

@@ -7,6 +7,7 @@ files of clients with their own configuration (a wgetrc, a Java trust store).
 
 from __future__ import annotations
 
+import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,18 +61,25 @@ def ensure_ca(directory: Path | None = None) -> CA:
     try:
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(d, 0o700)
-        old_umask = os.umask(0o077)
+        # several processes starting at once (pytest-xdist workers) make one CA, not one
+        # each overwriting the others' files
+        fd = os.open(d, os.O_RDONLY)
         try:
-            CertStore.from_store(d, CA_BASENAME, 2048)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            old_umask = os.umask(0o077)
+            try:
+                CertStore.from_store(d, CA_BASENAME, 2048)
+            finally:
+                os.umask(old_umask)
+            key = d / f"{CA_BASENAME}-ca.pem"
+            os.chmod(key, 0o600)
+            cert = d / f"{CA_BASENAME}-ca-cert.pem"
+            os.chmod(cert, 0o644)
+            bundle = build_trust_bundle(cert, d / "replayproxy-bundle.pem")
+            wgetrc = write_wgetrc(bundle, d / WGETRC_NAME)
+            truststore = write_java_truststore(cert, d / TRUSTSTORE_NAME)
         finally:
-            os.umask(old_umask)
-        key = d / f"{CA_BASENAME}-ca.pem"
-        os.chmod(key, 0o600)
-        cert = d / f"{CA_BASENAME}-ca-cert.pem"
-        os.chmod(cert, 0o644)
-        bundle = build_trust_bundle(cert, d / "replayproxy-bundle.pem")
-        wgetrc = write_wgetrc(bundle, d / WGETRC_NAME)
-        truststore = write_java_truststore(cert, d / TRUSTSTORE_NAME)
+            os.close(fd)
     except (OSError, ValueError) as e:
         raise ConfigError(
             f"cannot use CA directory {d}: {getattr(e, 'strerror', None) or e}; "
