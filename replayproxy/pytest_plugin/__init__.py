@@ -247,7 +247,8 @@ def _read_marker(item: pytest.Item) -> _Marker:
 def default_cassette_name(nodeid: str) -> str:
     """The cassette of a test without ``cassette=``: its module and name, as one safe
     name (``tests/test_pay.py::TestX::test_y[a]`` -> ``tests.test_pay.TestX.test_y-a``)."""
-    name = re.sub(r"\.py(::|$)", r"\1", nodeid).replace("::", ".").replace("/", ".")
+    path, _, test = nodeid.partition("::")
+    name = f"{path.removesuffix('.py').replace('/', '.')}.{test.replace('::', '.')}"
     name = re.sub(r"[^A-Za-z0-9_.\-]+", "-", name)
     name = re.sub(r"\.{2,}", ".", name).strip(".-") or "test"
     if len(name) > 200:
