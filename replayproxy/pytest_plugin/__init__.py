@@ -411,7 +411,7 @@ class Replayproxy:
     @property
     def faults(self) -> FaultControl:
         """Add, list and clear faults while the test runs (``faults.add("status=503@*")``);
-        they end with the test."""
+        the next test starts without them."""
         return self.run.fault_control()
 
     def requests(self, method: str | None = None, url: str | None = None

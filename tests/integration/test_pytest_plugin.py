@@ -154,13 +154,18 @@ FAULTS = """
     def test_the_next_test_has_no_fault(replayproxy):
         assert replayproxy.faults.list() == []
         assert requests.get(UP + "/v1/flaky").status_code == 200
+
+    @pytest.mark.replayproxy(match={"ignore_json": ["$.nonce"]})
+    def test_matching_from_the_marker(replayproxy):
+        r = requests.post(UP + "/v1/nonce", json={"n": 1, "nonce": os.urandom(8).hex()})
+        assert r.status_code == 200 and r.json()["path"] == "/v1/nonce"
 """
 
 
 def test_faults_from_the_marker_and_switched_inside_a_test(pytester, suite):
     write(pytester, FAULTS)
-    suite("--replayproxy-record-mode=once").assert_outcomes(passed=2)
-    suite().assert_outcomes(passed=2)  # and the same on replay
+    suite("--replayproxy-record-mode=once").assert_outcomes(passed=3)
+    suite().assert_outcomes(passed=3)  # and the same on replay (another nonce too)
 
 
 VERIFY = """
