@@ -12,8 +12,9 @@ differs (a readable diff of the JSON body), as WireMock's ``verify`` or a mock's
     problem = verify(log.select(since=start), method="POST",
                      url="*/v1/payment_intents", json={"amount": 9999}, times=1)
 
-The log is bounded (``RequestLog.limit`` entries, bodies kept up to ``BODY_LIMIT``
-bytes each): a long-running proxy does not grow without end. Thread-safe: the engine
+The log is bounded (the last ``RequestLog.limit`` requests, and at most
+``RequestLog.body_budget`` bytes of bodies, each cut at ``BODY_LIMIT``): a proxy served
+for days does not grow without end. Thread-safe: the engine
 adds from its thread while a test reads from its own.
 """
 
@@ -117,14 +118,17 @@ def request_route(method: str | None = None, url: str | None = None) -> Route:
 
 
 class RequestLog:
-    """The requests of one run, oldest first, at most ``limit`` of them."""
+    """The requests of one run, oldest first: the last ``limit`` of them, holding at
+    most ``body_budget`` bytes of bodies."""
 
     limit = 10_000
+    body_budget = 64 * 1024 * 1024
 
     def __init__(self) -> None:
-        self._entries: deque[SentRequest] = deque(maxlen=self.limit)
+        self._entries: deque[SentRequest] = deque()
         self._lock = threading.Lock()
         self._next = 1
+        self._bytes = 0
         self._lost_before = 1  # requests before this number fell off the end
 
     @property
@@ -142,9 +146,13 @@ class RequestLog:
         with self._lock:
             entry = SentRequest(self._next, request, outcome, truncated)
             self._next += 1
-            if len(self._entries) == self._entries.maxlen:
-                self._lost_before = self._entries[0].seq + 1
             self._entries.append(entry)
+            self._bytes += len(request.body)
+            while len(self._entries) > self.limit or (
+                    self._bytes > self.body_budget and len(self._entries) > 1):
+                oldest = self._entries.popleft()
+                self._bytes -= len(oldest.request.body)
+                self._lost_before = oldest.seq + 1
         return entry
 
     def select(self, since: int = 1, method: str | None = None, url: str | None = None
@@ -153,15 +161,17 @@ class RequestLog:
 
         Raises:
             ValueError: the filter is malformed, or requests since ``since`` were
-                dropped already (more than ``limit`` came after it).
+                dropped already (more than ``limit``, or ``body_budget`` bytes, came
+                after it).
         """
         route = request_route(method, url) if method or url else None
         with self._lock:
             entries = list(self._entries)
             lost = since < self._lost_before
         if lost:
-            raise ValueError(f"the request log keeps the last {self.limit} requests; those "
-                             f"from #{since} on are no longer all there")
+            raise ValueError(f"the request log keeps the last {self.limit} requests and "
+                             f"{self.body_budget // 2**20} MiB of bodies; those from "
+                             f"#{since} on are no longer all there")
         return [e for e in entries if e.seq >= since and (route is None
                                                           or route.matches(e.request))]
 
@@ -170,6 +180,7 @@ class RequestLog:
         with self._lock:
             count = len(self._entries)
             self._entries.clear()
+            self._bytes = 0
         return count
 
 

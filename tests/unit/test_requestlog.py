@@ -77,6 +77,16 @@ def test_the_log_is_bounded_and_says_when_requests_fell_off(monkeypatch):
     assert log.clear() == 3 and log.select(since=log.next_seq) == []
 
 
+def test_the_log_keeps_a_bounded_amount_of_body_bytes(monkeypatch):
+    monkeypatch.setattr(RequestLog, "body_budget", 2500)
+    log = RequestLog()
+    for i in range(4):
+        log.add(Request("PUT", "http", "h", 80, f"/{i}", body=b"x" * 1000), "recorded")
+    assert [s.seq for s in log.select(since=3)] == [3, 4]
+    with pytest.raises(ValueError, match="no longer all there"):
+        log.select(since=1)
+
+
 def test_json_differences_name_each_path():
     actual = {"amount": 1000, "currency": "usd", "items": [{"id": 1}], "live": True}
     assert json_differences({"amount": 1000, "items": [{"id": ANY}]}, actual) == []
