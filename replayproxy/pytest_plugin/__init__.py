@@ -149,6 +149,7 @@ class _Options:
 
 def _read_options(config: pytest.Config) -> _Options:
     """Raise ``pytest.UsageError`` naming what is wrong."""
+    from replayproxy.faults.spec import parse_fault
     from replayproxy.pytest_plugin.network import parse_hosts
 
     def opt(name: str) -> Any:
@@ -163,6 +164,11 @@ def _read_options(config: pytest.Config) -> _Options:
         def here(value: str) -> Path:
             return (base / Path(value).expanduser()).resolve()
 
+        for spec in opt("fault") or ():
+            try:
+                parse_fault(spec)
+            except ValueError as e:
+                raise ValueError(f"--replayproxy-fault {spec!r}: {e}") from None
         mode = opt("record_mode")
         cassette_dir = opt("cassette_dir")
         ca_dir = opt("ca_dir") or (here(plug.ca_dir) if plug.ca_dir else None)

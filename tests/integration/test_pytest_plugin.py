@@ -360,6 +360,13 @@ def test_a_record_mode_that_does_not_exist_is_a_usage_error(pytester, suite):
                                  "record_mode: unknown record mode 'sometimes'*"])
 
 
+def test_a_bad_fault_option_is_a_usage_error(pytester, suite):
+    write(pytester, "def test_x(replayproxy):\n    pass\n")
+    result = suite("--replayproxy-fault=status=999@*")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: replayproxy: --replayproxy-fault 'status=999@*': *"])
+
+
 def test_the_fixture_without_the_plugin_is_a_usage_error(pytester, suite):
     pytester.makeconftest("from replayproxy.pytest_plugin import replayproxy  # noqa: F401\n")
     write(pytester, "def test_x(replayproxy):\n    pass\n")
@@ -398,12 +405,11 @@ def test_the_control_api_lists_the_requests_sent(proxy_ca, upstream_ca, https_up
         assert listed["next"] == 3
         assert [r["seq"] for r in call("?since=2")["requests"]] == [2]
         assert call("", "DELETE") == {"cleared": 2}
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            call("", token="wrong")
-        assert refused.value.code == 401
-        with pytest.raises(urllib.error.HTTPError) as bad:
-            call("?since=x")
-        assert bad.value.code == 400
+        for query, token, status in [("", "wrong", 401), ("?since=x", run.control_token, 400)]:
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                call(query, token=token)
+            refused.value.close()  # its socket
+            assert refused.value.code == status
 
 
 def test_loading_the_plugin_imports_no_proxy_until_a_test_uses_it(pytester, suite):
