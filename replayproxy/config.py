@@ -86,6 +86,7 @@ _REDACT_KEYS = {
     "same_value": "list of rule names whose redacted values must be equal to match",
     "on_leak": "error or warn",
     "defaults": "true or false: use the built-in rules",
+    "scan": "true or false: scan each interaction for secrets before writing it",
 }
 _RULE_KEYS: dict[str, str] = {
     "matchers": "list of matcher names",
@@ -368,7 +369,7 @@ def _redact_table(where: _Where, table: Mapping[str, Any], allowed: set[str]) ->
             if value not in ("error", "warn"):
                 raise where.error(key, f"expected error or warn, got {_show(value)}")
             extra[key] = value
-        elif key == "defaults":
+        elif key in ("defaults", "scan"):
             if not isinstance(value, bool):
                 raise where.error(key, f"expected true or false, got {_show(value)}")
             extra[key] = value
@@ -392,6 +393,8 @@ def _redaction(where: _Where, table: Any, prefix: str) -> RedactionConfig:
         patterns=(*config.patterns, *base.get("patterns", ())),
         same_value=base.get("same_value", frozenset()),
         on_leak=base.get("on_leak", "error"),
+        defaults=defaults,
+        scan=base.get("scan", True),
     )
     routes = [(route, _redact_table(rwhere, {k: v for k, v in item.items() if k != "route"},
                                     {"headers", "keep_headers", "fields", "json", "patterns"}))

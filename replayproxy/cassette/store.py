@@ -202,11 +202,14 @@ def cassette_info(path: Path) -> int:
 
 
 def list_cassettes(cassette_dir: str | os.PathLike[str]) -> list[Path]:
-    """Return the cassette files in ``cassette_dir``, sorted by name."""
+    """Return the cassette files in ``cassette_dir``, sorted by cassette name (so
+    ``npm-install`` comes before ``npm-install-axios``, which the file names would not
+    give: ``-`` sorts before ``.``)."""
     d = Path(cassette_dir)
     if not d.is_dir():
         return []
-    return sorted(p for p in d.iterdir() if p.suffix == SUFFIX and not p.name.startswith("."))
+    return sorted((p for p in d.iterdir() if p.suffix == SUFFIX and not p.name.startswith(".")),
+                  key=lambda p: p.name.removesuffix(SUFFIX))
 
 
 # -- writing --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from replayproxy.model import RecordMode
 
 if TYPE_CHECKING:
+    from replayproxy.config import Settings
     from replayproxy.decision.session import SessionSummary
 
 log = logging.getLogger("replayproxy")
@@ -161,6 +162,14 @@ def report_run(summary: SessionSummary, fail_on_unused: bool = False, *,
                     else f"#{position + 1} (a damaged entry)")
         if len(summary.unused) > 20:
             log.log(level, "  … and %d more", len(summary.unused) - 20)
+
+
+def warn_relaxed(settings: Settings) -> None:
+    """Print one warning line per safety switch the configuration turned off (the
+    built-in redaction rules, the scanner): on every run that uses them."""
+    source = f" (in {settings.source})" if settings.source else ""
+    for line in settings.redact.warnings():
+        print(f"{PREFIX}warning: {line}{source}", file=sys.stderr)
 
 
 def interrupted_note(name: str, journals: int) -> str:

@@ -43,7 +43,7 @@ from replayproxy.cli.options import (
     catch_errors,
     mode_option,
 )
-from replayproxy.cli.output import log, plural, report_run, setup_logging
+from replayproxy.cli.output import log, plural, report_run, setup_logging, warn_relaxed
 from replayproxy.errors import CommandError, ConfigError
 from replayproxy.model import RecordMode
 
@@ -75,7 +75,9 @@ def _proxy_run(matching: Matching, name: str, mode: RecordMode, faults: list[str
     """The proxy run for a command, its cassette opened (the engine not started yet)."""
     from replayproxy.run import ProxyRun
 
-    run = ProxyRun(name, mode, settings=matching.settings(), faults=faults or (),
+    settings = matching.settings()
+    warn_relaxed(settings)
+    run = ProxyRun(name, mode, settings=settings, faults=faults or (),
                    upstream_ca=upstream.ca or (), upstream_insecure=upstream.insecure,
                    upstream_proxy=upstream.proxy, ca_dir=ca_dir, port=port,
                    reverse=upstream.reverse or (), freeze_gc=True, fresh=fresh)

@@ -316,7 +316,8 @@ class CassetteSession:
         """
         interaction = self.redactor.redact(interaction)
         findings = scan_interaction(interaction, self.redactor.config, str(self.path),
-                                    self.summary.recorded + 1)
+                                    self.summary.recorded + 1) \
+            if self.redactor.config.scan else []
         if findings:
             self.summary.leaks.append((interaction.request, findings))
             if self.redactor.config.on_leak != "warn":

@@ -4,7 +4,9 @@
 ``Interaction`` (bodies as bytes, headers as ``(name, value)`` tuples, as replayproxy
 records them), ready to import, plus what the model has no room for and a secret scan
 must still see: the URL as the file wrote it (user info, fragment) and HAR's cookie
-lists. A file that is not of the format raises ``CassetteError`` naming it.
+lists. A file that is not of the format raises ``CassetteError`` naming it; its
+``syntax`` field is True when the file does not even parse (YAML, JSON), False when it
+parses but is not of the format.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class Entry:
     """The request URL exactly as the file has it."""
     cookies: tuple[tuple[str, str, str], ...] = ()
     """``(side, name, value)`` of cookie lists kept apart from the headers (HAR)."""
+    problem: str = ""
+    """Why the entry cannot be imported as it is (``entry #3 has no response``); the
+    scanner still reads what it has."""
 
 
 def request_from_url(method: str, url: str, headers: Headers, body: bytes,

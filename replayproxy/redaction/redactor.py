@@ -85,6 +85,34 @@ class RedactionConfig:
     """``error``: an interaction in which the scanner still finds a secret is not
     written; ``warn``: it is written and a warning printed."""
     routes: tuple[tuple[Route, dict[str, Any]], ...] = field(default=(), compare=False)
+    defaults: bool = True
+    """False (``defaults = false``): the built-in rules do not redact; the scanner still
+    checks them (see ``scanning``)."""
+    scan: bool = True
+    """False (``scan = false``): recording writes interactions without scanning them."""
+
+    def scanning(self) -> RedactionConfig:
+        """The rules the scanner checks: these, with the built-in ones always included
+        (turning the built-in redaction off must not turn the scanner off with it)."""
+        if self.defaults:
+            return self
+        return replace(self, headers=self.headers | DEFAULT_SECRET_HEADERS,
+                       header_words=self.header_words | SECRET_HEADER_WORDS,
+                       fields=self.fields | DEFAULT_SECRET_FIELDS,
+                       patterns=(*VALUE_PATTERNS, *self.patterns), defaults=True)
+
+    def warnings(self) -> list[str]:
+        """One line per safety switch turned off, for every run that uses them."""
+        out = []
+        if not self.defaults:
+            out.append("[redact] defaults = false: the built-in redaction rules are off, "
+                       "only your rules redact; the scanner still checks the built-in ones "
+                       "(an interaction they flag is not written)")
+        if not self.scan:
+            out.append("[redact] scan = false: the secret scanner is off, recorded and "
+                       "imported interactions are written without being checked for "
+                       "secrets")
+        return out
 
     def secret_header(self, name: str) -> bool:
         """Whether header ``name`` is redacted under this configuration."""

@@ -50,21 +50,55 @@ def test_a_vcr_cassette_reads_into_interactions(tmp_path, suffix, serializer, bo
         Request("GET", "http", "api.example.com", 80, "/"), Response(204, "No Content"))
 
 
-def test_a_malformed_vcr_entry_is_skipped_and_the_others_keep_their_number(tmp_path):
+def test_a_malformed_vcr_entry_says_why_and_the_others_keep_their_number(tmp_path):
     doc = vcr_cassette()
     doc["interactions"].insert(0, "not an interaction")
+    del doc["interactions"][2]["response"]
     path = tmp_path / "c.yaml"
     path.write_text(yamlserializer.serialize(doc))
-    assert [e.number for e in read_vcr(path)] == [2, 3]
+    assert [(e.number, e.problem) for e in read_vcr(path)] == [
+        (1, "interaction #1 has no request and no response"), (2, ""),
+        (3, "interaction #3 has no response")]
 
 
-@pytest.mark.parametrize("text", ["a: 1\n", "interactions: 3\n", "[1, 2]\n", ":\n  - ]["])
+@pytest.mark.parametrize("text", ["a: 1\n", "interactions: 3\n", "[1, 2]\n"])
 def test_a_file_that_is_not_a_vcr_cassette_is_one_line_naming_it(tmp_path, text):
     path = tmp_path / "other.yaml"
     path.write_text(text)
     with pytest.raises(CassetteError) as info:
         read_vcr(path)
     assert str(info.value) == f"{path} is not a VCR.py cassette: it has no 'interactions' list"
+    assert info.value.fields["syntax"] is False
+
+
+def test_a_file_that_is_not_yaml_says_where_it_breaks(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("interactions:\n  - request: {method: GET\nversion: 1\n")
+    with pytest.raises(CassetteError) as info:
+        read_vcr(path)
+    assert str(info.value).startswith(f"{path} is not valid YAML (line 3, column 8: "
+                                   "did not find expected ',' or '}')")
+    assert info.value.fields["syntax"] is True
+
+
+@pytest.mark.parametrize(("version", "needle"), [
+    (2, "of version 2, which replayproxy cannot read: it reads version 1"),
+    ("x", "of version x, which")])
+def test_an_unsupported_vcr_version_is_refused_when_checked(tmp_path, version, needle):
+    doc = vcr_cassette()
+    doc["version"] = version
+    path = tmp_path / "c.yaml"
+    path.write_text(yamlserializer.serialize(doc))
+    assert len(read_vcr(path)) == 2  # the scanner reads it anyway
+    with pytest.raises(CassetteError, match=needle):
+        read_vcr(path, check_version=True)
+
+
+def test_a_vcr_cassette_of_before_version_1_names_the_migration(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text(yamlserializer.serialize([{"request": {}, "response": {}}]))
+    with pytest.raises(CassetteError, match="before VCR.py 1.0.*vcr.migration"):
+        read_vcr(path)
 
 
 def har_file(entries):
@@ -114,15 +148,36 @@ def test_malformed_har_entries_are_read_as_far_as_they_go(tmp_path):
     assert second.interaction.request.host == "" and second.interaction.request.headers == ()
     assert second.interaction.response.status == 0
     assert second.interaction.response.body == b"abc"  # not base64 after all: as text
+    assert (first.problem, second.problem) == ("entry #1 has no request and no response",
+                                               "entry #2 has no response status (the request "
+                                               "got no answer)")
 
 
-@pytest.mark.parametrize("text", ["not json", "[]", '{"log": {}}', '{"log": {"entries": 1}}'])
+def test_a_har_entry_without_a_response_says_so(tmp_path):
+    path = tmp_path / "s.har"
+    path.write_text(har_file([{"request": {"method": "GET", "url": "http://h/x"}}]))
+    [entry] = read_har(path)
+    assert entry.problem == "entry #1 has no response"
+
+
+@pytest.mark.parametrize("text", ["[]", '{"log": {}}', '{"log": {"entries": 1}}'])
 def test_a_file_that_is_not_a_har_is_one_line_naming_it(tmp_path, text):
     path = tmp_path / "s.har"
     path.write_text(text)
     with pytest.raises(CassetteError) as info:
         read_har(path)
     assert str(info.value) == f"{path} is not a HAR file: it has no 'log.entries' list"
+    assert info.value.fields["syntax"] is False
+
+
+def test_a_har_that_is_not_json_says_where_it_breaks(tmp_path):
+    path = tmp_path / "s.har"
+    path.write_text('{"log": {"entries": [}}')
+    with pytest.raises(CassetteError) as info:
+        read_har(path)
+    assert str(info.value) == (f"{path} is not valid JSON (line 1, column 22: Expecting "
+                               "value): fix the file or export it again")
+    assert info.value.fields["syntax"] is True
 
 
 # -- hostile and damaged files (#16) ------------------------------------------------------

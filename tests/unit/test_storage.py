@@ -433,6 +433,13 @@ def test_list_cassettes_lists_only_cassettes_sorted(tmp_path):
     assert list_cassettes(tmp_path / "missing") == []
 
 
+def test_list_cassettes_sorts_by_cassette_name_not_file_name(tmp_path):
+    for name in ("npm-install-axios", "npm-install", "npm", "npm.x"):
+        save_cassette(tmp_path / f"{name}.cassette", [])
+    assert [p.stem for p in list_cassettes(tmp_path)] == ["npm", "npm-install",
+                                                          "npm-install-axios", "npm.x"]
+
+
 # -- names ----------------------------------------------------------------------------
 
 
