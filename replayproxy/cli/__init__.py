@@ -5,7 +5,8 @@ through untouched. Every ``ReplayproxyError`` becomes one line
 ``replayproxy: error: …`` and a non-zero exit, never a traceback (``options.catch_errors``).
 
 The commands live by topic: ``proxy`` (record, replay, serve, env, ca), ``cassettes``
-(cassette ls/show, scan, redact), ``explain``, ``drift`` (drift, drift history). This
+(cassette ls/show, scan, redact), ``interop`` (import, export), ``explain``, ``drift``
+(drift, drift history). This
 module only builds the app and registers them. Heavy libraries (mitmproxy, deepdiff,
 httpx, sqlite-utils, pydantic) are imported inside the commands that use them, so
 ``replayproxy --help`` stays fast.
@@ -18,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperArgument, TyperCommand
 
-from replayproxy.cli import cassettes, drift, explain, proxy
+from replayproxy.cli import cassettes, drift, explain, interop, proxy
 from replayproxy.cli.options import CMD_CONTEXT
 
 __all__ = ["app", "main"]
@@ -36,6 +37,12 @@ cassette_app = typer.Typer(help="Look at the cassettes in a cassette directory."
 app.add_typer(cassette_app, name="cassette")
 drift_app = typer.Typer(rich_markup_mode=None)
 app.add_typer(drift_app, name="drift")
+import_app = typer.Typer(help="Import a VCR.py cassette or a HAR file into a cassette.",
+                         no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(import_app, name="import")
+export_app = typer.Typer(help="Export a cassette as a VCR.py cassette or a HAR file.",
+                         no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(export_app, name="export")
 
 
 class _Argument(TyperArgument):
@@ -82,6 +89,10 @@ app.command("env", cls=_Command)(proxy.env_command)
 app.command("ca", cls=_Command)(proxy.ca)
 cassette_app.command("ls", cls=_Command)(cassettes.cassette_ls)
 cassette_app.command("show", cls=_Command)(cassettes.cassette_show)
+import_app.command("vcr", cls=_Command)(interop.import_vcr)
+import_app.command("har", cls=_Command)(interop.import_har)
+export_app.command("vcr", cls=_Command)(interop.export_vcr)
+export_app.command("har", cls=_Command)(interop.export_har)
 drift_app.callback(invoke_without_command=True)(drift.drift)
 drift_app.command("history", cls=_Command)(drift.drift_history)
 

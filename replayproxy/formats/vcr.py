@@ -3,24 +3,33 @@
 VCR.py writes ``{"version": 1, "interactions": [{"request": {...}, "response": {...}}]}``:
 headers as ``{name: [values]}``, a request body as a string (or ``!!binary`` bytes), a
 response body as ``{"string": ...}``, the status as ``{"code": 200, "message": "OK"}``.
-Bodies are kept as recorded (still gzip when ``Content-Encoding`` says so).
+Bodies are kept as recorded (still gzip when ``Content-Encoding`` says so). VCR.py
+recording through urllib3 (requests) stores a body already decoded, its
+``Content-Encoding`` kept: such a header is dropped, and ``Content-Length`` follows the
+body stored (``as_stored``).
 
 Files are parsed with VCR.py's own serializers (its safe YAML loader, which also reads
 the few Python tags older VCR.py versions wrote, such as request bodies kept as
-``BytesIO``), and each request goes through VCR.py's ``Request``.
+``BytesIO``), and each request goes through VCR.py's ``Request``. ``write_vcr`` builds
+VCR.py's ``Request`` objects and response dictionaries and hands them to VCR.py's
+``serialize``, so VCR.py reads the file as one of its own (its YAML sorts header names).
+VCR.py keeps one value per
+request header name: repeated request headers are joined with ``, `` (``; `` for
+``Cookie``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from replayproxy.errors import CassetteError
-from replayproxy.formats import Entry, plain, request_from_url, status_code, utf8
+from replayproxy.formats import Entry, as_stored, plain, request_from_url, status_code, utf8
 from replayproxy.model import Headers, Interaction, Response
 
-__all__ = ["VCR_VERSION", "load_vcr", "read_vcr"]
+__all__ = ["VCR_VERSION", "load_vcr", "read_vcr", "write_vcr"]
 
 VCR_VERSION = 1
 """The cassette format version VCR.py has written since 1.0 (and still writes)."""
@@ -146,10 +155,36 @@ def _entry(number: int, entry: Any) -> Entry:
         body, problem = _bytes(req.get("body")), problem or \
             f"interaction #{number} has a request body VCR.py cannot read"
     request = request_from_url(plain(req.get("method") or "GET"), uri,
-                               _headers(req.get("headers")), body)
+                               as_stored(_headers(req.get("headers")), body), body)
     status, reason = _status(resp.get("status"))
     if not problem and not status:
         problem = f"interaction #{number} has no response status code"
-    response = Response(status, reason, _headers(resp.get("headers")),
-                        _bytes(resp.get("body")))
+    got = _bytes(resp.get("body"))
+    response = Response(status, reason, as_stored(_headers(resp.get("headers")), got), got)
     return Entry(number, Interaction(request, response), uri, problem=problem)
+
+
+def _grouped(headers: Headers) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, value in headers:
+        out.setdefault(name, []).append(value)
+    return out
+
+
+def write_vcr(interactions: Iterable[Interaction], *, json: bool = False) -> str:
+    """A VCR.py cassette (YAML, or VCR.py's JSON) holding ``interactions``, in order."""
+    from vcr.request import Request as VcrRequest
+    from vcr.serialize import serialize
+    from vcr.serializers import jsonserializer, yamlserializer
+
+    requests, responses = [], []
+    for it in interactions:
+        q, r = it.request, it.response
+        headers = {name: ("; " if name.lower() == "cookie" else ", ").join(values)
+                   for name, values in _grouped(q.headers).items()}
+        requests.append(VcrRequest(q.method, q.url, q.body or None, headers))
+        responses.append({"status": {"code": r.status, "message": r.reason},
+                          "headers": _grouped(r.headers), "body": {"string": r.body}})
+    text: str = serialize({"requests": requests, "responses": responses},
+                          jsonserializer if json else yamlserializer)
+    return text
