@@ -1,18 +1,22 @@
 """Readable views of cassettes: one line per interaction, bodies decoded and pretty.
 
-Used by ``replayproxy cassette ls`` and ``replayproxy cassette show``.
+Used by ``replayproxy cassette ls`` and ``replayproxy cassette show``; ``render_text`` is
+the text git shows for a cassette (``replayproxy cassette text``, a textconv driver).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
 from replayproxy.codec import decode_body
 from replayproxy.model import Headers, Interaction, header_value
 
-__all__ = ["decode_body", "format_size", "render_body", "render_interaction", "summary_line"]
+__all__ = ["decode_body", "format_size", "render_body", "render_interaction", "render_text",
+           "summary_line"]
 
 
 def format_size(n: int) -> str:
@@ -25,15 +29,17 @@ def format_size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def render_body(body: bytes, headers: Headers, max_chars: int = 4000) -> str:
-    """Return the body for people: JSON pretty-printed, text as text, else a summary."""
+def render_body(body: bytes, headers: Headers, max_chars: int = 4000,
+                digest: bool = False) -> str:
+    """Return the body for people: JSON pretty-printed, text as text, else a summary
+    (with the start of its SHA-256 when ``digest``, so a changed binary body shows)."""
     if not body:
         return ""
     content_type = (header_value(headers, "content-type") or "").lower()
     decoded = decode_body(body, headers)
     if decoded is None:
         encoding = header_value(headers, "content-encoding")
-        return f"<{format_size(len(body))}, undecodable {encoding}>"
+        return f"<{format_size(len(body))}, undecodable {encoding}{_digest(body, digest)}>"
     text: str | None = None
     if "json" in content_type or decoded[:1] in (b"{", b"["):
         try:
@@ -51,10 +57,15 @@ def render_body(body: bytes, headers: Headers, max_chars: int = 4000) -> str:
         ):
             text = candidate
     if text is None:
-        return f"<binary, {format_size(len(decoded))}, {content_type or 'no content-type'}>"
+        return f"<binary, {format_size(len(decoded))}, {content_type or 'no content-type'}" \
+               f"{_digest(decoded, digest)}>"
     if len(text) > max_chars:
         text = text[:max_chars] + f"\n… ({len(text) - max_chars} more characters)"
     return text
+
+
+def _digest(data: bytes, wanted: bool) -> str:
+    return f", sha256 {hashlib.sha256(data).hexdigest()[:16]}" if wanted else ""
 
 
 def summary_line(number: int, it: Interaction) -> str:
@@ -80,7 +91,8 @@ def _indent(text: str, prefix: str = "    ") -> str:
     return "\n".join(prefix + line for line in text.splitlines())
 
 
-def render_interaction(number: int, it: Interaction, max_chars: int = 4000) -> Iterator[str]:
+def render_interaction(number: int, it: Interaction, max_chars: int = 4000,
+                       digest: bool = False) -> Iterator[str]:
     """Yield the lines of a detailed view of one interaction."""
     q, r = it.request, it.response
     yield summary_line(number, it)
@@ -93,7 +105,18 @@ def render_interaction(number: int, it: Interaction, max_chars: int = 4000) -> I
         yield f"  {title} headers:"
         for k, v in headers:
             yield f"    {k}: {v}"
-        rendered = render_body(body, headers, max_chars)
+        rendered = render_body(body, headers, max_chars, digest)
         if rendered:
             yield f"  {title} body:"
             yield _indent(rendered)
+
+
+def render_text(interactions: Iterable[Interaction]) -> Iterator[str]:
+    """The text of a whole cassette for git (a ``textconv`` driver): every interaction in
+    full, bodies not cut, binary bodies by size and digest, and no file path (git hands
+    the old side over as a temporary file)."""
+    items = list(interactions)
+    yield f"# replayproxy cassette: {len(items)} interaction{'' if len(items) == 1 else 's'}"
+    for n, it in enumerate(items, 1):
+        yield ""
+        yield from render_interaction(n, it, sys.maxsize, digest=True)
