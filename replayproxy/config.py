@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from replayproxy.cassette.quiet import Quiet
 from replayproxy.drift.plan import DriftConfig, DriftRoute, parse_origin, parse_rate
 from replayproxy.errors import ConfigError
 from replayproxy.faults.spec import FaultSpec, fault_from_table, parse_fault
@@ -59,10 +60,12 @@ class Settings:
     redact: RedactionConfig = field(default_factory=RedactionConfig)
     faults: tuple[FaultSpec, ...] = ()
     drift: DriftConfig = field(default_factory=DriftConfig)
+    quiet: Quiet = field(default_factory=Quiet)
+    """What a re-recording keeps as recorded (``volatile`` and ``[drift] ignore``)."""
 
 
 _TOP_KEYS = {"cassette_dir": str, "strict": bool, "fail_on_unused": bool, "match": dict,
-             "redact": dict, "faults": list, "drift": dict}
+             "redact": dict, "faults": list, "drift": dict, "volatile": list}
 _DRIFT_KEYS = {
     "credentials": "table of placeholder, header or rule name = \"ENV_VAR\"",
     "ignore": "list of JSON paths ($.meta.request_id) and header names never compared",
@@ -233,7 +236,10 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
         except ValueError as e:
             raise fwhere.error("fault", str(e)) from None
     drift = _drift(where.child(f"{prefix}drift"), data.get("drift", {}), prefix)
+    volatile = _string_list(where, "volatile", data.get("volatile", []))
+    _check_json_paths(where, "volatile", [v for v in volatile if v.strip().startswith("$")])
     return Settings(
+        quiet=Quiet(ignore=(*volatile, *drift.ignore)),
         source=source,
         redact=redact,
         faults=tuple(faults),

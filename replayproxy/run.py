@@ -183,7 +183,8 @@ class ProxyRun:
         redactor = Redactor(self.settings.redact, load_key(home_dir()))
         self.session = CassetteSession(self.cassette_dir, self.cassette, self.mode,
                                        strict=self.strict, match=self.settings.match,
-                                       redactor=redactor, fresh=self.fresh)
+                                       redactor=redactor, fresh=self.fresh,
+                                       quiet=self.settings.quiet)
         self.pipeline = Pipeline(self.session, faults, threading.Lock())
         return self.session
 

@@ -92,15 +92,19 @@ def _indent(text: str, prefix: str = "    ") -> str:
 
 
 def render_interaction(number: int, it: Interaction, max_chars: int = 4000,
-                       digest: bool = False) -> Iterator[str]:
-    """Yield the lines of a detailed view of one interaction."""
+                       digest: bool = False, timing: bool = True) -> Iterator[str]:
+    """Yield the lines of a detailed view of one interaction (``timing``: with when it
+    was recorded and how fast)."""
     q, r = it.request, it.response
     yield summary_line(number, it)
-    when = _when(it.recorded_at)
-    yield (
-        f"  recorded {when}, first byte {it.ttfb * 1000:.1f} ms, "
-        f"total {it.duration * 1000:.1f} ms, {q.http_version}"
-    )
+    if timing:
+        when = _when(it.recorded_at)
+        yield (
+            f"  recorded {when}, first byte {it.ttfb * 1000:.1f} ms, "
+            f"total {it.duration * 1000:.1f} ms, {q.http_version}"
+        )
+    else:
+        yield f"  {q.http_version}"
     for title, headers, body in (("request", q.headers, q.body), ("response", r.headers, r.body)):
         yield f"  {title} headers:"
         for k, v in headers:
@@ -113,10 +117,11 @@ def render_interaction(number: int, it: Interaction, max_chars: int = 4000,
 
 def render_text(interactions: Iterable[Interaction]) -> Iterator[str]:
     """The text of a whole cassette for git (a ``textconv`` driver): every interaction in
-    full, bodies not cut, binary bodies by size and digest, and no file path (git hands
-    the old side over as a temporary file)."""
+    full, bodies not cut, binary bodies by size and digest; no file path (git hands the
+    old side over as a temporary file) and no times (not content: a review shows what
+    the API answered)."""
     items = list(interactions)
     yield f"# replayproxy cassette: {len(items)} interaction{'' if len(items) == 1 else 's'}"
     for n, it in enumerate(items, 1):
         yield ""
-        yield from render_interaction(n, it, sys.maxsize, digest=True)
+        yield from render_interaction(n, it, sys.maxsize, digest=True, timing=False)

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -31,6 +31,7 @@ from replayproxy.cli.options import (
     IgnoreHeader,
     IgnoreJson,
     IgnoreQuery,
+    Keep,
     MatchHeader,
     Matching,
     Port,
@@ -71,11 +72,14 @@ class Upstream:
 
 def _proxy_run(matching: Matching, name: str, mode: RecordMode, faults: list[str] | None, *,
                ca_dir: Path | None, upstream: Upstream, port: int,
-               fresh: bool = False) -> ProxyRun:
-    """The proxy run for a command, its cassette opened (the engine not started yet)."""
+               fresh: bool = False, keep: bool = True) -> ProxyRun:
+    """The proxy run for a command, its cassette opened (the engine not started yet).
+    ``keep`` False (``--no-keep``): a re-recording rewrites every interaction."""
     from replayproxy.run import ProxyRun
 
     settings = matching.settings()
+    if not keep:
+        settings = replace(settings, quiet=replace(settings.quiet, keep=False))
     warn_relaxed(settings)
     run = ProxyRun(name, mode, settings=settings, faults=faults or (),
                    upstream_ca=upstream.ca or (), upstream_insecure=upstream.insecure,
@@ -153,7 +157,7 @@ def _run_child(cmd: list[str], env: dict[str, str]) -> int:
 
 def _wrap(cmd: list[str] | None, *, name: str, matching: Matching, mode: RecordMode,
           upstream: Upstream, ca_dir: Path | None, port: int, quiet: bool,
-          faults: list[str] | None = None, fresh: bool = False) -> None:
+          faults: list[str] | None = None, fresh: bool = False, keep: bool = True) -> None:
     """Run ``cmd`` under a proxy for cassette ``name``, then exit with its code."""
     setup_logging(quiet)
     if not cmd:
@@ -161,7 +165,7 @@ def _wrap(cmd: list[str] | None, *, name: str, matching: Matching, mode: RecordM
         raise ConfigError("no command given: put it after `--`, e.g. "
                           f"replayproxy {verb} -c {name} -- pytest")
     run = _proxy_run(matching, name, mode, faults, ca_dir=ca_dir, upstream=upstream,
-                     port=port, fresh=fresh)
+                     port=port, fresh=fresh, keep=keep)
     with run:  # stopped (and the cassette written) however the block ends
         _describe_start(run)
         rc = _run_child(cmd, run.environment())
@@ -195,12 +199,13 @@ def wrapping_command(name: str, default_mode: RecordMode, doc: str) -> Callable[
             "--fresh", help="Start the cassette afresh: record everything and replace the "
             "whole cassette (mode all otherwise keeps recorded interactions the run did "
             "not request again, as VCR.py does).")] = False,
+        keep: Keep = True,
     ) -> None:
         matching = Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
                             ignore_header, match_header, ignore_json)
         _wrap(cmd, name=cassette, matching=matching, mode=record_mode,
               upstream=Upstream(upstream_ca, upstream_insecure, upstream_proxy, reverse),
-              ca_dir=ca_dir, port=port, quiet=quiet, faults=fault, fresh=fresh)
+              ca_dir=ca_dir, port=port, quiet=quiet, faults=fault, fresh=fresh, keep=keep)
 
     command.__name__ = name
     command.__doc__ = doc
@@ -242,6 +247,7 @@ def serve(
     fail_on_unused: FailOnUnused = False,
     fault: Faults = None,
     quiet: Quiet = False,
+    keep: Keep = True,
 ) -> None:
     """Run the proxy until interrupted; print the `export` lines for a shell.
 
@@ -255,7 +261,7 @@ def serve(
                         ignore_header, match_header, ignore_json)
     run = _proxy_run(matching, cassette, record_mode, fault, ca_dir=ca_dir,
                      upstream=Upstream(upstream_ca, upstream_insecure, upstream_proxy,
-                                       reverse), port=port)
+                                       reverse), port=port, keep=keep)
     state = _run_dir() / f"serve-{os.getpid()}.json"
     stop = threading.Event()
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from replayproxy.cassette.journal import Journal, pending_journals, recover_journals
+from replayproxy.cassette.quiet import Quiet
 from replayproxy.cassette.store import CassetteFile, cassette_path, load_cassette
 from replayproxy.decision.failures import (
     ClientRefusal,
@@ -185,6 +186,9 @@ class CassetteSession:
         fresh: start the cassette afresh: record everything (mode ``all``) and replace
             the whole cassette with it. Without it, ``all`` keeps the recorded
             interactions the run did not request again, as VCR.py 9 does.
+        quiet: which re-recorded interactions keep their recorded bytes (default: those
+            that differ only in values that change on every call; see
+            ``replayproxy.cassette.quiet``).
 
     Raises:
         CassetteError: replay-only mode and the cassette does not exist, or it is corrupt.
@@ -203,8 +207,10 @@ class CassetteSession:
         redactor: Redactor | None = None,
         recover: bool = True,
         fresh: bool = False,
+        quiet: Quiet | None = None,
     ) -> None:
         self.name = name
+        self.quiet = quiet or Quiet()
         self.path = cassette_path(cassette_dir, name)
         self.fresh = fresh
         if fresh:
@@ -223,7 +229,8 @@ class CassetteSession:
         # re-recording replaces
         self._rules = ReplayIndex(CassetteFile(name, ()), match)
         found = pending_journals(self.path)
-        recovered = recover_journals(self.path, self._unrequested) if recover and found else 0
+        recovered = recover_journals(self.path, self._unrequested, self.quiet) \
+            if recover and found else 0
         self.pending = [] if recover else found
         """Journals of an interrupted recording not folded in (``recover=False``)."""
         exists = self.path.exists()
@@ -375,7 +382,7 @@ class CassetteSession:
     def close(self) -> SessionSummary:
         """Fold what was recorded into the cassette and return the run's summary."""
         if self._journal is not None:
-            self._journal.commit(self._unrequested)
+            self._journal.commit(self._unrequested, self.quiet)
             self._journal = None
         if self.summary.requests:
             self.summary.unused_routes = [name for name, _ in self._idle_routes]

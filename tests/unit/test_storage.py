@@ -18,6 +18,7 @@ from replayproxy.cassette.format import (
     encode_interaction,
 )
 from replayproxy.cassette.journal import Journal, pending_journals, recover_journals
+from replayproxy.cassette.quiet import Quiet
 from replayproxy.cassette.store import (
     CassetteFile,
     cassette_info,
@@ -622,8 +623,10 @@ def test_stabilise_consumes_identical_old_entries_in_order():
     old = [encode_interaction(make(ttfb=t)) for t in (0.1, 0.2)]
     new = [encode_interaction(make(ttfb=t)) for t in (0.7, 0.8, 0.9)]
     other = encode_interaction(make("/other", ttfb=0.5))
-    out = journal._stabilise(old, [*new, other])
+    loaded = CassetteFile("c", old)
+    out = journal._stabilise(loaded, [*new, other], Quiet())
     assert out == [old[0], old[1], new[2], other]
+    assert journal._stabilise(loaded, [*new, other], Quiet(keep=False)) == [*new, other]
 
 
 # -- damaged journals: checked as the loader checks, set aside, never blocking -------------
