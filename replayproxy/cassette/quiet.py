@@ -92,15 +92,17 @@ class Quiet:
 
     def learn(self, interactions: Iterable[Interaction]) -> frozenset[str]:
         """The places (``Change.pattern``) where two responses to the same request
-        differ: volatile, as the drift check learns from a request sent twice."""
+        differ: volatile, as the drift check learns from a request sent twice. Only
+        header values and JSON values are learned: a whole body, a status, is never a
+        value that changes on every call."""
         groups: dict[tuple[str, str, bytes], list[Interaction]] = defaultdict(list)
         for it in interactions:
             groups[(*request_line(it.request), it.request.body)].append(it)
         learned: set[str] = set()
         for group in groups.values():
             for a, b in zip(group, group[1:], strict=False):
-                learned.update(c.pattern for c in compare(a, b) if c.where != "request"
-                               and not c.where.startswith("request "))
+                learned.update(c.pattern for c in compare(a, b)
+                               if c.where.startswith(("response header ", "response body $")))
         return frozenset(learned)
 
 

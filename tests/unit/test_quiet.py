@@ -80,6 +80,10 @@ def test_noise_is_learned_from_a_request_answered_twice():
     assert stabilise(Quiet(), old, new) == [0, 1]
     # a value that never varied within one recording is real when it changes
     assert stabilise(Quiet(), [poll("pending", "alpha")], [poll("done", "alpha")]) != [0]
+    # a whole text body that varied is not learned: it is the content, not a value
+    counted = [interaction("/n", "n#1"), interaction("/n", "n#2")]
+    assert stabilise(Quiet(), counted, [interaction("/n", "n#3"), interaction("/n", "n#4")]) \
+        == [interaction("/n", "n#3"), interaction("/n", "n#4")]
 
 
 def test_rotated_credentials_and_re_encoded_bodies_are_noise():
