@@ -6,8 +6,8 @@ through untouched. Every ``ReplayproxyError`` becomes one line
 
 The commands live by topic: ``proxy`` (record, replay, serve, env, ca), ``cassettes``
 (cassette ls/show, scan, redact), ``interop`` (import, export), ``review`` (cassette
-diff/text, git-setup), ``explain``, ``drift`` (drift, drift history). This
-module only builds the app and registers them. Heavy libraries (mitmproxy, deepdiff,
+diff/text, git-setup), ``prune`` (cassette prune), ``explain``, ``drift`` (drift, drift
+history). This module only builds the app and registers them. Heavy libraries (mitmproxy, deepdiff,
 httpx, sqlite-utils, pydantic) are imported inside the commands that use them, so
 ``replayproxy --help`` stays fast.
 """
@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperArgument, TyperCommand
 
-from replayproxy.cli import cassettes, drift, explain, interop, proxy, review
+from replayproxy.cli import cassettes, drift, explain, interop, proxy, prune, review
 from replayproxy.cli.options import CMD_CONTEXT
 
 __all__ = ["app", "main"]
@@ -91,6 +91,7 @@ cassette_app.command("ls", cls=_Command)(cassettes.cassette_ls)
 cassette_app.command("show", cls=_Command)(cassettes.cassette_show)
 cassette_app.command("diff", cls=_Command)(review.cassette_diff)
 cassette_app.command("text", cls=_Command)(review.cassette_text)
+cassette_app.command("prune", cls=_Command)(prune.cassette_prune)
 app.command("git-setup", cls=_Command)(review.git_setup)
 import_app.command("vcr", cls=_Command)(interop.import_vcr)
 import_app.command("har", cls=_Command)(interop.import_har)

@@ -45,6 +45,7 @@ from replayproxy.cli.options import (
     mode_option,
 )
 from replayproxy.cli.output import log, plural, report_run, setup_logging, warn_relaxed
+from replayproxy.cli.prune import note_replay
 from replayproxy.errors import CommandError, ConfigError
 from replayproxy.model import RecordMode
 
@@ -111,6 +112,8 @@ def _finish(run: ProxyRun, command_exit: int, *, command: bool) -> None:
     summary = run.stop()
     assert summary is not None
     report_run(summary, run.settings.fail_on_unused, command=command)
+    note_replay(summary.path, summary.mode is RecordMode.NONE, summary.requests,
+                summary.cassette_size, summary.unused)
     verdict = run.verdict(command_exit, command=command)
     for reason in verdict.reasons:
         log.warning("exiting with 1: %s%s", "the command passed but " if command else "",
