@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from replayproxy.codec import decode_body
+from replayproxy.matching.diagnostics import json_path_of
 from replayproxy.model import Headers, Interaction, Request
 
 __all__ = ["CassetteDiff", "Change", "Pair", "compare", "diff_cassettes", "pair_up",
@@ -122,18 +123,6 @@ def _json(data: bytes | None) -> Any:
         return _NOT_JSON
 
 
-def _path(level: Any) -> str:
-    out = "$"
-    for key in level.path(output_format="list"):
-        if isinstance(key, int):
-            out += f"[{key}]"
-        elif isinstance(key, str) and key.isidentifier():
-            out += f".{key}"
-        else:
-            out += f"[{json.dumps(key, ensure_ascii=False)}]"
-    return out
-
-
 def _json_changes(side: str, old: Any, new: Any) -> list[Change]:
     from deepdiff import DeepDiff  # ~100 ms to import: only when bodies differ
 
@@ -144,7 +133,8 @@ def _json_changes(side: str, old: Any, new: Any) -> list[Change]:
         for level in diff.get(report, ()):
             a = None if report.endswith("_added") else level.t1
             b = None if report.endswith("_removed") else level.t2
-            out.append(Change(f"{side} body {_path(level)}", a, b))
+            out.append(Change(f"{side} body {json_path_of(level.path(output_format='list'))}",
+                              a, b))
     return sorted(out, key=lambda c: c.where)
 
 
