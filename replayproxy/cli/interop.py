@@ -39,7 +39,12 @@ def _import(kind: str, file: Path, cassette: str, cassette_dir: Path | None,
     settings = Matching(config, cassette_dir).settings()
     warn_relaxed(settings)
     path = cassette_path(settings.cassette_dir or "cassettes", cassette)
-    if (path.exists() or pending_journals(path)) and not force:
+    if pending_journals(path):
+        raise CassetteError(f"cassette {cassette!r} has an interrupted recording not folded "
+                            f"in: fold it in with `replayproxy replay -c {cassette} -- true` "
+                            "(then import with --force to replace it), or import into "
+                            "another name with -c NAME")
+    if path.exists() and not force:
         raise CassetteError(f"cassette {cassette!r} already exists ({path}): pass --force to "
                             "replace it, or import into another name with -c NAME")
     imported = import_entries(file, read_entries(Format(kind), file), redactor(settings),

@@ -14,8 +14,9 @@ import pytest
 import requests
 import vcr
 
-from replayproxy.cassette.store import cassette_path, load_cassette
+from replayproxy.cassette.store import cassette_path, load_cassette, save_cassette
 from replayproxy.model import RecordMode
+from tests.factories import interaction
 from tests.integration.support import (
     GZIP_PAYLOAD,
     JSON_BODY,
@@ -247,12 +248,7 @@ def test_import_redacts_secrets_and_refuses_what_the_rules_miss(tmp_path, cli_en
 
 
 def test_export_over_an_existing_file_asks_for_force(tmp_path, cli_env):
-    src = tmp_path / "a.yaml"
-    src.write_text(_vcr_text(interactions=[]))
     cdir = tmp_path / "c"
-    from replayproxy.cassette.store import save_cassette
-    from tests.factories import interaction
-
     save_cassette(cassette_path(cdir, "x"), [interaction("/a")])
     target = tmp_path / "out.har"
     target.write_text("keep me")
@@ -271,3 +267,14 @@ def test_import_of_a_missing_file_is_one_line(tmp_path, cli_env, kind):
     missing = tmp_path / f"nope.{kind}"
     assert_clean_error(cli("import", kind, missing, "-c", "x", "-d", tmp_path, env=cli_env),
                        str(missing), "does not exist")
+
+
+def test_import_over_an_interrupted_recording_is_refused(tmp_path, cli_env):
+    src = tmp_path / "a.yaml"
+    src.write_text(_vcr_text(interactions=[]))
+    cdir = tmp_path / "c"
+    cdir.mkdir()
+    (cdir / ".x.cassette.4242.journal").write_bytes(b"")  # left by a killed recording
+    proc = cli("import", "vcr", src, "-c", "x", "-d", cdir, "--force", env=cli_env)
+    assert_clean_error(proc, "interrupted recording", "replayproxy replay -c x -- true")
+    assert not cassette_path(cdir, "x").exists()
