@@ -225,16 +225,17 @@ def _scan_entries(path: Path, entries: Iterable[Entry], config: RedactionConfig,
 _KEY_VALUE = re.compile(r"""^\s*(?:-\s+)?["']?([A-Za-z0-9_.\-]+)["']?\s*[:=]\s*(.*)$""")
 """``key: value`` (YAML), ``- KEY=value`` (a compose file's environment list),
 ``"key": "value"`` (JSON), ``KEY=value`` (an env file)."""
-_SECRET_WORDS = frozenset({"password", "passwd", "secret", "token", "apikey",
-                           "credential", "credentials"})
-"""Words that make a key of a text file secret (``POSTGRES_PASSWORD``, ``slackToken``)."""
+_SECRET_WORDS = frozenset({"password", "passwd", "pass", "pwd", "secret", "token",
+                           "apikey", "credential", "credentials"})
+"""The last word of a key of a text file that names a secret (``POSTGRES_PASSWORD``,
+``slackToken``; not ``token_url`` or ``password_policy``)."""
+_KEY_WORDS = re.compile(r"[a-z0-9]+")
 
 
 def _secret_key(key: str, config: RedactionConfig) -> bool:
-    from replayproxy.redaction.secrets import field_key
-
-    return key.lower() in config.headers or config.secret_field(key) or any(
-        w in field_key(key) for w in _SECRET_WORDS) and not key.lower().startswith("sec-")
+    words = _KEY_WORDS.findall(re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).lower())
+    return key.lower() in config.headers or config.secret_field(key) or \
+        bool(words) and words[-1] in _SECRET_WORDS
 
 
 def _scan_text(path: Path, config: RedactionConfig) -> Iterator[Finding]:
