@@ -105,6 +105,9 @@ def _finish(run: ProxyRun, command_exit: int, *, command: bool) -> None:
     summary = run.stop()
     assert summary is not None
     report_run(summary, run.settings.fail_on_unused, command=command)
+    for name, named in run.session_summaries.items():
+        log.info("session %s:", name)
+        report_run(named, run.settings.fail_on_unused, command=False)
     verdict = run.verdict(command_exit, command=command)
     for reason in verdict.reasons:
         log.warning("exiting with 1: %s%s", "the command passed but " if command else "",
