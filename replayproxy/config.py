@@ -38,7 +38,8 @@ from replayproxy.redaction.redactor import RedactionConfig
 from replayproxy.redaction.secrets import ValuePattern
 from replayproxy.routes import Route, parse_route
 
-__all__ = ["Settings", "find_config", "home_dir", "load_settings", "parse_settings"]
+__all__ = ["Settings", "find_config", "home_dir", "load_settings", "parse_settings",
+           "project_dir"]
 
 
 def home_dir() -> Path:
@@ -59,6 +60,12 @@ class Settings:
     redact: RedactionConfig = field(default_factory=RedactionConfig)
     faults: tuple[FaultSpec, ...] = ()
     drift: DriftConfig = field(default_factory=DriftConfig)
+
+
+def project_dir(settings: Settings) -> Path:
+    """The project directory: the configuration file's, else the current one (where
+    ``.replayproxy/`` keeps the drift history and the runs database)."""
+    return settings.source.parent if settings.source is not None else Path.cwd()
 
 
 _TOP_KEYS = {"cassette_dir": str, "strict": bool, "fail_on_unused": bool, "match": dict,

@@ -23,13 +23,14 @@ import gc
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from replayproxy.cassette.store import cassette_path, check_cassette_dir
-from replayproxy.config import Settings, home_dir, load_settings
+from replayproxy.config import Settings, home_dir, load_settings, project_dir
 from replayproxy.decision.pipeline import Pipeline
 from replayproxy.decision.session import CassetteSession, SessionSummary
 from replayproxy.decision.sessions import Sessions, SessionSettings, session_url
@@ -39,6 +40,7 @@ from replayproxy.faults.plan import FaultPlan
 from replayproxy.faults.spec import FaultSpec, parse_fault
 from replayproxy.model import RecordMode
 from replayproxy.redaction.redactor import Redactor, load_key
+from replayproxy.report import default_database, new_suite
 from replayproxy.upstream import Egress, egress_from, read_pem_ca, reverse_spec
 
 if TYPE_CHECKING:
@@ -47,6 +49,11 @@ if TYPE_CHECKING:
     from replayproxy.faults.control import ControlServer, FaultControl
 
 __all__ = ["ProxyRun"]
+
+
+def _project(settings: Settings) -> Path:
+    """The project directory: the configuration file's, else the current one."""
+    return settings.source.parent if settings.source is not None else Path.cwd()
 
 log = logging.getLogger("replayproxy")
 
@@ -92,6 +99,9 @@ class ProxyRun:
         fresh: start the cassette afresh: record everything and replace the whole
             cassette with it (mode ``all`` otherwise keeps the interactions the run did
             not request again, as VCR.py 9 does).
+        report: record the run in the runs database (``replayproxy report``): True for
+            the default one (``$REPLAYPROXY_REPORT_DB``, else
+            ``.replayproxy/runs.db`` in the project directory), or its path.
 
     Raises (from ``start``):
         CassetteError: replay-only and the cassette does not exist, or it is corrupt; or
@@ -122,6 +132,7 @@ class ProxyRun:
         freeze_gc: bool = False,
         addons: Sequence[Any] = (),
         fresh: bool = False,
+        report: bool | str | os.PathLike[str] = False,
     ) -> None:
         self.cassette = cassette
         try:
@@ -149,6 +160,12 @@ class ProxyRun:
         self.egress: Egress | None = None
         """The egress proxy recording goes through (set by ``open``)."""
         self.fresh = fresh
+        self.report_db: Path | None = None if report is False else (
+            default_database(project_dir(self.settings)) if report is True else Path(report))
+        self.suite = new_suite()
+        """The suite id the run is recorded under in the runs database."""
+        self._started = 0.0
+        self._closed = False
         self.session: CassetteSession | None = None
         self.pipeline: Pipeline | None = None
         self.sessions: Sessions | None = None
@@ -221,6 +238,7 @@ class ProxyRun:
 
         self.open()
         assert self.sessions is not None
+        self._started = time.time()
         try:
             records = self.pipeline.records if self.pipeline is not None \
                 else self.mode is not RecordMode.NONE
@@ -262,11 +280,29 @@ class ProxyRun:
         if self._proxy is not None:
             self._proxy.stop()
             self._proxy = None
-        if self.sessions is not None and not self.session_summaries:
+        if self.sessions is not None and not self._closed:
+            self._closed = True
             self.session_summaries = self.sessions.close_all()
-        if self.session is not None and self.summary is None:
-            self.summary = self.session.close()
+            if self.session is not None:
+                self.summary = self.session.close()
+            self._record_report()
         return self.summary
+
+    def _record_report(self) -> None:
+        """Store this run's sessions in the runs database; a failure is a warning."""
+        if self.report_db is None or not self._started:
+            return
+        from replayproxy.report.runs import record_session
+
+        finished = time.time()
+        summaries = [self.summary] if self.summary is not None else []
+        for summary in [*summaries, *self.session_summaries.values()]:
+            try:
+                record_session(self.report_db, summary, suite=self.suite,
+                               started=self._started, finished=finished)
+            except ConfigError as e:
+                log.warning("the run was not recorded for `replayproxy report`: %s", e)
+                return
 
     def __enter__(self) -> ProxyRun:
         return self.start()

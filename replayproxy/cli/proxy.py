@@ -78,7 +78,8 @@ def _proxy_run(matching: Matching, name: str, mode: RecordMode, faults: list[str
     run = ProxyRun(name, mode, settings=matching.settings(), faults=faults or (),
                    upstream_ca=upstream.ca or (), upstream_insecure=upstream.insecure,
                    upstream_proxy=upstream.proxy, ca_dir=ca_dir, port=port,
-                   reverse=upstream.reverse or (), freeze_gc=True, fresh=fresh)
+                   reverse=upstream.reverse or (), freeze_gc=True, fresh=fresh,
+                   report=True)
     run.open()
     return run
 

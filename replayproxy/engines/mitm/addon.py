@@ -443,6 +443,8 @@ class ReplayproxyAddon:
         if state is None or state.role is Role.OTHER or state.planned is None \
                 or flow.response is None or state.pipeline is None:
             return
+        if state.request is not None:
+            state.pipeline.finished(state.request, time.time() - flow.request.timestamp_start)
         if not state.planned.answers_by_itself and not state.trickled \
                 and not self._record(flow, state):
             return
