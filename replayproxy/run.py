@@ -259,7 +259,8 @@ class ProxyRun:
             self._proxy = proxy
             if self.control:
                 self._control = ControlServer(self.pipeline, self.sessions,
-                                              proxy_url=proxy.proxy_url)
+                                              proxy_url=proxy.proxy_url,
+                                              listen=proxy.add_listener)
                 self._control.start()
         except BaseException:
             self.stop()

@@ -110,7 +110,27 @@ class Sessions:
         self.default_name = default_name
         self._open: dict[str, _Open] = {}
         self._closed: dict[str, SessionSummary] = {}
+        self._ports: dict[int, str] = {}
         self._lock = threading.Lock()
+
+    def bind_port(self, name: str, port: int) -> None:
+        """Serve session ``name`` to every client of the proxy port ``port`` (a listener
+        of its own, for clients that cannot put a user name in their proxy URL)."""
+        with self._lock:
+            self._ports[port] = name
+
+    def on_port(self, port: int) -> str | None:
+        """The session a port of its own serves, if any.
+
+        Raises:
+            SessionRefused: that session was closed.
+        """
+        with self._lock:
+            name = self._ports.get(port)
+            if name is not None and name not in self._open:
+                raise SessionRefused(f"session {name!r} was closed; open it again (POST "
+                                     "/sessions) for a new proxy URL")
+        return name
 
     def pipeline(self, name: str | None) -> Pipeline:
         """The pipeline of session ``name`` (None or the run's cassette name: the run's

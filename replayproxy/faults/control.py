@@ -28,6 +28,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -233,19 +234,31 @@ class _Handler(BaseHTTPRequestHandler):
         except SessionRefused as e:
             self._send(409 if "open already" in str(e) else 400, {"error": str(e)})
             return
-        self._send(201, {"name": name, "proxy_url": session_url(self.server.proxy_url, name)})
+        named = session_url(self.server.proxy_url, name)
+        own = named
+        if self.server.listen is not None:
+            try:
+                host, port = self.server.listen()
+            except Exception as e:  # the named URL still works
+                self._send(201, {"name": name, "proxy_url": named, "named_proxy_url": named,
+                                 "warning": f"no port of its own: {e}"})
+                return
+            self.server.sessions.bind_port(name, port)
+            own = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        self._send(201, {"name": name, "proxy_url": own, "named_proxy_url": named})
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, default: Pipeline | None, sessions: Sessions, token: str,
-                 proxy_url: str) -> None:
+                 proxy_url: str, listen: Callable[[], tuple[str, int]] | None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.default = default
         self.sessions = sessions
         self.token = token
         self.proxy_url = proxy_url
+        self.listen = listen
 
     def find(self, name: str) -> Pipeline | None:
         """The open session ``name`` (the run's own cassette's name included)."""
@@ -258,13 +271,15 @@ class ControlServer:
     """Serves the control API for a run's own pipeline (``default``, None for a run of
     named sessions only) and its ``sessions`` on 127.0.0.1 (a free port) until
     ``stop``; callers need ``token`` (random unless given). ``proxy_url`` is the proxy's,
-    for the session URLs it hands out."""
+    for the session URLs it hands out; ``listen`` opens one more proxy port (for a
+    session of its own), returning its address."""
 
     def __init__(self, default: Pipeline | None, sessions: Sessions | None = None, *,
-                 proxy_url: str = "http://127.0.0.1:0", token: str | None = None) -> None:
+                 proxy_url: str = "http://127.0.0.1:0", token: str | None = None,
+                 listen: Callable[[], tuple[str, int]] | None = None) -> None:
         self.token = token or secrets.token_urlsafe(24)
         self._server = _Server(default, sessions or Sessions(_no_sessions, default),
-                               self.token, proxy_url)
+                               self.token, proxy_url, listen)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="replayproxy-control", daemon=True)
 

@@ -194,7 +194,10 @@ class ReplayproxyAddon:
         if self.sessions is None:
             return self.pipeline
         try:
-            name = session_name(flow.request.headers.get("proxy-authorization"))
+            name = self.sessions.on_port(flow.client_conn.sockname[1]) \
+                if flow.client_conn.sockname else None
+            if name is None:
+                name = session_name(flow.request.headers.get("proxy-authorization"))
             if name is None and flow.client_conn.id in self._tunnels:
                 return self._tunnels[flow.client_conn.id]
             pipeline = self.sessions.pipeline(name)
