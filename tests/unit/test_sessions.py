@@ -106,3 +106,13 @@ def test_closing_writes_each_session_and_keeps_its_summary(tmp_path):
         sessions.close("alpha")
     assert set(sessions.close_all()) == {"alpha", "beta"}
     assert sessions.names() == []
+
+
+def test_a_port_of_its_own_serves_its_session_until_it_is_closed(tmp_path):
+    sessions, _, _ = _sessions(tmp_path)
+    sessions.open("java", SessionSettings())
+    sessions.bind_port("java", 41000)
+    assert sessions.on_port(41000) == "java" and sessions.on_port(41001) is None
+    sessions.close("java")
+    with pytest.raises(SessionRefused, match="session 'java' was closed"):
+        sessions.on_port(41000)
