@@ -39,7 +39,8 @@ from replayproxy.redaction.redactor import RedactionConfig
 from replayproxy.redaction.secrets import ValuePattern
 from replayproxy.routes import Route, parse_route
 
-__all__ = ["Settings", "find_config", "home_dir", "load_settings", "parse_settings"]
+__all__ = ["Settings", "find_config", "home_dir", "load_settings", "parse_settings",
+           "project_dir"]
 
 
 def home_dir() -> Path:
@@ -62,6 +63,12 @@ class Settings:
     drift: DriftConfig = field(default_factory=DriftConfig)
     quiet: Quiet = field(default_factory=Quiet)
     """What a re-recording keeps as recorded (``volatile`` and ``[drift] ignore``)."""
+
+
+def project_dir(settings: Settings) -> Path:
+    """The project directory: the configuration file's, else the current one (where
+    ``.replayproxy/`` keeps the drift history and the runs database)."""
+    return settings.source.parent if settings.source is not None else Path.cwd()
 
 
 _TOP_KEYS = {"cassette_dir": str, "strict": bool, "fail_on_unused": bool, "match": dict,

@@ -5,13 +5,15 @@
 order. Unpaired interactions are removed or added; paired ones are ``compare``-d:
 
 - request and response headers, by name (case-insensitive, repeated values together);
-- status, reason and HTTP version;
+- status, reason and HTTP version; trailers; where a response was cut off; WebSocket
+  messages (direction, kind, content) and how the socket closed;
 - bodies decoded (gzip, br...) first; JSON compared as JSON (deepdiff), one ``Change``
   per path (``response body $.items[0].amount``); other text as a line diff; binary by
   size and digest. The same content encoded into other bytes (gzip of another time) is
   one ``body bytes`` change.
 
-Times (when recorded, how fast) are not content and are not compared. Nothing here
+Times (when recorded, how fast, when each streamed chunk or WebSocket message came)
+are not content and are not compared. Nothing here
 raises on bad bodies. ``replayproxy.cassette.quiet`` judges the changes of a
 re-recording; ``render_diff`` words them for ``replayproxy cassette diff``.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
 import json
 import re
 from collections import defaultdict
@@ -29,7 +32,7 @@ from typing import Any
 
 from replayproxy.codec import decode_body
 from replayproxy.matching.diagnostics import json_path_of
-from replayproxy.model import Headers, Interaction, Request
+from replayproxy.model import Headers, Interaction, Request, WebSocketLog
 
 __all__ = ["CassetteDiff", "Change", "Pair", "compare", "diff_cassettes", "pair_up",
            "render_diff", "request_line"]
@@ -100,14 +103,15 @@ def _grouped(headers: Headers) -> dict[str, tuple[str, list[str]]]:
     return out
 
 
-def _header_changes(side: str, old: Headers, new: Headers) -> list[Change]:
+def _header_changes(side: str, old: Headers, new: Headers, kind: str = "header"
+                    ) -> list[Change]:
     a, b = _grouped(old), _grouped(new)
     out = []
     for lower in [*a, *(n for n in b if n not in a)]:
         va, vb = a.get(lower, ("", None))[1], b.get(lower, ("", None))[1]
         if va != vb:
             name = (a.get(lower) or b[lower])[0]
-            out.append(Change(f"{side} header {name}", va, vb))
+            out.append(Change(f"{side} {kind} {name}", va, vb))
     return out
 
 
@@ -185,6 +189,32 @@ def compare(old: Interaction, new: Interaction) -> list[Change]:
             out.append(Change(where, a, b))
     out += _header_changes("response", r.headers, nr.headers)
     out += _body_changes("response", r.body, r.headers, nr.body, nr.headers)
+    out += _header_changes("response", r.trailers, nr.trailers, "trailer")
+    if old.cut != new.cut:
+        out.append(Change("cut", old.cut or None, new.cut or None))
+    out += _websocket_changes(old.websocket, new.websocket)
+    return out
+
+
+def _websocket_changes(old: WebSocketLog | None, new: WebSocketLog | None) -> list[Change]:
+    """Messages (direction, kind, content; not their times) and how the socket closed."""
+    if old == new:
+        return []
+    if old is None or new is None:
+        return [Change("websocket", None if old is None else f"{len(old.messages)} messages",
+                       None if new is None else f"{len(new.messages)} messages")]
+    out = []
+    for n, (a, b) in enumerate(itertools.zip_longest(old.messages, new.messages), 1):
+        shown = [None if m is None else
+                 f"{'client' if m.from_client else 'server'}: "
+                 f"{m.content.decode('utf-8', 'replace') if m.is_text else _summary(m.content)}"
+                 for m in (a, b)]
+        if shown[0] != shown[1]:
+            out.append(Change(f"websocket message {n}", shown[0], shown[1]))
+    for what in ("close_code", "close_reason", "closed_by"):
+        if getattr(old, what) != getattr(new, what):
+            out.append(Change(f"websocket {what.replace('_', ' ')}", getattr(old, what),
+                              getattr(new, what)))
     return out
 
 

@@ -169,15 +169,18 @@ def _fit_length(headers: Headers, body: bytes, before: bytes) -> Headers:
 
 def merge(old: Interaction, new: Interaction, noise: list[Change]) -> Interaction:
     """``new`` with the ``noise`` changes undone: header values and JSON values as
-    ``old`` had them (times are ``new``'s)."""
+    ``old`` had them (times are ``new``'s; a streamed or cut response body stays as it
+    came, since its chunks count its bytes)."""
     sides: list[Request | Response] = []
     for side, recorded, part in (("request", old.request, new.request),
                                  ("response", old.response, new.response)):
         names = {c.where.split(" header ", 1)[1].lower() for c in noise
                  if c.where.startswith(f"{side} header ")}
         headers = _restore_headers(part.headers, recorded.headers, names)
-        body = _restore_body(part.body, part.headers,
-                             [c for c in noise if c.where.startswith(f"{side} body $")])
+        # a streamed or cut body keeps its bytes: its chunks count them
+        body = part.body if side == "response" and (new.chunks or new.cut) else \
+            _restore_body(part.body, part.headers,
+                          [c for c in noise if c.where.startswith(f"{side} body $")])
         sides.append(replace(part, headers=_fit_length(headers, body, part.body), body=body))
     request, response = sides
     assert isinstance(request, Request) and isinstance(response, Response)

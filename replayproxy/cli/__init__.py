@@ -6,10 +6,10 @@ through untouched. Every ``ReplayproxyError`` becomes one line
 
 The commands live by topic: ``proxy`` (record, replay, serve, env, ca), ``cassettes``
 (cassette ls/show, scan, redact), ``interop`` (import, export), ``review`` (cassette
-diff/text, git-setup), ``prune`` (cassette prune), ``explain``, ``drift`` (drift, drift
-history). This module only builds the app and registers them. Heavy libraries (mitmproxy, deepdiff,
-httpx, sqlite-utils, pydantic) are imported inside the commands that use them, so
-``replayproxy --help`` stays fast.
+diff/text, git-setup), ``prune`` (cassette prune), ``explain``, ``report`` (report),
+``drift`` (drift, drift history). This module only builds the app and registers them.
+Heavy libraries (mitmproxy, deepdiff, httpx, sqlite-utils, pydantic) are imported inside
+the commands that use them, so ``replayproxy --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperArgument, TyperCommand
 
-from replayproxy.cli import cassettes, drift, explain, interop, proxy, prune, review
+from replayproxy.cli import cassettes, drift, explain, interop, proxy, prune, report, review
 from replayproxy.cli.options import CMD_CONTEXT
 
 __all__ = ["app", "main"]
@@ -87,6 +87,7 @@ app.command("scan", cls=_Command)(cassettes.scan)
 app.command("redact", cls=_Command)(cassettes.redact)
 app.command("env", cls=_Command)(proxy.env_command)
 app.command("ca", cls=_Command)(proxy.ca)
+app.command("report", cls=_Command)(report.report)
 cassette_app.command("ls", cls=_Command)(cassettes.cassette_ls)
 cassette_app.command("show", cls=_Command)(cassettes.cassette_show)
 cassette_app.command("diff", cls=_Command)(review.cassette_diff)

@@ -85,7 +85,8 @@ def _proxy_run(matching: Matching, name: str, mode: RecordMode, faults: list[str
     run = ProxyRun(name, mode, settings=settings, faults=faults or (),
                    upstream_ca=upstream.ca or (), upstream_insecure=upstream.insecure,
                    upstream_proxy=upstream.proxy, ca_dir=ca_dir, port=port,
-                   reverse=upstream.reverse or (), freeze_gc=True, fresh=fresh)
+                   reverse=upstream.reverse or (), freeze_gc=True, fresh=fresh,
+                   report=True)
     run.open()
     return run
 
@@ -114,6 +115,11 @@ def _finish(run: ProxyRun, command_exit: int, *, command: bool) -> None:
     report_run(summary, run.settings.fail_on_unused, command=command)
     note_replay(summary.path, summary.mode is RecordMode.NONE, summary.requests,
                 summary.cassette_size, summary.unused)
+    for name, named in run.session_summaries.items():
+        log.info("session %s:", name)
+        report_run(named, run.settings.fail_on_unused, command=False)
+        note_replay(named.path, named.mode is RecordMode.NONE, named.requests,
+                    named.cassette_size, named.unused)
     verdict = run.verdict(command_exit, command=command)
     for reason in verdict.reasons:
         log.warning("exiting with 1: %s%s", "the command passed but " if command else "",

@@ -24,6 +24,7 @@ from replayproxy.decision.failures import (
     is_upstream_failure,
     recorded_cause,
 )
+from replayproxy.decision.tally import Tally
 from replayproxy.errors import CassetteError
 from replayproxy.matching.diagnostics import Candidate, render_candidates
 from replayproxy.matching.index import ReplayIndex, Served
@@ -162,6 +163,8 @@ class SessionSummary:
     unused_routes: list[str] = field(default_factory=list)
     """Configured routes (``[[match.routes]]``, ``[[redact.routes]]``) that no request of
     the run fell under, as ``match route 'PATTERN'``."""
+    tally: Tally = field(default_factory=Tally)
+    """Requests per URL and how they were answered, for the run report."""
 
 
 class CassetteSession:

@@ -94,3 +94,35 @@ def test_rotated_credentials_and_re_encoded_bodies_are_noise():
         ("Authorization", "Bearer <redacted:authorization:d4e5f6>")]), response(
         body=gzip.compress(b'{"a": 1}', mtime=2), headers=[("Content-Encoding", "gzip")]))
     assert stabilise(Quiet(), [old], [new]) == [0]
+
+
+def test_websocket_messages_and_trailers_are_content():
+    from dataclasses import replace
+
+    from replayproxy.model import WebSocketLog, WebSocketMessage
+
+    def socket(text: str, at: float) -> object:
+        log = WebSocketLog((WebSocketMessage(True, b"hi", True, at),
+                            WebSocketMessage(False, text.encode(), True, at + 1)), 1000)
+        return replace(interaction("/ws", response(101)), websocket=log)
+
+    assert compare(socket("hello", 0.1), socket("hello", 0.5)) == []  # times are not content
+    [change] = compare(socket("hello", 0.1), socket("bye", 0.1))
+    assert (change.where, change.old, change.new) == ("websocket message 2", "server: hello",
+                                                      "server: bye")
+    assert not Quiet().noise(change)
+    old = interaction("/g", response(body=b"x"))
+    new = replace(old, response=replace(old.response, trailers=(("grpc-status", "13"),)))
+    assert [c.where for c in compare(old, new)] == ["response trailer grpc-status"]
+    assert stabilise(Quiet(), [old], [new]) == [new]
+
+
+def test_a_streamed_body_keeps_its_bytes_when_merged():
+    from dataclasses import replace
+
+    old = order()
+    new = replace(order(amount=1500, request_id="req_77b0e3aa91"),
+                  chunks=((0.0, 10), (0.1, 200)))
+    [merged] = stabilise(Quiet(), [old], [new])
+    assert not isinstance(merged, int)
+    assert merged.response.body == new.response.body and merged.chunks == new.chunks

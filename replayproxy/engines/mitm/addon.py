@@ -17,6 +17,7 @@ Given a ``Pipeline``, the addon uses it; otherwise it builds one from its option
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from replayproxy.config import home_dir, load_settings
 from replayproxy.decision.failures import CAUSE_HEADER, MARKER, TIMEOUT_MARKER, WAITED_HEADER
 from replayproxy.decision.pipeline import FaultAnswer, Pipeline, Planned
 from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmatched
+from replayproxy.decision.sessions import SessionRefused, Sessions, session_name
 from replayproxy.engines.mitm import trickle
 from replayproxy.engines.mitm.convert import (
     bad_gateway,
@@ -82,6 +84,8 @@ class FlowState:
 
     role: Role
     planned: Planned | None = None
+    pipeline: Pipeline | None = None
+    """The session's pipeline that planned it (the run's own unless a session is named)."""
     request: Request | None = None
     """The request as converted when it came in (before any rewriting)."""
     recorded_ttfb: float | None = None
@@ -89,14 +93,18 @@ class FlowState:
     trickled: bool = False
     """The response comes from the trickle server: stream it, touch it no more."""
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> FlowState:
+        # a copied flow (``flow.copy()``) shares the pipeline; the rest is immutable
+        return dataclasses.replace(self)
+
 
 def _state(flow: http.HTTPFlow) -> FlowState | None:
     state = flow.metadata.get(STATE)
     return state if isinstance(state, FlowState) else None
 
 
-def _mark_fetch(flow: http.HTTPFlow) -> None:
-    flow.metadata[STATE] = FlowState(Role.FETCH, Planned(Forward()))
+def _mark_fetch(flow: http.HTTPFlow, pipeline: Pipeline | None) -> None:
+    flow.metadata[STATE] = FlowState(Role.FETCH, Planned(Forward()), pipeline)
 
 
 async def _wait(flow: http.HTTPFlow, action: FaultAction, recorded: float | None) -> None:
@@ -133,6 +141,13 @@ def _break_body(flow: http.HTTPFlow, terminal: object, resp: http.Response) -> i
     return None
 
 
+def _session_refused(message: str) -> http.Response:
+    """407: the session the client named cannot be used (the reason in the body)."""
+    response = plain_response(407, message + "\n", "session")
+    response.headers["Proxy-Authenticate"] = 'Basic realm="replayproxy: name a cassette"'
+    return response
+
+
 def _refused() -> http.Response:
     return http.Response.make(502, b"replayproxy fault: connection refused\n",
                               {"X-Replayproxy": "fault"})
@@ -154,15 +169,46 @@ class ReplayproxyAddon:
     Args:
         pipeline: the decision for this run; None builds one from the addon's options.
         default_mode: the record mode when built from options.
+        sessions: the run's sessions (see ``decision.sessions``): a client naming a
+            cassette in its proxy URL is served from that session's pipeline.
     """
 
     def __init__(self, pipeline: Pipeline | None = None, *,
-                 default_mode: RecordMode = RecordMode.NONE) -> None:
+                 default_mode: RecordMode = RecordMode.NONE,
+                 sessions: Sessions | None = None) -> None:
         self.pipeline = pipeline
         self.default_mode = default_mode
-        self._owns_pipeline = pipeline is None
+        self.sessions = sessions
+        self._owns_pipeline = pipeline is None and sessions is None
         self._failed = False
         self._trickle = trickle.TrickleServer()
+        self._tunnels: dict[str, Pipeline] = {}
+        """The session of each client connection that named one (CONNECT tunnels)."""
+
+    def _configured(self) -> bool:
+        return self.pipeline is not None or self.sessions is not None
+
+    def _session(self, flow: http.HTTPFlow) -> Pipeline | None:
+        """The pipeline serving ``flow``: the session its Proxy-Authorization (or its
+        tunnel's CONNECT) names, else the run's own. None after answering 407."""
+        if self.sessions is None:
+            return self.pipeline
+        try:
+            name = self.sessions.on_port(flow.client_conn.sockname[1]) \
+                if flow.client_conn.sockname else None
+            if name is None:
+                name = session_name(flow.request.headers.get("proxy-authorization"))
+            if name is None and flow.client_conn.id in self._tunnels:
+                return self._tunnels[flow.client_conn.id]
+            pipeline = self.sessions.pipeline(name)
+        except SessionRefused as e:
+            log.warning("refused %s %s: %s", flow.request.method, flow.request.pretty_url, e)
+            flow.metadata[STATE] = FlowState(Role.OTHER)
+            flow.response = _session_refused(str(e))
+            return None
+        if name is not None:
+            self._tunnels[flow.client_conn.id] = pipeline
+        return pipeline
 
     # -- mitmdump options ---------------------------------------------------------------
 
@@ -235,7 +281,8 @@ class ReplayproxyAddon:
     async def running(self) -> None:
         # mitmproxy's default "eager" strategy connects upstream as soon as a client opens
         # an HTTPS tunnel; replay must not, so switch to "lazy"
-        replaying = self.pipeline is not None and not self.pipeline.records
+        replaying = (self.pipeline is not None and not self.pipeline.records) or (
+            self.pipeline is None and self.sessions is not None)
         if replaying and ctx.options.connection_strategy != "lazy":
             ctx.options.update(connection_strategy="lazy")
         await self._trickle.start()
@@ -256,43 +303,61 @@ class ReplayproxyAddon:
         if self.pipeline is not None:
             self.pipeline.session.note_connection()
 
+    def client_disconnected(self, client: connection.Client) -> None:
+        self._tunnels.pop(client.id, None)
+
     def tls_failed_client(self, data: tls.TlsData) -> None:
-        if self.pipeline is None:
+        pipeline = self._tunnels.get(data.context.client.id, self.pipeline)
+        if pipeline is None:
             return
         host = data.conn.sni or (data.context.server.address or ("", 0))[0]
         message = data.conn.error or "TLS handshake failed"
         log.warning("a client refused the proxy's certificate for %s: %s", host, message)
-        self.pipeline.session.note_refusal(host, message)
+        pipeline.session.note_refusal(host, message)
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
-        if self.pipeline is None or self.pipeline.records:
+        pipeline = self._tunnels.get(data.client.id, self.pipeline)
+        if pipeline is None:
+            if self.sessions is None:
+                return
+        elif pipeline.records:
             return
         # replay refuses every upstream connection; the trickle server is not upstream
         if self._trickle.address is None or data.server.address != self._trickle.address:
             data.server.error = _OFFLINE
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        if self.pipeline is None:
+        pipeline = self._session(flow)
+        if pipeline is None:
             return
-        action = self.pipeline.decide_connect(flow.request.host, flow.request.port,
-                                              time.monotonic())
+        action = pipeline.decide_connect(flow.request.host, flow.request.port,
+                                         time.monotonic())
         if action is not None:
             log.info("fault: refusing CONNECT %s:%d", flow.request.host, flow.request.port)
             flow.response = _refused()
+        elif not pipeline.records and ctx.options.connection_strategy == "eager":
+            # a replay-only session in a run that records: answer the CONNECT ourselves,
+            # or mitmproxy would connect upstream first ("eager") and fail the tunnel
+            flow.response = http.Response(flow.request.data.http_version, 200,
+                                          b"Connection established", http.Headers(), b"",
+                                          None, time.time(), time.time())
 
     # -- requests -----------------------------------------------------------------------
 
     async def request(self, flow: http.HTTPFlow) -> None:
-        if self.pipeline is None or _state(flow) is not None:
+        if not self._configured() or _state(flow) is not None:
             return  # not configured, or planned already (the copy of a slow live request)
         if flow.response is not None:
             flow.metadata[STATE] = FlowState(Role.OTHER)
             return
         if flow.error is not None:
             return  # killed by another addon
+        pipeline = self._session(flow)
+        if pipeline is None:
+            return  # answered 407
         try:
             request = request_from_flow(flow.request)
-            planned = self.pipeline.decide(request, time.monotonic())
+            planned = pipeline.decide(request, time.monotonic())
         except Exception as e:  # never let a failure here send the request upstream
             if isinstance(e, ReplayproxyError):  # e.g. a damaged entry: one line, no trace
                 message = e.render(MITMPROXY_WORDS if self._owns_pipeline else {})
@@ -301,12 +366,12 @@ class ReplayproxyAddon:
             else:
                 message = f"replayproxy internal error: {e!r}"
                 log.exception("replayproxy failed on %s", flow.request.url)
-            self.pipeline.session.summary.errors.append(
+            pipeline.session.summary.errors.append(
                 f"{flow.request.method} {flow.request.pretty_url}: {message}")
             flow.metadata[STATE] = FlowState(Role.OTHER)
             flow.response = plain_response(500, message + "\n", "error")
             return
-        state = FlowState(Role.OURS, planned, request)
+        state = FlowState(Role.OURS, planned, pipeline, request)
         flow.metadata[STATE] = state
         plan = planned.plan
         if isinstance(plan, FaultAnswer):
@@ -351,7 +416,8 @@ class ReplayproxyAddon:
             response, recorded = flow.response, state.recorded_ttfb
         elif flow.response is None and trickle.fetchable(flow):
             state.trickled = True  # the client's flow is never recorded: the copy is
-            fetched = await trickle.fetch_copy(flow, _mark_fetch)
+            fetched = await trickle.fetch_copy(
+                flow, lambda copy: _mark_fetch(copy, state.pipeline))
             if fetched is None:
                 return
             response, recorded = fetched
@@ -378,8 +444,10 @@ class ReplayproxyAddon:
     async def response(self, flow: http.HTTPFlow) -> None:
         state = _state(flow)
         if state is None or state.role is Role.OTHER or state.planned is None \
-                or flow.response is None or self.pipeline is None:
+                or flow.response is None or state.pipeline is None:
             return
+        if state.request is not None:
+            state.pipeline.finished(state.request, time.time() - flow.request.timestamp_start)
         if not state.planned.answers_by_itself and not state.trickled \
                 and not self._record(flow, state):
             return
@@ -407,7 +475,7 @@ class ReplayproxyAddon:
         state = _state(flow)
         if state is None or state.role is Role.OTHER or state.planned is None \
                 or state.planned.answers_by_itself or state.trickled \
-                or self.pipeline is None or flow.error is None:
+                or state.pipeline is None or flow.error is None:
             return
         message = flow.error.msg
         if flow.response is not None and flow.response.timestamp_end is not None:
@@ -436,7 +504,7 @@ class ReplayproxyAddon:
         interaction = Interaction(request, response_from_flow(response),
                                   recorded_at=round(start, 3), ttfb=elapsed, duration=elapsed)
         try:
-            self.pipeline.record_failure(interaction, oneline)
+            state.pipeline.record_failure(interaction, oneline)
         except Exception:
             log.exception("replayproxy could not record the failure of %s", flow.request.url)
         log.warning("upstream failed for %s %s: %s", flow.request.method,
@@ -445,9 +513,9 @@ class ReplayproxyAddon:
     def _record(self, flow: http.HTTPFlow, state: FlowState) -> bool:
         """Record the upstream's response; False (and the flow killed) if it could not be
         written: losing a recording silently is worse than stopping."""
-        assert self.pipeline is not None
+        assert state.pipeline is not None
         try:
-            findings = self.pipeline.record(interaction_from_flow(flow, state.request))
+            findings = state.pipeline.record(interaction_from_flow(flow, state.request))
         except Exception:
             log.exception("replayproxy could not record %s", flow.request.url)
             flow.kill()
