@@ -29,10 +29,11 @@ from mitmproxy import connection, ctx, exceptions, http, tls
 from mitmproxy.proxy import server_hooks
 
 from replayproxy.config import home_dir, load_settings
+from replayproxy.decision.alpn import AlpnPolicy
 from replayproxy.decision.failures import CAUSE_HEADER, MARKER, TIMEOUT_MARKER, WAITED_HEADER
 from replayproxy.decision.pipeline import FaultAnswer, Pipeline, Planned
 from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmatched
-from replayproxy.engines.mitm import trickle
+from replayproxy.engines.mitm import h2, http1_trailers, trickle
 from replayproxy.engines.mitm.convert import (
     bad_gateway,
     fault_response,
@@ -163,6 +164,8 @@ class ReplayproxyAddon:
         self._owns_pipeline = pipeline is None
         self._failed = False
         self._trickle = trickle.TrickleServer()
+        self._alpn: AlpnPolicy | None = None
+        http1_trailers.install()
 
     # -- mitmdump options ---------------------------------------------------------------
 
@@ -264,6 +267,17 @@ class ReplayproxyAddon:
         log.warning("a client refused the proxy's certificate for %s: %s", host, message)
         self.pipeline.session.note_refusal(host, message)
 
+    def tls_start_client(self, data: tls.TlsData) -> None:
+        if self.pipeline is not None:
+            cassette = self.pipeline.session.index.cassette
+            if self._alpn is None or self._alpn.cassette is not cassette:
+                self._alpn = AlpnPolicy(cassette, records=self.pipeline.records,
+                                        http2=ctx.options.http2)
+        h2.choose_protocol(data, self._alpn if self.pipeline is not None else None)
+
+    def tls_start_server(self, data: tls.TlsData) -> None:
+        h2.upstream_offers(data)
+
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         if self.pipeline is None or self.pipeline.records:
             return
@@ -315,6 +329,7 @@ class ReplayproxyAddon:
         if isinstance(plan, Replay):
             recorded = plan.served.interaction
             flow.response = to_flow_response(recorded.response)
+            h2.fit_trailers(flow)
             state.recorded_ttfb = recorded.ttfb
         elif isinstance(plan, Unmatched):
             flow.response = _unmatched_response(flow, plan)
@@ -330,6 +345,7 @@ class ReplayproxyAddon:
             flow.response = _refused()
         elif isinstance(terminal, Respond):
             flow.response = fault_response(terminal)
+            h2.fit_trailers(flow)
         elif isinstance(terminal, Reset):
             # latency rules apply here too: a slow server that then drops the connection
             await _wait(flow, plan.action, None)
