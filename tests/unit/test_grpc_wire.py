@@ -167,3 +167,24 @@ def test_bad_descriptor_sets_are_one_clear_error(tmp_path: Path) -> None:
     junk.write_bytes(b"\xff\xfe not protobuf")
     with pytest.raises(ConfigError, match="is not a protobuf descriptor set.*--descriptor_set_out"):
         Descriptors(junk)
+
+
+def test_cassette_view_shows_frames_trailers_and_status(tmp_path: Path) -> None:
+    from replayproxy.cassette.view import render_interaction
+
+    it = Interaction(call(frame(b"\x0a\x03bob"), "/demo.Greeter/Count"),
+                     Response(200, headers=(("content-type", "application/grpc"),),
+                              body=frame(b"\x08\x01") + frame(b"\x08\x02"),
+                              http_version="HTTP/2.0",
+                              trailers=status_trailers(5, "no such thing")))
+    plain = "\n".join(render_interaction(1, it)).splitlines()
+    assert "  request body:" in plain
+    assert "    message 1: uncompressed, 5 bytes: 0a03626f62" in plain
+    assert "    message 2: uncompressed, 2 bytes: 0802" in plain
+    assert plain[-4:] == ["  response trailers:", "    grpc-status: 5",
+                          "    grpc-message: no such thing",
+                          "  gRPC status: 5 NOT_FOUND: no such thing"]
+    descriptors = Descriptors(_descriptor_set(tmp_path))
+    decoded = "\n".join(render_interaction(1, it, descriptors=descriptors)).splitlines()
+    assert '      demo.HelloRequest {name: "bob"}' in decoded
+    assert "      demo.CountReply {i: 2}" in decoded

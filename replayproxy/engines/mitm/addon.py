@@ -428,6 +428,8 @@ class ReplayproxyAddon:
         message = flow.error.msg
         if flow.response is not None and flow.response.timestamp_end is not None:
             return  # answered in full; the client went away afterwards
+        if h2.stream_reset(flow):
+            return
         timed_out = message == "Client disconnected."
         if timed_out:
             if flow.response is not None:

@@ -29,6 +29,8 @@ __all__ = ["choose_protocol", "fit_trailers", "stream_reset", "upstream_offers"]
 log = logging.getLogger("replayproxy")
 
 _HTTP = (b"h2", b"http/1.1", b"http/1.0")
+_RESET = "stream reset by client"
+"""mitmproxy's words for an RST_STREAM (11 and 12; an upstream's reset reads the same)."""
 
 
 def _host_port(data: tls.TlsData) -> tuple[str, int] | None:
@@ -89,13 +91,13 @@ def fit_trailers(flow: http.HTTPFlow) -> None:
 
 
 def stream_reset(flow: http.HTTPFlow) -> bool:
-    """True (and one log line) if ``flow`` ended because the client reset its stream."""
+    """True (and one log line) if ``flow`` ended because its HTTP/2 stream was reset: a
+    client cancelling a call (a gRPC stream it stopped reading). Nothing was answered in
+    full, so nothing is recorded; the connection's other streams go on."""
     error = flow.error
-    if error is None or not flow.request.is_http2:
+    if error is None or not flow.request.is_http2 or not error.msg.startswith(_RESET):
         return False
-    message = error.msg.lower()
-    if "reset" not in message and "cancel" not in message:
-        return False
-    log.info("%s %s: the client reset the HTTP/2 stream (%s); the other streams go on",
-             flow.request.method, flow.request.pretty_url, error.msg)
+    log.warning("%s %s: the client reset its HTTP/2 stream (%s) before the response ended: "
+             "not recorded; the other streams go on", flow.request.method,
+             flow.request.pretty_url, error.msg.removeprefix(_RESET).strip(" ()") or "reset")
     return True
