@@ -190,6 +190,7 @@ class GrpcUpstream:
 
     def _hello(self, request: bytes, context: Any) -> bytes:
         self.calls.append("Hello")
+        context.set_trailing_metadata((("x-served-by", "grpc-upstream"),))
         name = decode_string_field(request)
         return encode_string_field(f"hello {name}")
 
