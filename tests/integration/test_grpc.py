@@ -208,3 +208,19 @@ def test_a_client_cancelling_a_server_stream_midway(slow_grpc_upstream, run_prox
     assert p.summary is not None and not p.summary.upstream_failures
     cassette = load_cassette(cassette_path(cassette_dir, "cancel"))
     assert [cassette.interaction(i).request.path for i in range(len(cassette))] == [HELLO]
+
+
+def test_an_unmatched_call_fails_with_a_grpc_status_naming_the_difference(
+        grpc_upstream, run_proxy, through):
+    with run_proxy("grpcu", RecordMode.ALL) as p:
+        conversation(through(p, grpc_upstream.target))
+    grpc_upstream.stop()
+    with run_proxy("grpcu", RecordMode.NONE) as p:
+        with pytest.raises(grpc.RpcError) as failed:
+            through(p, grpc_upstream.target).unary_unary(HELLO)(encode_string_field("eve"),
+                                                                timeout=10)
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    details = failed.value.details()
+    assert details.startswith("replayproxy: no recorded interaction in cassette 'grpcu'")
+    assert "grpc message 1" in details and "0a03657665" in details
+    assert p.summary is not None and p.summary.unmatched.total == 1

@@ -55,6 +55,9 @@ __all__ = ["STATE", "FlowState", "ReplayproxyAddon", "Role"]
 
 log = logging.getLogger("replayproxy")
 
+_UNAVAILABLE = 14
+"""The gRPC status of an unmatched call: what gRPC makes of the 502 others get."""
+
 STATE = "replayproxy"
 """The ``flow.metadata`` key of a flow's ``FlowState``."""
 
@@ -333,6 +336,7 @@ class ReplayproxyAddon:
             state.recorded_ttfb = recorded.ttfb
         elif isinstance(plan, Unmatched):
             flow.response = _unmatched_response(flow, plan)
+            h2.grpc_error(flow, _UNAVAILABLE, plan.message, "unmatched")
         if planned.fault is not None and planned.fault.trickle is not None:
             await self._trickle_response(flow, state, plan, planned.fault)
 

@@ -11,6 +11,9 @@
 - ``fit_trailers``: an HTTP/1 client takes trailers only after a chunked body (see
   ``http1_trailers``); for one that gets a response of fixed length (recorded over
   HTTP/2), the trailers are left out with a log line rather than crash the connection.
+- ``grpc_error``: replayproxy's own answers (an unmatched call) to a gRPC client as a
+  gRPC status with the text in ``grpc-message``, which the client shows, rather than
+  an HTTP 502 it would report as "Received http2 header with status: 502".
 - ``stream_reset``: a client that resets an HTTP/2 stream (a cancelled gRPC call): one
   log line, that flow only.
 """
@@ -21,10 +24,11 @@ import logging
 
 from mitmproxy import http, tls
 
+from replayproxy import grpc_wire
 from replayproxy.decision.alpn import HTTP1, AlpnPolicy
 from replayproxy.engines.mitm import http1_trailers
 
-__all__ = ["choose_protocol", "fit_trailers", "stream_reset", "upstream_offers"]
+__all__ = ["choose_protocol", "fit_trailers", "grpc_error", "stream_reset", "upstream_offers"]
 
 log = logging.getLogger("replayproxy")
 
@@ -88,6 +92,29 @@ def fit_trailers(flow: http.HTTPFlow) -> None:
                 flow.request.method, flow.request.pretty_url, names,
                 flow.request.http_version or HTTP1)
     response.trailers = None
+
+
+_GRPC_MESSAGE_LIMIT = 2000
+"""Longest ``grpc-message`` sent (clients and proxies cap header sizes)."""
+
+
+def grpc_error(flow: http.HTTPFlow, code: int, text: str, marker: str) -> bool:
+    """Answer a gRPC call with status ``code`` and ``text``; False if it is no gRPC call."""
+    if not grpc_wire.is_grpc(_pairs(flow.request.headers)):
+        return False
+    message = " | ".join(line.strip() for line in text.splitlines() if line.strip())
+    if len(message) > _GRPC_MESSAGE_LIMIT:
+        message = message[:_GRPC_MESSAGE_LIMIT] + "…"
+    flow.response = http.Response.make(200, b"", {"Content-Type": "application/grpc",
+                                                  "X-Replayproxy": marker})
+    flow.response.trailers = http.Headers(
+        tuple((k.encode(), v.encode()) for k, v in grpc_wire.status_trailers(code, message)))
+    fit_trailers(flow)
+    return True
+
+
+def _pairs(headers: http.Headers) -> tuple[tuple[str, str], ...]:
+    return tuple((k, v) for k, v in headers.items(multi=True))
 
 
 def stream_reset(flow: http.HTTPFlow) -> bool:
