@@ -16,7 +16,7 @@ imported only then (``pip install 'replayproxy[grpc]'``).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ __all__ = [
     "is_grpc",
     "parse_frames",
     "render_frames",
+    "rewrite_frames",
     "status_code",
     "status_of",
     "status_trailers",
@@ -147,6 +148,111 @@ def render_frames(body: bytes, path: str, *, response: bool,
         lines.append(f"{len(rest)} bytes that are no whole message: {rest[:64].hex()}"
                      + ("…" if len(rest) > 64 else ""))
     return "\n".join(lines) if lines else "(no messages)"
+
+
+# -- rewriting messages (redaction) ---------------------------------------------------
+
+_MAX_DEPTH = 16
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_varint(data: bytes, at: int) -> tuple[int, int] | None:
+    value, shift = 0, 0
+    while at < len(data) and shift < 64:
+        byte = data[at]
+        value |= (byte & 0x7F) << shift
+        at += 1
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+    return None
+
+
+_FIXED = {1: 8, 5: 4}
+"""Wire types of fixed size: 64-bit and 32-bit."""
+
+
+def _fields(payload: bytes) -> list[tuple[bytes, bytes, bool]] | None:
+    """A protobuf message as ``(key and any fixed part, value, length-delimited)`` per
+    field, or None when ``payload`` is no valid message."""
+    fields = []
+    at = 0
+    while at < len(payload):
+        key = _read_varint(payload, at)
+        if key is None or key[0] >> 3 == 0:
+            return None
+        tag, after = key
+        wire = tag & 7
+        if wire == 0:
+            value = _read_varint(payload, after)
+            if value is None:
+                return None
+            fields.append((payload[at:value[1]], b"", False))
+            at = value[1]
+        elif wire in _FIXED:
+            end = after + _FIXED[wire]
+            if end > len(payload):
+                return None
+            fields.append((payload[at:end], b"", False))
+            at = end
+        elif wire == 2:
+            length = _read_varint(payload, after)
+            if length is None or length[1] + length[0] > len(payload):
+                return None
+            end = length[1] + length[0]
+            fields.append((payload[at:after], payload[length[1]:end], True))
+            at = end
+        else:
+            return None
+    return fields
+
+
+def _rewrite_message(payload: bytes, replace: Callable[[bytes], bytes], depth: int) -> bytes:
+    """``payload`` with ``replace`` applied to its strings and bytes, lengths fixed.
+
+    A length-delimited field holding no secret stays as it is. One that does is walked as
+    a nested message when it parses as one with length-delimited fields of its own and
+    every occurrence lies inside those; otherwise it is a string, replaced whole.
+    """
+    fields = _fields(payload)
+    if fields is None or depth > _MAX_DEPTH:
+        return replace(payload)
+    out = bytearray()
+    for head, value, delimited in fields:
+        if not delimited:
+            out += head
+            continue
+        replaced = replace(value)
+        if replaced != value:
+            inner = _fields(value)
+            if inner is not None and any(d for _, _, d in inner):
+                nested = _rewrite_message(value, replace, depth + 1)
+                if replace(nested) == nested:
+                    replaced = nested
+        out += head + _varint(len(replaced)) + replaced
+    return bytes(out)
+
+
+def rewrite_frames(body: bytes, replace: Callable[[bytes], bytes]) -> bytes | None:
+    """A gRPC body with ``replace`` applied inside each message's strings, every length
+    (the protobuf fields' and the frames') fixed; compressed messages are kept as they
+    are. None when ``body`` is not whole length-prefixed messages."""
+    frames, rest = parse_frames(body)
+    if rest:
+        return None
+    out = bytearray()
+    for f in frames:
+        payload = f.payload if f.compressed else _rewrite_message(f.payload, replace, 0)
+        out += _HEAD.pack(f.compressed, len(payload)) + payload
+    return bytes(out)
 
 
 class Descriptors:

@@ -41,6 +41,7 @@ from urllib.parse import parse_qsl, quote, quote_plus
 
 from replayproxy.codec import content_encodings, decode_body
 from replayproxy.errors import ConfigError
+from replayproxy.grpc_wire import is_grpc, rewrite_frames
 from replayproxy.matching.rules import compile_json_path
 from replayproxy.model import Headers, Interaction, Request, Response, header_value
 from replayproxy.redaction.secrets import (
@@ -476,12 +477,25 @@ def _encode(data: bytes, encodings: list[str]) -> bytes | None:
     return data
 
 
+def _replace_bytes(data: bytes, pairs: list[tuple[str, str]]) -> bytes:
+    try:
+        text, charset = data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, charset = data.decode("latin-1"), "latin-1"
+    new = _replace_all(text, pairs)
+    return data if new == text else new.encode(charset, "replace")
+
+
 def _rebuild_body(raw: bytes, decoded: bytes | None, headers: Headers,
                   pairs: list[tuple[str, str]], form: Callable[[str], str] | None = None
                   ) -> tuple[bytes, Headers]:
     """Replace secrets in a body (and its secret form fields, with ``form``); re-encode
     it and fix Content-Length if it changed."""
     plain = raw if decoded is None else decoded
+    if is_grpc(headers) and decoded is not None:
+        rebuilt = rewrite_frames(decoded, lambda leaf: _replace_bytes(leaf, pairs))
+        if rebuilt is not None:  # message by message: every length prefix stays right
+            return (raw, headers) if rebuilt == decoded else (rebuilt, headers)
     try:
         text, charset = plain.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:

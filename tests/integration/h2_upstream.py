@@ -239,8 +239,10 @@ def encode_string_field(text: str) -> bytes:
 
 
 def decode_string_field(data: bytes) -> str:
-    assert data[:1] == b"\x0a", data
-    return data[2:2 + data[1]].decode()
+    """Field 1 of a message holding only that string (shorter than 128 bytes): its
+    length must be the message's, as a protobuf parser checks."""
+    assert data[:1] == b"\x0a" and len(data) == 2 + data[1], data
+    return data[2:].decode()
 
 
 def encode_varint_field(n: int) -> bytes:

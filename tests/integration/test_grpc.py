@@ -215,12 +215,32 @@ def test_an_unmatched_call_fails_with_a_grpc_status_naming_the_difference(
     with run_proxy("grpcu", RecordMode.ALL) as p:
         conversation(through(p, grpc_upstream.target))
     grpc_upstream.stop()
-    with run_proxy("grpcu", RecordMode.NONE) as p:
-        with pytest.raises(grpc.RpcError) as failed:
-            through(p, grpc_upstream.target).unary_unary(HELLO)(encode_string_field("eve"),
-                                                                timeout=10)
+    with run_proxy("grpcu", RecordMode.NONE) as p, pytest.raises(grpc.RpcError) as failed:
+        through(p, grpc_upstream.target).unary_unary(HELLO)(encode_string_field("eve"),
+                                                            timeout=10)
     assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
     details = failed.value.details()
     assert details.startswith("replayproxy: no recorded interaction in cassette 'grpcu'")
     assert "grpc message 1" in details and "0a03657665" in details
     assert p.summary is not None and p.summary.unmatched.total == 1
+
+
+def test_a_token_in_metadata_and_messages_is_redacted_and_replays_as_valid_messages(
+        grpc_upstream, run_proxy, through, cassette_dir):
+    """The client sends its bearer token as metadata and as the name; the server echoes
+    the name. The cassette holds neither; the replayed reply is still a valid message."""
+    token = "tok_live_0123456789abcdef"
+    metadata = (("authorization", f"Bearer {token}"),)
+    with run_proxy("grpcr", RecordMode.ALL) as p:
+        live = through(p, grpc_upstream.target).unary_unary(HELLO)(
+            encode_string_field(token), metadata=metadata, timeout=10)
+    assert decode_string_field(live) == f"hello {token}"
+    stored = cassette_path(cassette_dir, "grpcr").read_bytes()
+    assert token.encode() not in stored
+    grpc_upstream.stop()
+    with run_proxy("grpcr", RecordMode.NONE) as p:
+        replayed = through(p, grpc_upstream.target).unary_unary(HELLO)(
+            encode_string_field(token), metadata=metadata, timeout=10)
+    name = decode_string_field(replayed)
+    assert name.startswith("hello <redacted:authorization:") and token not in name
+    assert p.summary is not None and p.summary.replayed == 1

@@ -188,3 +188,48 @@ def test_cassette_view_shows_frames_trailers_and_status(tmp_path: Path) -> None:
     decoded = "\n".join(render_interaction(1, it, descriptors=descriptors)).splitlines()
     assert '      demo.HelloRequest {name: "bob"}' in decoded
     assert "      demo.CountReply {i: 2}" in decoded
+
+
+AWS = "AKIAIOSFODNN7EXAMPLE"
+
+
+def _ld(field: int, value: bytes) -> bytes:
+    return bytes([field << 3 | 2, len(value)]) + value
+
+
+def test_redaction_inside_grpc_messages_keeps_every_length_right() -> None:
+    """A secret in a protobuf string, in a nested message and echoed in the response:
+    replaced, the protobuf lengths and the frame lengths fixed, the rest untouched."""
+    from replayproxy.redaction.redactor import Redactor
+    from replayproxy.redaction.scan import scan_interaction
+
+    nested = _ld(1, b"user") + _ld(2, AWS.encode())
+    request_message = _ld(1, b"login") + _ld(3, nested) + b"\x20\x07"  # + field 4 = 7
+    body = frame(request_message) + frame(b"\x08\x01") + frame(b"zz", compressed=True)
+    it = Interaction(call(body), Response(200, headers=GRPC, body=frame(_ld(1, AWS.encode())),
+                                          trailers=status_trailers(0)))
+    out = Redactor(key=b"k").redact(it)
+    assert AWS not in repr(out)
+    assert scan_interaction(out) == []
+    frames, rest = parse_frames(out.request.body)
+    assert rest == b"" and [f.payload for f in frames[1:]] == [b"\x08\x01", b"zz"]
+    message = frames[0].payload
+    assert message.startswith(_ld(1, b"login")) and message.endswith(b"\x20\x07")
+    inner = message[len(_ld(1, b"login")) + 2:-2]
+    assert message[len(_ld(1, b"login")) + 1] == len(inner)  # nested length fixed
+    assert inner.startswith(_ld(1, b"user"))
+    secret = inner[len(_ld(1, b"user")):]
+    assert secret[0] == 0x12 and secret[1] == len(secret) - 2
+    assert secret[2:].startswith(b"<redacted:")
+    (reply,), rest = parse_frames(out.response.body)
+    assert rest == b"" and reply.payload == _ld(1, secret[2:])  # the same placeholder
+
+
+def test_a_secret_in_a_string_that_parses_as_protobuf_is_still_replaced() -> None:
+    from replayproxy.redaction.redactor import Redactor
+
+    text = f"key={AWS}".encode()  # a string, though some strings parse as messages
+    out = Redactor(key=b"k").redact(Interaction(call(frame(_ld(1, text))), Response(200)))
+    (f,), rest = parse_frames(out.request.body)
+    assert rest == b"" and AWS.encode() not in f.payload
+    assert f.payload[0] == 0x0a and f.payload[1] == len(f.payload) - 2
