@@ -11,6 +11,7 @@ that differs; a client cancelling a stream mid-way is one log line and nothing e
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -244,3 +245,35 @@ def test_a_token_in_metadata_and_messages_is_redacted_and_replays_as_valid_messa
     name = decode_string_field(replayed)
     assert name.startswith("hello <redacted:authorization:") and token not in name
     assert p.summary is not None and p.summary.replayed == 1
+
+
+_CLIENT = """\
+import sys
+import grpc
+
+channel = grpc.secure_channel(sys.argv[1], grpc.ssl_channel_credentials())  # no roots given
+reply = channel.unary_unary("/demo.Greeter/Hello")(b"\\x0a\\x03cli", timeout=10)
+stream = channel.unary_stream("/demo.Greeter/Count")(b"\\x08\\x02", timeout=10)
+print(reply.hex(), [m.hex() for m in stream])
+"""
+
+
+def test_a_grpc_client_run_by_the_cli_needs_no_setup(grpc_upstream, upstream_ca, cli_env,
+                                                     tmp_path, cassette_dir):
+    """`replayproxy record/replay -- CMD` give a grpcio client the proxy (https_proxy)
+    and the CA (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH): the user changes nothing."""
+    client = tmp_path / "client.py"
+    client.write_text(_CLIENT, encoding="utf-8")
+    expected = (f"{encode_string_field('hello cli').hex()} "
+                f"{[encode_varint_field(i).hex() for i in (1, 2)]}")
+    cmd = ("--", sys.executable, client, grpc_upstream.target)
+    recorded = cli("record", "-c", "cli", "-d", cassette_dir, "--upstream-ca", upstream_ca.pem,
+                   *cmd, env=cli_env)
+    assert recorded.returncode == 0, recorded.stderr
+    assert recorded.stdout.strip() == expected
+    assert "2 recorded" in recorded.stderr
+    grpc_upstream.stop()
+    replayed = cli("replay", "-c", "cli", "-d", cassette_dir, *cmd, env=cli_env)
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.strip() == expected
+    assert "2 replayed, 0 recorded" in replayed.stderr
