@@ -8,13 +8,15 @@ import logging
 
 import pytest
 from mitmproxy import flow as mflow
-from mitmproxy import http
+from mitmproxy import http, tls
 from mitmproxy.test import tflow
 
+from replayproxy.cassette.store import CassetteFile
+from replayproxy.decision.alpn import AlpnPolicy
 from replayproxy.engines.mitm import h2, http1_trailers
 from replayproxy.engines.mitm.convert import fault_response, response_from_flow, to_flow_response
 from replayproxy.faults.spec import parse_fault
-from replayproxy.model import Response
+from replayproxy.model import Interaction, Request, Response
 
 TRAILERS = (("grpc-status", "0"), ("x-checksum", "abc"))
 
@@ -90,3 +92,55 @@ def test_grpc_error_answers_grpc_calls_only() -> None:
         "grpc-status": "14", "grpc-message": "no match | body grpc message 1: differs"}
     plain = tflow.tflow()
     assert not h2.grpc_error(plain, 14, "x", "unmatched") and plain.response is None
+
+
+def _tls(offers: list[bytes], client_alpn: bytes | None = None,
+         server_alpn: bytes | None = None) -> tls.TlsData:
+    from mitmproxy import options
+    from mitmproxy.proxy import context
+    from OpenSSL import SSL
+
+    client, server = tflow.tclient_conn(), tflow.tserver_conn()
+    client.alpn_offers = offers
+    server.address = ("api.example.com", 443)
+    ctx = context.Context(client, options.Options())
+    ctx.server = server
+    conn = SSL.Connection(SSL.Context(SSL.TLS_METHOD))
+    conn.set_app_data({"client_alpn": client_alpn, "server_alpn": server_alpn, "http2": True})
+    return tls.TlsData(client, ctx, conn)
+
+
+def _policy(version: str) -> AlpnPolicy:
+    it = Interaction(Request("GET", "https", "api.example.com", 443, "/", http_version=version),
+                     Response(200))
+    return AlpnPolicy(CassetteFile.from_interactions("c", [it]), records=False)
+
+
+def test_choose_protocol_sets_the_clients_alpn_from_the_cassette() -> None:
+    data = _tls([b"http/1.1", b"h2"])  # httpx's order
+    h2.choose_protocol(data, _policy("HTTP/2.0"))
+    assert data.ssl_conn is not None and data.ssl_conn.get_app_data()["client_alpn"] == b"h2"
+    data = _tls([b"h2", b"http/1.1"])  # curl's
+    h2.choose_protocol(data, _policy("HTTP/1.1"))
+    assert data.ssl_conn is not None
+    assert data.ssl_conn.get_app_data()["client_alpn"] == b"http/1.1"
+
+
+@pytest.mark.parametrize(("client_alpn", "server_alpn"), [(b"http/1.1", None), (None, b"h2")])
+def test_choose_protocol_leaves_forced_or_mirrored_choices(client_alpn, server_alpn) -> None:
+    data = _tls([b"http/1.1", b"h2"], client_alpn, server_alpn)
+    h2.choose_protocol(data, _policy("HTTP/2.0"))
+    assert data.ssl_conn is not None
+    assert data.ssl_conn.get_app_data()["client_alpn"] == client_alpn
+
+
+def test_upstream_is_offered_only_http_protocols() -> None:
+    data = _tls([])
+    server = tflow.tserver_conn()
+    server.alpn_offers = (b"grpc-exp", b"h2")
+    data.conn = server
+    h2.upstream_offers(data)
+    assert server.alpn_offers == (b"h2",)
+    server.alpn_offers = (b"h2", b"http/1.1")
+    h2.upstream_offers(data)
+    assert server.alpn_offers == (b"h2", b"http/1.1")
