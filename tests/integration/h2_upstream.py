@@ -16,6 +16,7 @@ import ssl
 import struct
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +182,8 @@ class GrpcUpstream:
             "Count": grpc.unary_stream_rpc_method_handler(self._count),
             "Fail": grpc.unary_unary_rpc_method_handler(self._fail),
         })
-        self._server = grpc.server(_executor(), handlers=(handler,))
+        self._pool = ThreadPoolExecutor(max_workers=4)
+        self._server = grpc.server(self._pool, handlers=(handler,))
         creds = grpc.ssl_server_credentials([(leaf.private_key_pem.bytes(),
                                               leaf.cert_chain_pems[0].bytes())])
         self.port = self._server.add_secure_port("127.0.0.1:0", creds)
@@ -213,13 +215,10 @@ class GrpcUpstream:
         raise AssertionError("abort returns never")
 
     def stop(self) -> None:
+        """Stop serving (idempotent) and free the handler threads."""
+        self.cancelled.set()  # a stream waiting between messages ends now
         self._server.stop(0).wait(5)
-
-
-def _executor() -> Any:
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(max_workers=4)
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 # protobuf by hand: field 1, a string (wire type 2) or a varint (wire type 0)

@@ -200,6 +200,8 @@ def test_a_client_cancelling_a_server_stream_midway(slow_grpc_upstream, run_prox
         with pytest.raises(grpc.RpcError) as cancelled:
             list(stream)
         reply = channel.unary_unary(HELLO)(encode_string_field("after"), timeout=10)
+        # the reset reached the upstream: its handler stopped before the 20th message
+        assert slow_grpc_upstream.cancelled.wait(10)
     assert cancelled.value.code() == grpc.StatusCode.CANCELLED
     assert decode_string_field(reply) == "hello after"
     resets = [r.getMessage() for r in caplog.records if r.name == "replayproxy"
