@@ -1,6 +1,7 @@
 """Readable views of cassettes: one line per interaction, bodies decoded and pretty.
 
-Used by ``replayproxy cassette ls`` and ``replayproxy cassette show``.
+Used by ``replayproxy cassette ls`` and ``replayproxy cassette show``. gRPC bodies are
+shown message by message (see ``replayproxy.grpc_wire``), trailers after the body.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from replayproxy.codec import decode_body
+from replayproxy.grpc_wire import Descriptors, is_grpc, render_frames, status_of
 from replayproxy.model import Headers, Interaction, header_value
 
 __all__ = ["decode_body", "format_size", "render_body", "render_interaction", "summary_line"]
@@ -80,8 +82,10 @@ def _indent(text: str, prefix: str = "    ") -> str:
     return "\n".join(prefix + line for line in text.splitlines())
 
 
-def render_interaction(number: int, it: Interaction, max_chars: int = 4000) -> Iterator[str]:
-    """Yield the lines of a detailed view of one interaction."""
+def render_interaction(number: int, it: Interaction, max_chars: int = 4000,
+                       descriptors: Descriptors | None = None) -> Iterator[str]:
+    """Yield the lines of a detailed view of one interaction; gRPC messages as frames,
+    decoded with ``descriptors`` when given."""
     q, r = it.request, it.response
     yield summary_line(number, it)
     when = _when(it.recorded_at)
@@ -93,7 +97,18 @@ def render_interaction(number: int, it: Interaction, max_chars: int = 4000) -> I
         yield f"  {title} headers:"
         for k, v in headers:
             yield f"    {k}: {v}"
-        rendered = render_body(body, headers, max_chars)
+        if is_grpc(headers) and body:
+            rendered = render_frames(body, q.path, response=title == "response",
+                                     descriptors=descriptors)
+        else:
+            rendered = render_body(body, headers, max_chars)
         if rendered:
             yield f"  {title} body:"
             yield _indent(rendered)
+    if r.trailers:
+        yield "  response trailers:"
+        for k, v in r.trailers:
+            yield f"    {k}: {v}"
+    status = status_of((*r.headers, *r.trailers)) if is_grpc(r.headers) else None
+    if status is not None:
+        yield f"  gRPC status: {status}"

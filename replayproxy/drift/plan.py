@@ -21,6 +21,7 @@ from urllib.parse import quote, quote_plus, urlsplit
 from replayproxy.codec import content_encodings
 from replayproxy.drift.compare import compare_responses, looks_volatile
 from replayproxy.drift.findings import Finding, Severity, worst
+from replayproxy.grpc_wire import is_grpc
 from replayproxy.model import Request, Response, format_url, header_value
 from replayproxy.redaction.secrets import PLACEHOLDER
 from replayproxy.routes import Route
@@ -273,6 +274,10 @@ def plan_request(request: Request, config: DriftConfig,
     if not safe and not allow_unsafe:
         return Skip(f"{request.method} not re-sent: it may change data on the server; "
                     f"pass --allow-unsafe or allow it for this route")
+    if is_grpc(request.headers):
+        return Skip("gRPC call not re-sent: the live check speaks HTTP/1.1 and reads no "
+                    "trailers, and a gRPC call needs HTTP/2 and ends in its grpc-status "
+                    "trailer; its drift is not checked")
     text = request.body.decode("latin-1")  # lossless: any bytes, searched once
     if content_encodings(request.headers) and PLACEHOLDER.search(text):
         return Skip("the request body is content-encoded and holds placeholders; "

@@ -90,6 +90,8 @@ class Respond:
     status: int
     headers: Headers = ()
     body: bytes = b""
+    trailers: Headers = ()
+    """Sent after the body: a gRPC error's ``grpc-status`` and ``grpc-message``."""
 
 
 @dataclass(frozen=True, slots=True)

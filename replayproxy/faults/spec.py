@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeAlias
 
+from replayproxy import grpc_wire
 from replayproxy.faults import values
 from replayproxy.faults.effects import (
     CorruptMode,
@@ -174,7 +175,7 @@ _MAIN = {
 """The option a kind's ``=VALUE`` stands for (latency's value is its distribution)."""
 _OPTIONS: dict[FaultKind, tuple[str, ...]] = {
     FaultKind.LATENCY: ("jitter", "at"),  # for a fixed delay; see _latency_options
-    FaultKind.STATUS: ("code", "body", "retry_after", "header"),
+    FaultKind.STATUS: ("code", "body", "retry_after", "header", "grpc"),
     FaultKind.RESET: (),
     FaultKind.TIMEOUT: ("max",),
     FaultKind.TRUNCATE: ("bytes", "fraction"),
@@ -254,12 +255,31 @@ def _latency(value: str | None, opts: dict[str, str]) -> LatencyParams:
     return LatencyParams(dist, seconds=seconds, jitter=jitter, at=at)
 
 
+def _grpc_status(opts: dict[str, str], headers: list[str]) -> Respond:
+    """``status,grpc=UNAVAILABLE[,body=MESSAGE]``: a gRPC call that ends with that status
+    (HTTP 200, no message, ``grpc-status`` and ``grpc-message`` in the trailers)."""
+    if "code" in opts and opts["code"].strip() != "200":
+        raise BadValue("code", "a gRPC status goes with HTTP status 200: drop code= "
+                               f"(got code={opts['code']})")
+    if "retry_after" in opts:
+        raise BadValue("retry_after", "retry_after is for HTTP statuses; a gRPC status "
+                                      "takes grpc= and body= (its message)")
+    try:
+        code = grpc_wire.status_code(opts["grpc"])
+    except ValueError as e:
+        raise BadValue("grpc", str(e)) from None
+    pairs = [("Content-Type", "application/grpc"), *(values.header(h) for h in headers)]
+    return Respond(200, tuple(pairs), b"", grpc_wire.status_trailers(code, opts.get("body", "")))
+
+
 def _params(kind: FaultKind, value: str | None, opts: dict[str, str],
             headers: list[str]) -> Params:
     """The kind-specific part of a spec, from its options (already checked by name)."""
     if kind is FaultKind.LATENCY:
         return _latency(value, opts)
     if kind is FaultKind.STATUS:
+        if "grpc" in opts:
+            return _grpc_status(opts, headers)
         code = opts.get("code", "")
         if not re.fullmatch(r"\d{3}", code.strip()) or not 100 <= int(code) <= 599:
             given = f", got {code!r}" if code else ""

@@ -41,6 +41,7 @@ from urllib.parse import parse_qsl, quote, quote_plus
 
 from replayproxy.codec import content_encodings, decode_body
 from replayproxy.errors import ConfigError
+from replayproxy.grpc_wire import is_grpc, rewrite_frames
 from replayproxy.matching.rules import compile_json_path
 from replayproxy.model import Headers, Interaction, Request, Response, header_value
 from replayproxy.redaction.secrets import (
@@ -380,13 +381,14 @@ class Redactor:
         q, r = it.request, it.response
         q_headers = self._headers(q.headers, config, found)
         r_headers = self._headers(r.headers, config, found)
+        r_trailers = self._headers(r.trailers, config, found)
         query = self._query(q.query, config, found)
         q_body = decode_body(q.body, q.headers)
         r_body = decode_body(r.body, r.headers)
         for body, headers in ((q_body if q_body is not None else q.body, q.headers),
                               (r_body if r_body is not None else r.body, r.headers)):
             _find_in_body(body, headers, config, found)
-        for text in (q.path, query, *(v for _, v in q_headers), *(v for _, v in r_headers)):
+        for text in (q.path, query, *(v for _, v in (*q_headers, *r_headers, *r_trailers))):
             _find_in_text(text, config, found)
         q_form, r_form = self._form_fields(q.headers, config), self._form_fields(r.headers, config)
         if found.numbers:  # a secret JSON number becomes a placeholder string: valid JSON
@@ -394,7 +396,7 @@ class Redactor:
                               for rewrite in (q_form, r_form))
         if not found.values and not found.numbers and q_form is None and r_form is None:
             return replace(it, request=replace(q, headers=q_headers, query=query),
-                           response=replace(r, headers=r_headers))
+                           response=replace(r, headers=r_headers, trailers=r_trailers))
         pairs = self._replacements(found)
         request = Request(
             q.method, q.scheme, q.host, q.port, _replace_all(q.path, pairs),
@@ -404,7 +406,8 @@ class Redactor:
         q_new_body, q_headers = _rebuild_body(q.body, q_body, q_headers, pairs, q_form)
         r_new_body, r_headers = _rebuild_body(r.body, r_body, r_headers, pairs, r_form)
         request = replace(request, headers=_replace_headers(q_headers, pairs), body=q_new_body)
-        response = replace(r, headers=_replace_headers(r_headers, pairs), body=r_new_body)
+        response = replace(r, headers=_replace_headers(r_headers, pairs), body=r_new_body,
+                           trailers=_replace_headers(r_trailers, pairs))
         return replace(it, request=request, response=response)
 
     def redact_request(self, request: Request) -> Request:
@@ -474,12 +477,25 @@ def _encode(data: bytes, encodings: list[str]) -> bytes | None:
     return data
 
 
+def _replace_bytes(data: bytes, pairs: list[tuple[str, str]]) -> bytes:
+    try:
+        text, charset = data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, charset = data.decode("latin-1"), "latin-1"
+    new = _replace_all(text, pairs)
+    return data if new == text else new.encode(charset, "replace")
+
+
 def _rebuild_body(raw: bytes, decoded: bytes | None, headers: Headers,
                   pairs: list[tuple[str, str]], form: Callable[[str], str] | None = None
                   ) -> tuple[bytes, Headers]:
     """Replace secrets in a body (and its secret form fields, with ``form``); re-encode
     it and fix Content-Length if it changed."""
     plain = raw if decoded is None else decoded
+    if is_grpc(headers) and decoded is not None:
+        rebuilt = rewrite_frames(decoded, lambda leaf: _replace_bytes(leaf, pairs))
+        if rebuilt is not None:  # message by message: every length prefix stays right
+            return (raw, headers) if rebuilt == decoded else (rebuilt, headers)
     try:
         text, charset = plain.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:

@@ -170,6 +170,7 @@ def scan_interaction(it: Interaction, config: RedactionConfig | None = None,
     scan.text("request query", q.query)
     _headers(scan, "request", q.headers)
     _headers(scan, "response", r.headers)
+    _headers(scan, "response trailer", r.trailers)
     scan.body("request body", q.body, q.headers)
     scan.body("response body", r.body, r.headers)
     return scan.findings

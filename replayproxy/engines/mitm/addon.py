@@ -30,11 +30,12 @@ from mitmproxy import connection, ctx, exceptions, http, tls
 from mitmproxy.proxy import server_hooks
 
 from replayproxy.config import home_dir, load_settings
+from replayproxy.decision.alpn import AlpnPolicy
 from replayproxy.decision.failures import CAUSE_HEADER, MARKER, TIMEOUT_MARKER, WAITED_HEADER
 from replayproxy.decision.pipeline import FaultAnswer, Pipeline, Planned
 from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmatched
 from replayproxy.decision.sessions import SessionRefused, Sessions, session_name
-from replayproxy.engines.mitm import trickle
+from replayproxy.engines.mitm import h2, http1_trailers, trickle
 from replayproxy.engines.mitm.convert import (
     bad_gateway,
     fault_response,
@@ -55,6 +56,9 @@ from replayproxy.redaction.redactor import Redactor, load_key
 __all__ = ["STATE", "FlowState", "ReplayproxyAddon", "Role"]
 
 log = logging.getLogger("replayproxy")
+
+_UNAVAILABLE = 14
+"""The gRPC status of an unmatched call: what gRPC makes of the 502 others get."""
 
 STATE = "replayproxy"
 """The ``flow.metadata`` key of a flow's ``FlowState``."""
@@ -184,6 +188,9 @@ class ReplayproxyAddon:
         self._trickle = trickle.TrickleServer()
         self._tunnels: dict[str, Pipeline] = {}
         """The session of each client connection that named one (CONNECT tunnels)."""
+        self._alpn: dict[int, AlpnPolicy] = {}
+        """The protocol policy of each session's pipeline (by its id)."""
+        http1_trailers.install()
 
     def _configured(self) -> bool:
         return self.pipeline is not None or self.sessions is not None
@@ -315,6 +322,20 @@ class ReplayproxyAddon:
         log.warning("a client refused the proxy's certificate for %s: %s", host, message)
         pipeline.session.note_refusal(host, message)
 
+    def tls_start_client(self, data: tls.TlsData) -> None:
+        pipeline = self._tunnels.get(data.context.client.id, self.pipeline)
+        policy = None
+        if pipeline is not None:
+            cassette = pipeline.session.index.cassette
+            policy = self._alpn.get(id(pipeline))
+            if policy is None or policy.cassette is not cassette:
+                policy = self._alpn[id(pipeline)] = AlpnPolicy(
+                    cassette, records=pipeline.records, http2=ctx.options.http2)
+        h2.choose_protocol(data, policy)
+
+    def tls_start_server(self, data: tls.TlsData) -> None:
+        h2.upstream_offers(data)
+
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         pipeline = self._tunnels.get(data.client.id, self.pipeline)
         if pipeline is None:
@@ -380,9 +401,11 @@ class ReplayproxyAddon:
         if isinstance(plan, Replay):
             recorded = plan.served.interaction
             flow.response = to_flow_response(recorded.response)
+            h2.fit_trailers(flow)
             state.recorded_ttfb = recorded.ttfb
         elif isinstance(plan, Unmatched):
             flow.response = _unmatched_response(flow, plan)
+            h2.grpc_error(flow, _UNAVAILABLE, plan.message, "unmatched")
         if planned.fault is not None and planned.fault.trickle is not None:
             await self._trickle_response(flow, state, plan, planned.fault)
 
@@ -395,6 +418,7 @@ class ReplayproxyAddon:
             flow.response = _refused()
         elif isinstance(terminal, Respond):
             flow.response = fault_response(terminal)
+            h2.fit_trailers(flow)
         elif isinstance(terminal, Reset):
             # latency rules apply here too: a slow server that then drops the connection
             await _wait(flow, plan.action, None)
@@ -480,6 +504,8 @@ class ReplayproxyAddon:
         message = flow.error.msg
         if flow.response is not None and flow.response.timestamp_end is not None:
             return  # answered in full; the client went away afterwards
+        if h2.stream_reset(flow):
+            return
         timed_out = message == "Client disconnected."
         if timed_out:
             if flow.response is not None:
