@@ -1,0 +1,150 @@
+"""WebSocket replay decisions: message matching, the server's script, faults, redaction."""
+
+import pytest
+
+from replayproxy.decision.websocket import (
+    UNEXPECTED_CODE,
+    Close,
+    Conversation,
+    Drop,
+    Send,
+    WebSocketFaults,
+    is_websocket_upgrade,
+    shorten,
+)
+from replayproxy.matching.messages import message_differences, messages_match
+from replayproxy.matching.rules import BodyKind, MatchRule
+from replayproxy.model import Interaction, Request, Response, WebSocketLog, WebSocketMessage
+from replayproxy.redaction.redactor import Redactor
+from replayproxy.redaction.scan import scan_interaction
+
+HANDSHAKE = Request("GET", "https", "api.example.com", 443, "/ws",
+                    headers=(("Upgrade", "websocket"), ("Connection", "Upgrade")))
+
+
+def server(content: bytes, at: float, text: bool = True) -> WebSocketMessage:
+    return WebSocketMessage(False, content, text, at)
+
+
+def client(content: bytes, at: float, text: bool = True) -> WebSocketMessage:
+    return WebSocketMessage(True, content, text, at)
+
+
+LOG = WebSocketLog(
+    (server(b"welcome", 0.5),
+     client(b'{"op": "sub", "amount": 1200}', 1.0),
+     server(b"ack", 1.25), server(b"\x00\x01", 2.0, text=False),
+     client(b"bye", 3.0),
+     server(b"later", 3.5)),
+    1000, "done", "server")
+
+
+def talk(log: WebSocketLog = LOG, **kwargs) -> Conversation:
+    return Conversation(log, MatchRule(), cassette="c", request=HANDSHAKE, **kwargs)
+
+
+def test_the_server_speaks_first_with_the_recorded_gap_scaled_by_pace():
+    assert talk().start() == [Send(0.5, LOG.messages[0])]
+    assert talk(pace=0).start() == [Send(0.0, LOG.messages[0])]
+    assert talk(pace=2).start() == [Send(1.0, LOG.messages[0])]
+
+
+def test_a_matching_client_message_gets_what_followed_it_then_the_recorded_close():
+    c = talk()
+    c.start()
+    # JSON compared semantically: key order and spacing do not matter
+    assert c.receive(client(b'{"amount":1200,"op":"sub"}', 0)) == [
+        Send(0.25, LOG.messages[2]), Send(0.75, LOG.messages[3])]
+    assert c.receive(client(b"bye", 0)) == [Send(0.5, LOG.messages[5]),
+                                            Close(0.0, 1000, "done")]
+    assert c.finished and c.unexpected is None and c.sent == 4
+
+
+def test_an_unexpected_message_closes_and_says_what_differs():
+    c = talk()
+    c.start()
+    assert c.receive(client(b'{"op": "sub", "amount": 1500}', 0)) == [
+        Close(0.0, UNEXPECTED_CODE, "replayproxy: unexpected message (see the proxy log)")]
+    u = c.unexpected
+    assert u is not None and u.number == 1 and u.expected == LOG.messages[1]
+    assert [d.describe() for d in u.differences] == [
+        "message $.amount: recorded 1200, received 1500"]
+    assert "client message 1 was not expected" in u.message
+    assert "https://api.example.com/ws" in u.message
+    assert c.receive(client(b"more", 0)) == []  # over
+
+
+def test_a_message_beyond_the_recording_is_unexpected():
+    log = WebSocketLog((client(b"a", 0.1), server(b"b", 0.2)), 1000, "", "client")
+    c = talk(log)
+    assert c.start() == []
+    assert c.receive(client(b"a", 0)) == [Send(pytest.approx(0.1), log.messages[1])]
+    assert not c.finished  # the client closes, as recorded
+    c.receive(client(b"again", 0))
+    assert c.unexpected is not None and c.unexpected.expected is None
+    assert "no more client messages" in c.unexpected.message
+
+
+def test_text_and_binary_never_match_each_other():
+    rule = MatchRule()
+    assert not messages_match(client(b"ab", 0), client(b"ab", 0, text=False), rule)
+    assert [d.describe() for d in message_differences(client(b"ab", 0),
+                                                      client(b"ab", 0, text=False), rule)] \
+        == ['message type: recorded "text", received "binary"']
+    assert messages_match(client(b"\x01", 0, text=False), client(b"\x01", 0, text=False), rule)
+
+
+def test_the_rule_of_the_handshake_applies_to_messages():
+    recorded, received = client(b'{"id": 1, "op": "x"}', 0), client(b'{"id": 2, "op": "x"}', 0)
+    assert not messages_match(recorded, received, MatchRule())
+    assert messages_match(recorded, received, MatchRule(ignore_json=("$.id",)))
+    assert messages_match(recorded, received, MatchRule(body=BodyKind.IGNORE))
+    assert not messages_match(recorded, client(b'{"op":"x","id":1}', 0),
+                              MatchRule(body=BodyKind.BYTES))
+
+
+def test_a_server_that_dropped_the_connection_drops_it_again():
+    log = WebSocketLog((server(b"x", 0.1),), None, "", "server")
+    assert talk(log).start() == [Send(0.1, log.messages[0]), Drop(0.0)]
+
+
+def test_faults_close_drop_and_delay():
+    closing = talk(faults=WebSocketFaults(close_after=1, close_code=1011, close_reason="r"))
+    assert closing.start() == [Send(0.5, LOG.messages[0]), Close(0.0, 1011, "r")]
+    assert closing.finished
+    assert talk(faults=WebSocketFaults(close_after=0)).start() == [Close(0.0, 1001, "")]
+    dropping = talk(faults=WebSocketFaults(drop_after=2))
+    dropping.start()
+    assert dropping.receive(client(b'{"op": "sub", "amount": 1200}', 0)) == [
+        Send(0.25, LOG.messages[2]), Drop(0.0)]
+    delayed = talk(pace=0, faults=WebSocketFaults(delay=0.3))
+    assert delayed.start() == [Send(0.3, LOG.messages[0])]
+    assert not WebSocketFaults() and WebSocketFaults(delay=1)
+
+
+def test_incoming_messages_are_redacted_like_the_recorded_ones():
+    redactor = Redactor(key=b"k")
+    secret = b'{"op": "auth", "api_key": "sk_live_abcdefghijklmnop"}'
+    recorded = redactor.redact(Interaction(HANDSHAKE, Response(101), websocket=WebSocketLog(
+        (client(secret, 0.1), server(b'{"ok": true}', 0.2)))))
+    assert recorded.websocket is not None
+    stored = recorded.websocket.messages[0].content
+    assert b"sk_live" not in stored and b"<redacted:" in stored
+    c = talk(recorded.websocket, redactor=Redactor(key=b"other"))
+    assert c.receive(client(secret, 0)) == [Send(pytest.approx(0.1),
+                                                 recorded.websocket.messages[1])]
+
+
+def test_the_scanner_looks_into_messages():
+    it = Interaction(HANDSHAKE, Response(101), websocket=WebSocketLog(
+        (server(b'{"token": "ghp_abcdefghijklmnopqrstuvwxyz0123456789"}', 0.1),)))
+    findings = scan_interaction(it)
+    assert findings and findings[0].location.startswith("websocket message 1 (server)")
+
+
+def test_upgrade_detection_and_shortening():
+    assert is_websocket_upgrade(HANDSHAKE)
+    assert not is_websocket_upgrade(Request("GET", "https", "h", 443, "/"))
+    assert shorten(server(b"hi\x1b[2J", 0)) == '"hi\\u001b[2J"'
+    assert shorten(server(b"\x00" * 40, 0, text=False)).startswith("<40 bytes> 0000")
+    assert len(shorten(server(b"x" * 200, 0))) == 60
