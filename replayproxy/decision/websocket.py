@@ -26,10 +26,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from replayproxy.faults.effects import WsClose, WsDelay, WsDrop
+from replayproxy.faults.plan import FaultAction
 from replayproxy.matching.diagnostics import Difference
 from replayproxy.matching.messages import message_differences, messages_match
 from replayproxy.matching.rules import MatchRule
-from replayproxy.model import Request, WebSocketLog, WebSocketMessage
+from replayproxy.model import Interaction, Request, WebSocketLog, WebSocketMessage, header_value
 from replayproxy.redaction.redactor import Redactor
 
 __all__ = [
@@ -41,7 +43,8 @@ __all__ = [
     "Send",
     "UnexpectedMessage",
     "WebSocketFaults",
-    "is_websocket_upgrade",
+    "websocket_faults",
+    "replay_problem",
     "shorten",
 ]
 
@@ -50,10 +53,19 @@ UNEXPECTED_CODE = 1008
 UNEXPECTED_REASON = "replayproxy: unexpected message (see the proxy log)"
 
 
-def is_websocket_upgrade(request: Request) -> bool:
-    """True for a WebSocket handshake request (``Upgrade: websocket``)."""
-    return any(k.lower() == "upgrade" and v.strip().lower() == "websocket"
-               for k, v in request.headers)
+def replay_problem(interaction: Interaction) -> str | None:
+    """Why a recorded protocol switch cannot be replayed (None: it can, or it is no
+    switch): replay must fail loudly rather than hand the client a dead connection."""
+    if interaction.response.status != 101:
+        return None
+    upgrade = (header_value(interaction.response.headers, "upgrade") or "").strip()
+    if upgrade.lower() != "websocket":
+        return (f"the recording switched protocols to {upgrade or 'an unnamed protocol'!r}, "
+                "which replayproxy cannot replay (only WebSocket)")
+    if interaction.websocket is None:
+        return ("the cassette holds only the handshake of this WebSocket, no messages "
+                "(recorded by an older replayproxy): re-record it")
+    return None
 
 
 def shorten(message: WebSocketMessage, limit: int = 60) -> str:
@@ -110,6 +122,33 @@ class WebSocketFaults:
 
     def __bool__(self) -> bool:
         return self != WebSocketFaults()
+
+
+def websocket_faults(action: FaultAction | None) -> WebSocketFaults:
+    """What the ``ws_*`` rules that fired for a handshake do to its WebSocket: delays
+    add up; of several closes and drops, the earliest applies."""
+    if action is None:
+        return WebSocketFaults()
+    close: WsClose | None = None
+    drop: int | None = None
+    delay = 0.0
+    for fired in action.fired:
+        effect = fired.effect
+        if isinstance(effect, WsDelay):
+            delay += effect.seconds
+        elif isinstance(effect, WsClose) and (close is None or effect.after < close.after):
+            close = effect
+        elif isinstance(effect, WsDrop) and (drop is None or effect.after < drop):
+            drop = effect.after
+    if close is not None and drop is not None:
+        if drop <= close.after:
+            close = None
+        else:
+            drop = None
+    return WebSocketFaults(close_after=close.after if close else None,
+                           close_code=close.code if close else 1001,
+                           close_reason=close.reason if close else "",
+                           drop_after=drop, delay=delay)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,12 +9,18 @@ from replayproxy.decision.websocket import (
     Drop,
     Send,
     WebSocketFaults,
-    is_websocket_upgrade,
     shorten,
 )
 from replayproxy.matching.messages import message_differences, messages_match
 from replayproxy.matching.rules import BodyKind, MatchRule
-from replayproxy.model import Interaction, Request, Response, WebSocketLog, WebSocketMessage
+from replayproxy.model import (
+    Interaction,
+    Request,
+    Response,
+    WebSocketLog,
+    WebSocketMessage,
+    is_websocket_upgrade,
+)
 from replayproxy.redaction.redactor import Redactor
 from replayproxy.redaction.scan import scan_interaction
 
@@ -143,8 +149,8 @@ def test_the_scanner_looks_into_messages():
 
 
 def test_upgrade_detection_and_shortening():
-    assert is_websocket_upgrade(HANDSHAKE)
-    assert not is_websocket_upgrade(Request("GET", "https", "h", 443, "/"))
+    assert is_websocket_upgrade(HANDSHAKE.headers)
+    assert not is_websocket_upgrade(())
     assert shorten(server(b"hi\x1b[2J", 0)) == '"hi\\u001b[2J"'
     assert shorten(server(b"\x00" * 40, 0, text=False)).startswith("<40 bytes> 0000")
     assert len(shorten(server(b"x" * 200, 0))) == 60

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,8 @@ from replayproxy.config import home_dir, load_settings
 from replayproxy.decision.failures import CAUSE_HEADER, MARKER, TIMEOUT_MARKER, WAITED_HEADER
 from replayproxy.decision.pipeline import FaultAnswer, Pipeline, Planned
 from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmatched
-from replayproxy.engines.mitm import trickle
+from replayproxy.decision.websocket import UnexpectedMessage, replay_problem, websocket_faults
+from replayproxy.engines.mitm import trickle, websocket
 from replayproxy.engines.mitm.convert import (
     bad_gateway,
     fault_response,
@@ -56,6 +57,9 @@ log = logging.getLogger("replayproxy")
 
 STATE = "replayproxy"
 """The ``flow.metadata`` key of a flow's ``FlowState``."""
+
+_PROTOCOL_ERROR = 1002
+"""The close code of a WebSocket peer that sent something that is not WebSocket."""
 
 _OFFLINE = (
     "replayproxy is replaying offline: no upstream connections (record with "
@@ -163,6 +167,9 @@ class ReplayproxyAddon:
         self._owns_pipeline = pipeline is None
         self._failed = False
         self._trickle = trickle.TrickleServer()
+        self._websockets = websocket.WebSocketServer()
+        self._open_websockets: dict[str, http.HTTPFlow] = {}
+        """Recorded WebSockets still open: written when they end, or when the proxy stops."""
 
     # -- mitmdump options ---------------------------------------------------------------
 
@@ -239,9 +246,13 @@ class ReplayproxyAddon:
         if replaying and ctx.options.connection_strategy != "lazy":
             ctx.options.update(connection_strategy="lazy")
         await self._trickle.start()
+        await self._websockets.start()
 
     async def done(self) -> None:
         await self._trickle.stop()
+        await self._websockets.stop()
+        for flow in list(self._open_websockets.values()):
+            self.websocket_end(flow)  # still open: keep what went over it so far
         self._close()
 
     def _close(self) -> None:
@@ -267,8 +278,9 @@ class ReplayproxyAddon:
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         if self.pipeline is None or self.pipeline.records:
             return
-        # replay refuses every upstream connection; the trickle server is not upstream
-        if self._trickle.address is None or data.server.address != self._trickle.address:
+        # replay refuses every upstream connection; our loopback servers are not upstream
+        if data.server.address not in (self._trickle.address, self._websockets.address) \
+                or data.server.address is None:
             data.server.error = _OFFLINE
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
@@ -314,12 +326,45 @@ class ReplayproxyAddon:
             return
         if isinstance(plan, Replay):
             recorded = plan.served.interaction
+            if recorded.response.status == 101:
+                self._replay_upgrade(flow, state, plan, planned.fault)
+                return
             flow.response = to_flow_response(recorded.response)
             state.recorded_ttfb = recorded.ttfb
         elif isinstance(plan, Unmatched):
             flow.response = _unmatched_response(flow, plan)
         if planned.fault is not None and planned.fault.trickle is not None:
             await self._trickle_response(flow, state, plan, planned.fault)
+
+    def _replay_upgrade(self, flow: http.HTTPFlow, state: FlowState, plan: Replay,
+                        action: FaultAction | None) -> None:
+        """Replay a WebSocket: its handshake goes to the loopback server, which plays the
+        recorded server; a switch it cannot replay is an error, never a dead 101."""
+        assert self.pipeline is not None and state.request is not None
+        recorded = plan.served.interaction
+        problem = replay_problem(recorded)
+        if problem is None and self._websockets.address is None:
+            problem = "the WebSocket server of the proxy is not running"
+        if problem is not None:
+            log.error("cannot replay %s %s: %s", flow.request.method, flow.request.pretty_url,
+                      problem)
+            self.pipeline.session.summary.errors.append(
+                f"{flow.request.method} {flow.request.pretty_url}: {problem}")
+            flow.response = plain_response(502, f"replayproxy: {problem}\n", "error")
+            return
+        assert self._websockets.address is not None
+        conversation = self.pipeline.session.conversation(
+            plan.served, state.request, pace=float(getattr(self.pipeline, "pace", 1.0)),
+            faults=websocket_faults(action))
+        path = self._websockets.register(conversation, recorded.response.headers,
+                                         self._unexpected)
+        trickle.point_at(flow, self._websockets.address, path)
+
+    def _unexpected(self, unexpected: UnexpectedMessage) -> None:
+        for line in unexpected.message.splitlines():
+            log.warning("%s", line)
+        if self.pipeline is not None:
+            self.pipeline.session.note_unexpected(unexpected)
 
     async def _fault_answer(self, flow: http.HTTPFlow, plan: FaultAnswer) -> None:
         terminal = plan.action.terminal
@@ -380,9 +425,11 @@ class ReplayproxyAddon:
         if state is None or state.role is Role.OTHER or state.planned is None \
                 or flow.response is None or self.pipeline is None:
             return
-        if not state.planned.answers_by_itself and not state.trickled \
-                and not self._record(flow, state):
-            return
+        if not state.planned.answers_by_itself and not state.trickled:
+            if flow.websocket is not None:
+                self._open_websockets[flow.id] = flow  # written when it ends
+            elif not self._record(flow, state):
+                return
         if state.trickled or state.role is Role.FETCH:
             return
         plan = state.planned.plan
@@ -400,6 +447,16 @@ class ReplayproxyAddon:
             # waits as long as sending it at that rate would take, then goes in one piece
             size = len(resp.raw_content or b"")
             await asyncio.sleep(size / max(action.trickle.bytes_per_second, 1))
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        ws = flow.websocket
+        if ws is not None and ws.closed_by_client and ws.close_code == _PROTOCOL_ERROR:
+            log.warning("a WebSocket client sent data that is not valid WebSocket frames on "
+                        "%s (%s): connection closed with code 1002", flow.request.pretty_url,
+                        ws.close_reason or "protocol error")
+        state = _state(flow)
+        if self._open_websockets.pop(flow.id, None) is not None and state is not None:
+            self._record(flow, state)
 
     def error(self, flow: http.HTTPFlow) -> None:
         """An upstream failure while recording: keep what the client got (mitmproxy's
@@ -447,7 +504,10 @@ class ReplayproxyAddon:
         written: losing a recording silently is worse than stopping."""
         assert self.pipeline is not None
         try:
-            findings = self.pipeline.record(interaction_from_flow(flow, state.request))
+            interaction = interaction_from_flow(flow, state.request)
+            if flow.websocket is not None:
+                interaction = replace(interaction, websocket=websocket.websocket_log(flow))
+            findings = self.pipeline.record(interaction)
         except Exception:
             log.exception("replayproxy could not record %s", flow.request.url)
             flow.kill()
