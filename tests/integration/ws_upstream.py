@@ -81,6 +81,8 @@ class Seen:
     """What a client observed: messages received in order, and how the socket closed."""
 
     received: list[str | bytes] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    """When each message arrived (``time.monotonic()``)."""
     close_code: int | None = None
     close_reason: str = ""
     subprotocol: str | None = None
@@ -105,14 +107,18 @@ def converse(url: str, *, proxy: str | None, ca_bundle: os.PathLike[str] | str |
         seen.subprotocol = ws.subprotocol
         seen.extensions = ws.response.headers.get("Sec-WebSocket-Extensions") \
             if ws.response else None
-        try:
+        def receive() -> None:
             seen.received.append(ws.recv(timeout=5))
+            seen.times.append(time.monotonic())
+
+        try:
+            receive()
             for message, count in zip(sends, replies, strict=True):
                 ws.send(message)
                 for _ in range(count):
-                    seen.received.append(ws.recv(timeout=5))
+                    receive()
             for _ in range(10):
-                seen.received.append(ws.recv(timeout=5))
+                receive()
         except ConnectionClosed as e:
             if e.rcvd is not None:
                 seen.close_code, seen.close_reason = e.rcvd.code, e.rcvd.reason
