@@ -3,12 +3,16 @@ TLS with its own CA, clients that send, wait for replies and send again."""
 
 from __future__ import annotations
 
+import sys
+import textwrap
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
-from replayproxy.cassette.store import cassette_path, load_cassette
+from replayproxy.cassette.store import cassette_path, load_cassette, save_cassette
 from replayproxy.model import RecordMode
+from tests.integration.support import cli
 from tests.conftest import UpstreamCA
 from tests.integration.ws_upstream import TICK_GAP, RawClient, Seen, WsUpstream, converse
 
@@ -124,3 +128,76 @@ def test_recorded_pacing_is_kept(wss_upstream, run_proxy):
     assert seen.received[1:3] == ['{"ack": 1}', "tick 1"]
     # the tick came as long after the ack as it did when recording
     assert seen.times[2] - seen.times[1] > TICK_GAP * 0.8
+
+
+CLIENT_SCRIPT = textwrap.dedent("""
+    import sys
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    # proxy and CA from the environment replayproxy gives the command
+    with connect(sys.argv[1], open_timeout=5, ping_interval=None) as ws:
+        print(ws.recv(timeout=5))
+        ws.send(sys.argv[2])
+        try:
+            print(ws.recv(timeout=5))
+        except ConnectionClosed as e:
+            print("closed", e.rcvd.code if e.rcvd else None)
+""")
+
+
+def test_an_unexpected_client_message_is_reported_and_fails_the_run(
+        wss_upstream, run_proxy, cassette_dir, cli_env, tmp_path):
+    _record(run_proxy, wss_upstream)
+    wss_upstream.stop()
+    script = tmp_path / "client.py"
+    script.write_text(CLIENT_SCRIPT)
+    proc = cli("replay", "-c", "ws", "--cassette-dir", cassette_dir, "--", sys.executable,
+               script, wss_upstream.url(), '{"op": "sub", "n": 2}', env=cli_env, cwd=tmp_path)
+    assert proc.stdout.splitlines() == ["welcome", "closed 1008"]
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "client message 1 was not expected" in proc.stderr
+    assert 'Closest recorded: client message 1 "{\\"op\\": \\"sub\\", \\"n\\": 1}"' \
+        in proc.stderr
+    assert "message $.n: recorded 1, received 2" in proc.stderr
+    assert "some WebSocket messages were unexpected" in proc.stderr
+
+
+def test_a_recording_stopped_with_the_socket_open_keeps_what_was_seen(
+        wss_upstream, run_proxy, cassette_dir):
+    from websockets.sync.client import connect
+
+    from tests.integration.ws_upstream import client_context
+
+    with run_proxy("open", RecordMode.ALL) as p, \
+            connect(wss_upstream.url(), proxy=p.url, open_timeout=5, ping_interval=None,
+                    close_timeout=1, ssl=client_context(p.proxy.ca.bundle)) as ws:
+        assert ws.recv(timeout=5) == "welcome"
+        ws.send("hello")
+        assert ws.recv(timeout=5) == "echo:hello"
+        p.run.stop()  # the proxy stops first, the socket still open
+    it = load_cassette(cassette_path(cassette_dir, "open")).interaction(0)
+    assert it.websocket is not None
+    assert [m.content for m in it.websocket.messages] == [b"welcome", b"hello", b"echo:hello"]
+
+
+def test_a_handshake_only_recording_fails_loudly(wss_upstream, run_proxy, cassette_dir,
+                                                 caplog):
+    from websockets.exceptions import InvalidStatus
+
+    _record(run_proxy, wss_upstream)
+    path = cassette_path(cassette_dir, "ws")
+    old = load_cassette(path)
+    # what replayproxy wrote before it kept messages: the 101 alone
+    save_cassette(path, [replace(it, websocket=None) for it in old.interactions()])
+    wss_upstream.stop()
+    with pytest.raises(AssertionError, match="only the handshake"):  # the error is logged
+        with run_proxy("ws", RecordMode.NONE) as p:
+            with pytest.raises(InvalidStatus) as refused:
+                converse(wss_upstream.url(), proxy=p.url, ca_bundle=p.proxy.ca.bundle)
+    assert refused.value.response.status_code == 502
+    assert b"only the handshake" in refused.value.response.body
+    assert p.summary is not None and p.summary.errors
+    verdict = p.run.verdict()
+    assert verdict.exit_code == 1 and "could not answer 1 request" in verdict.reasons[0]
