@@ -242,8 +242,9 @@ class Conversation:
             return self._serve()
         if expected is not None and not expected.from_client:
             expected = None  # the server is not done: no client message was due
+        url = self.request.url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         self.unexpected = UnexpectedMessage(
-            self.cassette, self.request.url, self.received, compared, expected,
+            self.cassette, url, self.received, compared, expected,
             message_differences(expected, compared, self.rule))
         self.finished = True
         return [Close(0.0, UNEXPECTED_CODE, UNEXPECTED_REASON)]

@@ -201,3 +201,27 @@ def test_a_handshake_only_recording_fails_loudly(wss_upstream, run_proxy, casset
     assert p.summary is not None and p.summary.errors
     verdict = p.run.verdict()
     assert verdict.exit_code == 1 and "could not answer 1 request" in verdict.reasons[0]
+
+
+def test_a_client_sending_garbage_frames_is_logged_and_others_go_on(ws_upstream, run_proxy,
+                                                                    caplog):
+    _record(run_proxy, ws_upstream)
+    ws_upstream.stop()
+    with run_proxy("ws", RecordMode.NONE) as p:
+        host, port = p.url.removeprefix("http://").split(":")
+        raw = RawClient((host, int(port)), ws_upstream.url().replace("ws:", "http:", 1),
+                        f"127.0.0.1:{ws_upstream.port}")
+        try:
+            assert raw.accepted and raw.read(1) == ["welcome"]
+            raw.send_raw(b"\x8f\x85garbage that is no WebSocket frame\r\n" * 4)
+            closed = raw.wait_closed()
+        finally:
+            raw.close()
+        others = converse(ws_upstream.url(), proxy=p.url, ca_bundle=None)
+    assert closed is not None and closed.code == 1002
+    assert others.received == EXPECTED and others.close_code == 4000
+    warnings = [r.getMessage() for r in caplog.records if r.name == "replayproxy"
+                and "not valid WebSocket frames" in r.getMessage()]
+    assert len(warnings) == 1 and f"127.0.0.1:{ws_upstream.port}/ws" in warnings[0]
+    assert not [r for r in caplog.records if "Traceback" in r.getMessage()
+                or "crashed" in r.getMessage()]

@@ -76,7 +76,7 @@ def test_an_unexpected_message_closes_and_says_what_differs():
     assert [d.describe() for d in u.differences] == [
         "message $.amount: recorded 1200, received 1500"]
     assert "client message 1 was not expected" in u.message
-    assert "https://api.example.com/ws" in u.message
+    assert "wss://api.example.com/ws" in u.message
     assert c.receive(client(b"more", 0)) == []  # over
 
 

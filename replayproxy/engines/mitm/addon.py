@@ -450,11 +450,14 @@ class ReplayproxyAddon:
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         ws = flow.websocket
-        if ws is not None and ws.closed_by_client and ws.close_code == _PROTOCOL_ERROR:
-            log.warning("a WebSocket client sent data that is not valid WebSocket frames on "
-                        "%s (%s): connection closed with code 1002", flow.request.pretty_url,
-                        ws.close_reason or "protocol error")
         state = _state(flow)
+        if ws is not None and ws.closed_by_client and ws.close_code == _PROTOCOL_ERROR:
+            # the URL as the client asked for it (a replayed one goes to our loopback)
+            url = state.request.url if state is not None and state.request is not None \
+                else flow.request.pretty_url
+            log.warning("a WebSocket client sent data that is not valid WebSocket frames on "
+                        "%s (%s): connection closed with code 1002", url,
+                        ws.close_reason or "protocol error")
         if self._open_websockets.pop(flow.id, None) is not None and state is not None:
             self._record(flow, state)
 
