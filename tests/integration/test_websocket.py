@@ -12,8 +12,8 @@ import pytest
 
 from replayproxy.cassette.store import cassette_path, load_cassette, save_cassette
 from replayproxy.model import RecordMode
-from tests.integration.support import cli
 from tests.conftest import UpstreamCA
+from tests.integration.support import cli
 from tests.integration.ws_upstream import TICK_GAP, RawClient, Seen, WsUpstream, converse
 
 EXPECTED = ["welcome", '{"ack": 1}', "tick 1", b"\x03\x02\x01"]
@@ -192,10 +192,10 @@ def test_a_handshake_only_recording_fails_loudly(wss_upstream, run_proxy, casset
     # what replayproxy wrote before it kept messages: the 101 alone
     save_cassette(path, [replace(it, websocket=None) for it in old.interactions()])
     wss_upstream.stop()
-    with pytest.raises(AssertionError, match="only the handshake"):  # the error is logged
-        with run_proxy("ws", RecordMode.NONE) as p:
-            with pytest.raises(InvalidStatus) as refused:
-                converse(wss_upstream.url(), proxy=p.url, ca_bundle=p.proxy.ca.bundle)
+    # the error is logged (the fixture fails a run that logged one), the client refused
+    with pytest.raises(AssertionError, match="only the handshake"), \
+            run_proxy("ws", RecordMode.NONE) as p, pytest.raises(InvalidStatus) as refused:
+        converse(wss_upstream.url(), proxy=p.url, ca_bundle=p.proxy.ca.bundle)
     assert refused.value.response.status_code == 502
     assert b"only the handshake" in refused.value.response.body
     assert p.summary is not None and p.summary.errors
@@ -225,3 +225,37 @@ def test_a_client_sending_garbage_frames_is_logged_and_others_go_on(ws_upstream,
     assert len(warnings) == 1 and f"127.0.0.1:{ws_upstream.port}/ws" in warnings[0]
     assert not [r for r in caplog.records if "Traceback" in r.getMessage()
                 or "crashed" in r.getMessage()]
+
+
+def _replay_with(run_proxy, upstream: WsUpstream, fault: str) -> Seen:
+    with run_proxy("ws", RecordMode.NONE, faults=(fault,)) as p:
+        return converse(upstream.url(), proxy=p.url, ca_bundle=p.proxy.ca.bundle)
+
+
+def test_fault_ws_close_after_n_messages(wss_upstream, run_proxy):
+    _record(run_proxy, wss_upstream)
+    wss_upstream.stop()
+    seen = _replay_with(run_proxy, wss_upstream, "ws_close=2,code=1011,reason=restart@*/ws")
+    assert seen.received == ["welcome", '{"ack": 1}']
+    assert (seen.close_code, seen.close_reason) == (1011, "restart")
+
+
+def test_fault_ws_drop_drops_the_connection(wss_upstream, run_proxy):
+    _record(run_proxy, wss_upstream)
+    wss_upstream.stop()
+    seen = _replay_with(run_proxy, wss_upstream, "ws_drop=1")
+    assert seen.received == ["welcome"]
+    assert seen.close_code is None  # the connection dropped: no close frame
+
+
+def test_fault_ws_delay_delays_every_server_message(wss_upstream, run_proxy):
+    import time
+
+    _record(run_proxy, wss_upstream)
+    wss_upstream.stop()
+    with run_proxy("ws", RecordMode.NONE, faults=("ws_delay=400ms",)) as p:
+        started = time.monotonic()
+        seen = converse(wss_upstream.url(), proxy=p.url, ca_bundle=p.proxy.ca.bundle)
+    assert seen.received == EXPECTED and seen.close_code == 4000
+    assert seen.times[0] - started > 0.3  # the greeting waited
+    assert seen.times[3] - seen.times[2] > 0.3  # and every message after it

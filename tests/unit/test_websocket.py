@@ -1,5 +1,7 @@
 """WebSocket replay decisions: message matching, the server's script, faults, redaction."""
 
+from dataclasses import replace
+
 import pytest
 
 from replayproxy.decision.websocket import (
@@ -9,8 +11,13 @@ from replayproxy.decision.websocket import (
     Drop,
     Send,
     WebSocketFaults,
+    replay_problem,
     shorten,
+    websocket_faults,
 )
+from replayproxy.faults.effects import WsClose, WsDelay, WsDrop
+from replayproxy.faults.plan import FaultPlan
+from replayproxy.faults.spec import parse_fault
 from replayproxy.matching.messages import message_differences, messages_match
 from replayproxy.matching.rules import BodyKind, MatchRule
 from replayproxy.model import (
@@ -154,3 +161,59 @@ def test_upgrade_detection_and_shortening():
     assert shorten(server(b"hi\x1b[2J", 0)) == '"hi\\u001b[2J"'
     assert shorten(server(b"\x00" * 40, 0, text=False)).startswith("<40 bytes> 0000")
     assert len(shorten(server(b"x" * 200, 0))) == 60
+
+
+# -- WebSocket faults: grammar and plan ------------------------------------------------
+
+UPGRADE = Request("GET", "https", "api.example.com", 443, "/ws",
+                  headers=(("Upgrade", "websocket"),))
+PLAIN = Request("GET", "https", "api.example.com", 443, "/ws")
+
+
+def test_ws_fault_grammar():
+    assert parse_fault("ws_close=3,code=1011,reason=restart@*/ws").params == \
+        WsClose(3, 1011, "restart")
+    assert parse_fault("ws_close").params == WsClose(0, 1001, "")
+    assert parse_fault("ws_drop=2").params == WsDrop(2)
+    assert parse_fault("ws_drop").params == WsDrop(0)
+    assert parse_fault("ws_delay=250ms,nth=2").params == WsDelay(0.25)
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("ws_delay", "ws_delay needs a duration"),
+    ("ws_close=-1", "after must be a number of server messages"),
+    ("ws_close,code=1006", "code must be a WebSocket close code"),
+    ("ws_close,code=999", "code must be a WebSocket close code"),
+    ("ws_close,reason=" + "x" * 124, "at most 123 bytes"),
+    ("ws_drop,code=1000", "unknown option 'code' for ws_drop"),
+])
+def test_bad_ws_faults_are_one_line(spec, message):
+    with pytest.raises(ValueError, match=message) as e:
+        parse_fault(spec)
+    assert "\n" not in str(e.value)
+
+
+def test_ws_faults_see_websocket_handshakes_only():
+    plan = FaultPlan(["ws_drop=1,first=1", "ws_delay=100ms"])
+    assert plan.decide(PLAIN, 0.0) is None
+    action = plan.decide(UPGRADE, 0.0)
+    assert websocket_faults(action) == WebSocketFaults(drop_after=1, delay=0.1)
+    assert websocket_faults(plan.decide(UPGRADE, 1.0)) == WebSocketFaults(delay=0.1)
+    assert plan.hits() == (1, 2)
+    assert websocket_faults(None) == WebSocketFaults()
+
+
+def test_of_a_close_and_a_drop_the_earliest_applies():
+    both = FaultPlan(["ws_close=2,code=4001", "ws_drop=1"]).decide(UPGRADE, 0.0)
+    assert websocket_faults(both) == WebSocketFaults(drop_after=1)
+    later = FaultPlan(["ws_close=1,code=4001", "ws_drop=3"]).decide(UPGRADE, 0.0)
+    assert websocket_faults(later) == WebSocketFaults(close_after=1, close_code=4001)
+
+
+def test_a_switch_replay_cannot_do_is_named():
+    ws = Interaction(HANDSHAKE, Response(101, headers=(("Upgrade", "websocket"),)))
+    assert "only the handshake" in (replay_problem(ws) or "")
+    assert replay_problem(replace(ws, websocket=LOG)) is None
+    h2c = Interaction(HANDSHAKE, Response(101, headers=(("Upgrade", "h2c"),)))
+    assert "'h2c'" in (replay_problem(h2c) or "")
+    assert replay_problem(Interaction(HANDSHAKE, Response(200))) is None

@@ -137,6 +137,36 @@ def _break_body(flow: http.HTTPFlow, terminal: object, resp: http.Response) -> i
     return None
 
 
+_DROP_AFTER = "replayproxy-ws-drop"
+"""``flow.metadata`` key: drop the client once this many server messages were relayed."""
+
+
+def _relayed(flow: http.HTTPFlow) -> int:
+    ws = flow.websocket
+    return 0 if ws is None else sum(not m.from_client and not m.dropped for m in ws.messages)
+
+
+def _drop_after(flow: http.HTTPFlow, messages: int) -> None:
+    """Drop the client's connection of ``flow`` (a ``ws_drop`` fault) once ``messages``
+    server messages were relayed to it (``websocket_message`` counts them)."""
+    if _relayed(flow) >= messages:
+        _drop_client(flow)
+    else:
+        flow.metadata[_DROP_AFTER] = messages
+
+
+def _drop_client(flow: http.HTTPFlow) -> None:
+    """Close the client's connection with no WebSocket close frame, a moment from now:
+    mitmproxy relays a message right after its ``websocket_message`` hook."""
+    def drop() -> None:
+        proxyserver = ctx.master.addons.get("proxyserver")
+        handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
+        if handler is not None:
+            handler.close_connection(flow.client_conn)
+
+    asyncio.get_running_loop().call_later(0.05, drop)
+
+
 def _refused() -> http.Response:
     return http.Response.make(502, b"replayproxy fault: connection refused\n",
                               {"X-Replayproxy": "fault"})
@@ -357,7 +387,7 @@ class ReplayproxyAddon:
             plan.served, state.request, pace=float(getattr(self.pipeline, "pace", 1.0)),
             faults=websocket_faults(action))
         path = self._websockets.register(conversation, recorded.response.headers,
-                                         self._unexpected)
+                                         self._unexpected, lambda n: _drop_after(flow, n))
         trickle.point_at(flow, self._websockets.address, path)
 
     def _unexpected(self, unexpected: UnexpectedMessage) -> None:
@@ -447,6 +477,12 @@ class ReplayproxyAddon:
             # waits as long as sending it at that rate would take, then goes in one piece
             size = len(resp.raw_content or b"")
             await asyncio.sleep(size / max(action.trickle.bytes_per_second, 1))
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        drop_after = flow.metadata.get(_DROP_AFTER)
+        if isinstance(drop_after, int) and _relayed(flow) >= drop_after:
+            del flow.metadata[_DROP_AFTER]
+            _drop_client(flow)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         ws = flow.websocket

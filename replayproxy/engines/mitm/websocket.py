@@ -79,6 +79,8 @@ class _Play:
     subprotocol: str | None
     headers: Headers
     on_unexpected: Callable[[UnexpectedMessage], None]
+    drop: Callable[[int], None]
+    """Drop the client's connection once this many server messages reached it."""
 
 
 class WebSocketServer:
@@ -108,17 +110,20 @@ class WebSocketServer:
         await self._server.wait_closed()
 
     def register(self, conversation: Conversation, recorded_headers: Headers,
-                 on_unexpected: Callable[[UnexpectedMessage], None]) -> str:
+                 on_unexpected: Callable[[UnexpectedMessage], None],
+                 drop: Callable[[int], None]) -> str:
         """Keep ``conversation`` for one handshake; return the path that starts it.
 
         The 101 carries the recorded subprotocol (when the client offers it) and the
-        recorded headers that are not the handshake's own.
+        recorded headers that are not the handshake's own. ``drop(n)`` drops the client's
+        connection once n server messages reached it (mitmproxy would answer a server
+        that drops with a close frame).
         """
         subprotocol = next((v.strip() for k, v in recorded_headers
                             if k.lower() == "sec-websocket-protocol"), None)
         extra = tuple((k, v) for k, v in recorded_headers if k.lower() not in _OWN_HEADERS)
         token = secrets.token_hex(8)
-        self._pending[token] = _Play(conversation, subprotocol, extra, on_unexpected)
+        self._pending[token] = _Play(conversation, subprotocol, extra, on_unexpected, drop)
         return f"/replayproxy-websocket/{token}"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -223,7 +228,13 @@ class _Session:
                 await self._await_close()
                 return
             elif isinstance(action, Drop):
-                self.writer.transport.abort()
+                # the proxy drops the client once it has relayed what went before;
+                # closing here first would make mitmproxy send the client a close frame
+                self.play.drop(self.conversation.sent)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_CLOSE_WAIT):
+                        while await self.reader.read(65536):
+                            pass
                 self.closed = True
                 return
 
