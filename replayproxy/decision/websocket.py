@@ -22,10 +22,10 @@ drop the connection after N server messages. The engine only sleeps and sends.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from replayproxy.cassette.view import shorten_message
 from replayproxy.faults.effects import WsClose, WsDelay, WsDrop
 from replayproxy.faults.plan import FaultAction
 from replayproxy.matching.diagnostics import Difference
@@ -45,7 +45,6 @@ __all__ = [
     "WebSocketFaults",
     "websocket_faults",
     "replay_problem",
-    "shorten",
 ]
 
 UNEXPECTED_CODE = 1008
@@ -66,18 +65,6 @@ def replay_problem(interaction: Interaction) -> str | None:
         return ("the cassette holds only the handshake of this WebSocket, no messages "
                 "(recorded by an older replayproxy): re-record it")
     return None
-
-
-def shorten(message: WebSocketMessage, limit: int = 60) -> str:
-    """A message as one short line: text as a JSON string, binary as its size and hex."""
-    if message.is_text:
-        try:
-            text = json.dumps(message.content.decode("utf-8"), ensure_ascii=False)
-        except UnicodeDecodeError:
-            text = repr(message.content)
-    else:
-        text = f"<{len(message.content)} bytes> {message.content[:16].hex()}"
-    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,12 +156,12 @@ class UnexpectedMessage:
     def message(self) -> str:
         """Plain text for the log and the run summary, like an unmatched request's."""
         lines = [f"replayproxy: WebSocket {self.url} (cassette {self.cassette!r}): client "
-                 f"message {self.number} was not expected: {shorten(self.received)}"]
+                 f"message {self.number} was not expected: {shorten_message(self.received)}"]
         if self.expected is None:
             lines.append("  the recording has no more client messages on this WebSocket")
         else:
             lines.append(f"Closest recorded: client message {self.number} "
-                         f"{shorten(self.expected)}")
+                         f"{shorten_message(self.expected)}")
             lines += [f"  {d.describe()}" for d in self.differences[:10]]
         lines.append(f"Re-record with `replayproxy record -c {self.cassette} -- CMD`.")
         return "\n".join(lines) + "\n"
@@ -183,8 +170,8 @@ class UnexpectedMessage:
         """The same as a JSON-safe dict (for reports)."""
         return {"error": "unexpected websocket message", "cassette": self.cassette,
                 "url": self.url, "number": self.number,
-                "received": shorten(self.received, 2000),
-                "expected": shorten(self.expected, 2000) if self.expected else None,
+                "received": shorten_message(self.received, 2000),
+                "expected": shorten_message(self.expected, 2000) if self.expected else None,
                 "differences": [d.as_json() for d in self.differences]}
 
 

@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import pytest
 
+from replayproxy.cassette.view import render_websocket, shorten_message, summary_line
 from replayproxy.decision.websocket import (
     UNEXPECTED_CODE,
     Close,
@@ -12,7 +13,6 @@ from replayproxy.decision.websocket import (
     Send,
     WebSocketFaults,
     replay_problem,
-    shorten,
     websocket_faults,
 )
 from replayproxy.faults.effects import WsClose, WsDelay, WsDrop
@@ -158,9 +158,9 @@ def test_the_scanner_looks_into_messages():
 def test_upgrade_detection_and_shortening():
     assert is_websocket_upgrade(HANDSHAKE.headers)
     assert not is_websocket_upgrade(())
-    assert shorten(server(b"hi\x1b[2J", 0)) == '"hi\\u001b[2J"'
-    assert shorten(server(b"\x00" * 40, 0, text=False)).startswith("<40 bytes> 0000")
-    assert len(shorten(server(b"x" * 200, 0))) == 60
+    assert shorten_message(server(b"hi\x1b[2J", 0)) == '"hi\\u001b[2J"'
+    assert shorten_message(server(b"\x00" * 40, 0, text=False)).startswith("<40 bytes> 0000")
+    assert len(shorten_message(server(b"x" * 200, 0))) == 60
 
 
 # -- WebSocket faults: grammar and plan ------------------------------------------------
@@ -217,3 +217,16 @@ def test_a_switch_replay_cannot_do_is_named():
     h2c = Interaction(HANDSHAKE, Response(101, headers=(("Upgrade", "h2c"),)))
     assert "'h2c'" in (replay_problem(h2c) or "")
     assert replay_problem(Interaction(HANDSHAKE, Response(200))) is None
+
+
+def test_cassette_show_lists_the_messages():
+    lines = list(render_websocket(LOG))
+    assert lines[0] == '  websocket: 6 messages, closed by the server, code 1000 "done"'
+    assert lines[1] == '      1 +  0.500s server text   "welcome"'
+    assert lines[4] == "      4 +  2.000s server binary <2 bytes> 0001"
+    it = Interaction(HANDSHAKE, Response(101, "Switching Protocols"), websocket=LOG)
+    assert summary_line(1, it).endswith("websocket 6 messages")
+    open_log = WebSocketLog((client(b"x" * 500, 0.1),))
+    lines = list(render_websocket(open_log, max_chars=50))
+    assert "still open when the recording stopped" in lines[0]
+    assert len(lines[1]) < 100 and lines[1].endswith("…")
