@@ -51,8 +51,7 @@ def request_from_cli(method: str, url: str, headers: Iterable[str], body: bytes)
         parts = parts._replace(scheme=_WEBSOCKET_SCHEMES[parts.scheme])
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise ConfigError(f"invalid URL {url!r}: give an absolute http(s) URL (ws(s) for a "
-                          "WebSocket), "
-                          "e.g. https://api.example.com/v1/charges")
+                          "WebSocket), e.g. https://api.example.com/v1/charges")
     try:
         port = parts.port or _DEFAULT_PORTS[parts.scheme]
     except ValueError:

@@ -259,3 +259,19 @@ def test_fault_ws_delay_delays_every_server_message(wss_upstream, run_proxy):
     assert seen.received == EXPECTED and seen.close_code == 4000
     assert seen.times[0] - started > 0.3  # the greeting waited
     assert seen.times[3] - seen.times[2] > 0.3  # and every message after it
+
+
+def test_drift_skips_websockets_and_says_so(wss_upstream, run_proxy, cassette_dir, cli_env,
+                                            upstream_ca, tmp_path):
+    import json
+
+    _record(run_proxy, wss_upstream)
+    proc = cli("drift", "--cassette-dir", cassette_dir, "--upstream-ca", upstream_ca.pem,
+               "-c", "ws", "-v", "--json", tmp_path / "r.json", env=cli_env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["counts"]["skipped"] == 1
+    [result] = report["results"]
+    assert "drift does not re-send WebSockets" in json.dumps(result)
+    assert "drift does not re-send WebSockets" in proc.stdout  # the terminal report too
+    assert wss_upstream.handshakes == 1  # the recording's only

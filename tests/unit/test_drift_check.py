@@ -238,3 +238,10 @@ def test_bad_drift_configuration_names_the_key(table, needle):
     with pytest.raises(ConfigError, match=needle) as e:
         parse_settings({"drift": table}, Path("replayproxy.toml"), "")
     assert "replayproxy.toml" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_websockets_are_skipped_and_said_so():
+    handshake = req(headers=(("Upgrade", "websocket"), ("Connection", "Upgrade")))
+    skip = plan_request(handshake, DriftConfig(), {})
+    assert isinstance(skip, Skip) and not skip.error
+    assert "drift does not re-send WebSockets" in skip.reason
