@@ -275,3 +275,10 @@ def test_drift_skips_websockets_and_says_so(wss_upstream, run_proxy, cassette_di
     assert "drift does not re-send WebSockets" in json.dumps(result)
     assert "drift does not re-send WebSockets" in proc.stdout  # the terminal report too
     assert wss_upstream.handshakes == 1  # the recording's only
+
+
+def test_ws_faults_while_recording_say_they_do_not_apply(wss_upstream, run_proxy, caplog):
+    with run_proxy("ws", RecordMode.ALL, faults=("ws_close=1",)) as p:
+        seen = converse(wss_upstream.url(), proxy=p.url, ca_bundle=p.proxy.ca.bundle)
+    assert seen.received == EXPECTED  # live: untouched
+    assert any("act on replayed WebSockets only" in r.getMessage() for r in caplog.records)

@@ -458,6 +458,9 @@ class ReplayproxyAddon:
         if not state.planned.answers_by_itself and not state.trickled:
             if flow.websocket is not None:
                 self._open_websockets[flow.id] = flow  # written when it ends
+                if websocket_faults(state.planned.fault):
+                    log.warning("ws_* faults act on replayed WebSockets only; %s is live, "
+                                "its messages go through untouched", flow.request.pretty_url)
             elif not self._record(flow, state):
                 return
         if state.trickled or state.role is Role.FETCH:
