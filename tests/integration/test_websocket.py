@@ -282,3 +282,17 @@ def test_ws_faults_while_recording_say_they_do_not_apply(wss_upstream, run_proxy
         seen = converse(wss_upstream.url(), proxy=p.url, ca_bundle=p.proxy.ca.bundle)
     assert seen.received == EXPECTED  # live: untouched
     assert any("act on replayed WebSockets only" in r.getMessage() for r in caplog.records)
+
+
+def test_the_documented_example_runs(cli_env, tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    example = Path(__file__).parents[2] / "docs" / "examples" / "websocket_feed.py"
+    done = subprocess.run([sys.executable, str(example), str(tmp_path / "cassettes")],
+                          env=cli_env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "welcome", '{"subscribed": "ACME"}', '{"symbol": "ACME", "price": 42.5}',
+        "closed 1000"]
