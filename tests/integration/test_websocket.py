@@ -46,8 +46,10 @@ def _record(run_proxy, upstream: WsUpstream, name: str = "ws", **kw) -> Seen:
 
 def test_record_then_replay_offline_through_a_connect_tunnel(wss_upstream, run_proxy,
                                                              cassette_dir):
-    recorded = _record(run_proxy, wss_upstream)
+    recorded = _record(run_proxy, wss_upstream, subprotocols=["feed.v1"])
     assert recorded.received == EXPECTED
+    assert recorded.subprotocol == "feed.v1"
+    assert recorded.extensions is not None and "permessage-deflate" in recorded.extensions
     assert (recorded.close_code, recorded.close_reason) == (4000, "see you")
     assert wss_upstream.handshakes == 1
 
@@ -64,9 +66,11 @@ def test_record_then_replay_offline_through_a_connect_tunnel(wss_upstream, run_p
 
     wss_upstream.stop()
     with run_proxy("ws", RecordMode.NONE) as p:
-        replayed = converse(wss_upstream.url(), proxy=p.url, ca_bundle=p.proxy.ca.bundle)
+        replayed = converse(wss_upstream.url(), proxy=p.url, ca_bundle=p.proxy.ca.bundle,
+                            subprotocols=["other", "feed.v1"])
     assert replayed.received == EXPECTED
     assert (replayed.close_code, replayed.close_reason) == (4000, "see you")
+    assert replayed.subprotocol == "feed.v1"  # as recorded
     assert replayed.extensions is None  # never permessage-deflate on replay
     assert wss_upstream.handshakes == 1
     assert p.summary is not None and p.summary.replayed == 1

@@ -43,6 +43,11 @@ def _handler(conn: ServerConnection) -> None:
             conn.send(f"tick {doc.get('n')}")
 
 
+def _subprotocol(_conn: ServerConnection, offered: Any) -> Any:
+    """``feed.v1`` when the client offers it, else none."""
+    return "feed.v1" if "feed.v1" in offered else None
+
+
 class WsUpstream:
     """A WebSocket server on 127.0.0.1 (TLS with ``context``), counting handshakes."""
 
@@ -54,7 +59,8 @@ class WsUpstream:
             with self._lock:
                 self.handshakes += 1
 
-        self._server = serve(_handler, "127.0.0.1", 0, ssl=context, process_request=count)
+        self._server = serve(_handler, "127.0.0.1", 0, ssl=context, process_request=count,
+                             select_subprotocol=_subprotocol)
         self.port = int(self._server.socket.getsockname()[1])
         self.scheme = "wss" if context is not None else "ws"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
