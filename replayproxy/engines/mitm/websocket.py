@@ -5,14 +5,16 @@ Recording: mitmproxy relays the messages; ``websocket_log`` turns what went over
 socket (injected messages left out) into the model's ``WebSocketLog``, written with
 the handshake when the WebSocket ends, or, still open, when the proxy stops.
 
-Replay: mitmproxy cannot carry a WebSocket without a server on the other side (an
-upgrade answered by an addon has no server connection, and mitmproxy crashes on the
-first message relayed to it). So the handshake is sent to ``WebSocketServer``, a
-loopback server in the proxy (as the trickle server for slow bodies), which accepts it
-with the right ``Sec-WebSocket-Accept`` for the client's key and then carries out a
-``Conversation`` (``replayproxy.decision.websocket``): it only sleeps, sends, closes
-and drops. mitmproxy relays between it and the client, in forward mode (CONNECT
-tunnels and plain http) and in reverse mode alike. It never offers permessage-deflate.
+Replay: an upgrade answered by an addon has no server connection behind it. In forward
+mode mitmproxy then crashes on the first message it relays (``KeyError: Server(...)``);
+in reverse mode answering in ``request`` and injecting messages works (notes, section
+8), but one design for every mode is simpler to keep right: the handshake is sent to
+``WebSocketServer``, a loopback server in the proxy (as the trickle server for slow
+bodies), which accepts it with the right ``Sec-WebSocket-Accept`` for the client's key
+and then carries out a ``Conversation`` (``replayproxy.decision.websocket``): it only
+sleeps, sends, closes and drops. mitmproxy relays between it and the client, in forward
+mode (CONNECT tunnels and plain http) and in reverse mode alike. It never offers
+permessage-deflate.
 """
 
 from __future__ import annotations
