@@ -173,7 +173,7 @@ def _answer_websocket(session: CassetteSession, decision: Replay, request: Reque
 
     served = decision.served
     number = served.position + 1
-    problem = replay_problem(served.interaction)
+    problem = replay_problem(served.interaction, request)
     result: dict[str, object] = {"match": problem is None, "interaction": number,
                                  "url": served.interaction.request.url}
     lines = [f"matches {summary_line(number, served.interaction)}"]

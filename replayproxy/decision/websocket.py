@@ -31,7 +31,14 @@ from replayproxy.faults.plan import FaultAction
 from replayproxy.matching.diagnostics import Difference
 from replayproxy.matching.messages import message_differences, messages_match
 from replayproxy.matching.rules import MatchRule
-from replayproxy.model import Interaction, Request, WebSocketLog, WebSocketMessage, header_value
+from replayproxy.model import (
+    Interaction,
+    Request,
+    WebSocketLog,
+    WebSocketMessage,
+    header_value,
+    is_websocket_upgrade,
+)
 from replayproxy.redaction.redactor import Redactor
 
 __all__ = [
@@ -52,9 +59,10 @@ UNEXPECTED_CODE = 1008
 UNEXPECTED_REASON = "replayproxy: unexpected message (see the proxy log)"
 
 
-def replay_problem(interaction: Interaction) -> str | None:
-    """Why a recorded protocol switch cannot be replayed (None: it can, or it is no
-    switch): replay must fail loudly rather than hand the client a dead connection."""
+def replay_problem(interaction: Interaction, request: Request | None = None) -> str | None:
+    """Why a recorded protocol switch cannot be replayed to ``request`` (None: it can, or
+    it is no switch): replay must fail loudly rather than hand the client a dead
+    connection."""
     if interaction.response.status != 101:
         return None
     upgrade = (header_value(interaction.response.headers, "upgrade") or "").strip()
@@ -64,6 +72,9 @@ def replay_problem(interaction: Interaction) -> str | None:
     if interaction.websocket is None:
         return ("the cassette holds only the handshake of this WebSocket, no messages "
                 "(recorded by an older replayproxy): re-record it")
+    if request is not None and not is_websocket_upgrade(request.headers):
+        return ("it matches a recorded WebSocket, but it is no WebSocket handshake (no "
+                "'Upgrade: websocket' header)")
     return None
 
 

@@ -300,3 +300,13 @@ def test_the_documented_example_runs(cli_env, tmp_path):
     assert done.stdout.splitlines() == [
         "welcome", '{"subscribed": "ACME"}', '{"symbol": "ACME", "price": 42.5}',
         "closed 1000"]
+
+
+def test_a_plain_request_matching_a_recorded_websocket_fails_loudly(wss_upstream, run_proxy):
+    _record(run_proxy, wss_upstream)
+    wss_upstream.stop()
+    with pytest.raises(AssertionError, match="no WebSocket handshake"), \
+            run_proxy("ws", RecordMode.NONE) as p, p.client("requests") as client:
+        got = client.get(f"https://127.0.0.1:{wss_upstream.port}/ws")
+    assert got.status == 502 and b"no WebSocket handshake" in got.body
+    assert p.run.verdict().exit_code == 1

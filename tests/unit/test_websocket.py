@@ -214,6 +214,10 @@ def test_a_switch_replay_cannot_do_is_named():
     ws = Interaction(HANDSHAKE, Response(101, headers=(("Upgrade", "websocket"),)))
     assert "only the handshake" in (replay_problem(ws) or "")
     assert replay_problem(replace(ws, websocket=LOG)) is None
+    assert replay_problem(replace(ws, websocket=LOG), HANDSHAKE) is None
+    plain_get = Request("GET", "https", "api.example.com", 443, "/ws")
+    assert "no WebSocket handshake" in (replay_problem(replace(ws, websocket=LOG), plain_get)
+                                        or "")
     h2c = Interaction(HANDSHAKE, Response(101, headers=(("Upgrade", "h2c"),)))
     assert "'h2c'" in (replay_problem(h2c) or "")
     assert replay_problem(Interaction(HANDSHAKE, Response(200))) is None

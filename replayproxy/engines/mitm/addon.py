@@ -372,7 +372,7 @@ class ReplayproxyAddon:
         recorded server; a switch it cannot replay is an error, never a dead 101."""
         assert self.pipeline is not None and state.request is not None
         recorded = plan.served.interaction
-        problem = replay_problem(recorded)
+        problem = replay_problem(recorded, state.request)
         if problem is None and self._websockets.address is None:
             problem = "the WebSocket server of the proxy is not running"
         if problem is not None:
