@@ -16,7 +16,7 @@ from replayproxy.cli.options import (
     catch_errors,
     redactor,
 )
-from replayproxy.cli.output import PREFIX, interrupted_note, plural
+from replayproxy.cli.output import PREFIX, interrupted_note, plural, terminal_safe
 from replayproxy.errors import CassetteError, ConfigError
 
 
@@ -122,7 +122,7 @@ def cassette_show(
         if brief:
             typer.echo(summary_line(n, it))
         else:
-            for line in render_interaction(n, it, max_chars, descriptors):
+            for line in render_interaction(n, it, max_chars, descriptors, terminal_safe):
                 typer.echo(line)
             typer.echo("")
 

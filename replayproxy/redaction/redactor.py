@@ -43,7 +43,15 @@ from replayproxy.codec import content_encodings, decode_body
 from replayproxy.errors import ConfigError
 from replayproxy.grpc_wire import is_grpc, rewrite_frames
 from replayproxy.matching.rules import compile_json_path
-from replayproxy.model import Headers, Interaction, Request, Response, header_value
+from replayproxy.model import (
+    Headers,
+    Interaction,
+    Request,
+    Response,
+    WebSocketLog,
+    WebSocketMessage,
+    header_value,
+)
 from replayproxy.redaction.secrets import (
     DEFAULT_SECRET_FIELDS,
     DEFAULT_SECRET_HEADERS,
@@ -375,7 +383,8 @@ class Redactor:
         return sorted(pairs.items(), key=lambda p: -len(p[0]))
 
     def redact(self, it: Interaction) -> Interaction:
-        """Return ``it`` with every secret replaced (request and response together)."""
+        """Return ``it`` with every secret replaced (request, response and WebSocket
+        messages together)."""
         config = self.config.for_request(it.request)
         found = _Found()
         q, r = it.request, it.response
@@ -388,6 +397,9 @@ class Redactor:
         for body, headers in ((q_body if q_body is not None else q.body, q.headers),
                               (r_body if r_body is not None else r.body, r.headers)):
             _find_in_body(body, headers, config, found)
+        messages = it.websocket.messages if it.websocket is not None else ()
+        for message in messages:
+            _find_in_body(message.content, (), config, found)
         for text in (q.path, query, *(v for _, v in (*q_headers, *r_headers, *r_trailers))):
             _find_in_text(text, config, found)
         q_form, r_form = self._form_fields(q.headers, config), self._form_fields(r.headers, config)
@@ -398,6 +410,10 @@ class Redactor:
             return replace(it, request=replace(q, headers=q_headers, query=query),
                            response=replace(r, headers=r_headers, trailers=r_trailers))
         pairs = self._replacements(found)
+        if it.websocket is not None and messages:
+            numbers = (lambda text: self._json_numbers(text, config)) if found.numbers else None
+            it = replace(it, websocket=replace(it.websocket, messages=tuple(
+                self._message(m, pairs, numbers) for m in messages)))
         request = Request(
             q.method, q.scheme, q.host, q.port, _replace_all(q.path, pairs),
             _replace_in_values(query, pairs),
@@ -409,6 +425,20 @@ class Redactor:
         response = replace(r, headers=_replace_headers(r_headers, pairs), body=r_new_body,
                            trailers=_replace_headers(r_trailers, pairs))
         return replace(it, request=request, response=response)
+
+    @staticmethod
+    def _message(message: WebSocketMessage, pairs: list[tuple[str, str]],
+                 numbers: Callable[[str], str] | None) -> WebSocketMessage:
+        """A WebSocket message with its secrets replaced (as a body with no headers)."""
+        content, _ = _rebuild_body(message.content, None, (), pairs, numbers)
+        return message if content == message.content else replace(message, content=content)
+
+    def redact_message(self, request: Request, message: WebSocketMessage) -> WebSocketMessage:
+        """Redact an incoming WebSocket message of the handshake ``request`` the way
+        recorded messages were (for matching)."""
+        log = WebSocketLog((message,))
+        redacted = self.redact(Interaction(request, Response(0), websocket=log)).websocket
+        return redacted.messages[0] if redacted is not None else message
 
     def redact_request(self, request: Request) -> Request:
         """Redact an incoming request the way recorded requests were (for matching)."""

@@ -250,3 +250,10 @@ def test_grpc_calls_are_skipped_like_posts_and_say_why_when_allowed():
     skip = plan_request(call, DriftConfig(allow_unsafe=True), {})
     assert isinstance(skip, Skip) and not skip.error
     assert skip.reason.startswith("gRPC call not re-sent") and "HTTP/2" in skip.reason
+
+
+def test_websockets_are_skipped_and_said_so():
+    handshake = req(headers=(("Upgrade", "websocket"), ("Connection", "Upgrade")))
+    skip = plan_request(handshake, DriftConfig(), {})
+    assert isinstance(skip, Skip) and not skip.error
+    assert "drift does not re-send WebSockets" in skip.reason
