@@ -25,6 +25,7 @@ from replayproxy.decision.failures import (
     recorded_cause,
 )
 from replayproxy.decision.tally import Tally
+from replayproxy.decision.websocket import Conversation, UnexpectedMessage, WebSocketFaults
 from replayproxy.errors import CassetteError
 from replayproxy.matching.diagnostics import Candidate, render_candidates
 from replayproxy.matching.index import ReplayIndex, Served
@@ -140,6 +141,8 @@ class SessionSummary:
     """Journals of interrupted recordings found when the run started (folded in, or set
     aside if damaged)."""
     unmatched: Capped[Unmatched] = field(default_factory=Capped)
+    unexpected_messages: Capped[UnexpectedMessage] = field(default_factory=Capped)
+    """WebSocket client messages the recording did not have where they came."""
     unused: list[int] = field(default_factory=list)
     """Positions of recorded interactions never served."""
     unused_interactions: list[Interaction | None] = field(default_factory=list)
@@ -301,6 +304,19 @@ class CassetteSession:
         unmatched = Unmatched(self.name, request, tuple(self.index.closest(request)))
         self.summary.unmatched.append(unmatched)
         return unmatched
+
+    def conversation(self, served: Served, request: Request, *, pace: float = 1.0,
+                     faults: WebSocketFaults | None = None) -> Conversation:
+        """The server's side of the recorded WebSocket ``served`` for the handshake
+        ``request``, matched with the handshake's rule and redacted like it."""
+        assert served.interaction.websocket is not None
+        return Conversation(served.interaction.websocket, self.index.rule_for(request),
+                            cassette=self.name, request=request, redactor=self.redactor,
+                            pace=pace, faults=faults)
+
+    def note_unexpected(self, unexpected: UnexpectedMessage) -> None:
+        """Count a WebSocket client message the recording did not have (fails the run)."""
+        self.summary.unexpected_messages.append(unexpected)
 
     def _redact(self, request: Request) -> Request:
         """The request as the cassette would hold it. Test suites send the same request

@@ -112,6 +112,8 @@ def _locate(path: list[Any]) -> tuple[str, str]:
         if rest and rest[0] == "graphql":
             return "body", f"graphql {rest[1]}" + (json_path_of(rest[2:])[1:] if rest[2:] else "") \
                 if len(rest) > 1 else "graphql"
+        if rest and rest[0] == "grpc":
+            return "body", f"grpc message {rest[1] + 1}" if len(rest) > 1 else "grpc"
         if rest and rest[0] == "multipart":
             return "body", f"multipart part {rest[1] + 1}" if len(rest) > 1 else "multipart"
         return "body", json_path_of(rest) if rest else ""

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,13 @@ from mitmproxy import connection, ctx, exceptions, http, tls
 from mitmproxy.proxy import server_hooks
 
 from replayproxy.config import home_dir, load_settings
+from replayproxy.decision.alpn import AlpnPolicy
 from replayproxy.decision.failures import CAUSE_HEADER, MARKER, TIMEOUT_MARKER, WAITED_HEADER
 from replayproxy.decision.pipeline import FaultAnswer, Pipeline, Planned
 from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmatched
 from replayproxy.decision.sessions import SessionRefused, Sessions, session_name
-from replayproxy.engines.mitm import trickle
+from replayproxy.decision.websocket import UnexpectedMessage, replay_problem, websocket_faults
+from replayproxy.engines.mitm import h2, http1_trailers, trickle, websocket
 from replayproxy.engines.mitm.convert import (
     bad_gateway,
     fault_response,
@@ -56,8 +58,14 @@ __all__ = ["STATE", "FlowState", "ReplayproxyAddon", "Role"]
 
 log = logging.getLogger("replayproxy")
 
+_UNAVAILABLE = 14
+"""The gRPC status of an unmatched call: what gRPC makes of the 502 others get."""
+
 STATE = "replayproxy"
 """The ``flow.metadata`` key of a flow's ``FlowState``."""
+
+_PROTOCOL_ERROR = 1002
+"""The close code of a WebSocket peer that sent something that is not WebSocket."""
 
 _OFFLINE = (
     "replayproxy is replaying offline: no upstream connections (record with "
@@ -141,11 +149,48 @@ def _break_body(flow: http.HTTPFlow, terminal: object, resp: http.Response) -> i
     return None
 
 
+def _unexpected(pipeline: Pipeline, unexpected: UnexpectedMessage) -> None:
+    """A replayed WebSocket's client sent what the recording does not hold."""
+    for line in unexpected.message.splitlines():
+        log.warning("%s", line)
+    pipeline.session.note_unexpected(unexpected)
+
+
 def _session_refused(message: str) -> http.Response:
     """407: the session the client named cannot be used (the reason in the body)."""
     response = plain_response(407, message + "\n", "session")
     response.headers["Proxy-Authenticate"] = 'Basic realm="replayproxy: name a cassette"'
     return response
+
+
+_DROP_AFTER = "replayproxy-ws-drop"
+"""``flow.metadata`` key: drop the client once this many server messages were relayed."""
+
+
+def _relayed(flow: http.HTTPFlow) -> int:
+    ws = flow.websocket
+    return 0 if ws is None else sum(not m.from_client and not m.dropped for m in ws.messages)
+
+
+def _drop_after(flow: http.HTTPFlow, messages: int) -> None:
+    """Drop the client's connection of ``flow`` (a ``ws_drop`` fault) once ``messages``
+    server messages were relayed to it (``websocket_message`` counts them)."""
+    if _relayed(flow) >= messages:
+        _drop_client(flow)
+    else:
+        flow.metadata[_DROP_AFTER] = messages
+
+
+def _drop_client(flow: http.HTTPFlow) -> None:
+    """Close the client's connection with no WebSocket close frame, a moment from now:
+    mitmproxy relays a message right after its ``websocket_message`` hook."""
+    def drop() -> None:
+        proxyserver = ctx.master.addons.get("proxyserver")
+        handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
+        if handler is not None:
+            handler.close_connection(flow.client_conn)
+
+    asyncio.get_running_loop().call_later(0.05, drop)
 
 
 def _refused() -> http.Response:
@@ -184,6 +229,13 @@ class ReplayproxyAddon:
         self._trickle = trickle.TrickleServer()
         self._tunnels: dict[str, Pipeline] = {}
         """The session of each client connection that named one (CONNECT tunnels)."""
+        self._alpn: dict[int, AlpnPolicy] = {}
+        """The protocol policy of each session's pipeline (by its id)."""
+        http1_trailers.install()
+
+        self._websockets = websocket.WebSocketServer()
+        self._open_websockets: dict[str, http.HTTPFlow] = {}
+        """Recorded WebSockets still open: written when they end, or when the proxy stops."""
 
     def _configured(self) -> bool:
         return self.pipeline is not None or self.sessions is not None
@@ -286,9 +338,13 @@ class ReplayproxyAddon:
         if replaying and ctx.options.connection_strategy != "lazy":
             ctx.options.update(connection_strategy="lazy")
         await self._trickle.start()
+        await self._websockets.start()
 
     async def done(self) -> None:
         await self._trickle.stop()
+        await self._websockets.stop()
+        for flow in list(self._open_websockets.values()):
+            self.websocket_end(flow)  # still open: keep what went over it so far
         self._close()
 
     def _close(self) -> None:
@@ -315,6 +371,20 @@ class ReplayproxyAddon:
         log.warning("a client refused the proxy's certificate for %s: %s", host, message)
         pipeline.session.note_refusal(host, message)
 
+    def tls_start_client(self, data: tls.TlsData) -> None:
+        pipeline = self._tunnels.get(data.context.client.id, self.pipeline)
+        policy = None
+        if pipeline is not None:
+            cassette = pipeline.session.index.cassette
+            policy = self._alpn.get(id(pipeline))
+            if policy is None or policy.cassette is not cassette:
+                policy = self._alpn[id(pipeline)] = AlpnPolicy(
+                    cassette, records=pipeline.records, http2=ctx.options.http2)
+        h2.choose_protocol(data, policy)
+
+    def tls_start_server(self, data: tls.TlsData) -> None:
+        h2.upstream_offers(data)
+
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         pipeline = self._tunnels.get(data.client.id, self.pipeline)
         if pipeline is None:
@@ -322,8 +392,9 @@ class ReplayproxyAddon:
                 return
         elif pipeline.records:
             return
-        # replay refuses every upstream connection; the trickle server is not upstream
-        if self._trickle.address is None or data.server.address != self._trickle.address:
+        # replay refuses every upstream connection; our loopback servers are not upstream
+        if data.server.address not in (self._trickle.address, self._websockets.address) \
+                or data.server.address is None:
             data.server.error = _OFFLINE
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
@@ -379,12 +450,43 @@ class ReplayproxyAddon:
             return
         if isinstance(plan, Replay):
             recorded = plan.served.interaction
+            if recorded.response.status == 101:
+                self._replay_upgrade(flow, state, plan, planned.fault)
+                return
             flow.response = to_flow_response(recorded.response)
+            h2.fit_trailers(flow)
             state.recorded_ttfb = recorded.ttfb
         elif isinstance(plan, Unmatched):
             flow.response = _unmatched_response(flow, plan)
+            h2.grpc_error(flow, _UNAVAILABLE, plan.message, "unmatched")
         if planned.fault is not None and planned.fault.trickle is not None:
             await self._trickle_response(flow, state, plan, planned.fault)
+
+    def _replay_upgrade(self, flow: http.HTTPFlow, state: FlowState, plan: Replay,
+                        action: FaultAction | None) -> None:
+        """Replay a WebSocket: its handshake goes to the loopback server, which plays the
+        recorded server; a switch it cannot replay is an error, never a dead 101."""
+        pipeline = state.pipeline
+        assert pipeline is not None and state.request is not None
+        recorded = plan.served.interaction
+        problem = replay_problem(recorded, state.request)
+        if problem is None and self._websockets.address is None:
+            problem = "the WebSocket server of the proxy is not running"
+        if problem is not None:
+            log.error("cannot replay %s %s: %s", flow.request.method, flow.request.pretty_url,
+                      problem)
+            pipeline.session.summary.errors.append(
+                f"{flow.request.method} {flow.request.pretty_url}: {problem}")
+            flow.response = plain_response(502, f"replayproxy: {problem}\n", "error")
+            return
+        assert self._websockets.address is not None
+        conversation = pipeline.session.conversation(
+            plan.served, state.request, pace=float(getattr(pipeline, "pace", 1.0)),
+            faults=websocket_faults(action))
+        path = self._websockets.register(conversation, recorded.response.headers,
+                                         lambda u: _unexpected(pipeline, u),
+                                         lambda n: _drop_after(flow, n))
+        trickle.point_at(flow, self._websockets.address, path)
 
     async def _fault_answer(self, flow: http.HTTPFlow, plan: FaultAnswer) -> None:
         terminal = plan.action.terminal
@@ -395,6 +497,7 @@ class ReplayproxyAddon:
             flow.response = _refused()
         elif isinstance(terminal, Respond):
             flow.response = fault_response(terminal)
+            h2.fit_trailers(flow)
         elif isinstance(terminal, Reset):
             # latency rules apply here too: a slow server that then drops the connection
             await _wait(flow, plan.action, None)
@@ -448,9 +551,14 @@ class ReplayproxyAddon:
             return
         if state.request is not None:
             state.pipeline.finished(state.request, time.time() - flow.request.timestamp_start)
-        if not state.planned.answers_by_itself and not state.trickled \
-                and not self._record(flow, state):
-            return
+        if not state.planned.answers_by_itself and not state.trickled:
+            if flow.websocket is not None:
+                self._open_websockets[flow.id] = flow  # written when it ends
+                if websocket_faults(state.planned.fault):
+                    log.warning("ws_* faults act on replayed WebSockets only; %s is live, "
+                                "its messages go through untouched", flow.request.pretty_url)
+            elif not self._record(flow, state):
+                return
         if state.trickled or state.role is Role.FETCH:
             return
         plan = state.planned.plan
@@ -469,6 +577,25 @@ class ReplayproxyAddon:
             size = len(resp.raw_content or b"")
             await asyncio.sleep(size / max(action.trickle.bytes_per_second, 1))
 
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        drop_after = flow.metadata.get(_DROP_AFTER)
+        if isinstance(drop_after, int) and _relayed(flow) >= drop_after:
+            del flow.metadata[_DROP_AFTER]
+            _drop_client(flow)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        ws = flow.websocket
+        state = _state(flow)
+        if ws is not None and ws.closed_by_client and ws.close_code == _PROTOCOL_ERROR:
+            # the URL as the client asked for it (a replayed one goes to our loopback)
+            url = state.request.url if state is not None and state.request is not None \
+                else flow.request.pretty_url
+            log.warning("a WebSocket client sent data that is not valid WebSocket frames on "
+                        "%s (%s): connection closed with code 1002", url,
+                        ws.close_reason or "protocol error")
+        if self._open_websockets.pop(flow.id, None) is not None and state is not None:
+            self._record(flow, state)
+
     def error(self, flow: http.HTTPFlow) -> None:
         """An upstream failure while recording: keep what the client got (mitmproxy's
         502), marked, so replay answers the same; the summary lists it with its cause."""
@@ -480,6 +607,8 @@ class ReplayproxyAddon:
         message = flow.error.msg
         if flow.response is not None and flow.response.timestamp_end is not None:
             return  # answered in full; the client went away afterwards
+        if h2.stream_reset(flow):
+            return
         timed_out = message == "Client disconnected."
         if timed_out:
             if flow.response is not None:
@@ -515,7 +644,10 @@ class ReplayproxyAddon:
         written: losing a recording silently is worse than stopping."""
         assert state.pipeline is not None
         try:
-            findings = state.pipeline.record(interaction_from_flow(flow, state.request))
+            interaction = interaction_from_flow(flow, state.request)
+            if flow.websocket is not None:
+                interaction = replace(interaction, websocket=websocket.websocket_log(flow))
+            findings = state.pipeline.record(interaction)
         except Exception:
             log.exception("replayproxy could not record %s", flow.request.url)
             flow.kill()
