@@ -62,10 +62,7 @@ class Planned:
 
 
 _ANSWERS = (Respond, Reset, Hold, RefuseConnect)
-
-_OUTCOMES = {FaultAnswer: "fault", Replay: "replayed", Forward: "recorded",
-             Unmatched: "unmatched"}
-"""How the request log names what a plan did."""
+_HOW = {FaultAnswer: "fault", Replay: "replayed", Forward: "forwarded", Unmatched: "unmatched"}
 
 HELD_EXTRA = 5.0
 """Seconds a recorded timeout holds a request beyond what the client waited when it was
@@ -133,7 +130,8 @@ class Pipeline:
         return self.session.records
 
     def decide(self, request: Request, now: float) -> Planned:
-        """The plan for ``request`` (see ``decide``), logged in ``requests``."""
+        """The plan for ``request`` (see ``decide``), counted in the run's tally and
+        logged in ``requests``."""
         try:
             if not len(self.faults):
                 planned = _session_plan(self.session, request)
@@ -143,8 +141,14 @@ class Pipeline:
         except BaseException:
             self.requests.add(request, "error")
             raise
-        self.requests.add(request, _OUTCOMES[type(planned.plan)])
+        self.session.summary.tally.planned(request, _HOW[type(planned.plan)],
+                                           fault=planned.fault is not None)
+        self.requests.add(request, _HOW[type(planned.plan)])
         return planned
+
+    def finished(self, request: Request, seconds: float) -> None:
+        """Note how long ``request`` took to be answered (for the run report)."""
+        self.session.summary.tally.finished(request, seconds)
 
     def decide_connect(self, host: str, port: int, now: float) -> FaultAction | None:
         """A ``refuse_connect`` fault for a CONNECT to ``host:port``, or None."""
@@ -158,7 +162,9 @@ class Pipeline:
     def record(self, interaction: Interaction) -> list[Finding]:
         """Store a forwarded exchange in the cassette (redacted, scanned); see
         ``CassetteSession.record``."""
-        return self.session.record(interaction)
+        findings = self.session.record(interaction)
+        self.session.summary.tally.recorded(interaction.request)
+        return findings
 
     def record_failure(self, interaction: Interaction, message: str) -> list[Finding]:
         """Store an upstream failure as the answer the client got; see

@@ -45,7 +45,7 @@ _MISSING = object()
 class SentRequest:
     """One request a client sent through the proxy, and what the proxy did with it.
 
-    ``outcome``: ``replayed``, ``recorded`` (sent upstream), ``unmatched``, ``fault`` (a
+    ``outcome``: ``replayed``, ``forwarded`` (sent upstream, recorded), ``unmatched``, ``fault`` (a
     fault answered it) or ``error``.
     """
 

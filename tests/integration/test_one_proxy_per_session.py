@@ -44,7 +44,7 @@ def test_use_cassette_switches_the_running_proxy(proxy_ca, upstream_ca, https_up
         assert get(run, https_upstream.url("/v1/one")).json()["path"] == "/v1/one"
         assert https_upstream.total_requests == hits  # replayed
         assert [s.outcome for s in run.requests.select()] == [
-            "recorded", "fault", "recorded", "fault", "replayed"]
+            "forwarded", "fault", "forwarded", "fault", "replayed"]
     assert [q.path for q in (load_cassette(tmp_path / "second.cassette").request(0),)] == \
         ["/v1/one"]
     assert run.summary is not None and run.summary.cassette == "first"

@@ -204,9 +204,9 @@ def test_verification_passes_and_fails_with_a_readable_diff(pytester, suite):
         "E * AssertionError: expected 1 request POST */v1/payment_intents with JSON "
         '{"amount": 9999}, got 0.',
         "E * Requests sent during this test (2):",
-        "E * #* GET https://127.0.0.1:*/v1/customers/c1 (recorded): "
+        "E * #* GET https://127.0.0.1:*/v1/customers/c1 (forwarded): "
         "not POST */v1/payment_intents",
-        "E * #* POST https://127.0.0.1:*/v1/payment_intents (recorded): differs",
+        "E * #* POST https://127.0.0.1:*/v1/payment_intents (forwarded): differs",
         "E * $.amount: expected 9999, got 1000",
     ])
     replayed = suite("-k", "test_verified")  # the same on replay
@@ -401,7 +401,7 @@ def test_the_control_api_lists_the_requests_sent(proxy_ca, upstream_ca, https_up
 
         listed = call("?method=POST&url=*/v1/b")
         assert [(r["method"], r["url"], r["json"], r["outcome"]) for r in listed["requests"]] \
-            == [("POST", https_upstream.url("/v1/b"), {"n": 1}, "recorded")]
+            == [("POST", https_upstream.url("/v1/b"), {"n": 1}, "forwarded")]
         assert listed["next"] == 3
         assert [r["seq"] for r in call("?since=2")["requests"]] == [2]
         assert call("", "DELETE") == {"cleared": 2}

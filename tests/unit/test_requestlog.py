@@ -135,4 +135,4 @@ def test_the_pipeline_logs_every_request_with_its_outcome(tmp_path):
     pipeline.decide(get("/v1/ok"), 0.0)
     pipeline.decide(get("/v1/fail"), 0.0)
     assert [(s.request.path, s.outcome) for s in pipeline.requests.select()] == [
-        ("/v1/ok", "recorded"), ("/v1/fail", "fault")]
+        ("/v1/ok", "forwarded"), ("/v1/fail", "fault")]
