@@ -23,6 +23,7 @@ from replayproxy.drift.plan import DriftConfig, DriftRoute, parse_origin, parse_
 from replayproxy.errors import ConfigError
 from replayproxy.faults.spec import FaultSpec, fault_from_table, parse_fault
 from replayproxy.faults.values import duration_seconds
+from replayproxy.limits import DEFAULT_LIMITS, Limits
 from replayproxy.matching.rules import (
     EXACT_MATCHERS,
     MATCHER_NAMES,
@@ -59,10 +60,17 @@ class Settings:
     redact: RedactionConfig = field(default_factory=RedactionConfig)
     faults: tuple[FaultSpec, ...] = ()
     drift: DriftConfig = field(default_factory=DriftConfig)
+    limits: Limits = DEFAULT_LIMITS
 
 
 _TOP_KEYS = {"cassette_dir": str, "strict": bool, "fail_on_unused": bool, "match": dict,
-             "redact": dict, "faults": list, "drift": dict}
+             "redact": dict, "faults": list, "drift": dict, "limits": dict}
+_LIMIT_KEYS = {
+    "header_timeout": "a duration such as \"30s\": how long a request's headers may take",
+    "idle_timeout": "a duration such as \"5min\": how long a connection with no request "
+                    "in progress may stay silent",
+    "max_connections": "a whole number of client connections open at once, 1 or more",
+}
 _DRIFT_KEYS = {
     "credentials": "table of placeholder, header or rule name = \"ENV_VAR\"",
     "ignore": "list of JSON paths ($.meta.request_id) and header names never compared",
@@ -232,6 +240,7 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
         except ValueError as e:
             raise fwhere.error("fault", str(e)) from None
     drift = _drift(where.child(f"{prefix}drift"), data.get("drift", {}), prefix)
+    limits = _limits(where.child(f"{prefix}limits"), data.get("limits", {}))
     return Settings(
         source=source,
         redact=redact,
@@ -241,7 +250,30 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
         strict=bool(data.get("strict", False)),
         fail_on_unused=bool(data.get("fail_on_unused", False)),
         match=MatchConfig(exact=exact, base=base, routes=tuple(routes)),
+        limits=limits,
     )
+
+
+def _limits(where: _Where, table: Mapping[str, Any]) -> Limits:
+    """Validate ``[limits]``: the client connections' timeouts and cap."""
+    changes: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in _LIMIT_KEYS:
+            raise where.error(key, "unknown setting; allowed: " + ", ".join(sorted(_LIMIT_KEYS)))
+        if key == "max_connections":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise where.error(key, f"expected {_LIMIT_KEYS[key]}, got {_show(value)}")
+            changes[key] = value
+            continue
+        try:
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise ValueError(f"expected {_LIMIT_KEYS[key]}, got {_show(value)}")
+            seconds = duration_seconds(key, f"{value}s" if isinstance(value, int | float)
+                                       else value)
+        except ValueError as e:
+            raise where.error(key, str(e)) from None
+        changes[key] = seconds
+    return replace(DEFAULT_LIMITS, **changes)
 
 
 def _string_table(where: _Where, key: str, value: Any) -> list[tuple[str, str]]:

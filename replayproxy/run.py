@@ -202,7 +202,8 @@ class ProxyRun:
                           ca=ensure_ca(self.ca_dir), host=self.host, port=self.port,
                           reverse=self.reverse, upstream_ca=self.upstream_cas,
                           upstream_insecure=self.upstream_insecure,
-                          egress=self.egress if records else None, environ=self._environ)
+                          egress=self.egress if records else None, environ=self._environ,
+                          limits=self.settings.limits)
             proxy.start()
             if self.upstream_insecure and records:
                 log.warning("upstream certificates are NOT verified: anyone on the way "
