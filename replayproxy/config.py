@@ -38,6 +38,7 @@ from replayproxy.matching.rules import (
 from replayproxy.redaction.redactor import RedactionConfig
 from replayproxy.redaction.secrets import ValuePattern
 from replayproxy.routes import Route, parse_route
+from replayproxy.userregex import UserPattern
 
 __all__ = ["Settings", "find_config", "home_dir", "load_settings", "parse_settings"]
 
@@ -195,7 +196,7 @@ def _rule_settings(where: _Where, table: Mapping[str, Any], *, route: bool) -> d
             compiled = []
             for pattern in items:
                 try:
-                    compiled.append(re.compile(pattern))
+                    compiled.append(UserPattern(pattern, f"[{where.section}] {key}"))
                 except re.error as e:
                     raise where.error(
                         key, f"invalid regular expression {_show(pattern)}: {e}") from None
@@ -377,7 +378,7 @@ def _patterns(where: _Where, key: str, value: Any) -> tuple[ValuePattern, ...]:
         else:
             raise where.error(key, f"expected a {_REDACT_KEYS[key]}, got {_show(item)}")
         try:
-            out.append(ValuePattern(name, re.compile(regex)))
+            out.append(ValuePattern(name, UserPattern(regex, f"[{where.section}] {key}")))
         except re.error as e:
             raise where.error(key, f"invalid regular expression {_show(regex)}: {e}") from None
     return tuple(out)

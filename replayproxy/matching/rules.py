@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl
 from replayproxy.codec import decode_body
 from replayproxy.model import Headers, Request, header_value
 from replayproxy.redaction.secrets import PLACEHOLDER
+from replayproxy.userregex import UserPattern
 
 __all__ = [
     "EXACT_MATCHERS",
@@ -104,7 +105,7 @@ class MatchRule:
     """Lower-case header names never compared."""
     ignore_json: tuple[str, ...] = ()
     ignore_form: frozenset[str] = frozenset()
-    ignore_regex: tuple[re.Pattern[str], ...] = ()
+    ignore_regex: tuple[re.Pattern[str] | UserPattern, ...] = ()
     body: BodyKind = BodyKind.AUTO
     on_exhausted: Exhausted = Exhausted.REPEAT
     redacted_same: frozenset[str] = frozenset()
