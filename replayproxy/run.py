@@ -191,6 +191,7 @@ class ProxyRun:
         """Open the cassette and start the proxy; return when it accepts connections."""
         from replayproxy.engines.mitm.addon import ReplayproxyAddon
         from replayproxy.engines.mitm.ca import ensure_ca
+        from replayproxy.engines.mitm.guard import OwnControl
         from replayproxy.engines.mitm.master import Proxy
         from replayproxy.faults.control import ControlServer
 
@@ -198,7 +199,9 @@ class ProxyRun:
         assert self.pipeline is not None
         try:
             records = self.pipeline.records
-            proxy = Proxy([*self.extra_addons, ReplayproxyAddon(self.pipeline)],
+            # first: a call to the control API through the proxy is never forwarded
+            proxy = Proxy([OwnControl(lambda: self.control_url), *self.extra_addons,
+                           ReplayproxyAddon(self.pipeline)],
                           ca=ensure_ca(self.ca_dir), host=self.host, port=self.port,
                           reverse=self.reverse, upstream_ca=self.upstream_cas,
                           upstream_insecure=self.upstream_insecure,
