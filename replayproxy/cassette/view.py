@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from replayproxy.codec import decode_body
 from replayproxy.model import Headers, Interaction, header_value
+from replayproxy.safetext import escape_controls
 
 __all__ = ["decode_body", "format_size", "render_body", "render_interaction", "summary_line"]
 
@@ -26,7 +27,8 @@ def format_size(n: int) -> str:
 
 
 def render_body(body: bytes, headers: Headers, max_chars: int = 4000) -> str:
-    """Return the body for people: JSON pretty-printed, text as text, else a summary."""
+    """Return the body for people: JSON pretty-printed, text as text, else a summary;
+    control characters (terminal escape sequences) shown as ``\\xNN``."""
     if not body:
         return ""
     content_type = (header_value(headers, "content-type") or "").lower()
@@ -54,7 +56,7 @@ def render_body(body: bytes, headers: Headers, max_chars: int = 4000) -> str:
         return f"<binary, {format_size(len(decoded))}, {content_type or 'no content-type'}>"
     if len(text) > max_chars:
         text = text[:max_chars] + f"\n… ({len(text) - max_chars} more characters)"
-    return text
+    return escape_controls(text.replace("\r\n", "\n"), lines=True)
 
 
 def summary_line(number: int, it: Interaction) -> str:
@@ -62,7 +64,7 @@ def summary_line(number: int, it: Interaction) -> str:
     q, r = it.request, it.response
     encoding = header_value(r.headers, "content-encoding")
     extra = f" {encoding}" if encoding else ""
-    return (
+    return escape_controls(
         f"#{number:<3} {q.method} {q.url} -> {r.status} {r.reason}".rstrip()
         + f"  req {format_size(len(q.body))}  resp {format_size(len(r.body))}{extra}"
     )
@@ -85,14 +87,14 @@ def render_interaction(number: int, it: Interaction, max_chars: int = 4000) -> I
     q, r = it.request, it.response
     yield summary_line(number, it)
     when = _when(it.recorded_at)
-    yield (
+    yield escape_controls(
         f"  recorded {when}, first byte {it.ttfb * 1000:.1f} ms, "
         f"total {it.duration * 1000:.1f} ms, {q.http_version}"
     )
     for title, headers, body in (("request", q.headers, q.body), ("response", r.headers, r.body)):
         yield f"  {title} headers:"
         for k, v in headers:
-            yield f"    {k}: {v}"
+            yield escape_controls(f"    {k}: {v}")
         rendered = render_body(body, headers, max_chars)
         if rendered:
             yield f"  {title} body:"
