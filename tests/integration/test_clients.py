@@ -311,6 +311,35 @@ def test_npm_view_despite_a_cafile_in_npmrc(runner: Runner, tmp_path: Path) -> N
     assert runner.record_and_replay(cmd, env, replay_env).strip() == b"1.0.0"
 
 
+def _need_yarn_berry() -> None:
+    """Skip, saying why, unless ``yarn`` is Yarn 2 or later (Berry)."""
+    yarn = shutil.which("yarn")
+    if yarn is None:
+        pytest.skip("Yarn 2+ not installed (.ci/run installs it with "
+                    "`npm install -g @yarnpkg/cli-dist`)")
+    version = subprocess.run([yarn, "--version"], capture_output=True, text=True, timeout=60,
+                             check=False, env=base_env(), cwd=Path(yarn).parent).stdout.strip()
+    if not version.split(".")[0].isdigit() or int(version.split(".")[0]) < 2:
+        pytest.skip(f"yarn {version or '?'} is Yarn 1 (classic); this row is Yarn 2+")
+
+
+def test_yarn_berry_npm_info(runner: Runner, tmp_path: Path) -> None:
+    """Yarn 2+ reads neither NODE_EXTRA_CA_CERTS nor HTTPS_PROXY nor .npmrc: it gets
+    YARN_CA_FILE_PATH and YARN_HTTPS_PROXY. The registry has a name, as for npm."""
+    _need_yarn_berry()
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "package.json").write_text('{"name": "app", "private": true}\n')
+    (project / "yarn.lock").write_text("")
+    cmd = ["sh", "-c", f"cd {project} && yarn npm info tinypkg --fields version --json"]
+    env = {"YARN_NPM_REGISTRY_SERVER": runner.url("", "localhost"),
+           "YARN_ENABLE_TELEMETRY": "0", "YARN_ENABLE_GLOBAL_CACHE": "0",
+           "YARN_CACHE_FOLDER": str(tmp_path / "yarn-cache"), "HOME": str(tmp_path / "home"),
+           "YARN_HTTP_RETRY": "0"}
+    out = runner.record_and_replay(cmd, env)
+    assert json.loads(out)["version"] == "1.0.0"
+
+
 # -- Java ------------------------------------------------------------------------------
 
 
