@@ -9,8 +9,8 @@ connection is doing, a sweep every fraction of the shorter timeout closes what i
 
 When bytes last came in on a connection is read from mitmproxy's own inactivity
 watchdog (``timeout_watchdog.last_activity`` of the connection's handler, updated on
-every event of the connection, the same in 11.0 and 12.3); a connection is closed the
-client's socket is closed, as if the client had left.
+every event of the connection, the same in 11.0 and 12.3). A connection is closed by
+closing the client's socket, as if the client had left.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class ConnectionLimits:
                                                             _open_files()))
         self._sweeper: asyncio.Task[None] | None = None
         self._refused = 0
-        self._refused_logged = 0.0
+        self._refused_logged = float("-inf")
 
     # -- lifecycle ----------------------------------------------------------------------
 
