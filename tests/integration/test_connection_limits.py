@@ -23,7 +23,7 @@ from tests.integration.support import Upstream, assert_clean_error, cli, write_c
 
 def _config(tmp_path: Path, **limits: object) -> Path:
     lines = "\n".join(f"{k} = {v!r}" for k, v in limits.items())
-    return write_config(tmp_path, "faults = ['timeout=4s@GET */held']\n"
+    return write_config(tmp_path, "faults = ['timeout=6s@GET */held']\n"
                         f"[tool.replayproxy.limits]\n{lines}\n")
 
 
@@ -158,12 +158,12 @@ def test_at_the_cap_with_every_connection_busy_a_new_one_is_refused(run_proxy, h
         for s in busy:
             s.sendall(f"GET {http_upstream.url('/held')} HTTP/1.1\r\n"
                       f"Host: {http_upstream.host}\r\n\r\n".encode())
-        time.sleep(0.5)  # the eight requests are held by the timeout fault
+        time.sleep(1.5)  # the eight requests are held by the timeout fault
         extra = _connect(p.url)
         assert _closed_by_proxy(extra, 5)
         extra.close()
         assert not any(_closed_now(s) for s in busy)
-        # once the held requests end (the fault gives up after 4 s) there is room again
+        # once the held requests end (the fault gives up after 6 s) there is room again
         for s in busy:
             assert _closed_by_proxy(s, 15)
         assert p.client("curl").request("GET", http_upstream.url("/json")).status == 200
