@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from replayproxy.cassette.quiet import Quiet
 from replayproxy.drift.plan import DriftConfig, DriftRoute, parse_origin, parse_rate
 from replayproxy.errors import ConfigError
 from replayproxy.faults.spec import FaultSpec, fault_from_table, parse_fault
@@ -40,7 +41,8 @@ from replayproxy.redaction.secrets import ValuePattern
 from replayproxy.routes import Route, parse_route
 from replayproxy.userregex import UserPattern
 
-__all__ = ["Settings", "find_config", "home_dir", "load_settings", "parse_settings"]
+__all__ = ["Settings", "find_config", "home_dir", "load_settings", "parse_settings",
+           "project_dir"]
 
 
 def home_dir() -> Path:
@@ -61,11 +63,20 @@ class Settings:
     redact: RedactionConfig = field(default_factory=RedactionConfig)
     faults: tuple[FaultSpec, ...] = ()
     drift: DriftConfig = field(default_factory=DriftConfig)
+    quiet: Quiet = field(default_factory=Quiet)
+    """What a re-recording keeps as recorded (``volatile`` and ``[drift] ignore``)."""
     limits: Limits = DEFAULT_LIMITS
 
 
+def project_dir(settings: Settings) -> Path:
+    """The project directory: the configuration file's, else the current one (where
+    ``.replayproxy/`` keeps the drift history and the runs database)."""
+    return settings.source.parent if settings.source is not None else Path.cwd()
+
+
 _TOP_KEYS = {"cassette_dir": str, "strict": bool, "fail_on_unused": bool, "match": dict,
-             "redact": dict, "faults": list, "drift": dict, "limits": dict}
+             "redact": dict, "faults": list, "drift": dict, "volatile": list,
+             "limits": dict}
 _LIMIT_KEYS = {
     "header_timeout": "a duration such as \"30s\": how long a request's headers may take",
     "idle_timeout": "a duration such as \"5min\": how long a connection with no request "
@@ -95,6 +106,7 @@ _REDACT_KEYS = {
     "same_value": "list of rule names whose redacted values must be equal to match",
     "on_leak": "error or warn",
     "defaults": "true or false: use the built-in rules",
+    "scan": "true or false: scan each interaction for secrets before writing it",
 }
 _RULE_KEYS: dict[str, str] = {
     "matchers": "list of matcher names",
@@ -241,8 +253,11 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
         except ValueError as e:
             raise fwhere.error("fault", str(e)) from None
     drift = _drift(where.child(f"{prefix}drift"), data.get("drift", {}), prefix)
+    volatile = _string_list(where, "volatile", data.get("volatile", []))
+    _check_json_paths(where, "volatile", [v for v in volatile if v.strip().startswith("$")])
     limits = _limits(where.child(f"{prefix}limits"), data.get("limits", {}))
     return Settings(
+        quiet=Quiet(ignore=(*volatile, *drift.ignore)),
         source=source,
         redact=redact,
         faults=tuple(faults),
@@ -401,7 +416,7 @@ def _redact_table(where: _Where, table: Mapping[str, Any], allowed: set[str]) ->
             if value not in ("error", "warn"):
                 raise where.error(key, f"expected error or warn, got {_show(value)}")
             extra[key] = value
-        elif key == "defaults":
+        elif key in ("defaults", "scan"):
             if not isinstance(value, bool):
                 raise where.error(key, f"expected true or false, got {_show(value)}")
             extra[key] = value
@@ -425,6 +440,8 @@ def _redaction(where: _Where, table: Any, prefix: str) -> RedactionConfig:
         patterns=(*config.patterns, *base.get("patterns", ())),
         same_value=base.get("same_value", frozenset()),
         on_leak=base.get("on_leak", "error"),
+        defaults=defaults,
+        scan=base.get("scan", True),
     )
     routes = [(route, _redact_table(rwhere, {k: v for k, v in item.items() if k != "route"},
                                     {"headers", "keep_headers", "fields", "json", "patterns"}))

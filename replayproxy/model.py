@@ -13,16 +13,24 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
+    "Chunks",
     "Headers",
     "Interaction",
     "RecordMode",
     "Request",
     "Response",
+    "WebSocketLog",
+    "WebSocketMessage",
     "format_url",
     "header_value",
+    "is_websocket_upgrade",
 ]
 
 Headers = tuple[tuple[str, str], ...]
+
+Chunks = tuple[tuple[float, int], ...]
+"""How a streamed response body arrived: ``(seconds from the start of the request, bytes)``
+per piece, in order; the lengths add up to the body's length."""
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -41,6 +49,12 @@ def header_value(headers: Iterable[tuple[str, str]], name: str) -> str | None:
         if key.lower() == wanted:
             return value
     return None
+
+
+def is_websocket_upgrade(headers: Iterable[tuple[str, str]]) -> bool:
+    """True for the headers of a WebSocket handshake request (``Upgrade: websocket``)."""
+    return any(k.lower() == "upgrade" and v.strip().lower() == "websocket"
+               for k, v in headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +89,32 @@ class Response:
     headers: Headers = ()
     body: bytes = b""
     http_version: str = "HTTP/1.1"
+    trailers: Headers = ()
+    """Headers sent after the body (HTTP/2 and chunked HTTP/1.1; gRPC's ``grpc-status``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketMessage:
+    """One WebSocket message, whole (fragments joined), as it crossed the proxy."""
+
+    from_client: bool
+    content: bytes
+    """The payload: UTF-8 bytes for a text message."""
+    is_text: bool = True
+    at: float = 0.0
+    """Seconds from the end of the handshake (the 101 response) to this message."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketLog:
+    """What went over a WebSocket after its handshake, and how it ended."""
+
+    messages: tuple[WebSocketMessage, ...] = ()
+    close_code: int | None = None
+    """The close code of the close frame; None when the connection dropped without one."""
+    close_reason: str = ""
+    closed_by: str = ""
+    """``"client"`` or ``"server"``: who sent the close frame (or dropped); ``""`` unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +124,12 @@ class Interaction:
     ``recorded_at`` is seconds since the epoch; ``ttfb`` (time to the first byte of
     the response) and ``duration`` (until the last byte) are seconds from the start
     of the request.
+
+    The rest is kept only for what is not one request and one whole response:
+    ``chunks`` when the body was streamed (each piece's arrival, replayed with that
+    pacing), ``cut`` when the upstream broke the response off mid-way (why; the body
+    holds what arrived, and replay breaks it off at the same point), ``websocket`` for
+    the messages of an upgraded connection (the response is the 101).
     """
 
     request: Request
@@ -91,6 +137,9 @@ class Interaction:
     recorded_at: float = 0.0
     ttfb: float = 0.0
     duration: float = 0.0
+    chunks: Chunks = ()
+    cut: str = ""
+    websocket: WebSocketLog | None = None
 
 
 class RecordMode(StrEnum):

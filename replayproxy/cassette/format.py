@@ -5,19 +5,23 @@ A cassette file is two msgpack objects one after the other:
 1. a header map ``{"format": "replayproxy-cassette", "interactions": N, "version": V}``;
 2. the interactions, laid out as format version ``V`` says.
 
-The header is read first; its version picks the reader in ``READERS`` (version 1
-today), which walks the interactions. A later version (streams, WebSocket messages)
-adds a reader there and older files keep reading (a rewrite, which always writes
-``FORMAT_VERSION``, then has to convert the entries an older reader returns: decode,
-then encode). A version newer than any reader is refused with one line naming the
-version and the fix (upgrade replayproxy); garbage is a ``CassetteError`` naming the
-file, never another exception.
+The header is read first; its version picks the reader in ``READERS``, which walks
+the interactions. Every version-1 entry is a valid version-2 entry, so entries read
+from either can be written together. A version newer than any reader is refused with
+one line naming the version and the fix (upgrade replayproxy); garbage is a
+``CassetteError`` naming the file, never another exception.
 
-Version 1, the one written: an array of interactions, each an array (see
-``encode_interaction``). Arrays rather than maps keep the file small and quick to
-read; maps are written with sorted keys, so identical interactions always give
-identical bytes (``dumps``). Journals (``replayproxy.cassette.journal``) use the same
-header with the format ``replayproxy-journal``.
+Version 1: an array of interactions, each an array (see ``encode_interaction``).
+Arrays rather than maps keep the file small and quick to read; maps are written with
+sorted keys, so identical interactions always give identical bytes (``dumps``).
+
+Version 2 adds what is not one request and one whole response: an interaction may
+carry a sixth element, a map of extras (``chunks``, ``cut``, ``trailers``,
+``websocket``; see ``encode_interaction``), and the header lists the ``features`` the
+file uses. A cassette whose interactions need none of it is still written as version 1,
+so plain cassettes stay readable by older replayproxy releases and re-recording them
+gives the same bytes as before. Journals (``replayproxy.cassette.journal``) use the same
+header with the format ``replayproxy-journal`` and are always version 2.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any
 import msgpack
 
 from replayproxy.errors import CassetteError
-from replayproxy.model import Interaction, Request, Response
+from replayproxy.model import Interaction, Request, Response, WebSocketLog, WebSocketMessage
 
 __all__ = [
     "CASSETTE_FORMAT",
@@ -46,8 +50,10 @@ __all__ = [
     "Reader",
     "corrupt_error",
     "decode_interaction",
+    "decode_interaction_v2",
     "dumps",
     "encode_interaction",
+    "features",
     "read_cassette",
     "read_header",
     "shorten",
@@ -55,8 +61,8 @@ __all__ = [
     "without_gc",
 ]
 
-FORMAT_VERSION = 1
-"""The version this replayproxy writes."""
+FORMAT_VERSION = 2
+"""The newest version this replayproxy writes (version 1 when nothing needs 2)."""
 CASSETTE_FORMAT = "replayproxy-cassette"
 JOURNAL_FORMAT = "replayproxy-journal"
 
@@ -68,21 +74,50 @@ RawEntry = tuple[Any, ...]
 
 
 def encode_interaction(it: Interaction) -> RawEntry:
-    """Return the stored form of ``it`` (format version 1).
+    """Return the stored form of ``it``.
 
     ``(request, response, recorded_at, ttfb, duration)`` where request is
     ``(method, scheme, host, port, path, query, headers, body, http_version)``,
     response is ``(status, reason, headers, body, http_version)`` and headers are
-    ``((name, value), ...)``.
+    ``((name, value), ...)``: format version 1. An interaction with a streamed body,
+    a cut, trailers or WebSocket messages gets a sixth element (version 2), a map with
+    sorted keys holding only what it has: ``chunks`` ``((seconds, length), ...)``,
+    ``cut`` (why), ``trailers`` (headers), ``websocket`` ``(messages, close_code,
+    close_reason, closed_by)`` with each message ``(from_client, is_text, at, content)``.
     """
     q, r = it.request, it.response
-    return (
+    base = (
         (q.method, q.scheme, q.host, q.port, q.path, q.query, q.headers, q.body, q.http_version),
         (r.status, r.reason, r.headers, r.body, r.http_version),
         float(it.recorded_at),
         float(it.ttfb),
         float(it.duration),
     )
+    extras: dict[str, Any] = {}
+    if it.chunks:
+        extras["chunks"] = tuple((float(t), n) for t, n in it.chunks)
+    if it.cut:
+        extras["cut"] = it.cut
+    if r.trailers:
+        extras["trailers"] = r.trailers
+    if it.websocket is not None:
+        ws = it.websocket
+        extras["websocket"] = (
+            tuple((m.from_client, m.is_text, float(m.at), m.content) for m in ws.messages),
+            ws.close_code, ws.close_reason, ws.closed_by)
+    return (*base, extras) if extras else base
+
+
+def features(entries: Sequence[RawEntry]) -> list[str]:
+    """The version-2 features ``entries`` use, sorted: the extras' names, and ``h2`` when
+    a request went over HTTP/2. Empty: the entries fit format version 1."""
+    found: set[str] = set()
+    for e in entries:
+        if len(e) > 5:
+            found.update(e[5])
+        if e[0][8].startswith("HTTP/2"):
+            found.add("h2")
+    return sorted(found)
 
 
 def _bad(what: str, value: Any) -> ValueError:
@@ -141,8 +176,36 @@ def decode_interaction(raw: RawEntry) -> Interaction:
         ValueError: ``raw`` is malformed; the message says which field and what it holds.
     """
     q, r, recorded_at, ttfb, duration = _shape("the interaction", raw, 5)
+    return _decode(q, r, recorded_at, ttfb, duration, None)
+
+
+def decode_interaction_v2(raw: RawEntry) -> Interaction:
+    """Return the Interaction stored as ``raw`` (format version 2: version 1's five
+    elements, and optionally the map of extras), every field checked.
+
+    Raises:
+        ValueError: ``raw`` is malformed; the message says which field and what it holds.
+    """
+    if type(raw) in (tuple, list) and len(raw) == 6:
+        q, r, recorded_at, ttfb, duration, extras = raw
+        if type(extras) is not dict:
+            raise _bad("the extras should be a map but", extras)
+        return _decode(q, r, recorded_at, ttfb, duration, extras)
+    return decode_interaction(raw)
+
+
+_EXTRAS = ("chunks", "cut", "trailers", "websocket")
+
+
+def _decode(q: Any, r: Any, recorded_at: Any, ttfb: Any, duration: Any,
+            extras: dict[str, Any] | None) -> Interaction:
     method, scheme, host, port, path, query, qh, qbody, qver = _shape("the request", q, 9)
     status, reason, rh, rbody, rver = _shape("the response", r, 5)
+    x = extras or {}
+    unknown = sorted(str(k) for k in x if k not in _EXTRAS)
+    if unknown:
+        raise ValueError(f"the extras hold {shorten(', '.join(unknown), 40)}, unknown to this "
+                         "replayproxy")
     return Interaction(
         Request(_str("the request method", method), _str("the request scheme", scheme),
                 _str("the request host", host), _int("the request port", port, 65535),
@@ -151,21 +214,60 @@ def decode_interaction(raw: RawEntry) -> Interaction:
                 _str("the request HTTP version", qver)),
         Response(_int("the response status", status, 999), _str("the response reason", reason),
                  _headers("the response headers", rh), _bytes("the response body", rbody),
-                 _str("the response HTTP version", rver)),
+                 _str("the response HTTP version", rver),
+                 _headers("the trailers", x["trailers"]) if "trailers" in x else ()),
         _float("the recording time", recorded_at),
         _float("the time to first byte", ttfb),
         _float("the duration", duration),
+        _chunks(x["chunks"], len(rbody)) if "chunks" in x else (),
+        _str("the cut", x["cut"]) if "cut" in x else "",
+        _websocket(x["websocket"]) if "websocket" in x else None,
     )
 
 
-def _header(count: int) -> dict[str, Any]:
+def _chunks(raw: Any, body_length: int) -> tuple[tuple[float, int], ...]:
+    if type(raw) not in (tuple, list):
+        raise _bad("the chunks should be a list but", raw)
+    out = tuple((_float("a chunk's time", t), _int("a chunk's length", n, 2**63))
+                for t, n in (_shape("a chunk", c, 2) for c in raw))
+    if sum(n for _, n in out) != body_length:
+        raise ValueError(f"the chunks add up to {sum(n for _, n in out)} bytes but the body "
+                         f"has {body_length}")
+    return out
+
+
+def _websocket(raw: Any) -> WebSocketLog:
+    messages, code, reason, closed_by = _shape("the WebSocket record", raw, 4)
+    if type(messages) not in (tuple, list):
+        raise _bad("the WebSocket messages should be a list but", messages)
+    if code is not None:
+        _int("the WebSocket close code", code, 4999)
+    if closed_by not in ("client", "server", ""):
+        raise _bad("the WebSocket closer should be client, server or empty but", closed_by)
+    out = []
+    for m in messages:
+        from_client, is_text, at, content = _shape("a WebSocket message", m, 4)
+        if type(from_client) is not bool or type(is_text) is not bool:
+            raise _bad("a WebSocket message's direction and type should be true/false but",
+                       (from_client, is_text))
+        out.append(WebSocketMessage(from_client, _bytes("a WebSocket message", content),
+                                    is_text, _float("a WebSocket message's time", at)))
+    return WebSocketLog(tuple(out), code, _str("the WebSocket close reason", reason), closed_by)
+
+
+def _header(entries: Sequence[RawEntry]) -> dict[str, Any]:
     # keys in sorted order so the bytes never depend on dict construction order
-    return {"format": CASSETTE_FORMAT, "interactions": count, "version": FORMAT_VERSION}
+    used = features(entries)
+    if not used:
+        return {"format": CASSETTE_FORMAT, "interactions": len(entries), "version": 1}
+    return {"features": used, "format": CASSETTE_FORMAT, "interactions": len(entries),
+            "version": 2}
 
 
 def dumps(entries: Sequence[RawEntry]) -> bytes:
-    """Return the bytes of a cassette holding ``entries`` (stable for equal input)."""
-    return msgpack.packb(_header(len(entries)), use_bin_type=True) + msgpack.packb(
+    """Return the bytes of a cassette holding ``entries`` (stable for equal input): format
+    version 1 when none of them needs version 2."""
+    return msgpack.packb(_header(entries), use_bin_type=True) + msgpack.packb(
         list(entries), use_bin_type=True
     )
 
@@ -174,17 +276,30 @@ class _Malformed(Exception):
     """What is wrong with the interactions of a file (the caller names the file)."""
 
 
-_TEXT, _BYTES, _ARRAY = 1, 2, 3
+_TEXT, _BYTES, _ARRAY, _MAP = 1, 2, 3, 4
 _KIND = bytes(
     _TEXT if 0xa0 <= b <= 0xbf or b in (0xd9, 0xda, 0xdb)
     else _BYTES if b in (0xc4, 0xc5, 0xc6)
     else _ARRAY if 0x90 <= b <= 0x9f or b in (0xdc, 0xdd)
+    else _MAP if 0x80 <= b <= 0x8f or b in (0xde, 0xdf)
     else 0
     for b in range(256))
 """The kind of msgpack object each first byte starts (text, bytes, array, or other)."""
 
 
 def _index_v1(unpacker: msgpack.Unpacker, data: bytes) -> tuple[list[int], list[Any]]:
+    """Walk a version-1 interaction list (see ``_index``)."""
+    return _index(unpacker, data, extras=False)
+
+
+def _index_v2(unpacker: msgpack.Unpacker, data: bytes) -> tuple[list[int], list[Any]]:
+    """Walk a version-2 interaction list (see ``_index``): an entry may end with its map
+    of extras, skipped here (``decode_interaction_v2`` checks it when the entry is read)."""
+    return _index(unpacker, data, extras=True)
+
+
+def _index(unpacker: msgpack.Unpacker, data: bytes, *, extras: bool
+           ) -> tuple[list[int], list[Any]]:
     """Walk a version-1 interaction list: each entry's offset (and the end's), and the
     ``(method, scheme, host, port, path)`` of each request.
 
@@ -206,10 +321,12 @@ def _index_v1(unpacker: msgpack.Unpacker, data: bytes) -> tuple[list[int], list[
     array, unpack, skip, tell = (unpacker.read_array_header, unpacker.unpack, unpacker.skip,
                                  unpacker.tell)
     kind, isfinite, add_offset, add_fields = _KIND, math.isfinite, offsets.append, fields.append
+    sizes = "5- or 6" if extras else "5"
     for i in range(count):
         add_offset(tell())
-        if array() != 5:
-            raise _Malformed(f"interaction #{i + 1} is not a 5-element array")
+        size = array()
+        if size != 5 and not (extras and size == 6):
+            raise _Malformed(f"interaction #{i + 1} is not a {sizes}-element array")
         if array() != 9:
             raise _Malformed(f"interaction #{i + 1} has a malformed request "
                              "(not a 9-element array)")
@@ -250,6 +367,10 @@ def _index_v1(unpacker: msgpack.Unpacker, data: bytes) -> tuple[list[int], list[
                 and isfinite(duration)):
             raise _Malformed(f"interaction #{i + 1} has malformed timings "
                              f"({_first_bad(_TIMINGS, (recorded_at, ttfb, duration))})")
+        if size == 6:
+            if kind[data[tell()]] != _MAP:
+                raise _Malformed(f"interaction #{i + 1} has malformed extras (not a map)")
+            skip()
         add_fields((intern(method), intern(scheme), intern(host), port, path))
     add_offset(tell())
     return offsets, fields
@@ -291,7 +412,8 @@ class Reader:
     """One stored entry to an Interaction; raises ValueError if it is malformed."""
 
 
-READERS: dict[int, Reader] = {1: Reader(1, _index_v1, decode_interaction)}
+READERS: dict[int, Reader] = {1: Reader(1, _index_v1, decode_interaction),
+                              2: Reader(2, _index_v2, decode_interaction_v2)}
 """The format versions this replayproxy reads, by the number in the header."""
 
 
@@ -302,6 +424,8 @@ class Layout:
     reader: Reader
     offsets: list[int]
     fields: list[Any]
+    features: tuple[str, ...] = ()
+    """What the header says the file uses beyond version 1 (see ``features``)."""
 
 
 @contextlib.contextmanager
@@ -394,7 +518,10 @@ def read_cassette(data: bytes, path: Path) -> Layout:
                                   f"file has {len(fields)}")
     if unpacker.tell() != len(data):
         raise corrupt_error(path, "unexpected data after the interactions")
-    return Layout(reader, offsets, fields)
+    used = header.get("features", ())
+    if type(used) is not tuple or not all(type(f) is str for f in used):
+        raise corrupt_error(path, f"the header's features are {shorten(repr(used))}")
+    return Layout(reader, offsets, fields, used)
 
 
 def unpack_entry(data: bytes | memoryview) -> RawEntry:

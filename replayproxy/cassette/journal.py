@@ -7,7 +7,8 @@ into the cassette when the run ends. The open journal holds an ``flock``: a jour
 whose lock is free belongs to a run that died. A run killed with ``kill -9`` leaves its
 journal behind; the next run that opens the cassette folds it in (``recover_journals``),
 so no completed interaction is lost. A fold that replaces a cassette keeps each old
-entry whose content is unchanged, so re-recording identical traffic changes no byte.
+entry whose content is unchanged, or differs only in values that change on every call
+(``replayproxy.cassette.quiet``), so re-recording an unchanged API changes no byte.
 
 Recovery trusts nothing in a journal: each entry is checked as strictly as the loader
 checks a cassette (``decode_interaction``) before it is folded in, and the folded bytes
@@ -36,6 +37,7 @@ import msgpack
 from replayproxy.cassette.format import (
     FORMAT_VERSION,
     JOURNAL_FORMAT,
+    READERS,
     RawEntry,
     dumps,
     encode_interaction,
@@ -43,6 +45,7 @@ from replayproxy.cassette.format import (
     read_header,
     shorten,
 )
+from replayproxy.cassette.quiet import Quiet, stabilise
 from replayproxy.cassette.store import (
     SUFFIX,
     CassetteFile,
@@ -114,14 +117,15 @@ class Journal:
         self._file.flush()
         self.count += 1
 
-    def commit(self, keep: Keep | None = None) -> int:
+    def commit(self, keep: Keep | None = None, quiet: Quiet | None = None) -> int:
         """Fold this journal into its cassette and remove it; return interactions folded.
-        ``keep``: for a replacing journal, which old interactions stay (see ``Keep``)."""
+        ``keep``: for a replacing journal, which old interactions stay (see ``Keep``);
+        ``quiet``: which re-recorded interactions keep their recorded bytes."""
         if self._file is None:
             return 0
         os.fsync(self._file.fileno())
         with locked_dir(self.cassette_file.parent):
-            folded = _fold(self.cassette_file, [self.path], keep)
+            folded = _fold(self.cassette_file, [self.path], keep, quiet)
         self._file.close()  # releases the flock only after the fold
         self._file = None
         return folded
@@ -202,19 +206,44 @@ def _content(entry: RawEntry) -> tuple[Any, Any]:
     return entry[0], entry[1]
 
 
-def _stabilise(old: Sequence[RawEntry], new: list[RawEntry]) -> list[RawEntry]:
-    """Keep the old entry wherever the new one differs only in timing.
-
-    So re-recording identical traffic gives a byte-identical cassette.
-    """
-    pool: dict[tuple[Any, Any], deque[RawEntry]] = defaultdict(deque)
-    for e in old:
+def _stabilise(loaded: CassetteFile | None, new: list[RawEntry], quiet: Quiet
+               ) -> list[RawEntry]:
+    """Keep the old entry wherever the new one differs only in timing, or only in
+    values that change on every call (``quiet``), so re-recording an unchanged API
+    gives a byte-identical cassette; a new one with a real change is written with its
+    noise undone. ``quiet.keep`` False: ``new`` as it is."""
+    if loaded is None or not quiet.keep:
+        return new
+    old = loaded.entries
+    pool: dict[tuple[Any, Any], deque[int]] = defaultdict(deque)
+    for i, e in enumerate(old):
         with contextlib.suppress(TypeError):  # a map inside a damaged old entry
-            pool[_content(e)].append(e)
-    out = []
-    for e in new:
-        same = pool.get(_content(e))
-        out.append(same.popleft() if same else e)
+            pool[_content(e)].append(i)
+    out: list[RawEntry] = []
+    used: set[int] = set()
+    rest: list[int] = []
+    for j, e in enumerate(new):
+        try:
+            same = pool.get(_content(e))
+        except TypeError:
+            same = None
+        if same:
+            used.add(same[0])
+            out.append(old[same.popleft()])
+        else:
+            out.append(e)
+            rest.append(j)
+    unused = [i for i in range(len(old)) if i not in used]
+    if not rest or not unused:
+        return out
+    try:
+        reader = READERS[FORMAT_VERSION]
+        olds = [loaded.interaction(i) for i in unused]
+        news = [reader.decode(new[j]) for j in rest]
+    except (CassetteError, ValueError):
+        return out  # a damaged old entry: nothing to keep but what is identical
+    for j, kept in zip(rest, stabilise(quiet, olds, news), strict=True):
+        out[j] = old[unused[kept]] if isinstance(kept, int) else encode_interaction(kept)
     return out
 
 
@@ -229,7 +258,8 @@ def _same_request_line(old: CassetteFile, new: CassetteFile) -> list[int]:
     return [i for i in range(len(old)) if line(old.request(i)) not in seen]
 
 
-def _fold(cassette_file: Path, journals: Sequence[Path], keep: Keep | None = None) -> int:
+def _fold(cassette_file: Path, journals: Sequence[Path], keep: Keep | None = None,
+          quiet: Quiet | None = None) -> int:
     """Merge ``journals`` into ``cassette_file`` (caller holds the lock); once the cassette
     is written, delete each journal, or keep one that had damaged parts (``DAMAGED``)."""
     old: Sequence[RawEntry] = ()
@@ -253,7 +283,7 @@ def _fold(cassette_file: Path, journals: Sequence[Path], keep: Keep | None = Non
         entries.extend(read.entries)
         folded += len(read.entries)
     if replaced:
-        entries = _stabilise(old, entries)
+        entries = _stabilise(loaded, entries, quiet or Quiet())
     if folded:
         data = dumps(entries)
         read_cassette(data, cassette_file)  # never write what would not load
@@ -302,13 +332,14 @@ def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[\]])", r"[\1]", text)
 
 
-def recover_journals(cassette_file: Path, keep: Keep | None = None) -> int:
+def recover_journals(cassette_file: Path, keep: Keep | None = None,
+                     quiet: Quiet | None = None) -> int:
     """Fold journals left by killed recordings into the cassette; return how many
-    interactions were recovered. ``keep``: see ``Keep``."""
+    interactions were recovered. ``keep``: see ``Keep``; ``quiet``: see ``Journal.commit``."""
     journals = pending_journals(cassette_file)
     if not journals:
         return 0
     with locked_dir(cassette_file.parent):
         # re-check under the lock: another process may have recovered them meanwhile
         journals = [j for j in journals if j.exists()]
-        return _fold(cassette_file, journals, keep) if journals else 0
+        return _fold(cassette_file, journals, keep, quiet) if journals else 0

@@ -32,6 +32,7 @@ from replayproxy.cassette.format import (
     corrupt_error,
     dumps,
     encode_interaction,
+    features,
     read_cassette,
     read_header,
     unpack_entry,
@@ -91,7 +92,8 @@ class CassetteFile:
     the file's format version; its reader decodes the interactions.
     """
 
-    __slots__ = ("_data", "_entries", "_offsets", "_reader", "fields", "name", "path")
+    __slots__ = ("_data", "_entries", "_features", "_offsets", "_reader", "fields", "name",
+                 "path")
 
     def __init__(self, name: str, entries: Sequence[RawEntry], path: Path | None = None,
                  version: int = FORMAT_VERSION) -> None:
@@ -100,6 +102,7 @@ class CassetteFile:
         self._reader: Reader = READERS[version]
         self._entries: Sequence[RawEntry] | None = entries
         self._data = b""
+        self._features: tuple[str, ...] | None = None
         self._offsets: Sequence[int] = ()
         self.fields: list[Any] = []
         for i, e in enumerate(entries):
@@ -114,12 +117,22 @@ class CassetteFile:
         cassette = cls(name, (), path)
         cassette._reader, cassette._entries = layout.reader, None
         cassette._data, cassette._offsets, cassette.fields = data, layout.offsets, layout.fields
+        cassette._features = layout.features
         return cassette
 
     @property
     def version(self) -> int:
         """The format version of the file (of the entries in ``entries``)."""
         return self._reader.version
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """What the interactions use beyond one request and one whole response
+        (``chunks``, ``cut``, ``h2``, ``trailers``, ``websocket``), sorted; empty for a
+        plain cassette. Read from the header of a loaded file."""
+        if self._features is None:
+            self._features = tuple(features(self.entries))
+        return self._features
 
     @classmethod
     def from_interactions(cls, name: str, interactions: Iterable[Interaction]) -> CassetteFile:
@@ -202,11 +215,14 @@ def cassette_info(path: Path) -> int:
 
 
 def list_cassettes(cassette_dir: str | os.PathLike[str]) -> list[Path]:
-    """Return the cassette files in ``cassette_dir``, sorted by name."""
+    """Return the cassette files in ``cassette_dir``, sorted by cassette name (so
+    ``npm-install`` comes before ``npm-install-axios``, which the file names would not
+    give: ``-`` sorts before ``.``)."""
     d = Path(cassette_dir)
     if not d.is_dir():
         return []
-    return sorted(p for p in d.iterdir() if p.suffix == SUFFIX and not p.name.startswith("."))
+    return sorted((p for p in d.iterdir() if p.suffix == SUFFIX and not p.name.startswith(".")),
+                  key=lambda p: p.name.removesuffix(SUFFIX))
 
 
 # -- writing --------------------------------------------------------------------------

@@ -5,10 +5,11 @@ through untouched. Every ``ReplayproxyError`` becomes one line
 ``replayproxy: error: …`` and a non-zero exit, never a traceback (``options.catch_errors``).
 
 The commands live by topic: ``proxy`` (record, replay, serve, env, ca), ``cassettes``
-(cassette ls/show, scan, redact), ``explain``, ``drift`` (drift, drift history). This
-module only builds the app and registers them. Heavy libraries (mitmproxy, deepdiff,
-httpx, sqlite-utils, pydantic) are imported inside the commands that use them, so
-``replayproxy --help`` stays fast.
+(cassette ls/show, scan, redact), ``interop`` (import, export), ``review`` (cassette
+diff/text, git-setup), ``prune`` (cassette prune), ``explain``, ``report`` (report),
+``drift`` (drift, drift history). This module only builds the app and registers them.
+Heavy libraries (mitmproxy, deepdiff, httpx, sqlite-utils, pydantic) are imported inside
+the commands that use them, so ``replayproxy --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperArgument, TyperCommand
 
-from replayproxy.cli import cassettes, drift, explain, proxy
+from replayproxy.cli import cassettes, drift, explain, interop, proxy, prune, report, review
 from replayproxy.cli.options import CMD_CONTEXT
 
 __all__ = ["app", "main"]
@@ -36,6 +37,12 @@ cassette_app = typer.Typer(help="Look at the cassettes in a cassette directory."
 app.add_typer(cassette_app, name="cassette")
 drift_app = typer.Typer(rich_markup_mode=None)
 app.add_typer(drift_app, name="drift")
+import_app = typer.Typer(help="Import a VCR.py cassette or a HAR file into a cassette.",
+                         no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(import_app, name="import")
+export_app = typer.Typer(help="Export a cassette as a VCR.py cassette or a HAR file.",
+                         no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(export_app, name="export")
 
 
 class _Argument(TyperArgument):
@@ -80,8 +87,17 @@ app.command("scan", cls=_Command)(cassettes.scan)
 app.command("redact", cls=_Command)(cassettes.redact)
 app.command("env", cls=_Command)(proxy.env_command)
 app.command("ca", cls=_Command)(proxy.ca)
+app.command("report", cls=_Command)(report.report)
 cassette_app.command("ls", cls=_Command)(cassettes.cassette_ls)
 cassette_app.command("show", cls=_Command)(cassettes.cassette_show)
+cassette_app.command("diff", cls=_Command)(review.cassette_diff)
+cassette_app.command("text", cls=_Command)(review.cassette_text)
+cassette_app.command("prune", cls=_Command)(prune.cassette_prune)
+app.command("git-setup", cls=_Command)(review.git_setup)
+import_app.command("vcr", cls=_Command)(interop.import_vcr)
+import_app.command("har", cls=_Command)(interop.import_har)
+export_app.command("vcr", cls=_Command)(interop.export_vcr)
+export_app.command("har", cls=_Command)(interop.export_har)
 drift_app.callback(invoke_without_command=True)(drift.drift)
 drift_app.command("history", cls=_Command)(drift.drift_history)
 

@@ -16,13 +16,13 @@ from replayproxy.cli.options import (
     catch_errors,
     redactor,
 )
-from replayproxy.cli.output import PREFIX, interrupted_note, plural
+from replayproxy.cli.output import PREFIX, interrupted_note, plural, terminal_safe, warn_relaxed
 from replayproxy.errors import CassetteError, ConfigError
 
 
 @catch_errors
 def cassette_ls(cassette_dir: CassetteDir = None, config: Config = None) -> None:
-    """List the cassettes: name, interactions, size."""
+    """List the cassettes, sorted by name: name, interactions, size."""
     from replayproxy.cassette.journal import pending_journals, unrecovered_cassettes
     from replayproxy.cassette.store import cassette_info, list_cassettes
     from replayproxy.cassette.view import format_size
@@ -35,6 +35,7 @@ def cassette_ls(cassette_dir: CassetteDir = None, config: Config = None) -> None
         typer.echo(f"no cassettes in {cassette_dir}", err=True)
         return
     width = max(len(n) for n in [f.stem for f in files] + unrecovered)
+    rows: list[tuple[str, str]] = []
     for f in files:
         try:
             count = cassette_info(f)
@@ -43,11 +44,12 @@ def cassette_ls(cassette_dir: CassetteDir = None, config: Config = None) -> None
             counted = f"{'corrupt':>8} {'':<12}"
         pending = " (+ interrupted recording, recovered on next use)" if pending_journals(f) \
             else ""
-        typer.echo(f"{f.stem:<{width}}  {counted}  "
-                   f"{format_size(f.stat().st_size):>9}{pending}")
-    for name in unrecovered:
-        typer.echo(f"{name:<{width}}  interrupted recording only, recovered on next use "
-                   f"(e.g. replayproxy replay -c {name} -- CMD)")
+        rows.append((f.stem, f"{f.stem:<{width}}  {counted}  "
+                             f"{format_size(f.stat().st_size):>9}{pending}"))
+    rows += [(name, f"{name:<{width}}  interrupted recording only, recovered on next use "
+                    f"(e.g. replayproxy replay -c {name} -- CMD)") for name in unrecovered]
+    for _, line in sorted(rows):
+        typer.echo(line)
 
 
 def _one_name(positional: str | None, option: str | None) -> str:
@@ -79,8 +81,13 @@ def cassette_show(
     brief: Annotated[bool, typer.Option("--brief", help="One line per interaction.")] = False,
     max_chars: Annotated[int, typer.Option(metavar="N",
                                            help="Cut bodies longer than this.")] = 4000,
+    descriptor_set: Annotated[Path | None, typer.Option(
+        "--descriptor-set", metavar="FILE", show_default=False,
+        help="Decode gRPC messages with this protobuf descriptor set (protoc "
+             "--descriptor_set_out=FILE --include_imports).")] = None,
 ) -> None:
-    """Show a cassette's interactions, numbered from 1, bodies decoded and pretty-printed.
+    """Show a cassette's interactions, numbered from 1, bodies decoded and pretty-printed;
+    gRPC messages as length-prefixed frames in hex (decoded with --descriptor-set).
 
     Example: replayproxy cassette show -c stripe --brief
     """
@@ -89,6 +96,11 @@ def cassette_show(
     from replayproxy.cassette.view import render_interaction, summary_line
 
     name = _one_name(name, cassette)
+    descriptors = None
+    if descriptor_set is not None:
+        from replayproxy.grpc_wire import Descriptors
+
+        descriptors = Descriptors(descriptor_set)
     cassette_dir = Matching(config, cassette_dir).cassette_directory()
     path = cassette_path(cassette_dir, name)
     pending = pending_journals(path)
@@ -112,7 +124,7 @@ def cassette_show(
         if brief:
             typer.echo(summary_line(n, it))
         else:
-            for line in render_interaction(n, it, max_chars):
+            for line in render_interaction(n, it, max_chars, descriptors, terminal_safe):
                 typer.echo(line)
             typer.echo("")
 
@@ -128,22 +140,33 @@ def scan(
 ) -> None:
     """Scan cassettes (and VCR.py YAML, HAR files) for secrets; exit 1 on any finding.
 
-    Usable as a pre-commit hook or a CI step: replayproxy scan cassettes/
+    A file that cannot be read as what its name says is listed as "not scanned" (exit 2
+    when nothing at all could be scanned); YAML or JSON that is not a VCR.py cassette is
+    scanned as text. Usable as a pre-commit hook or a CI step: replayproxy scan cassettes/
     """
-    from replayproxy.redaction.scan import scan_path
+    from replayproxy.redaction.scan import scan_files
 
     settings = Matching(config, cassette_dir).settings()
+    warn_relaxed(settings)
     targets = paths or [Path(settings.cassette_dir or "cassettes")]
-    count = 0
-    for target in targets:
-        for finding in scan_path(target, settings.redact):
-            typer.echo(finding.describe())
-            count += 1
+    report = scan_files(targets, settings.redact)
+    for finding in report.findings:
+        typer.echo(finding.describe())
+    for skipped in report.skipped:
+        typer.echo(f"{PREFIX}{skipped.describe()}", err=True)
+    count = len(report.findings)
     if count:
-        typer.echo(f"{PREFIX}{plural(count, 'secret')} found; redact them with `replayproxy "
-                   "redact -c NAME` or add a rule to [tool.replayproxy.redact]", err=True)
+        fixes = "; ".join(kind.fix() for kind in report.kinds_with_findings())
+        typer.echo(f"{PREFIX}{plural(count, 'secret')} found: {fixes}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"{PREFIX}no secrets found in {', '.join(map(str, targets))}", err=True)
+    if not report.scanned:
+        what = "no file could be scanned" if report.skipped else \
+            f"no cassette, VCR.py, HAR, YAML or JSON file in {', '.join(map(str, targets))}"
+        raise CassetteError(f"nothing scanned: {what}; pass cassette files or directories")
+    not_scanned = f" ({len(report.skipped)} not scanned, listed above)" if report.skipped \
+        else ""
+    typer.echo(f"{PREFIX}no secrets found in {plural(len(report.scanned), 'file')} of "
+               f"{', '.join(map(str, targets))}{not_scanned}", err=True)
 
 
 @catch_errors
@@ -161,6 +184,7 @@ def redact(
     from replayproxy.redaction.scan import scan_interaction
 
     settings = Matching(config, cassette_dir).settings()
+    warn_relaxed(settings)
     path = cassette_path(settings.cassette_dir or "cassettes", cassette)
     recover_journals(path)
     rules = redactor(settings)

@@ -118,6 +118,10 @@ Strict = Annotated[bool, typer.Option("--strict", help="Once a recorded sequence
                                       "requests is used up, treat more as unmatched instead "
                                       "of repeating the last response.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")]
+Keep = Annotated[bool, typer.Option(
+    "--keep/--no-keep", help="When re-recording, keep the recorded bytes of interactions "
+    "that differ only in values that change on every call (Date, ids, timestamps; see "
+    "docs/interop.md); --no-keep rewrites every interaction.")]
 Command = Annotated[
     list[str] | None,
     typer.Argument(help="The command to run under the proxy, after `--`.", metavar="CMD",

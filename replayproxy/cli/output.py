@@ -11,6 +11,7 @@ from replayproxy.model import RecordMode
 from replayproxy.safetext import escape_controls
 
 if TYPE_CHECKING:
+    from replayproxy.config import Settings
     from replayproxy.decision.session import SessionSummary
 
 log = logging.getLogger("replayproxy")
@@ -139,6 +140,16 @@ def report_run(summary: SessionSummary, fail_on_unused: bool = False, *,
                 log.warning("    %s", line)
         if summary.unmatched.total > 50:
             log.warning("  … and %d more", summary.unmatched.total - 50)
+    if summary.unexpected_messages:
+        log.warning("%s sent over a WebSocket %s not in cassette %s:",
+                    plural(summary.unexpected_messages.total, "client message"),
+                    "was" if summary.unexpected_messages.total == 1 else "were",
+                    summary.cassette)
+        for unexpected in summary.unexpected_messages[:50]:
+            first, *rest = unexpected.message.splitlines()[:-1]
+            log.warning("  unexpected: %s", first.removeprefix("replayproxy: "))
+            for line in rest:
+                log.warning("    %s", line.strip())
     if summary.leaks:
         verb = "written anyway (on_leak = \"warn\")" if summary.leaks_written else \
             "NOT written"
@@ -160,6 +171,14 @@ def report_run(summary: SessionSummary, fail_on_unused: bool = False, *,
                     else f"#{position + 1} (a damaged entry)")
         if len(summary.unused) > 20:
             log.log(level, "  … and %d more", len(summary.unused) - 20)
+
+
+def warn_relaxed(settings: Settings) -> None:
+    """Print one warning line per safety switch the configuration turned off (the
+    built-in redaction rules, the scanner): on every run that uses them."""
+    source = f" (in {settings.source})" if settings.source else ""
+    for line in settings.redact.warnings():
+        print(f"{PREFIX}warning: {line}{source}", file=sys.stderr)
 
 
 def interrupted_note(name: str, journals: int) -> str:

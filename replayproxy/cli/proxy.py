@@ -14,7 +14,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -31,6 +31,7 @@ from replayproxy.cli.options import (
     IgnoreHeader,
     IgnoreJson,
     IgnoreQuery,
+    Keep,
     MatchHeader,
     Matching,
     Port,
@@ -43,7 +44,8 @@ from replayproxy.cli.options import (
     catch_errors,
     mode_option,
 )
-from replayproxy.cli.output import log, plural, report_run, setup_logging
+from replayproxy.cli.output import log, plural, report_run, setup_logging, warn_relaxed
+from replayproxy.cli.prune import note_replay
 from replayproxy.errors import CommandError, ConfigError
 from replayproxy.model import RecordMode
 
@@ -71,14 +73,20 @@ class Upstream:
 
 def _proxy_run(matching: Matching, name: str, mode: RecordMode, faults: list[str] | None, *,
                ca_dir: Path | None, upstream: Upstream, port: int,
-               fresh: bool = False) -> ProxyRun:
-    """The proxy run for a command, its cassette opened (the engine not started yet)."""
+               fresh: bool = False, keep: bool = True) -> ProxyRun:
+    """The proxy run for a command, its cassette opened (the engine not started yet).
+    ``keep`` False (``--no-keep``): a re-recording rewrites every interaction."""
     from replayproxy.run import ProxyRun
 
-    run = ProxyRun(name, mode, settings=matching.settings(), faults=faults or (),
+    settings = matching.settings()
+    if not keep:
+        settings = replace(settings, quiet=replace(settings.quiet, keep=False))
+    warn_relaxed(settings)
+    run = ProxyRun(name, mode, settings=settings, faults=faults or (),
                    upstream_ca=upstream.ca or (), upstream_insecure=upstream.insecure,
                    upstream_proxy=upstream.proxy, ca_dir=ca_dir, port=port,
-                   reverse=upstream.reverse or (), freeze_gc=True, fresh=fresh)
+                   reverse=upstream.reverse or (), freeze_gc=True, fresh=fresh,
+                   report=True)
     run.open()
     return run
 
@@ -105,6 +113,13 @@ def _finish(run: ProxyRun, command_exit: int, *, command: bool) -> None:
     summary = run.stop()
     assert summary is not None
     report_run(summary, run.settings.fail_on_unused, command=command)
+    note_replay(summary.path, summary.mode is RecordMode.NONE, summary.requests,
+                summary.cassette_size, summary.unused)
+    for name, named in run.session_summaries.items():
+        log.info("session %s:", name)
+        report_run(named, run.settings.fail_on_unused, command=False)
+        note_replay(named.path, named.mode is RecordMode.NONE, named.requests,
+                    named.cassette_size, named.unused)
     verdict = run.verdict(command_exit, command=command)
     for reason in verdict.reasons:
         log.warning("exiting with 1: %s%s", "the command passed but " if command else "",
@@ -151,7 +166,7 @@ def _run_child(cmd: list[str], env: dict[str, str]) -> int:
 
 def _wrap(cmd: list[str] | None, *, name: str, matching: Matching, mode: RecordMode,
           upstream: Upstream, ca_dir: Path | None, port: int, quiet: bool,
-          faults: list[str] | None = None, fresh: bool = False) -> None:
+          faults: list[str] | None = None, fresh: bool = False, keep: bool = True) -> None:
     """Run ``cmd`` under a proxy for cassette ``name``, then exit with its code."""
     setup_logging(quiet)
     if not cmd:
@@ -159,7 +174,7 @@ def _wrap(cmd: list[str] | None, *, name: str, matching: Matching, mode: RecordM
         raise ConfigError("no command given: put it after `--`, e.g. "
                           f"replayproxy {verb} -c {name} -- pytest")
     run = _proxy_run(matching, name, mode, faults, ca_dir=ca_dir, upstream=upstream,
-                     port=port, fresh=fresh)
+                     port=port, fresh=fresh, keep=keep)
     with run:  # stopped (and the cassette written) however the block ends
         _describe_start(run)
         rc = _run_child(cmd, run.environment())
@@ -193,12 +208,13 @@ def wrapping_command(name: str, default_mode: RecordMode, doc: str) -> Callable[
             "--fresh", help="Start the cassette afresh: record everything and replace the "
             "whole cassette (mode all otherwise keeps recorded interactions the run did "
             "not request again, as VCR.py does).")] = False,
+        keep: Keep = True,
     ) -> None:
         matching = Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
                             ignore_header, match_header, ignore_json)
         _wrap(cmd, name=cassette, matching=matching, mode=record_mode,
               upstream=Upstream(upstream_ca, upstream_insecure, upstream_proxy, reverse),
-              ca_dir=ca_dir, port=port, quiet=quiet, faults=fault, fresh=fresh)
+              ca_dir=ca_dir, port=port, quiet=quiet, faults=fault, fresh=fresh, keep=keep)
 
     command.__name__ = name
     command.__doc__ = doc
@@ -240,6 +256,7 @@ def serve(
     fail_on_unused: FailOnUnused = False,
     fault: Faults = None,
     quiet: Quiet = False,
+    keep: Keep = True,
 ) -> None:
     """Run the proxy until interrupted; print the `export` lines for a shell.
 
@@ -253,7 +270,7 @@ def serve(
                         ignore_header, match_header, ignore_json)
     run = _proxy_run(matching, cassette, record_mode, fault, ca_dir=ca_dir,
                      upstream=Upstream(upstream_ca, upstream_insecure, upstream_proxy,
-                                       reverse), port=port)
+                                       reverse), port=port, keep=keep)
     state = _run_dir() / f"serve-{os.getpid()}.json"
     stop = threading.Event()
     try:

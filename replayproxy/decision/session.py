@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from replayproxy.cassette.journal import Journal, pending_journals, recover_journals
+from replayproxy.cassette.quiet import Quiet
 from replayproxy.cassette.store import CassetteFile, cassette_path, load_cassette
 from replayproxy.decision.failures import (
     ClientRefusal,
@@ -23,6 +24,8 @@ from replayproxy.decision.failures import (
     is_upstream_failure,
     recorded_cause,
 )
+from replayproxy.decision.tally import Tally
+from replayproxy.decision.websocket import Conversation, UnexpectedMessage, WebSocketFaults
 from replayproxy.errors import CassetteError
 from replayproxy.matching.diagnostics import Candidate, render_candidates
 from replayproxy.matching.index import ReplayIndex, Served
@@ -138,6 +141,8 @@ class SessionSummary:
     """Journals of interrupted recordings found when the run started (folded in, or set
     aside if damaged)."""
     unmatched: Capped[Unmatched] = field(default_factory=Capped)
+    unexpected_messages: Capped[UnexpectedMessage] = field(default_factory=Capped)
+    """WebSocket client messages the recording did not have where they came."""
     unused: list[int] = field(default_factory=list)
     """Positions of recorded interactions never served."""
     unused_interactions: list[Interaction | None] = field(default_factory=list)
@@ -161,6 +166,8 @@ class SessionSummary:
     unused_routes: list[str] = field(default_factory=list)
     """Configured routes (``[[match.routes]]``, ``[[redact.routes]]``) that no request of
     the run fell under, as ``match route 'PATTERN'``."""
+    tally: Tally = field(default_factory=Tally)
+    """Requests per URL and how they were answered, for the run report."""
 
 
 class CassetteSession:
@@ -185,6 +192,9 @@ class CassetteSession:
         fresh: start the cassette afresh: record everything (mode ``all``) and replace
             the whole cassette with it. Without it, ``all`` keeps the recorded
             interactions the run did not request again, as VCR.py 9 does.
+        quiet: which re-recorded interactions keep their recorded bytes (default: those
+            that differ only in values that change on every call; see
+            ``replayproxy.cassette.quiet``).
 
     Raises:
         CassetteError: replay-only mode and the cassette does not exist, or it is corrupt.
@@ -203,8 +213,10 @@ class CassetteSession:
         redactor: Redactor | None = None,
         recover: bool = True,
         fresh: bool = False,
+        quiet: Quiet | None = None,
     ) -> None:
         self.name = name
+        self.quiet = quiet or Quiet()
         self.path = cassette_path(cassette_dir, name)
         self.fresh = fresh
         if fresh:
@@ -223,7 +235,8 @@ class CassetteSession:
         # re-recording replaces
         self._rules = ReplayIndex(CassetteFile(name, ()), match)
         found = pending_journals(self.path)
-        recovered = recover_journals(self.path, self._unrequested) if recover and found else 0
+        recovered = recover_journals(self.path, self._unrequested, self.quiet) \
+            if recover and found else 0
         self.pending = [] if recover else found
         """Journals of an interrupted recording not folded in (``recover=False``)."""
         exists = self.path.exists()
@@ -292,6 +305,19 @@ class CassetteSession:
         self.summary.unmatched.append(unmatched)
         return unmatched
 
+    def conversation(self, served: Served, request: Request, *, pace: float = 1.0,
+                     faults: WebSocketFaults | None = None) -> Conversation:
+        """The server's side of the recorded WebSocket ``served`` for the handshake
+        ``request``, matched with the handshake's rule and redacted like it."""
+        assert served.interaction.websocket is not None
+        return Conversation(served.interaction.websocket, self.index.rule_for(request),
+                            cassette=self.name, request=request, redactor=self.redactor,
+                            pace=pace, faults=faults)
+
+    def note_unexpected(self, unexpected: UnexpectedMessage) -> None:
+        """Count a WebSocket client message the recording did not have (fails the run)."""
+        self.summary.unexpected_messages.append(unexpected)
+
     def _redact(self, request: Request) -> Request:
         """The request as the cassette would hold it. Test suites send the same request
         many times (polls, retries, the same call in many tests) and redaction is two
@@ -316,7 +342,8 @@ class CassetteSession:
         """
         interaction = self.redactor.redact(interaction)
         findings = scan_interaction(interaction, self.redactor.config, str(self.path),
-                                    self.summary.recorded + 1)
+                                    self.summary.recorded + 1) \
+            if self.redactor.config.scan else []
         if findings:
             self.summary.leaks.append((interaction.request, findings))
             if self.redactor.config.on_leak != "warn":
@@ -374,7 +401,7 @@ class CassetteSession:
     def close(self) -> SessionSummary:
         """Fold what was recorded into the cassette and return the run's summary."""
         if self._journal is not None:
-            self._journal.commit(self._unrequested)
+            self._journal.commit(self._unrequested, self.quiet)
             self._journal = None
         if self.summary.requests:
             self.summary.unused_routes = [name for name, _ in self._idle_routes]

@@ -66,6 +66,7 @@ __all__ = [
     "looks_volatile",
     "media_type",
     "size_class",
+    "volatile_header",
 ]
 
 
@@ -99,7 +100,8 @@ _CONTRACT_HEADERS = frozenset({"location", "link", "retry-after", "www-authentic
 """Headers clients act on: one that disappears is breaking."""
 
 
-def _volatile_header(name: str) -> bool:
+def volatile_header(name: str) -> bool:
+    """Whether header ``name`` (lower case) changes on every call or is transport."""
     return name in _VOLATILE_HEADERS or name.startswith(_VOLATILE_HEADER_PREFIXES)
 
 
@@ -346,12 +348,12 @@ def _header_findings(rec: Headers, live: Headers, ignore: frozenset[str]) -> lis
     a, b = _header_names(rec), _header_names(live)
     out = []
     for name in a.keys() - b.keys():
-        if not _volatile_header(name) and name not in ignore:
+        if not volatile_header(name) and name not in ignore:
             severity = Severity.BREAKING if name in _CONTRACT_HEADERS else Severity.NOISE
             out.append(_Raw(FindingKind.HEADER_MISSING, severity, f"header {a[name]}",
                             recorded=_short(header_value(rec, name)), live=None))
     for name in b.keys() - a.keys():
-        if not _volatile_header(name) and name not in ignore:
+        if not volatile_header(name) and name not in ignore:
             out.append(_Raw(FindingKind.HEADER_ADDED, Severity.ADDITIVE, f"header {b[name]}",
                             recorded=None, live=_short(header_value(live, name))))
     return sorted(out, key=lambda r: r.where.lower())

@@ -4,7 +4,9 @@
 ``Interaction`` (bodies as bytes, headers as ``(name, value)`` tuples, as replayproxy
 records them), ready to import, plus what the model has no room for and a secret scan
 must still see: the URL as the file wrote it (user info, fragment) and HAR's cookie
-lists. A file that is not of the format raises ``CassetteError`` naming it.
+lists. A file that is not of the format raises ``CassetteError`` naming it; its
+``syntax`` field is True when the file does not even parse (YAML, JSON), False when it
+parses but is not of the format.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from replayproxy.codec import content_encodings, decode_body
 from replayproxy.model import Headers, Interaction, Request
 
-__all__ = ["Entry", "plain", "request_from_url", "status_code", "utf8"]
+__all__ = ["Entry", "as_stored", "plain", "request_from_url", "status_code", "utf8"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -32,6 +35,9 @@ class Entry:
     """The request URL exactly as the file has it."""
     cookies: tuple[tuple[str, str, str], ...] = ()
     """``(side, name, value)`` of cookie lists kept apart from the headers (HAR)."""
+    problem: str = ""
+    """Why the entry cannot be imported as it is (``entry #3 has no response``); the
+    scanner still reads what it has."""
 
 
 def request_from_url(method: str, url: str, headers: Headers, body: bytes,
@@ -127,3 +133,14 @@ def status_code(raw: Any) -> int:
     except (TypeError, ValueError, OverflowError):
         return 0
     return code if 0 <= code <= 999 else 0
+
+
+def as_stored(headers: Headers, body: bytes) -> Headers:
+    """Headers that describe ``body`` as another tool stored it: a ``Content-Encoding``
+    the body is not in dropped (VCR.py keeps the header of a body urllib3 has already
+    decoded; a HAR holds decoded bodies), and a ``Content-Length`` set to the body's
+    length, so a client served the body reads it whole."""
+    if content_encodings(headers) and decode_body(body, headers) is None:
+        headers = tuple((k, v) for k, v in headers if k.lower() != "content-encoding")
+    return tuple((k, str(len(body)) if k.lower() == "content-length" else v)
+                 for k, v in headers)

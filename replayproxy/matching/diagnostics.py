@@ -18,7 +18,8 @@ from typing import Any
 from replayproxy.matching.rules import EXACT_MATCHERS, MatchRule, request_view
 from replayproxy.model import Interaction, Request
 
-__all__ = ["Candidate", "Difference", "MISSING", "compare", "rank", "render_candidates"]
+__all__ = ["Candidate", "Difference", "MISSING", "compare", "json_path_of", "rank",
+           "render_candidates"]
 
 
 class _Missing:
@@ -89,7 +90,8 @@ def _show(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _json_path(keys: Iterable[Any]) -> str:
+def json_path_of(keys: Iterable[Any]) -> str:
+    """``$.items[2]["a key"]`` for the keys and positions leading to a JSON value."""
     out = "$"
     for k in keys:
         if isinstance(k, int):
@@ -108,11 +110,13 @@ def _locate(path: list[Any]) -> tuple[str, str]:
         return field, str(rest[0]) if rest else ""
     if top == "body":
         if rest and rest[0] == "graphql":
-            return "body", f"graphql {rest[1]}" + (_json_path(rest[2:])[1:] if rest[2:] else "") \
+            return "body", f"graphql {rest[1]}" + (json_path_of(rest[2:])[1:] if rest[2:] else "") \
                 if len(rest) > 1 else "graphql"
+        if rest and rest[0] == "grpc":
+            return "body", f"grpc message {rest[1] + 1}" if len(rest) > 1 else "grpc"
         if rest and rest[0] == "multipart":
             return "body", f"multipart part {rest[1] + 1}" if len(rest) > 1 else "multipart"
-        return "body", _json_path(rest) if rest else ""
+        return "body", json_path_of(rest) if rest else ""
     return str(top), ""
 
 

@@ -4,15 +4,23 @@ It looks for what redaction should have replaced: values of secret headers, quer
 parameters, form fields and JSON keys that are not placeholders, and credential shapes
 anywhere in text. Used before each interaction is written (fail closed) and by
 ``replayproxy scan``. VCR.py and HAR files are read into interactions by
-``replayproxy.formats`` and scanned as such; any other file line by line.
+``replayproxy.formats`` and scanned as such; any other file (YAML or JSON that is not a
+VCR.py cassette, a log) line by line. A file that cannot be read as what its name says
+(a corrupt cassette, YAML or JSON that does not parse, a HAR without entries) is reported
+as not scanned, never as clean.
+
+The scanner always checks the built-in rules, even when ``[redact] defaults = false``
+turned them off for redaction (``RedactionConfig.scanning``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -34,7 +42,8 @@ from replayproxy.redaction.secrets import (
     url_queries,
 )
 
-__all__ = ["Finding", "scan_interaction", "scan_path"]
+__all__ = ["FileKind", "Finding", "ScanReport", "Skipped", "scan_files", "scan_interaction",
+           "scan_path"]
 
 _HARMLESS = {"", "null", "none", "redacted", "[redacted]", "***", "xxx", "dummy", "<redacted>",
              "filtered", "[filtered]"}
@@ -162,7 +171,7 @@ def _headers(scan: _Scan, side: str, headers: Headers) -> None:
 def scan_interaction(it: Interaction, config: RedactionConfig | None = None,
                      file: str = "", number: int | None = None) -> list[Finding]:
     """Secrets left in ``it`` (an empty list when it is clean)."""
-    cfg = (config or RedactionConfig()).for_request(it.request)
+    cfg = (config or RedactionConfig()).scanning().for_request(it.request)
     scan = _Scan(file, number, cfg)
     q, r = it.request, it.response
     scan.text("request path", q.path)
@@ -170,8 +179,13 @@ def scan_interaction(it: Interaction, config: RedactionConfig | None = None,
     scan.text("request query", q.query)
     _headers(scan, "request", q.headers)
     _headers(scan, "response", r.headers)
+    _headers(scan, "response trailer", r.trailers)
     scan.body("request body", q.body, q.headers)
     scan.body("response body", r.body, r.headers)
+    if it.websocket is not None:
+        for n, message in enumerate(it.websocket.messages, 1):
+            side = "client" if message.from_client else "server"
+            scan.body(f"websocket message {n} ({side})", message.content, None)
     return scan.findings
 
 
@@ -213,48 +227,162 @@ def _scan_entries(path: Path, entries: Iterable[Entry], config: RedactionConfig,
         yield from scan.findings
 
 
+_KEY_VALUE = re.compile(r"""^\s*(?:-\s+)?["']?([A-Za-z0-9_.\-]+)["']?\s*[:=]\s*(.*)$""")
+"""``key: value`` (YAML), ``- KEY=value`` (a compose file's environment list),
+``"key": "value"`` (JSON), ``KEY=value`` (an env file)."""
+_SECRET_WORDS = frozenset({"password", "passwd", "pass", "pwd", "secret", "token",
+                           "apikey", "credential", "credentials"})
+"""The last word of a key of a text file that names a secret (``POSTGRES_PASSWORD``,
+``slackToken``; not ``token_url`` or ``password_policy``)."""
+_KEY_WORDS = re.compile(r"[a-z0-9]+")
+
+
+def _secret_key(key: str, config: RedactionConfig) -> bool:
+    words = _KEY_WORDS.findall(re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).lower())
+    return key.lower() in config.headers or config.secret_field(key) or \
+        bool(words) and words[-1] in _SECRET_WORDS
+
+
 def _scan_text(path: Path, config: RedactionConfig) -> Iterator[Finding]:
-    """Any other file (other YAML, logs): credential shapes and `name: value` lines."""
+    """Any other file (other YAML or JSON, logs): credential shapes and ``key: value``
+    lines whose key names a secret."""
     text = path.read_bytes().decode("utf-8", "replace")
-    names = config.headers | config.fields
     for n, line in enumerate(text.splitlines(), 1):
         scan = _Scan(str(path), None, config)
         scan.text(f"line {n}", line)
-        key, sep, value = line.strip().lstrip("- ").partition(":")
-        key = key.strip().strip("'\"")
-        if sep and key.lower() in names:
-            value = value.strip().lstrip("[").rstrip("]").strip().strip("'\"")
+        m = _KEY_VALUE.match(line)
+        if m and _secret_key(m.group(1), config):
+            key = m.group(1)
+            value = m.group(2).strip().rstrip(",").lstrip("[").rstrip("]").strip()
+            value = value.strip("'\"")
             if key.lower().endswith("authorization"):
                 value = value.split(None, 1)[-1] if value else value
-            if value and _unredacted(value):
+            if value and value not in ("|", ">", "{", "[") and _unredacted(value) \
+                    and not value.startswith(("${", "$(", "{{")):
                 scan.add(f"line {n} {key}", key.lower(), value)
         yield from scan.findings
 
 
-def scan_path(path: Path, config: RedactionConfig | None = None) -> Iterator[Finding]:
-    """Findings in a cassette, HAR, VCR.py YAML or other file, or every such file under a
-    directory. Raises CassetteError for an unreadable cassette."""
-    cfg = config or RedactionConfig()
+class FileKind(StrEnum):
+    """What a scanned file was read as; says which command cleans it."""
+
+    CASSETTE = "cassette"
+    VCR = "VCR.py cassette"
+    HAR = "HAR"
+    TEXT = "text"
+
+    def fix(self) -> str:
+        """How to clean a file of this kind."""
+        return {
+            FileKind.CASSETTE: "redact a cassette with `replayproxy redact -c NAME` (add a "
+                               "rule to [tool.replayproxy.redact] for what it misses)",
+            FileKind.VCR: "import a VCR.py cassette with `replayproxy import vcr FILE -c "
+                          "NAME`, which redacts it on the way in, and delete FILE",
+            FileKind.HAR: "import a HAR with `replayproxy import har FILE -c NAME`, which "
+                          "redacts it on the way in, and delete FILE",
+            FileKind.TEXT: "remove the secrets from other files by hand (read them from "
+                           "the environment instead)",
+        }[self]
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A file the scanner could not read as what its name says."""
+
+    file: str
+    why: str
+
+    def describe(self) -> str:
+        """One line for people."""
+        return f"{self.file}: not scanned: {self.why}"
+
+
+@dataclass(slots=True)
+class ScanReport:
+    """What ``scan_files`` did: findings, each file scanned and as what, and the files
+    it could not scan."""
+
+    findings: list[Finding] = field(default_factory=list)
+    scanned: dict[str, FileKind] = field(default_factory=dict)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def kinds_with_findings(self) -> list[FileKind]:
+        """The kinds of the files with findings, in ``FileKind`` order."""
+        found = {self.scanned[f.file] for f in self.findings if f.file in self.scanned}
+        return [k for k in FileKind if k in found]
+
+
+_SCANNED = (SUFFIX, ".har", ".yaml", ".yml", ".json")
+"""The suffixes a directory is searched for."""
+
+
+def _files(path: Path) -> Iterator[Path]:
     if path.is_dir():
         for child in sorted(path.rglob("*")):
             if child.is_file() and not child.name.startswith(".") and \
-                    child.suffix in (SUFFIX, ".har", ".yaml", ".yml", ".json"):
-                yield from scan_path(child, cfg)
-        return
+                    child.suffix in _SCANNED:
+                yield child
+    else:
+        yield path
+
+
+def _open(path: Path, cfg: RedactionConfig) -> tuple[FileKind, Iterator[Finding]]:
+    """What ``path`` is and its findings (lazily, for a cassette). Raises CassetteError
+    (``syntax`` True) when it cannot be read as what its name says."""
     if not path.exists():
         raise CassetteError(f"{path} does not exist: pass cassette files or directories")
     if path.suffix == SUFFIX:
-        yield from _scan_cassette(path, cfg)
-        return
-    formats = {".har": (read_har, _scan_har), ".yaml": (read_vcr, _scan_vcr),
-               ".yml": (read_vcr, _scan_vcr), ".json": (read_vcr, _scan_vcr)}
+        return FileKind.CASSETTE, _scan_cassette(path, cfg)
+    formats = {".har": (FileKind.HAR, read_har, _scan_har),
+               ".yaml": (FileKind.VCR, read_vcr, _scan_vcr),
+               ".yml": (FileKind.VCR, read_vcr, _scan_vcr),
+               ".json": (FileKind.VCR, read_vcr, _scan_vcr)}
     if path.suffix in formats:
-        read, scan_entry = formats[path.suffix]
+        kind, read, scan_entry = formats[path.suffix]
         try:
             entries = read(path)
-        except CassetteError:  # not of that format: scanned as text
-            pass
+        except CassetteError as e:
+            # a HAR must be one; YAML or JSON that parses is scanned as text
+            if e.fields.get("syntax") or kind is FileKind.HAR:
+                raise
         else:
-            yield from _scan_entries(path, entries, cfg, scan_entry)
-            return
-    yield from _scan_text(path, cfg)
+            return kind, _scan_entries(path, entries, cfg, scan_entry)
+    try:
+        return FileKind.TEXT, iter(list(_scan_text(path, cfg)))
+    except OSError as e:
+        raise CassetteError(f"cannot read {path}: {e.strerror}", syntax=True) from None
+
+
+def scan_path(path: Path, config: RedactionConfig | None = None) -> Iterator[Finding]:
+    """Findings in a cassette, HAR, VCR.py YAML or other file, or every such file under a
+    directory. Raises CassetteError for a file it cannot read as what its name says."""
+    cfg = (config or RedactionConfig()).scanning()
+    for file in _files(path):
+        yield from _open(file, cfg)[1]
+
+
+def scan_files(paths: Iterable[Path], config: RedactionConfig | None = None) -> ScanReport:
+    """Scan every file of ``paths`` (files or directories): a file that cannot be read
+    as what its name says is listed in ``skipped`` with why, never counted clean."""
+    cfg = (config or RedactionConfig()).scanning()
+    report = ScanReport()
+    for path in paths:
+        if not path.exists():
+            report.skipped.append(Skipped(str(path), "it does not exist"))
+            continue
+        for file in _files(path):
+            try:
+                kind, findings = _open(file, cfg)
+                found = list(findings)
+            except CassetteError as e:
+                why = str(e)
+                for prefix in (f"cassette file {file} ", f"cassette {file} ", f"{file} "):
+                    why = why.removeprefix(prefix)
+                report.skipped.append(Skipped(str(file), why))
+                continue
+            except OSError as e:
+                report.skipped.append(Skipped(str(file), f"cannot read it: {e.strerror}"))
+                continue
+            report.scanned[str(file)] = kind
+            report.findings.extend(found)
+    return report

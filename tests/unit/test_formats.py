@@ -9,7 +9,7 @@ from vcr.serializers import jsonserializer, yamlserializer
 
 from replayproxy.errors import CassetteError
 from replayproxy.formats.har import read_har
-from replayproxy.formats.vcr import read_vcr
+from replayproxy.formats.vcr import read_vcr, write_vcr
 from replayproxy.model import Interaction, Request, Response
 
 GZIPPED = gzip.compress(b'{"access_token": "t"}', mtime=0)  # same bytes (and test ids) every run
@@ -44,27 +44,63 @@ def test_a_vcr_cassette_reads_into_interactions(tmp_path, suffix, serializer, bo
         Request("POST", "https", "api.example.com", 8443, "/v1/login", "x=1&y=2",
                 (("Content-Type", "application/json"), ("X-Dup", "1"), ("X-Dup", "2")),
                 b'{"user": "bob"}'),
-        Response(201, "Created", (("Content-Encoding", "gzip"),),
+        # VCR.py's JSON cannot hold the gzip bytes: the text stored is no gzip, and its
+        # Content-Encoding is dropped (as_stored)
+        Response(201, "Created", (("Content-Encoding", "gzip"),) if suffix == ".yaml" else (),
                  body if isinstance(body, bytes) else body.encode()))
     assert entries[1].interaction == Interaction(
         Request("GET", "http", "api.example.com", 80, "/"), Response(204, "No Content"))
 
 
-def test_a_malformed_vcr_entry_is_skipped_and_the_others_keep_their_number(tmp_path):
+def test_a_malformed_vcr_entry_says_why_and_the_others_keep_their_number(tmp_path):
     doc = vcr_cassette()
     doc["interactions"].insert(0, "not an interaction")
+    del doc["interactions"][2]["response"]
     path = tmp_path / "c.yaml"
     path.write_text(yamlserializer.serialize(doc))
-    assert [e.number for e in read_vcr(path)] == [2, 3]
+    assert [(e.number, e.problem) for e in read_vcr(path)] == [
+        (1, "interaction #1 has no request and no response"), (2, ""),
+        (3, "interaction #3 has no response")]
 
 
-@pytest.mark.parametrize("text", ["a: 1\n", "interactions: 3\n", "[1, 2]\n", ":\n  - ]["])
+@pytest.mark.parametrize("text", ["a: 1\n", "interactions: 3\n", "[1, 2]\n"])
 def test_a_file_that_is_not_a_vcr_cassette_is_one_line_naming_it(tmp_path, text):
     path = tmp_path / "other.yaml"
     path.write_text(text)
     with pytest.raises(CassetteError) as info:
         read_vcr(path)
     assert str(info.value) == f"{path} is not a VCR.py cassette: it has no 'interactions' list"
+    assert info.value.fields["syntax"] is False
+
+
+def test_a_file_that_is_not_yaml_says_where_it_breaks(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("interactions:\n  - request: {method: GET\nversion: 1\n")
+    with pytest.raises(CassetteError) as info:
+        read_vcr(path)
+    assert str(info.value).startswith(f"{path} is not valid YAML (line 3, column 8: "
+                                   "did not find expected ',' or '}')")
+    assert info.value.fields["syntax"] is True
+
+
+@pytest.mark.parametrize(("version", "needle"), [
+    (2, "of version 2, which replayproxy cannot read: it reads version 1"),
+    ("x", "of version x, which")])
+def test_an_unsupported_vcr_version_is_refused_when_checked(tmp_path, version, needle):
+    doc = vcr_cassette()
+    doc["version"] = version
+    path = tmp_path / "c.yaml"
+    path.write_text(yamlserializer.serialize(doc))
+    assert len(read_vcr(path)) == 2  # the scanner reads it anyway
+    with pytest.raises(CassetteError, match=needle):
+        read_vcr(path, check_version=True)
+
+
+def test_a_vcr_cassette_of_before_version_1_names_the_migration(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text(yamlserializer.serialize([{"request": {}, "response": {}}]))
+    with pytest.raises(CassetteError, match="before VCR.py 1.0.*vcr.migration"):
+        read_vcr(path)
 
 
 def har_file(entries):
@@ -114,15 +150,36 @@ def test_malformed_har_entries_are_read_as_far_as_they_go(tmp_path):
     assert second.interaction.request.host == "" and second.interaction.request.headers == ()
     assert second.interaction.response.status == 0
     assert second.interaction.response.body == b"abc"  # not base64 after all: as text
+    assert (first.problem, second.problem) == ("entry #1 has no request and no response",
+                                               "entry #2 has no response status (the request "
+                                               "got no answer)")
 
 
-@pytest.mark.parametrize("text", ["not json", "[]", '{"log": {}}', '{"log": {"entries": 1}}'])
+def test_a_har_entry_without_a_response_says_so(tmp_path):
+    path = tmp_path / "s.har"
+    path.write_text(har_file([{"request": {"method": "GET", "url": "http://h/x"}}]))
+    [entry] = read_har(path)
+    assert entry.problem == "entry #1 has no response"
+
+
+@pytest.mark.parametrize("text", ["[]", '{"log": {}}', '{"log": {"entries": 1}}'])
 def test_a_file_that_is_not_a_har_is_one_line_naming_it(tmp_path, text):
     path = tmp_path / "s.har"
     path.write_text(text)
     with pytest.raises(CassetteError) as info:
         read_har(path)
     assert str(info.value) == f"{path} is not a HAR file: it has no 'log.entries' list"
+    assert info.value.fields["syntax"] is False
+
+
+def test_a_har_that_is_not_json_says_where_it_breaks(tmp_path):
+    path = tmp_path / "s.har"
+    path.write_text('{"log": {"entries": [}}')
+    with pytest.raises(CassetteError) as info:
+        read_har(path)
+    assert str(info.value) == (f"{path} is not valid JSON (line 1, column 22: Expecting "
+                               "value): fix the file or export it again")
+    assert info.value.fields["syntax"] is True
 
 
 # -- hostile and damaged files (#16) ------------------------------------------------------
@@ -185,3 +242,64 @@ def test_odd_values_in_a_har_become_storable_text(tmp_path):
     assert it.request.method == "?" and entry.url == "http://h/?"
     assert it.request.headers == (("X", "inf"),)
     assert it.response.status == 0 and it.response.reason == "[1, {a: }]"
+
+
+# -- writing (#15) -------------------------------------------------------------------------
+
+
+ROUND_TRIP = [
+    Interaction(Request("POST", "https", "api.example.com", 8443, "/v1/x", "a=1",
+                        (("Accept", "*/*"), ("Content-Type", "application/json")),
+                        b'{"n": 1}'),  # in name order: VCR.py's YAML sorts the names
+                Response(201, "Created", (("Content-Type", "application/json"),
+                                          ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")),
+                         b'{"ok": true}')),
+    Interaction(Request("GET", "http", "api.example.com", 80, "/png"),
+                Response(200, "OK", (("Content-Type", "image/png"),), bytes(range(256)))),
+]
+
+
+def test_write_vcr_reads_back_the_same_interactions(tmp_path):
+    path = tmp_path / "out.yaml"
+    path.write_text(write_vcr(ROUND_TRIP))
+    assert [e.interaction for e in read_vcr(path, check_version=True)] == ROUND_TRIP
+    assert yamlserializer.deserialize(path.read_text())["version"] == 1
+
+
+def test_write_vcr_joins_repeated_request_headers_as_vcr_keeps_one_value(tmp_path):
+    from replayproxy.formats.vcr import write_vcr
+
+    it = Interaction(Request("GET", "https", "h", 443, "/", "",
+                             (("Cookie", "a=1"), ("Cookie", "b=2"), ("X-A", "1"), ("X-A", "2"))),
+                     Response(204))
+    path = tmp_path / "out.yaml"
+    path.write_text(write_vcr([it]))
+    assert read_vcr(path)[0].interaction.request.headers == (("Cookie", "a=1; b=2"),
+                                                             ("X-A", "1, 2"))
+
+
+def test_write_har_base64s_binary_bodies_and_reads_back(tmp_path):
+    from replayproxy.formats.har import write_har
+
+    path = tmp_path / "out.har"
+    path.write_text(write_har(ROUND_TRIP, "1.0"))
+    doc = json.loads(path.read_text())
+    assert doc["log"]["version"] == "1.2" and doc["log"]["creator"]["name"] == "replayproxy"
+    png = doc["log"]["entries"][1]["response"]["content"]
+    assert png["encoding"] == "base64" and base64.b64decode(png["text"]) == bytes(range(256))
+    assert doc["log"]["entries"][0]["request"]["queryString"] == [{"name": "a", "value": "1"}]
+    assert [e.interaction for e in read_har(path)] == ROUND_TRIP
+
+
+def test_write_har_decodes_gzip_bodies_as_har_wants(tmp_path):
+    from replayproxy.formats.har import write_har
+
+    it = Interaction(Request("GET", "https", "h", 443, "/"),
+                     Response(200, "OK", (("Content-Encoding", "gzip"),
+                                          ("Content-Length", str(len(GZIPPED)))), GZIPPED))
+    path = tmp_path / "out.har"
+    path.write_text(write_har([it]))
+    content = json.loads(path.read_text())["log"]["entries"][0]["response"]["content"]
+    assert content["text"] == '{"access_token": "t"}'
+    [entry] = read_har(path)
+    assert entry.interaction.response.headers == (("Content-Length", "21"),)

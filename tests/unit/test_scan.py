@@ -318,3 +318,12 @@ def test_har_urls_are_scanned_as_written_user_info_and_fragment_included(tmp_pat
         "response": {"status": 200}}]}}))
     assert sorted(where(scan_path(path))) == [("request url", "github-token"),
                                               ("request url", "stripe-key")]
+
+
+def test_text_keys_name_a_secret_by_their_last_word(tmp_path):
+    path = tmp_path / "settings.yml"
+    path.write_text("token_url: https://auth.example.com/token\npassword_policy: strict\n"
+                    "DB_PASSWORD: hunter2-db\nslackToken: xyz-123456\n"
+                    "api_key: ${API_KEY}\n")
+    assert [(f.location, f.rule) for f in scan_path(path)] == [
+        ("line 3 DB_PASSWORD", "db_password"), ("line 4 slackToken", "slacktoken")]

@@ -18,6 +18,7 @@ from replayproxy.cassette.format import (
     encode_interaction,
 )
 from replayproxy.cassette.journal import Journal, pending_journals, recover_journals
+from replayproxy.cassette.quiet import Quiet
 from replayproxy.cassette.store import (
     CassetteFile,
     cassette_info,
@@ -294,7 +295,7 @@ def test_a_future_format_version_is_refused_in_one_line_naming_the_version_and_t
     path = tmp_path / "v.cassette"
     path.write_bytes(header_bytes(version=99) + msgpack.packb([]))
     message = load_error(path)  # one line, naming the file
-    assert f"{path} uses format version 99, newer than this replayproxy reads (up to 1)" \
+    assert f"{path} uses format version 99, newer than this replayproxy reads (up to 2)" \
         in message
     assert message.endswith("upgrade replayproxy (pip install -U replayproxy)")
     with pytest.raises(CassetteError) as info:
@@ -302,13 +303,13 @@ def test_a_future_format_version_is_refused_in_one_line_naming_the_version_and_t
     assert str(info.value) == message
 
 
-def version_2(entry):
-    """A made-up format version 2 entry: a map instead of an array."""
+def version_3(entry):
+    """A made-up format version 3 entry: a map instead of an array."""
     return {"request": entry[0], "response": entry[1], "timings": entry[2:]}
 
 
-def read_version_2(monkeypatch):
-    """Register a reader for the made-up version 2."""
+def read_version_3(monkeypatch):
+    """Register a reader for the made-up version 3."""
     def index(unpacker, data):
         offsets, fields = [], []
         for _ in range(unpacker.read_array_header()):
@@ -320,20 +321,20 @@ def read_version_2(monkeypatch):
     def decode(raw):
         return decode_interaction((raw["request"], raw["response"], *raw["timings"]))
 
-    readers = {**cassette_format.READERS, 2: cassette_format.Reader(2, index, decode)}
+    readers = {**cassette_format.READERS, 3: cassette_format.Reader(3, index, decode)}
     monkeypatch.setattr(cassette_format, "READERS", readers)
 
 
 def test_the_reader_is_chosen_by_the_version_in_the_header(tmp_path, monkeypatch):
     items = [make("/1"), make("/2")]
-    path = tmp_path / "v2.cassette"
-    path.write_bytes(header_bytes(version=2, interactions=2) + msgpack.packb(
-        [version_2(encode_interaction(it)) for it in items], use_bin_type=True))
-    assert "newer than this replayproxy reads (up to 1)" in load_error(path)
+    path = tmp_path / "v3.cassette"
+    path.write_bytes(header_bytes(version=3, interactions=2) + msgpack.packb(
+        [version_3(encode_interaction(it)) for it in items], use_bin_type=True))
+    assert "newer than this replayproxy reads (up to 2)" in load_error(path)
 
-    read_version_2(monkeypatch)
+    read_version_3(monkeypatch)
     loaded = load_cassette(path)
-    assert loaded.version == 2
+    assert loaded.version == 3
     assert loaded.fields == [("GET", "https", "api.example.com", 443, p) for p in ("/1", "/2")]
     assert list(loaded.interactions()) == items
     # and version 1 files still read with their own reader
@@ -389,7 +390,8 @@ def test_malformed_interaction_is_reported_with_file_and_position(tmp_path):
     path = tmp_path / "bad.cassette"
     good = encode_interaction(make())
     path.write_bytes(header_bytes(interactions=2) + msgpack.packb([good, [1, 2]]))
-    with pytest.raises(CassetteError, match=r"interaction #2 is not a 5-element array") as info:
+    with pytest.raises(CassetteError,
+                       match=r"interaction #2 is not a 5- or 6-element array") as info:
         load_cassette(path)
     assert str(path) in str(info.value)
     bad_request = list(good)
@@ -431,6 +433,13 @@ def test_list_cassettes_lists_only_cassettes_sorted(tmp_path):
     (tmp_path / ".a.cassette.123.journal").write_bytes(b"")
     assert [p.name for p in list_cassettes(tmp_path)] == ["a.cassette", "b.cassette", "c.cassette"]
     assert list_cassettes(tmp_path / "missing") == []
+
+
+def test_list_cassettes_sorts_by_cassette_name_not_file_name(tmp_path):
+    for name in ("npm-install-axios", "npm-install", "npm", "npm.x"):
+        save_cassette(tmp_path / f"{name}.cassette", [])
+    assert [p.stem for p in list_cassettes(tmp_path)] == ["npm", "npm-install",
+                                                          "npm-install-axios", "npm.x"]
 
 
 # -- names ----------------------------------------------------------------------------
@@ -615,8 +624,10 @@ def test_stabilise_consumes_identical_old_entries_in_order():
     old = [encode_interaction(make(ttfb=t)) for t in (0.1, 0.2)]
     new = [encode_interaction(make(ttfb=t)) for t in (0.7, 0.8, 0.9)]
     other = encode_interaction(make("/other", ttfb=0.5))
-    out = journal._stabilise(old, [*new, other])
+    loaded = CassetteFile("c", old)
+    out = journal._stabilise(loaded, [*new, other], Quiet())
     assert out == [old[0], old[1], new[2], other]
+    assert journal._stabilise(loaded, [*new, other], Quiet(keep=False)) == [*new, other]
 
 
 # -- damaged journals: checked as the loader checks, set aside, never blocking -------------
