@@ -24,6 +24,7 @@ from replayproxy.drift.plan import DriftConfig, DriftRoute, parse_origin, parse_
 from replayproxy.errors import ConfigError
 from replayproxy.faults.spec import FaultSpec, fault_from_table, parse_fault
 from replayproxy.faults.values import duration_seconds
+from replayproxy.limits import DEFAULT_LIMITS, Limits
 from replayproxy.matching.rules import (
     EXACT_MATCHERS,
     MATCHER_NAMES,
@@ -39,6 +40,7 @@ from replayproxy.model import RecordMode
 from replayproxy.redaction.redactor import RedactionConfig
 from replayproxy.redaction.secrets import ValuePattern
 from replayproxy.routes import Route, parse_route
+from replayproxy.userregex import UserPattern
 
 __all__ = ["PytestSettings", "Settings", "find_config", "home_dir", "load_settings",
            "parse_settings", "project_dir"]
@@ -79,6 +81,7 @@ class Settings:
     quiet: Quiet = field(default_factory=Quiet)
     """What a re-recording keeps as recorded (``volatile`` and ``[drift] ignore``)."""
     pytest: PytestSettings = field(default_factory=PytestSettings)
+    limits: Limits = DEFAULT_LIMITS
 
 
 def project_dir(settings: Settings) -> Path:
@@ -88,7 +91,14 @@ def project_dir(settings: Settings) -> Path:
 
 
 _TOP_KEYS = {"cassette_dir": str, "strict": bool, "fail_on_unused": bool, "match": dict,
-             "redact": dict, "faults": list, "drift": dict, "volatile": list, "pytest": dict}
+             "redact": dict, "faults": list, "drift": dict, "volatile": list, "pytest": dict,
+             "limits": dict}
+_LIMIT_KEYS = {
+    "header_timeout": "a duration such as \"30s\": how long a request's headers may take",
+    "idle_timeout": "a duration such as \"5min\": how long a connection with no request "
+                    "in progress may stay silent",
+    "max_connections": "a whole number of client connections open at once, 1 or more",
+}
 _PYTEST_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "record_mode": (str, "one of " + ", ".join(m.value for m in RecordMode)),
     "upstream_ca": ((str, list), "a PEM file, or a list of them"),
@@ -222,7 +232,7 @@ def _rule_settings(where: _Where, table: Mapping[str, Any], *, route: bool) -> d
             compiled = []
             for pattern in items:
                 try:
-                    compiled.append(re.compile(pattern))
+                    compiled.append(UserPattern(pattern, f"[{where.section}] {key}"))
                 except re.error as e:
                     raise where.error(
                         key, f"invalid regular expression {_show(pattern)}: {e}") from None
@@ -270,6 +280,7 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
     volatile = _string_list(where, "volatile", data.get("volatile", []))
     _check_json_paths(where, "volatile", [v for v in volatile if v.strip().startswith("$")])
     plugin = _pytest(where.child(f"{prefix}pytest"), data.get("pytest", {}))
+    limits = _limits(where.child(f"{prefix}limits"), data.get("limits", {}))
     return Settings(
         pytest=plugin,
         quiet=Quiet(ignore=(*volatile, *drift.ignore)),
@@ -281,6 +292,7 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
         strict=bool(data.get("strict", False)),
         fail_on_unused=bool(data.get("fail_on_unused", False)),
         match=MatchConfig(exact=exact, base=base, routes=tuple(routes)),
+        limits=limits,
     )
 
 
@@ -303,6 +315,28 @@ def _pytest(where: _Where, table: Mapping[str, Any]) -> PytestSettings:
         values[key] = tuple([value] if isinstance(value, str) else value) \
             if key in ("upstream_ca", "allowed_hosts") else value
     return PytestSettings(**values)
+
+
+def _limits(where: _Where, table: Mapping[str, Any]) -> Limits:
+    """Validate ``[limits]``: the client connections' timeouts and cap."""
+    changes: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in _LIMIT_KEYS:
+            raise where.error(key, "unknown setting; allowed: " + ", ".join(sorted(_LIMIT_KEYS)))
+        if key == "max_connections":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise where.error(key, f"expected {_LIMIT_KEYS[key]}, got {_show(value)}")
+            changes[key] = value
+            continue
+        try:
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise ValueError(f"expected {_LIMIT_KEYS[key]}, got {_show(value)}")
+            seconds = duration_seconds(key, f"{value}s" if isinstance(value, int | float)
+                                       else value)
+        except ValueError as e:
+            raise where.error(key, str(e)) from None
+        changes[key] = seconds
+    return replace(DEFAULT_LIMITS, **changes)
 
 
 def _string_table(where: _Where, key: str, value: Any) -> list[tuple[str, str]]:
@@ -406,7 +440,7 @@ def _patterns(where: _Where, key: str, value: Any) -> tuple[ValuePattern, ...]:
         else:
             raise where.error(key, f"expected a {_REDACT_KEYS[key]}, got {_show(item)}")
         try:
-            out.append(ValuePattern(name, re.compile(regex)))
+            out.append(ValuePattern(name, UserPattern(regex, f"[{where.section}] {key}")))
         except re.error as e:
             raise where.error(key, f"invalid regular expression {_show(regex)}: {e}") from None
     return tuple(out)

@@ -132,9 +132,11 @@ def _python_environment(bundle: Path) -> dict[str, str]:
 def _npm_environment(proxy_url: str | None, bundle: Path, no_proxy: str | None
                      ) -> dict[str, str]:
     """npm and pnpm read ``npm_config_*`` before any .npmrc (whose ``cafile`` would beat
-    NODE_EXTRA_CA_CERTS); Yarn 2+ reads ``YARN_*``. The CA file replaces Node's roots,
-    so it is the whole bundle."""
-    env = {"npm_config_cafile": str(bundle), "YARN_CA_FILE_PATH": str(bundle)}
+    NODE_EXTRA_CA_CERTS); the CA file replaces Node's roots, so it is the whole bundle.
+    Yarn 2+ reads ``YARN_HTTP(S)_PROXY`` and trusts NODE_EXTRA_CA_CERTS: its CA setting
+    was renamed in Yarn 4 (``caFilePath``, then ``httpsCaFilePath``) and Yarn refuses to
+    start when the environment names a setting it does not know, so none is given."""
+    env = {"npm_config_cafile": str(bundle)}
     if proxy_url:
         env.update(npm_config_proxy=proxy_url, npm_config_https_proxy=proxy_url,
                    YARN_HTTP_PROXY=proxy_url, YARN_HTTPS_PROXY=proxy_url)

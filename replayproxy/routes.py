@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 
 from replayproxy.model import Request, format_url
+from replayproxy.userregex import UserPattern
 
 __all__ = ["Route", "parse_route"]
 
@@ -50,7 +51,7 @@ class Route:
     text: str
     methods: frozenset[str] | None
     """Upper-case methods, or None for any."""
-    pattern: re.Pattern[str]
+    pattern: re.Pattern[str] | UserPattern
     full_url: bool
     """Match against ``scheme://host[:port]/path`` rather than ``host/path``."""
     with_port: bool = False
@@ -106,7 +107,7 @@ def parse_route(text: str) -> Route:
     _check_methods(text, methods)
     if target.startswith("re:"):
         try:
-            pattern = re.compile(target[3:])
+            pattern = UserPattern(target[3:], f"route {text!r}")
         except re.error as e:
             raise ValueError(f"invalid regular expression in route {text!r}: {e}") from None
         return Route(text, methods, pattern, "://" in target)

@@ -294,6 +294,7 @@ class ProxyRun:
         """Open the cassette and start the proxy; return when it accepts connections."""
         from replayproxy.engines.mitm.addon import ReplayproxyAddon
         from replayproxy.engines.mitm.ca import ensure_ca
+        from replayproxy.engines.mitm.guard import OwnControl
         from replayproxy.engines.mitm.master import Proxy
         from replayproxy.faults.control import ControlServer
 
@@ -303,12 +304,14 @@ class ProxyRun:
         try:
             records = self.pipeline.records if self.pipeline is not None \
                 else self.mode is not RecordMode.NONE
-            proxy = Proxy([*self.extra_addons,
+            # first: a call to the control API through the proxy is never forwarded
+            proxy = Proxy([OwnControl(lambda: self.control_url), *self.extra_addons,
                            ReplayproxyAddon(self.pipeline, sessions=self.sessions)],
                           ca=ensure_ca(self.ca_dir), host=self.host, port=self.port,
                           reverse=self.reverse, upstream_ca=self.upstream_cas,
                           upstream_insecure=self.upstream_insecure,
-                          egress=self.egress, environ=self._environ)
+                          egress=self.egress, environ=self._environ,
+                          limits=self.settings.limits)
             proxy.start()
             if self.upstream_insecure and records:
                 log.warning("upstream certificates are NOT verified: anyone on the way "

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from replayproxy.codec import decode_body
 from replayproxy.grpc_wire import Descriptors, is_grpc, render_frames, status_of
 from replayproxy.model import Headers, Interaction, WebSocketLog, WebSocketMessage, header_value
+from replayproxy.safetext import escape_controls
 
 __all__ = ["close_text", "decode_body", "format_size", "render_body", "render_interaction",
            "render_text", "render_websocket", "shorten_message", "summary_line"]
@@ -114,7 +115,7 @@ def summary_line(number: int, it: Interaction) -> str:
     if it.websocket is not None:
         count = len(it.websocket.messages)
         extra += f"  websocket {count} message{'' if count == 1 else 's'}"
-    return (
+    return escape_controls(
         f"#{number:<3} {q.method} {q.url} -> {r.status} {r.reason}".rstrip()
         + f"  req {format_size(len(q.body))}  resp {format_size(len(r.body))}{extra}"
     )
@@ -139,21 +140,22 @@ def render_interaction(number: int, it: Interaction, max_chars: int = 4000,
     """Yield the lines of a detailed view of one interaction; gRPC messages as frames,
     decoded with ``descriptors`` when given; ``safe`` makes the lines of WebSocket
     messages fit for a terminal; ``digest``: a binary body with the start of its SHA-256;
-    ``timing``: with when it was recorded and how fast."""
+    ``timing``: with when it was recorded and how fast. Control characters from the
+    traffic (terminal escape sequences) are shown as ``\\xNN``."""
     q, r = it.request, it.response
     yield summary_line(number, it)
     if timing:
         when = _when(it.recorded_at)
-        yield (
+        yield escape_controls(
             f"  recorded {when}, first byte {it.ttfb * 1000:.1f} ms, "
             f"total {it.duration * 1000:.1f} ms, {q.http_version}"
         )
     else:
-        yield f"  {q.http_version}"
+        yield escape_controls(f"  {q.http_version}")
     for title, headers, body in (("request", q.headers, q.body), ("response", r.headers, r.body)):
         yield f"  {title} headers:"
         for k, v in headers:
-            yield f"    {k}: {v}"
+            yield escape_controls(f"    {k}: {v}")
         if is_grpc(headers) and body:
             rendered = render_frames(body, q.path, response=title == "response",
                                      descriptors=descriptors)
@@ -161,11 +163,11 @@ def render_interaction(number: int, it: Interaction, max_chars: int = 4000,
             rendered = render_body(body, headers, max_chars, digest)
         if rendered:
             yield f"  {title} body:"
-            yield _indent(rendered)
+            yield _indent(escape_controls(rendered.replace("\r\n", "\n"), lines=True))
     if r.trailers:
         yield "  response trailers:"
         for k, v in r.trailers:
-            yield f"    {k}: {v}"
+            yield escape_controls(f"    {k}: {v}")
     status = status_of((*r.headers, *r.trailers)) if is_grpc(r.headers) else None
     if status is not None:
         yield f"  gRPC status: {status}"

@@ -4,11 +4,11 @@ and the report printed when a proxy run ends."""
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import TYPE_CHECKING, Any
 
 from replayproxy.model import RecordMode
+from replayproxy.safetext import escape_controls
 
 if TYPE_CHECKING:
     from replayproxy.config import Settings
@@ -25,7 +25,6 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
     return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 MAX_LINE = 2000
 """A log message longer than this loses its middle (a 1 MB URL is not echoed whole)."""
 
@@ -33,7 +32,7 @@ MAX_LINE = 2000
 def terminal_safe(text: str, limit: int = MAX_LINE) -> str:
     """``text`` as it may reach a terminal: control characters a client sent (escape
     sequences, carriage returns) shown as ``\\xNN``, and shortened to ``limit``."""
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    text = escape_controls(text, lines=True)
     if len(text) > limit:
         cut = len(text) - limit
         text = f"{text[:limit // 2]}…[{cut} characters]…{text[-limit // 2:]}"

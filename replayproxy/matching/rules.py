@@ -35,6 +35,7 @@ from replayproxy.codec import decode_body
 from replayproxy.grpc_wire import frames_view, is_grpc
 from replayproxy.model import Headers, Request, header_value
 from replayproxy.redaction.secrets import PLACEHOLDER
+from replayproxy.userregex import UserPattern
 
 __all__ = [
     "EXACT_MATCHERS",
@@ -106,7 +107,7 @@ class MatchRule:
     """Lower-case header names never compared."""
     ignore_json: tuple[str, ...] = ()
     ignore_form: frozenset[str] = frozenset()
-    ignore_regex: tuple[re.Pattern[str], ...] = ()
+    ignore_regex: tuple[re.Pattern[str] | UserPattern, ...] = ()
     body: BodyKind = BodyKind.AUTO
     on_exhausted: Exhausted = Exhausted.REPEAT
     redacted_same: frozenset[str] = frozenset()

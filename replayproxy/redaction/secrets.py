@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from replayproxy.userregex import UserPattern
+
 __all__ = [
     "DEFAULT_SECRET_FIELDS",
     "DEFAULT_SECRET_HEADERS",
@@ -76,7 +78,7 @@ class ValuePattern:
     """A credential shape recognised anywhere in text."""
 
     name: str
-    regex: re.Pattern[str]
+    regex: re.Pattern[str] | UserPattern
     hints: tuple[str, ...] = ()
     """Substrings every match contains; when none is in a text, the regex is not run
     (a substring search is ~100x faster than a regex that starts with ``\\b``)."""

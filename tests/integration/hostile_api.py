@@ -8,6 +8,8 @@ headers: ``Set-Cookie: session=…``, ``Location: …/callback?access_token=…`
 ``X-Session-Token: …``. Every secret it hands out is kept in ``issued``, so a test can
 search every output for each of them. ``drop`` names JSON keys left out of the answer
 (a contract change). ``GET /v1/huge`` answers with a body of ``huge`` bytes.
+``GET /v1/terminal`` answers with terminal escape sequences (``TERMINAL_ATTACK``) in a
+header, a text body and a JSON body's string.
 
 A stdlib threaded server on 127.0.0.1, port 0, over TLS with the session's trustme CA.
 """
@@ -22,6 +24,9 @@ import threading
 from urllib.parse import urlsplit
 
 from tests.integration.support import QuietHandler, Upstream
+
+TERMINAL_ATTACK = "\x1b]0;owned\x07\x1b[2J\x1b[31mred\x9b1A\r"
+"""Sets the window title, clears the screen, turns red, moves the cursor (C1 CSI)."""
 
 
 def _fresh(prefix: str) -> str:
@@ -76,6 +81,16 @@ class _Handler(QuietHandler):
         self.server.count_request(self.command, url.path)
         if url.path == "/v1/session":
             self._session(url.query)
+            return
+        if url.path == "/v1/terminal":
+            reply = f"before {TERMINAL_ATTACK} after\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("X-Note", TERMINAL_ATTACK.replace("\x9b", "")
+                             .replace("\r", ""))  # latin-1, one line
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
             return
         if url.path == "/v1/huge":
             size = self.server.huge  # type: ignore[attr-defined]

@@ -311,6 +311,106 @@ def test_npm_view_despite_a_cafile_in_npmrc(runner: Runner, tmp_path: Path) -> N
     assert runner.record_and_replay(cmd, env, replay_env).strip() == b"1.0.0"
 
 
+def _need_yarn_berry() -> None:
+    """Skip, saying why, unless ``yarn`` is Yarn 2 or later (Berry)."""
+    yarn = shutil.which("yarn")
+    if yarn is None:
+        pytest.skip("Yarn 2+ not installed (.ci/run installs it with "
+                    "`npm install -g @yarnpkg/cli-dist`)")
+    version = subprocess.run([yarn, "--version"], capture_output=True, text=True, timeout=60,
+                             check=False, env=base_env(), cwd=Path(yarn).parent).stdout.strip()
+    if not version.split(".")[0].isdigit() or int(version.split(".")[0]) < 2:
+        pytest.skip(f"yarn {version or '?'} is Yarn 1 (classic); this row is Yarn 2+")
+
+
+def test_yarn_berry_npm_info(runner: Runner, tmp_path: Path) -> None:
+    """Yarn 2+ reads neither NODE_EXTRA_CA_CERTS nor HTTPS_PROXY nor .npmrc: it gets
+    YARN_CA_FILE_PATH and YARN_HTTPS_PROXY. The registry has a name, as for npm."""
+    _need_yarn_berry()
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "package.json").write_text('{"name": "app", "private": true}\n')
+    (project / "yarn.lock").write_text("")
+    cmd = ["sh", "-c", f"cd {project} && yarn npm info tinypkg --fields version --json"]
+    env = {"YARN_NPM_REGISTRY_SERVER": runner.url("", "localhost"),
+           "YARN_ENABLE_TELEMETRY": "0", "YARN_ENABLE_GLOBAL_CACHE": "0",
+           "YARN_CACHE_FOLDER": str(tmp_path / "yarn-cache"), "HOME": str(tmp_path / "home"),
+           "YARN_HTTP_RETRY": "0"}
+    out = runner.record_and_replay(cmd, env)
+    assert json.loads(out)["version"] == "1.0.0"
+
+
+# -- apt -------------------------------------------------------------------------------
+
+
+def _deb_repository(work: Path) -> dict[str, bytes]:
+    """A flat apt repository (``deb [trusted=yes] URL ./``) holding ``tinypkg`` 1.0:
+    path -> bytes of Release, Packages and the .deb (built with dpkg-deb)."""
+    package = work / "tinypkg"
+    (package / "DEBIAN").mkdir(parents=True)
+    control = ("Package: tinypkg\nVersion: 1.0\nArchitecture: all\n"
+               "Maintainer: test <test@example.com>\nDescription: tiny\n")
+    (package / "DEBIAN" / "control").write_text(control)
+    deb_path = work / "tinypkg_1.0_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", package, deb_path],
+                   check=True, capture_output=True, timeout=60)
+    deb = deb_path.read_bytes()
+    packages = (control.replace("Description:", f"Filename: ./{deb_path.name}\n"
+                                f"Size: {len(deb)}\nSHA256: {hashlib.sha256(deb).hexdigest()}"
+                                "\nDescription:") + "\n").encode()
+    release = ("Origin: test\nLabel: test\nSuite: ./\nCodename: test\n"
+               "Date: Thu, 01 Jan 2026 00:00:00 UTC\nSHA256:\n"
+               f" {hashlib.sha256(packages).hexdigest()} {len(packages)} Packages\n").encode()
+    return {"/./Release": release, "/./Packages": packages, f"/./{deb_path.name}": deb}
+
+
+class _AptRepo(QuietHandler):
+    files: dict[str, bytes] = {}
+
+    def do_GET(self) -> None:
+        self.server.count_request("GET", self.path)
+        body = self.files.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_apt_get_update_and_download(runner: Runner, tmp_path: Path,
+                                     sandbox_context: ssl.SSLContext, scheme: str) -> None:
+    """apt reads http_proxy/https_proxy. Over HTTPS it trusts only its own CA setting
+    (GnuTLS, the system store), so the command passes ``Acquire::https::CAInfo`` the
+    bundle replayproxy gives in ``SSL_CERT_FILE``. A throwaway apt root in a temporary
+    directory: no root needed beyond what apt-get itself wants."""
+    need("apt-get", "dpkg-deb")
+    _AptRepo.files = _deb_repository(tmp_path / "build")
+    repo = Upstream(sandbox_context if scheme == "https" else None, _AptRepo)
+    try:
+        runner.upstream = repo
+        script = (
+            'set -e; R="$APT_ROOT"; mkdir -p "$R/lists/partial" "$R/cache/archives/partial" '
+            '"$R/parts" "$R/out"; : > "$R/status"\n'
+            f'echo "deb [trusted=yes] {runner.url("/", SANDBOX)} ./" > "$R/sources.list"\n'
+            'set -- -o Dir::Etc::sourcelist="$R/sources.list" -o Dir::Etc::sourceparts="$R/parts"'
+            ' -o Dir::Etc::preferencesparts="$R/parts" -o Dir::State="$R"'
+            ' -o Dir::State::status="$R/status" -o Dir::Cache="$R/cache"'
+            ' -o Debug::NoLocking=1 -o APT::Sandbox::User="$(id -un)"'
+            ' -o Acquire::https::CAInfo="$SSL_CERT_FILE"\n'
+            'apt-get -qq "$@" update\n'
+            'cd "$R/out" && apt-get -qq "$@" download tinypkg\n'
+            'sha256sum tinypkg_1.0_all.deb | cut -d" " -f1\n')
+        env = {"APT_ROOT": str(tmp_path / "record")}
+        out = runner.record_and_replay(["sh", "-c", script], env,
+                                       {"APT_ROOT": str(tmp_path / "replay")})
+        deb = _AptRepo.files["/./tinypkg_1.0_all.deb"]
+        assert out.split()[-1].decode() == hashlib.sha256(deb).hexdigest()
+        for run in ("record", "replay"):
+            assert (tmp_path / run / "out" / "tinypkg_1.0_all.deb").read_bytes() == deb
+    finally:
+        repo.stop()
+
+
 # -- Java ------------------------------------------------------------------------------
 
 

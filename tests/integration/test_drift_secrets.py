@@ -4,7 +4,9 @@ A hostile live API (``hostile_api``) answers with fresh secrets in every place #
 and echoes the credentials the check puts in. It is recorded through the real proxy
 with curl, then checked with `replayproxy drift` as a subprocess writing every report;
 the terminal output, each report, the history database and `drift history` are searched
-for every secret, raw and percent-, HTML-, JSON- and base64-decoded: none is there.
+for every secret, raw and percent-, HTML-, JSON- and base64-decoded: none is there. So is
+the output of `cassette show` and `cassette ls`, which also holds no terminal escape
+sequence the API sent.
 Findings show placeholders on both sides, and classification still works.
 """
 
@@ -35,7 +37,7 @@ from replayproxy.model import Interaction, Request, Response
 from replayproxy.redaction.redactor import Redactor
 from replayproxy.redaction.secrets import PLACEHOLDER
 from tests.conftest import UpstreamCA
-from tests.integration.hostile_api import HostileApi
+from tests.integration.hostile_api import TERMINAL_ATTACK, HostileApi
 from tests.integration.support import base_env, cli
 
 pytestmark = pytest.mark.slow
@@ -259,3 +261,35 @@ def test_the_http_clients_log_lines_hold_no_credential(api, upstream_ca, caplog)
     assert "receive_response_headers.complete" in caplog.text
     assert not _leaks("log", caplog.text, [secret, *api.issued]), caplog.text
     assert logging.getLogger("httpx").filters == []  # removed after the run
+
+
+def test_cassette_show_holds_no_secret_and_no_escape_sequence(api, upstream_ca, proxy_ca_dir,
+                                                              tmp_path):
+    """`cassette show` (full, brief, one interaction) and `cassette ls` on a recording of
+    the hostile API: no secret in any form, and its escape sequences shown as text."""
+    cdir = tmp_path / "cassettes"
+    env = base_env(REPLAYPROXY_CA_DIR=str(proxy_ca_dir), REPLAYPROXY_HOME=str(tmp_path / "h"),
+                   REPLAYPROXY_REDACTION_KEY=REDACTION_KEY)
+    session = api.url(f"/v1/session?api_key={quote_plus(QUERY_KEY)}")
+    script = (f"curl -sS --fail-with-body --max-time 20 -H 'Authorization: Bearer {AUTH}' "
+              f"'{session}' -o /dev/null && curl -sS --http1.1 --fail-with-body --max-time 20 "
+              f"-H 'X-Client-Note: {TERMINAL_ATTACK[:-1]}' '{api.url('/v1/terminal')}' "
+              "-o /dev/null")
+    proc = cli("record", "-c", "shown", "--cassette-dir", cdir, "--upstream-ca",
+               upstream_ca.pem, "--", "sh", "-c", script, env=env)
+    assert proc.returncode == 0, proc.stderr
+    views = [cli("cassette", "show", "-c", "shown", "--cassette-dir", cdir, *extra, env=env)
+             for extra in ((), ("--brief",), ("-i", "1"), ("-i", "2"))]
+    views.append(cli("cassette", "ls", "--cassette-dir", cdir, env=env))
+    assert all(v.returncode == 0 for v in views), [v.stderr for v in views]
+    full = views[0].stdout
+    assert "/v1/session" in full and "/v1/terminal" in full
+    assert "\\x1b]0;owned\\x07\\x1b[2J" in full  # the header and the body, as text
+    assert "x-client-note: \\x1b]0;owned" in full.lower()
+    assert "\\x9b1A" in full
+    secrets = [AUTH, QUERY_KEY, *api.issued]
+    for i, view in enumerate(views):
+        for stream in (view.stdout, view.stderr):
+            assert not any(ch in stream for ch in "\x1b\x07\x9b\r"), (i, stream)
+            leaks = _leaks(f"view {i}", stream, secrets)
+            assert not leaks, "\n".join(leaks)

@@ -138,6 +138,9 @@ def test_each_client_family_gets_its_variables(ca_files, tmp_path):
     assert env["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] == str(bundle)
     assert env["npm_config_proxy"] == env["npm_config_https_proxy"] == URL
     assert env["npm_config_noproxy"] == ""
+    assert env["YARN_HTTP_PROXY"] == env["YARN_HTTPS_PROXY"] == URL
+    # Yarn 4 refuses to start on a setting it does not know (caFilePath is Yarn 2/3's)
+    assert [k for k in env if k.startswith("YARN_")] == ["YARN_HTTP_PROXY", "YARN_HTTPS_PROXY"]
     assert env["NODE_USE_ENV_PROXY"] == "1"
     assert env["NODE_OPTIONS"] == f"--require {NODE_PRELOAD}"
     assert NODE_PRELOAD.is_file()  # shipped as package data

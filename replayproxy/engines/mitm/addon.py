@@ -640,14 +640,23 @@ class ReplayproxyAddon:
                     flow.request.pretty_url, oneline)
 
     def _record(self, flow: http.HTTPFlow, state: FlowState) -> bool:
-        """Record the upstream's response; False (and the flow killed) if it could not be
-        written: losing a recording silently is worse than stopping."""
+        """Record the upstream's response; False (and the flow killed, or answered with
+        the one-line error) if it could not be written: losing a recording silently is
+        worse than stopping."""
         assert state.pipeline is not None
         try:
             interaction = interaction_from_flow(flow, state.request)
             if flow.websocket is not None:
                 interaction = replace(interaction, websocket=websocket.websocket_log(flow))
             findings = state.pipeline.record(interaction)
+        except ReplayproxyError as e:  # e.g. a redaction pattern stopped by its time limit
+            message = e.render(MITMPROXY_WORDS if self._owns_pipeline else {})
+            log.error("cannot record %s %s: %s", flow.request.method,
+                      flow.request.pretty_url, message)
+            state.pipeline.session.summary.errors.append(
+                f"{flow.request.method} {flow.request.pretty_url}: {message}")
+            flow.response = plain_response(500, message + "\n", "error")
+            return False
         except Exception:
             log.exception("replayproxy could not record %s", flow.request.url)
             flow.kill()

@@ -28,9 +28,11 @@ from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.proxy import mode_specs
 
 from replayproxy.engines.mitm.ca import CA
+from replayproxy.engines.mitm.limits import ConnectionLimits
 from replayproxy.engines.mitm.upstream import EgressAddon, OwnListeners
 from replayproxy.environment import proxy_environment
 from replayproxy.errors import ConfigError, ProxyStartError
+from replayproxy.limits import DEFAULT_LIMITS, Limits
 from replayproxy.upstream import Egress, read_pem_ca, reverse_spec, trust_bundle
 
 __all__ = ["Proxy", "reverse_spec"]
@@ -119,6 +121,7 @@ class Proxy:
         environ: the environment whose ``SSL_CERT_FILE``/``SSL_CERT_DIR`` count
             [default: this process's].
         lazy: never connect upstream before a request needs it (replay stays offline).
+        limits: header-read and idle timeouts and the cap on client connections.
     """
 
     def __init__(
@@ -135,6 +138,7 @@ class Proxy:
         environ: Mapping[str, str] | None = None,
         lazy: bool = True,
         http2: bool = True,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ConfigError(f"invalid {{port}} {port}: use 0 (a free port) up to 65535")
@@ -152,6 +156,7 @@ class Proxy:
         self.upstream_trust: Path | None = None
         self.lazy = lazy
         self.http2 = http2
+        self.limits = limits
         self.proxy_address: tuple[str, int] | None = None
         self.reverse_addresses: dict[str, tuple[str, int]] = {}
         """The local address serving each ``reverse`` upstream, in order."""
@@ -261,7 +266,7 @@ class Proxy:
         m.options.update(**updates)
         # only with reverse listeners: every addon costs every request a hook call
         own = [OwnListeners(self._reverse_ports)] if self.reverse else []
-        m.addons.add(self._lifecycle, *own, *self.addons)
+        m.addons.add(self._lifecycle, ConnectionLimits(self.limits), *own, *self.addons)
         if self.egress:
             # after ours: it sees where a request really goes (see upstream.py)
             m.addons.add(EgressAddon(self.egress))
