@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 import warnings
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -117,6 +118,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "replayproxy(cassette=None, record_mode=None, faults=(), match=None): record and "
         "replay this test's HTTP(S) traffic through replayproxy (see docs/pytest.md)")
     config.stash[_STATE] = _State(config)
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(), "replayproxy-xdist")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -326,6 +329,29 @@ class _State:
         self._options: _Options | None = None
         self.run: ProxyRun | None = None
         self.environ: dict[str, str] = {}
+        self.suite = _suite(config)
+        """The runs of this pytest session in the runs database (shared by xdist workers)."""
+        self._reporting = True
+
+    def report(self, summary: SessionSummary, test: str, outcome: str,
+               started: float) -> None:
+        """Keep one test's run in the runs database (``replayproxy report``); a database
+        that cannot be written is one warning, and no more tries."""
+        from replayproxy.config import project_dir
+        from replayproxy.report import default_database
+
+        db = default_database(project_dir(self.options().settings))
+        if db is None or not self._reporting:
+            return
+        from replayproxy.report.runs import record_session
+
+        try:
+            record_session(db, summary, suite=self.suite, started=started,
+                           finished=time.time(), test=test, outcome=outcome)
+        except ReplayproxyError as e:
+            self._reporting = False
+            warnings.warn(f"replayproxy: the tests' runs are not kept for `replayproxy "
+                          f"report`: {_words(e)}", stacklevel=1)
 
     def options(self) -> _Options:
         if self._options is None:
@@ -368,6 +394,37 @@ class _State:
 
 _STATE = pytest.StashKey[_State]()
 _MARKER = pytest.StashKey[_Marker]()
+_OUTCOME = pytest.StashKey[str]()
+
+
+def _suite(config: pytest.Config) -> str:
+    """One suite id for a whole pytest run: the controller's, handed to xdist workers."""
+    from replayproxy.report import new_suite
+
+    workerinput = getattr(config, "workerinput", None)
+    if isinstance(workerinput, dict) and isinstance(workerinput.get("replayproxy_suite"), str):
+        return str(workerinput["replayproxy_suite"])
+    return new_suite()
+
+
+class _XdistHooks:
+    """pytest-xdist's hooks, registered only when it is installed."""
+
+    @staticmethod
+    def pytest_configure_node(node: Any) -> None:
+        """Give each worker the controller's suite id."""
+        state = node.config.stash.get(_STATE, None)
+        if state is not None:
+            node.workerinput["replayproxy_suite"] = state.suite
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        item.stash[_OUTCOME] = report.outcome
+    return report
 
 
 # -- one test ---------------------------------------------------------------------------
@@ -551,6 +608,7 @@ def replayproxy(request: pytest.FixtureRequest) -> Iterator[Replayproxy]:
         test.guard = NetworkGuard(allowed, _OFFLINE)
         test.guard.install()
     node.stash[_TEST] = test
+    started = time.time()
     try:
         yield test
     finally:
@@ -563,11 +621,12 @@ def replayproxy(request: pytest.FixtureRequest) -> Iterator[Replayproxy]:
                 os.environ[key] = value
         del node.stash[_TEST]
         try:
-            test.save()
+            summary = test.save()
         except ReplayproxyError as e:
             message = _words(e)
         else:
             message = ""
+            state.report(summary, node.nodeid, node.stash.get(_OUTCOME, "failed"), started)
         if message:
             _fail(message)
 

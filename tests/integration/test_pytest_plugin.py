@@ -423,3 +423,27 @@ def test_loading_the_plugin_imports_no_proxy_until_a_test_uses_it(pytester, suit
     write(pytester, PAY)
     result = suite("--collect-only", "-s")
     result.stdout.fnmatch_lines(["heavy at collection: []"])
+
+
+def test_each_test_is_kept_in_the_run_report(pytester, suite, monkeypatch, tmp_path,
+                                             https_upstream):
+    from replayproxy.report.runs import read_report
+
+    db = tmp_path / "runs.db"
+    monkeypatch.setenv("REPLAYPROXY_REPORT_DB", str(db))
+    write(pytester, PAY)
+    suite("--replayproxy-record-mode=once", "-n", "2").assert_outcomes(passed=3)
+    suite().assert_outcomes(passed=3)
+    write(pytester, PAY.replace('{"amount": 9999}', '{"amount": 10}'))
+    suite("-k", "test_pay").assert_outcomes(failed=1)
+
+    report = read_report(db)
+    assert report.suites == 3  # the two xdist workers' runs are one suite
+    by_test = {r.test: r for r in report.slowest}
+    assert set(by_test) == {"test_api.py::test_pay", "test_api.py::test_customer",
+                            "test_api.py::test_fixture_alone"}
+    assert by_test["test_api.py::test_customer"].outcomes == ("passed:0", "passed:0")
+    assert [r.test for r in report.flaky] == ["test_api.py::test_pay"]
+    assert report.flaky[0].outcomes == ("passed:0", "passed:0", "failed:1")
+    assert report.coverage["payments"] == {
+        f"POST 127.0.0.1:{https_upstream.port}/v1/payment_intents": 3}
