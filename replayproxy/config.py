@@ -37,6 +37,7 @@ from replayproxy.matching.rules import (
 from replayproxy.redaction.redactor import RedactionConfig
 from replayproxy.redaction.secrets import ValuePattern
 from replayproxy.routes import Route, parse_route
+from replayproxy.streams import parse_pace
 
 __all__ = ["Settings", "find_config", "home_dir", "load_settings", "parse_settings"]
 
@@ -59,10 +60,13 @@ class Settings:
     redact: RedactionConfig = field(default_factory=RedactionConfig)
     faults: tuple[FaultSpec, ...] = ()
     drift: DriftConfig = field(default_factory=DriftConfig)
+    pace: float = 1.0
+    """How fast recorded streams are replayed (see ``replayproxy.streams``)."""
 
 
-_TOP_KEYS = {"cassette_dir": str, "strict": bool, "fail_on_unused": bool, "match": dict,
-             "redact": dict, "faults": list, "drift": dict}
+_TOP_KEYS: dict[str, type | tuple[type, ...]] = {
+    "cassette_dir": str, "strict": bool, "fail_on_unused": bool, "match": dict,
+    "redact": dict, "faults": list, "drift": dict, "pace": (int, float)}
 _DRIFT_KEYS = {
     "credentials": "table of placeholder, header or rule name = \"ENV_VAR\"",
     "ignore": "list of JSON paths ($.meta.request_id) and header names never compared",
@@ -204,8 +208,14 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
     for key, value in data.items():
         if key not in _TOP_KEYS:
             raise where.error(key, "unknown setting; allowed: " + ", ".join(sorted(_TOP_KEYS)))
-        if not isinstance(value, _TOP_KEYS[key]):
-            raise where.error(key, f"expected {_TOP_KEYS[key].__name__}, got {_show(value)}")
+        kind = _TOP_KEYS[key]
+        if not isinstance(value, kind) or (kind is not bool and type(value) is bool):
+            named = kind.__name__ if isinstance(kind, type) else "a number"
+            raise where.error(key, f"expected {named}, got {_show(value)}")
+    try:
+        pace = parse_pace(data.get("pace", 1.0))
+    except ValueError as e:
+        raise where.error("pace", str(e)) from None
     match = data.get("match", {})
     prefix = f"{section}." if section else ""
     mwhere = where.child(f"{prefix}match")
@@ -241,6 +251,7 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
         strict=bool(data.get("strict", False)),
         fail_on_unused=bool(data.get("fail_on_unused", False)),
         match=MatchConfig(exact=exact, base=base, routes=tuple(routes)),
+        pace=pace,
     )
 
 

@@ -38,6 +38,7 @@ from replayproxy.faults.plan import FaultPlan
 from replayproxy.faults.spec import FaultSpec, parse_fault
 from replayproxy.model import RecordMode
 from replayproxy.redaction.redactor import Redactor, load_key
+from replayproxy.streams import parse_pace
 from replayproxy.upstream import Egress, egress_from, read_pem_ca, reverse_spec
 
 if TYPE_CHECKING:
@@ -89,6 +90,9 @@ class ProxyRun:
         fresh: start the cassette afresh: record everything and replace the whole
             cassette with it (mode ``all`` otherwise keeps the interactions the run did
             not request again, as VCR.py 9 does).
+        pace: how fast recorded streams (SSE, chunked, big bodies) are replayed: their
+            recorded pacing times this; 0 as fast as possible, 1 real time [default: the
+            configuration's, else 1].
 
     Raises (from ``start``):
         CassetteError: replay-only and the cassette does not exist, or it is corrupt; or
@@ -119,6 +123,7 @@ class ProxyRun:
         freeze_gc: bool = False,
         addons: Sequence[Any] = (),
         fresh: bool = False,
+        pace: float | None = None,
     ) -> None:
         self.cassette = cassette
         try:
@@ -146,6 +151,10 @@ class ProxyRun:
         self.egress: Egress | None = None
         """The egress proxy recording goes through (set by ``open``)."""
         self.fresh = fresh
+        try:
+            self.pace = self.settings.pace if pace is None else parse_pace(pace)
+        except ValueError as e:
+            raise ConfigError(f"{{pace}}: {e}") from None
         self.session: CassetteSession | None = None
         self.pipeline: Pipeline | None = None
         self.summary: SessionSummary | None = None
@@ -198,7 +207,7 @@ class ProxyRun:
         assert self.pipeline is not None
         try:
             records = self.pipeline.records
-            proxy = Proxy([*self.extra_addons, ReplayproxyAddon(self.pipeline)],
+            proxy = Proxy([*self.extra_addons, ReplayproxyAddon(self.pipeline, pace=self.pace)],
                           ca=ensure_ca(self.ca_dir), host=self.host, port=self.port,
                           reverse=self.reverse, upstream_ca=self.upstream_cas,
                           upstream_insecure=self.upstream_insecure,

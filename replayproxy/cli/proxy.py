@@ -33,6 +33,7 @@ from replayproxy.cli.options import (
     IgnoreQuery,
     MatchHeader,
     Matching,
+    Pace,
     Port,
     Quiet,
     Reverse,
@@ -71,14 +72,15 @@ class Upstream:
 
 def _proxy_run(matching: Matching, name: str, mode: RecordMode, faults: list[str] | None, *,
                ca_dir: Path | None, upstream: Upstream, port: int,
-               fresh: bool = False) -> ProxyRun:
+               fresh: bool = False, pace: float | None = None) -> ProxyRun:
     """The proxy run for a command, its cassette opened (the engine not started yet)."""
     from replayproxy.run import ProxyRun
 
     run = ProxyRun(name, mode, settings=matching.settings(), faults=faults or (),
                    upstream_ca=upstream.ca or (), upstream_insecure=upstream.insecure,
                    upstream_proxy=upstream.proxy, ca_dir=ca_dir, port=port,
-                   reverse=upstream.reverse or (), freeze_gc=True, fresh=fresh)
+                   reverse=upstream.reverse or (), freeze_gc=True, fresh=fresh,
+                   pace=pace)
     run.open()
     return run
 
@@ -151,7 +153,8 @@ def _run_child(cmd: list[str], env: dict[str, str]) -> int:
 
 def _wrap(cmd: list[str] | None, *, name: str, matching: Matching, mode: RecordMode,
           upstream: Upstream, ca_dir: Path | None, port: int, quiet: bool,
-          faults: list[str] | None = None, fresh: bool = False) -> None:
+          faults: list[str] | None = None, fresh: bool = False,
+          pace: float | None = None) -> None:
     """Run ``cmd`` under a proxy for cassette ``name``, then exit with its code."""
     setup_logging(quiet)
     if not cmd:
@@ -159,7 +162,7 @@ def _wrap(cmd: list[str] | None, *, name: str, matching: Matching, mode: RecordM
         raise ConfigError("no command given: put it after `--`, e.g. "
                           f"replayproxy {verb} -c {name} -- pytest")
     run = _proxy_run(matching, name, mode, faults, ca_dir=ca_dir, upstream=upstream,
-                     port=port, fresh=fresh)
+                     port=port, fresh=fresh, pace=pace)
     with run:  # stopped (and the cassette written) however the block ends
         _describe_start(run)
         rc = _run_child(cmd, run.environment())
@@ -188,6 +191,7 @@ def wrapping_command(name: str, default_mode: RecordMode, doc: str) -> Callable[
         ignore_json: IgnoreJson = None,
         fail_on_unused: FailOnUnused = False,
         fault: Faults = None,
+        pace: Pace = None,
         quiet: Quiet = False,
         fresh: Annotated[bool, typer.Option(
             "--fresh", help="Start the cassette afresh: record everything and replace the "
@@ -198,7 +202,7 @@ def wrapping_command(name: str, default_mode: RecordMode, doc: str) -> Callable[
                             ignore_header, match_header, ignore_json)
         _wrap(cmd, name=cassette, matching=matching, mode=record_mode,
               upstream=Upstream(upstream_ca, upstream_insecure, upstream_proxy, reverse),
-              ca_dir=ca_dir, port=port, quiet=quiet, faults=fault, fresh=fresh)
+              ca_dir=ca_dir, port=port, quiet=quiet, faults=fault, fresh=fresh, pace=pace)
 
     command.__name__ = name
     command.__doc__ = doc
@@ -239,6 +243,7 @@ def serve(
     ignore_json: IgnoreJson = None,
     fail_on_unused: FailOnUnused = False,
     fault: Faults = None,
+    pace: Pace = None,
     quiet: Quiet = False,
 ) -> None:
     """Run the proxy until interrupted; print the `export` lines for a shell.
@@ -253,7 +258,7 @@ def serve(
                         ignore_header, match_header, ignore_json)
     run = _proxy_run(matching, cassette, record_mode, fault, ca_dir=ca_dir,
                      upstream=Upstream(upstream_ca, upstream_insecure, upstream_proxy,
-                                       reverse), port=port)
+                                       reverse), port=port, pace=pace)
     state = _run_dir() / f"serve-{os.getpid()}.json"
     stop = threading.Event()
     try:

@@ -59,6 +59,7 @@ from replayproxy.redaction.secrets import (
     url_queries,
 )
 from replayproxy.routes import Route
+from replayproxy.streams import refit
 
 __all__ = ["RedactionConfig", "Redactor", "load_key"]
 
@@ -405,7 +406,8 @@ class Redactor:
         r_new_body, r_headers = _rebuild_body(r.body, r_body, r_headers, pairs, r_form)
         request = replace(request, headers=_replace_headers(q_headers, pairs), body=q_new_body)
         response = replace(r, headers=_replace_headers(r_headers, pairs), body=r_new_body)
-        return replace(it, request=request, response=response)
+        return replace(it, request=request, response=response,
+                       chunks=refit(it.chunks, r.body, r_new_body))
 
     def redact_request(self, request: Request) -> Request:
         """Redact an incoming request the way recorded requests were (for matching)."""

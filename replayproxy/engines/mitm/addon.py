@@ -32,7 +32,7 @@ from replayproxy.config import home_dir, load_settings
 from replayproxy.decision.failures import CAUSE_HEADER, MARKER, TIMEOUT_MARKER, WAITED_HEADER
 from replayproxy.decision.pipeline import FaultAnswer, Pipeline, Planned
 from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmatched
-from replayproxy.engines.mitm import trickle
+from replayproxy.engines.mitm import streams, trickle
 from replayproxy.engines.mitm.convert import (
     bad_gateway,
     fault_response,
@@ -49,6 +49,7 @@ from replayproxy.faults.plan import FaultAction, FaultPlan
 from replayproxy.faults.spec import parse_fault
 from replayproxy.model import Interaction, RecordMode, Request
 from replayproxy.redaction.redactor import Redactor, load_key
+from replayproxy.streams import parse_pace
 
 __all__ = ["STATE", "FlowState", "ReplayproxyAddon", "Role"]
 
@@ -154,12 +155,15 @@ class ReplayproxyAddon:
     Args:
         pipeline: the decision for this run; None builds one from the addon's options.
         default_mode: the record mode when built from options.
+        pace: how fast recorded streams are replayed: their recorded pacing times this
+            (0 as fast as possible, 1 real time); from the options when built from them.
     """
 
     def __init__(self, pipeline: Pipeline | None = None, *,
-                 default_mode: RecordMode = RecordMode.NONE) -> None:
+                 default_mode: RecordMode = RecordMode.NONE, pace: float = 1.0) -> None:
         self.pipeline = pipeline
         self.default_mode = default_mode
+        self.pace = pace
         self._owns_pipeline = pipeline is None
         self._failed = False
         self._trickle = trickle.TrickleServer()
@@ -189,6 +193,11 @@ class ReplayproxyAddon:
         loader.add_option(
             "replayproxy_fault", Sequence[str], [],
             "Inject a fault: KIND[=VALUE][,OPTION=VALUE...][@ROUTE] (repeatable).",
+        )
+        loader.add_option(
+            "replayproxy_pace", str, "1",
+            "Replay recorded streams at their recorded pacing times this (0: as fast as "
+            "possible, 1: real time).",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -223,6 +232,7 @@ class ReplayproxyAddon:
                     faults.add(parse_fault(spec))
                 except ValueError as e:
                     raise exceptions.OptionsError(f"replayproxy_fault {spec!r}: {e}") from None
+            self.pace = parse_pace(opts.replayproxy_pace)
             self.pipeline = Pipeline(session, faults)
             self._failed = False
         except ReplayproxyError as e:
@@ -314,6 +324,10 @@ class ReplayproxyAddon:
             return
         if isinstance(plan, Replay):
             recorded = plan.served.interaction
+            if planned.fault is None and streams.play(flow, recorded, self.pace,
+                                                      self._trickle):
+                state.trickled = True
+                return
             flow.response = to_flow_response(recorded.response)
             state.recorded_ttfb = recorded.ttfb
         elif isinstance(plan, Unmatched):
@@ -374,6 +388,10 @@ class ReplayproxyAddon:
         state = _state(flow)
         if state is not None and state.trickled and flow.response is not None:
             flow.response.stream = True
+            streams.dress(flow)
+        elif state is not None and state.role is Role.OURS and state.planned is not None \
+                and not state.planned.answers_by_itself and state.planned.fault is None:
+            streams.start_recording(flow)
 
     async def response(self, flow: http.HTTPFlow) -> None:
         state = _state(flow)
@@ -405,9 +423,14 @@ class ReplayproxyAddon:
         """An upstream failure while recording: keep what the client got (mitmproxy's
         502), marked, so replay answers the same; the summary lists it with its cause."""
         state = _state(flow)
+        if state is not None and state.trickled and streams.played(flow):
+            streams.ended_early(flow)
         if state is None or state.role is Role.OTHER or state.planned is None \
                 or state.planned.answers_by_itself or state.trickled \
                 or self.pipeline is None or flow.error is None:
+            return
+        if streams.recording(flow):
+            self._record(flow, state)  # what arrived, marked as cut
             return
         message = flow.error.msg
         if flow.response is not None and flow.response.timestamp_end is not None:
@@ -447,10 +470,12 @@ class ReplayproxyAddon:
         written: losing a recording silently is worse than stopping."""
         assert self.pipeline is not None
         try:
-            findings = self.pipeline.record(interaction_from_flow(flow, state.request))
+            findings = self.pipeline.record(
+                streams.recorded(flow, interaction_from_flow(flow, state.request)))
         except Exception:
             log.exception("replayproxy could not record %s", flow.request.url)
-            flow.kill()
+            if flow.killable:
+                flow.kill()
             return False
         for finding in findings:
             log.error("secret left after redaction in %s %s: %s: %s (%s)",
