@@ -8,6 +8,7 @@ an HTTP/2 stream reset) breaks nothing else.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import ssl
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import httpx
 import pytest
@@ -55,9 +57,9 @@ def stream_proxy(proxy_ca, upstream_ca, cassette_dir, tmp_path, caplog):
     return factory
 
 
-def _client(p: RunningProxy, *, http2: bool = False) -> httpx.Client:
+def _client(p: RunningProxy, *, read: float = 30) -> httpx.Client:
     return httpx.Client(proxy=p.url, verify=ssl.create_default_context(
-        cafile=str(p.proxy.ca.bundle)), trust_env=False, timeout=30, http2=http2)
+        cafile=str(p.proxy.ca.bundle)), trust_env=False, timeout=httpx.Timeout(30, read=read))
 
 
 def _events(client: httpx.Client, url: str) -> tuple[list[tuple[float, bytes]], float]:
@@ -138,3 +140,150 @@ def test_chunked_body_without_sse(sse_upstream, stream_proxy, cassette_dir):
         took = time.monotonic() - start
     assert body == b"".join(PIECES)
     assert took > 0.8 * GAP * (len(PIECES) - 1)
+
+
+def _read_until_error(client: httpx.Client, url: str) -> tuple[bytes, type[Exception] | None]:
+    got = b""
+    try:
+        with client.stream("GET", url) as r:
+            for data in r.iter_raw():
+                got += data
+    except httpx.HTTPError as e:
+        return got, type(e)
+    return got, None
+
+
+def test_stream_cut_by_upstream_is_recorded_and_replayed_cut(sse_upstream, stream_proxy,
+                                                             cassette_dir, caplog):
+    """Bad input: the upstream drops the connection mid-stream. What arrived is kept and
+    marked; replay sends the same events, then breaks off the same way; other flows on
+    the proxy are unaffected."""
+    caplog.set_level(logging.INFO, logger="replayproxy")
+    url, other = sse_upstream.url("/cut"), sse_upstream.url("/plain")
+    with stream_proxy(RecordMode.ALL) as p, _client(p) as client:
+        assert client.get(other).content == b"plain"
+        recorded, error = _read_until_error(client, url)
+        assert client.get(other).content == b"plain"
+    assert error is httpx.RemoteProtocolError
+    assert recorded == event(0) + event(1)
+    cassette = load_cassette(cassette_path(cassette_dir, "streams"))
+    it = next(i for i in cassette.interactions() if i.request.path == "/cut")
+    assert it.cut.startswith("the upstream broke the stream off")
+    assert len(it.chunks) == 2 and "cut" in cassette.features
+    assert "recorded what arrived" in caplog.text
+
+    sse_upstream.stop()
+    with offline(sse_upstream), stream_proxy(RecordMode.NONE) as p, _client(p) as client:
+        replayed, replay_error = _read_until_error(client, url)
+        assert client.get(other).content == b"plain"
+        replayed_again, _ = _read_until_error(client, url)
+    assert replay_error is error
+    assert replayed == replayed_again == it.response.body
+    assert b"id: 0\n" in replayed and b"id: 1\n" in replayed and b"id: 2\n" not in replayed
+    assert "replayed the recorded cut" in caplog.text
+    assert p.summary is not None and p.summary.unmatched.total == 0
+
+
+def test_endless_stream_left_by_the_client(sse_upstream, stream_proxy, cassette_dir):
+    """An endless stream reaches the client event by event; when the client leaves, what
+    arrived is recorded; replay sends it and keeps the stream open as the upstream did."""
+    url = sse_upstream.url("/endless")
+    with stream_proxy(RecordMode.ALL) as p, _client(p) as client:
+        with client.stream("GET", url) as r:
+            got = b""
+            for data in r.iter_raw():
+                got += data
+                if got.count(b"\n\n") >= 3:
+                    break
+        assert client.get(sse_upstream.url("/plain")).content == b"plain"
+    it = next(i for i in load_cassette(cassette_path(cassette_dir, "streams")).interactions()
+              if i.request.path == "/endless")
+    assert it.cut == "the client closed the stream before it ended"
+    # what arrived (the token in each event redacted), as far as the client read and on
+    events = it.response.body.split(b"\n\n")[:-1]
+    assert len(events) >= got.count(b"\n\n")
+    assert all(e.startswith(b"id: %d\n" % n) for n, e in enumerate(events))
+
+    sse_upstream.stop()
+    with offline(sse_upstream), stream_proxy(RecordMode.NONE, pace=0) as p, \
+            _client(p, read=1.0) as client:
+        with client.stream("GET", url) as r:
+            replayed = b""
+            chunks = r.iter_raw()
+            while len(replayed) < len(it.response.body):
+                replayed += next(chunks)
+            # nothing more comes, and the stream is not ended either
+            with pytest.raises(httpx.ReadTimeout):
+                next(chunks)
+        assert replayed == it.response.body
+
+
+def _tunnel(p: RunningProxy, host: str, port: int) -> ssl.SSLSocket:
+    assert p.proxy.proxy_address is not None
+    sock = socket.create_connection(p.proxy.proxy_address, timeout=10)
+    sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = sock.recv(4096)
+        assert data, "the proxy closed the CONNECT"
+        head += data
+    assert head.startswith(b"HTTP/1.1 200"), head
+    context = ssl.create_default_context(cafile=str(p.proxy.ca.bundle))
+    context.set_alpn_protocols(["h2"])
+    tls = context.wrap_socket(sock, server_hostname=host)
+    assert tls.selected_alpn_protocol() == "h2"
+    return tls
+
+
+def _h2_reset_then_get(p: RunningProxy, upstream: Upstream) -> bytes:
+    """Over one HTTP/2 connection: start /events, reset that stream after its first
+    data, then GET /plain; return /plain's body."""
+    tls = _tunnel(p, upstream.host, upstream.port)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    authority = f"{upstream.host}:{upstream.port}"
+
+    def get(stream_id: int, path: str) -> None:
+        conn.send_headers(stream_id, [(":method", "GET"), (":scheme", "https"),
+                                      (":authority", authority), (":path", path)],
+                          end_stream=True)
+        tls.sendall(conn.data_to_send())
+
+    get(1, "/events")
+    plain, reset, done = b"", False, False
+    deadline = time.monotonic() + 15
+    while not done and time.monotonic() < deadline:
+        data = tls.recv(65536)
+        assert data, "the proxy closed the HTTP/2 connection"
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.DataReceived):
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                if ev.stream_id == 1 and not reset:
+                    conn.reset_stream(1, h2.errors.ErrorCodes.CANCEL)
+                    reset = True
+                    get(3, "/plain")
+                elif ev.stream_id == 3:
+                    plain += ev.data
+            elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == 3:
+                done = True
+        tls.sendall(conn.data_to_send())
+    tls.close()
+    assert reset and done
+    return plain
+
+
+def test_http2_client_resets_a_stream(sse_upstream, stream_proxy, caplog):
+    """Bad input: an HTTP/2 client resets a stream mid-way, recording and replaying: one
+    clear line, no crash, the next request on the same connection is answered."""
+    caplog.set_level(logging.INFO, logger="replayproxy")
+    with stream_proxy(RecordMode.ALL) as p:
+        assert _h2_reset_then_get(p, sse_upstream) == b"plain"
+    assert "stream reset by client" in caplog.text
+    assert "the client closed the stream before it ended" in caplog.text
+    caplog.clear()
+    sse_upstream.stop()
+    with offline(sse_upstream), stream_proxy(RecordMode.NONE) as p:
+        assert _h2_reset_then_get(p, sse_upstream) == b"plain"
+    assert "the client closed the replayed stream before its end (stream reset by client" \
+        in caplog.text
+    assert p.summary is not None and p.summary.replayed == 2
