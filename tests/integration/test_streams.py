@@ -11,10 +11,8 @@ import contextlib
 import logging
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import h2.config
 import h2.connection
@@ -30,7 +28,6 @@ from tests.conftest import UpstreamCA
 from tests.integration.conftest import RunningProxy, serving
 from tests.integration.stream_upstream import EVENTS, GAP, PIECES, StreamHandler, event
 from tests.integration.support import Upstream, offline
-
 
 
 @pytest.fixture
@@ -122,9 +119,9 @@ def test_chunked_body_without_sse(sse_upstream, stream_proxy, cassette_dir):
     """A chunked body that is not SSE streams too: pieces arrive as sent, recorded with
     their times, replayed with the recorded framing (chunked) and pacing."""
     url = sse_upstream.url("/slow-chunked")
-    with stream_proxy(RecordMode.ALL) as p, _client(p) as client:
-        with client.stream("GET", url) as r:
-            arrivals = [(time.monotonic(), d) for d in r.iter_raw()]
+    with stream_proxy(RecordMode.ALL) as p, _client(p) as client, \
+            client.stream("GET", url) as r:
+        arrivals = [(time.monotonic(), d) for d in r.iter_raw()]
     assert b"".join(d for _, d in arrivals) == b"".join(PIECES)
     assert arrivals[-1][0] - arrivals[0][0] > 0.8 * GAP * (len(PIECES) - 1)
     it = load_cassette(cassette_path(cassette_dir, "streams")).interaction(0)
