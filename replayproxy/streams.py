@@ -191,17 +191,33 @@ def refit(chunks: Chunks, old: bytes, new: bytes) -> Chunks:
     for boundary in ends[:-1]:
         guess = boundary + shift
         limit = min(len(new), guess + slack + _ANCHOR)
-        after, before = old[boundary:boundary + _ANCHOR], old[max(0, boundary - _ANCHOR):boundary]
-        found = new.find(after, previous, limit) if after else -1
-        if found < 0 and before:
-            found = new.find(before, max(previous, guess - slack - _ANCHOR), limit)
-            found = found + len(before) if found >= 0 else -1
-        at = min(max(found if found >= 0 else guess, previous), len(new))
+        at = _anchor(old, new, boundary, previous, limit)
+        if at < 0:
+            at = guess
+        at = min(max(at, previous), len(new))
         placed.append(at)
         shift, previous = at - boundary, at
     placed.append(len(new))
     starts = [0, *placed[:-1]]
     return tuple((t, e - b) for (t, _), b, e in zip(chunks, starts, placed, strict=True))
+
+
+def _anchor(old: bytes, new: bytes, boundary: int, start: int, limit: int) -> int:
+    """Where ``boundary`` of ``old`` is in ``new``: where the bytes after it (else before
+    it) are found between ``start`` and ``limit``, the longest that are; -1 if none."""
+    for size in (_ANCHOR, _ANCHOR // 4, 4):
+        after = old[boundary:boundary + size]
+        if len(after) == size:
+            found = new.find(after, start, limit + size)
+            if found >= 0:
+                return found
+    for size in (_ANCHOR, _ANCHOR // 4, 4):
+        before = old[max(0, boundary - size):boundary]
+        if len(before) == size:
+            found = new.find(before, start, limit)
+            if found >= 0:
+                return found + size
+    return -1
 
 
 def parse_pace(value: str | float) -> float:

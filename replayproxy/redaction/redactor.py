@@ -46,11 +46,13 @@ from replayproxy.model import Headers, Interaction, Request, Response, header_va
 from replayproxy.redaction.secrets import (
     DEFAULT_SECRET_FIELDS,
     DEFAULT_SECRET_HEADERS,
+    EVENT_STREAM,
     PLACEHOLDER,
     SECRET_HEADER_WORDS,
     URL_HEADERS,
     VALUE_PATTERNS,
     ValuePattern,
+    event_stream_json,
     is_secret_field,
     is_secret_header,
     json_in_string,
@@ -215,6 +217,10 @@ def _find_in_body(body: bytes, headers: Headers, config: RedactionConfig,
         except (ValueError, RecursionError):
             doc = None
         if doc is not None:
+            _walk_json(doc, config, found)
+            _json_paths(doc, config.json_paths, found)
+    if EVENT_STREAM in ctype:
+        for doc in event_stream_json(text):
             _walk_json(doc, config, found)
             _json_paths(doc, config.json_paths, found)
     if "x-www-form-urlencoded" in ctype:

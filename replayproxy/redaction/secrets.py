@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "DEFAULT_SECRET_FIELDS",
     "DEFAULT_SECRET_HEADERS",
+    "EVENT_STREAM",
     "NOT_SECRET_HEADERS",
     "PLACEHOLDER",
     "SECRET_HEADER_WORDS",
@@ -25,6 +26,7 @@ __all__ = [
     "field_key",
     "is_secret_field",
     "is_secret_header",
+    "event_stream_json",
     "json_in_string",
     "multipart_boundary",
     "multipart_fields",
@@ -208,3 +210,22 @@ def json_in_string(text: str) -> Any:
         return json.loads(stripped)
     except (ValueError, RecursionError):
         return None
+
+
+EVENT_STREAM = "text/event-stream"
+"""The content type of Server-Sent Events, whose ``data:`` fields often hold JSON."""
+
+
+def event_stream_json(text: str) -> Iterator[Any]:
+    """The JSON documents in the ``data:`` fields of a Server-Sent Events body, one per
+    event (an event's ``data:`` lines joined with newlines, as a browser does); data that
+    is not JSON is skipped."""
+    for block in re.split(r"\r\n\r\n|\n\n|\r\r", text):
+        data = [line[5:].removeprefix(" ") for line in re.split(r"\r\n|\n|\r", block)
+                if line.startswith("data:")]
+        joined = "\n".join(data).strip()
+        if joined[:1] in ("{", "["):
+            try:
+                yield json.loads(joined)
+            except (ValueError, RecursionError):
+                continue
