@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from replayproxy.codec import decode_body
 from replayproxy.model import Headers, Interaction, header_value
+from replayproxy.streams import describe_chunks
 
 __all__ = ["decode_body", "format_size", "render_body", "render_interaction", "summary_line"]
 
@@ -62,6 +63,10 @@ def summary_line(number: int, it: Interaction) -> str:
     q, r = it.request, it.response
     encoding = header_value(r.headers, "content-encoding")
     extra = f" {encoding}" if encoding else ""
+    if it.chunks:
+        extra += f"  streamed {len(it.chunks)} chunk{'' if len(it.chunks) == 1 else 's'}"
+    if it.cut:
+        extra += "  CUT"
     return (
         f"#{number:<3} {q.method} {q.url} -> {r.status} {r.reason}".rstrip()
         + f"  req {format_size(len(q.body))}  resp {format_size(len(r.body))}{extra}"
@@ -89,6 +94,8 @@ def render_interaction(number: int, it: Interaction, max_chars: int = 4000) -> I
         f"  recorded {when}, first byte {it.ttfb * 1000:.1f} ms, "
         f"total {it.duration * 1000:.1f} ms, {q.http_version}"
     )
+    if it.chunks or it.cut:
+        yield f"  {describe_chunks(it.chunks, it.cut)}"
     for title, headers, body in (("request", q.headers, q.body), ("response", r.headers, r.body)):
         yield f"  {title} headers:"
         for k, v in headers:

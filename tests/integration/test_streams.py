@@ -21,13 +21,14 @@ import h2.events
 import httpx
 import pytest
 
-from replayproxy.cassette.store import cassette_path, load_cassette
-from replayproxy.model import RecordMode
+from replayproxy.cassette.store import cassette_path, load_cassette, save_cassette
+from replayproxy.model import Interaction, RecordMode, Request, Response
 from replayproxy.run import ProxyRun
+from replayproxy.streams import upstream_cut
 from tests.conftest import UpstreamCA
 from tests.integration.conftest import RunningProxy, serving
 from tests.integration.stream_upstream import EVENTS, GAP, PIECES, StreamHandler, event
-from tests.integration.support import Upstream, offline
+from tests.integration.support import Upstream, cli, offline, write_config
 
 
 @pytest.fixture
@@ -284,3 +285,40 @@ def test_http2_client_resets_a_stream(sse_upstream, stream_proxy, caplog):
     assert "the client closed the replayed stream before its end (stream reset by client" \
         in caplog.text
     assert p.summary is not None and p.summary.replayed == 2
+
+
+def test_cli_show_scan_redact_a_streamed_cassette(cassette_dir, cli_env, tmp_path):
+    """``cassette show`` lists a stream's chunks and cut; ``scan`` finds a secret in an
+    event's ``data:`` JSON, ``redact`` replaces it and keeps each event its own chunk."""
+    events = [b'data: {"n": %d, "session_secret": "s3cr3t-%d-value"}\n\n' % (n, n)
+              for n in range(3)]
+    streamed = Interaction(
+        Request("GET", "https", "api.test", 443, "/events"),
+        Response(200, "OK", (("Content-Type", "text/event-stream"),
+                             ("Transfer-Encoding", "chunked")), b"".join(events)),
+        recorded_at=1.7e9, ttfb=0.01, duration=1.1,
+        chunks=tuple((0.01 + 0.5 * n, len(e)) for n, e in enumerate(events)),
+        cut=upstream_cut("peer closed connection without sending complete message body"))
+    save_cassette(cassette_path(cassette_dir, "sse"), [streamed])
+    config = write_config(tmp_path, '[redact]\nfields = ["session_secret"]\n',
+                          name="replayproxy.toml")
+    common = ("--cassette-dir", str(cassette_dir), "--config", str(config))
+
+    shown = cli("cassette", "show", "-c", "sse", *common, env=cli_env)
+    assert shown.returncode == 0, shown.stderr
+    assert "streamed 3 chunks  CUT" in shown.stdout
+    assert "streamed in 3 chunks, first at 0.010 s, last at 1.010 s" in shown.stdout
+    assert "CUT: the upstream broke the stream off: peer closed connection" in shown.stdout
+
+    found = cli("scan", str(cassette_path(cassette_dir, "sse")), *common, env=cli_env)
+    assert found.returncode == 1 and "session_secret" in found.stdout + found.stderr
+
+    done = cli("redact", "-c", "sse", *common, env=cli_env)
+    assert done.returncode == 0, done.stderr
+    it = load_cassette(cassette_path(cassette_dir, "sse")).interaction(0)
+    assert b"s3cr3t" not in it.response.body and it.cut == streamed.cut
+    parts = [e + b"\n\n" for e in it.response.body.split(b"\n\n")[:-1]]
+    assert [n for _, n in it.chunks] == [len(e) for e in parts]
+    assert [t for t, _ in it.chunks] == [t for t, _ in streamed.chunks]
+    clean = cli("scan", str(cassette_path(cassette_dir, "sse")), *common, env=cli_env)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
