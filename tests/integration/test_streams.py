@@ -8,6 +8,7 @@ an HTTP/2 stream reset) breaks nothing else.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
 import ssl
@@ -322,3 +323,25 @@ def test_cli_show_scan_redact_a_streamed_cassette(cassette_dir, cli_env, tmp_pat
     assert [t for t, _ in it.chunks] == [t for t, _ in streamed.chunks]
     clean = cli("scan", str(cassette_path(cassette_dir, "sse")), *common, env=cli_env)
     assert clean.returncode == 0, clean.stdout + clean.stderr
+
+
+def test_drift_resends_a_finished_stream_and_skips_cut_ones(sse_upstream, stream_proxy,
+                                                            cassette_dir, cli_env,
+                                                            upstream_ca, tmp_path):
+    """Drift re-sends a streamed GET that ended and compares its body; a stream the
+    upstream broke off, or an endless one the client left, is skipped with the reason."""
+    with stream_proxy(RecordMode.ALL) as p, _client(p) as client:
+        _events(client, sse_upstream.url("/events"))
+        _read_until_error(client, sse_upstream.url("/cut"))
+        with client.stream("GET", sse_upstream.url("/endless")) as r:
+            next(r.iter_raw())
+    report = tmp_path / "drift.json"
+    proc = cli("drift", "-c", "streams", "--cassette-dir", cassette_dir, "--upstream-ca",
+               upstream_ca.pem, "--json", report, env=cli_env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = {r["url"].rsplit("/", 1)[1]: r for r in json.loads(report.read_text())["results"]}
+    assert results["events"]["outcome"] == "passed"
+    assert results["cut"]["outcome"] == "skipped"
+    assert "the upstream broke off" in results["cut"]["message"]
+    assert results["endless"]["outcome"] == "skipped"
+    assert "an endless stream" in results["endless"]["message"]
