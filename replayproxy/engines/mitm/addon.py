@@ -323,11 +323,12 @@ class ReplayproxyAddon:
             await self._fault_answer(flow, plan)
             return
         if isinstance(plan, Replay):
-            recorded = plan.served.interaction
-            if planned.fault is None and streams.play(flow, recorded, self.pace,
-                                                      self._trickle):
+            served = plan.served
+            if planned.fault is None and streams.play(flow, served.interaction, served.body,
+                                                      self.pace, self._trickle):
                 state.trickled = True
                 return
+            recorded = served.whole()
             flow.response = to_flow_response(recorded.response)
             state.recorded_ttfb = recorded.ttfb
         elif isinstance(plan, Unmatched):

@@ -122,16 +122,17 @@ def recorded(flow: http.HTTPFlow, interaction: Interaction) -> Interaction:
         chunks=recorder.log.chunks, cut=cut, duration=duration)
 
 
-def play(flow: http.HTTPFlow, interaction: Interaction, pace: float,
-         server: TrickleServer) -> bool:
+def play(flow: http.HTTPFlow, interaction: Interaction, body: memoryview | None,
+         pace: float, server: TrickleServer) -> bool:
     """Send the recorded stream ``interaction`` to ``flow``'s client through ``server``
-    with its pacing scaled by ``pace``; False if it is not a stream (or the server is not
-    up), for the caller to answer it in one piece."""
+    with its pacing scaled by ``pace``; its body is ``body`` when given (left in the
+    cassette's bytes), else the response's. False if it is not a stream (or the server
+    is not up), for the caller to answer it in one piece."""
     if server.address is None or not (interaction.chunks or interaction.cut):
         return False
     sends = schedule(interaction.chunks, pace)
-    sender = _sender(interaction.response, sends, flow.request.timestamp_start,
-                     interaction.cut)
+    sender = _sender(interaction.response, interaction.response.body if body is None
+                     else body, sends, flow.request.timestamp_start, interaction.cut)
     flow.metadata[_PLAYING] = interaction.response
     flow.metadata[_PLAYED] = True
     point_at(flow, server.address, server.add(sender))
@@ -185,7 +186,8 @@ def _trailers(response: Response) -> bytes:
     return b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in response.trailers)
 
 
-def _sender(response: Response, sends: list[Send], start: float, cut: str) -> Sender:
+def _sender(response: Response, body: bytes | memoryview, sends: list[Send], start: float,
+            cut: str) -> Sender:
     """Send ``response`` as chunked HTTP/1.1, each piece when ``sends`` says (seconds
     from ``start``, the request's arrival); then end it, or break it off as ``cut``
     says."""
@@ -194,7 +196,7 @@ def _sender(response: Response, sends: list[Send], start: float, cut: str) -> Se
         origin = loop.time() - max(0.0, time.time() - start)
         writer.write(_head(response))
         await writer.drain()
-        body = memoryview(response.body)
+        view = memoryview(body)
         for piece in sends:
             if piece.length <= 0:
                 continue
@@ -204,7 +206,7 @@ def _sender(response: Response, sends: list[Send], start: float, cut: str) -> Se
             writer.write(b"%x\r\n" % piece.length)
             end = piece.offset + piece.length
             for at in range(piece.offset, end, _SLICE):
-                writer.write(body[at:min(at + _SLICE, end)])
+                writer.write(view[at:min(at + _SLICE, end)])
                 await writer.drain()
             writer.write(b"\r\n")
             await writer.drain()
