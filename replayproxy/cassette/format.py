@@ -57,6 +57,7 @@ __all__ = [
     "dumps",
     "encode_interaction",
     "features",
+    "pack_parts",
     "read_cassette",
     "read_header",
     "shorten",
@@ -587,6 +588,23 @@ def body_span(entry: memoryview) -> tuple[int, int, int]:
     size = _SIZED[kind][0]
     start = pos + 1 + size
     return pos, start, start + _length(entry, pos + 1, size)
+
+
+def pack_parts(it: Interaction) -> tuple[bytes, bytes, bytes]:
+    """The packed entry of ``it`` in three parts, the middle one its response body (not
+    copied): written one after the other they are exactly ``packb(encode_interaction(it))``,
+    without the whole entry ever being one more copy of a big body in memory."""
+    body = it.response.body
+    stub = msgpack.packb(encode_interaction(dataclasses.replace(
+        it, response=dataclasses.replace(it.response, body=b""))), use_bin_type=True)
+    head, start, _ = body_span(memoryview(stub))
+    if len(body) < 1 << 8:
+        bin_header = b"\xc4" + len(body).to_bytes(1, "big")
+    elif len(body) < 1 << 16:
+        bin_header = b"\xc5" + len(body).to_bytes(2, "big")
+    else:
+        bin_header = b"\xc6" + len(body).to_bytes(4, "big")
+    return stub[:head] + bin_header, body, stub[start:]
 
 
 def decode_without_body(reader: Reader, raw: RawEntry, body_length: int) -> Interaction:

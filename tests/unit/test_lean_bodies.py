@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from replayproxy.cassette.format import _skip, body_span, encode_interaction
+from replayproxy.cassette.format import _skip, body_span, encode_interaction, pack_parts
 from replayproxy.cassette.store import LEAN_ABOVE, load_cassette, save_cassette
 from replayproxy.matching.index import ReplayIndex
 from replayproxy.model import Interaction, Request, Response
@@ -65,3 +65,21 @@ def test_lean_checks_chunks_against_the_real_length(tmp_path):
     save_cassette(path, [bad])
     with pytest.raises(Exception, match="chunks add up to 5 bytes but the body has"):
         load_cassette(path).lean(0)
+
+
+@pytest.mark.parametrize("size", [0, 255, 256, 65535, 65536, LEAN_ABOVE + 256])
+def test_pack_parts_is_packb(size):
+    it = _big(size)
+    parts = pack_parts(it)
+    assert b"".join(parts) == msgpack.packb(encode_interaction(it), use_bin_type=True)
+    assert parts[1] is it.response.body
+
+
+def test_journal_writes_a_big_body_in_parts(tmp_path):
+    from replayproxy.cassette.journal import Journal
+
+    big = _big(LEAN_ABOVE + 256)
+    journal = Journal(tmp_path / "big.cassette", replace=False)
+    journal.append(big)
+    journal.commit()
+    assert load_cassette(tmp_path / "big.cassette").interaction(0) == big
