@@ -52,6 +52,7 @@ from replayproxy.redaction.secrets import (
     URL_HEADERS,
     VALUE_PATTERNS,
     ValuePattern,
+    body_text,
     event_stream_json,
     is_secret_field,
     is_secret_header,
@@ -198,18 +199,11 @@ def _json_paths(doc: Any, paths: Iterable[str], found: _Found) -> None:
                 found.add(str(m.value), _rule_name(str(m.path)))
 
 
-def _text_of(body: bytes) -> str:
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        return body.decode("latin-1")
-
-
 def _find_in_body(body: bytes, headers: Headers, config: RedactionConfig,
                   found: _Found) -> None:
     if not body:
         return
-    text = _text_of(body)
+    text = body_text(body)
     ctype = (header_value(headers, "content-type") or "").lower()
     if "json" in ctype or text.lstrip()[:1] in ("{", "["):
         try:

@@ -29,6 +29,7 @@ from replayproxy.redaction.secrets import (
     EVENT_STREAM,
     PLACEHOLDER,
     URL_HEADERS,
+    body_text,
     event_stream_json,
     json_in_string,
     multipart_boundary,
@@ -134,10 +135,7 @@ class _Scan:
             return
         decoded = decode_body(body, headers) if headers is not None else body
         data = body if decoded is None else decoded
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = data.decode("latin-1")
+        text = body_text(data)
         ctype = (header_value(headers, "content-type") or "").lower() if headers else ""
         if "json" in ctype or text.lstrip()[:1] in ("{", "["):
             with contextlib.suppress(ValueError, RecursionError):

@@ -6,6 +6,7 @@ Shared by redaction (which replaces them before anything is written) and the sca
 
 from __future__ import annotations
 
+import codecs
 import functools
 import json
 import re
@@ -26,6 +27,7 @@ __all__ = [
     "field_key",
     "is_secret_field",
     "is_secret_header",
+    "body_text",
     "event_stream_json",
     "json_in_string",
     "multipart_boundary",
@@ -229,3 +231,26 @@ def event_stream_json(text: str) -> Iterator[Any]:
                 yield json.loads(joined)
             except (ValueError, RecursionError):
                 continue
+
+
+_CHECK_ABOVE = 1 << 20
+"""Bodies longer than this are checked for UTF-8 piece by piece before being decoded."""
+
+
+def body_text(data: bytes) -> str:
+    """A body as text: UTF-8, else Latin-1 (lossless). A failed UTF-8 decode of a big body
+    would first build up to twice its size in characters; so a big body is checked a
+    megabyte at a time, and decoded once, as what it is."""
+    if len(data) > _CHECK_ABOVE:
+        check = codecs.getincrementaldecoder("utf-8")()
+        view = memoryview(data)
+        try:
+            for start in range(0, len(data), _CHECK_ABOVE):
+                check.decode(view[start:start + _CHECK_ABOVE], False)
+            check.decode(b"", True)
+        except UnicodeDecodeError:
+            return data.decode("latin-1")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")

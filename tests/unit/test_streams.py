@@ -9,6 +9,7 @@ from replayproxy.errors import ConfigError
 from replayproxy.model import Interaction, Request, Response
 from replayproxy.redaction.redactor import RedactionConfig, Redactor
 from replayproxy.redaction.scan import scan_interaction
+from replayproxy.redaction.secrets import body_text
 from replayproxy.streams import (
     CLIENT_CUT,
     ChunkLog,
@@ -154,3 +155,11 @@ def test_scan_and_redact_read_json_in_event_data():
     assert b"hunter2" not in out.response.body and b"data: [DONE]\n\n" in out.response.body
     assert scan_interaction(out) == []
     assert out.chunks[1][1] == len(b"data: [DONE]\n\n")
+
+
+def test_body_text():
+    assert body_text("zoë".encode()) == "zoë"
+    assert body_text(b"\xff\xfe") == "\xff\xfe"
+    big = "é".encode() * (1 << 20)  # 2 MiB, checked piece by piece (pieces split a char)
+    assert body_text(big) == "é" * (1 << 20)
+    assert body_text(big + b"\xff") == (big + b"\xff").decode("latin-1")
