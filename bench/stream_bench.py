@@ -15,6 +15,8 @@ then reports:
   response hook turns the spooled body into one interaction, redacts, scans and
   journals it), minus the RSS before the request;
 - ``fold``: the peak RSS while the run stopped and folded its journal into the cassette;
+- ``replay: load``: the peak RSS while the replaying run started (loading the cassette),
+  minus the RSS before;
 - ``replay``: the peak RSS while replaying the body, minus the RSS with the cassette
   loaded (its bytes are the cassette's, counted once in that baseline).
 
@@ -109,10 +111,16 @@ def proxy_main(mode: str, directory: str, ca_dir: str) -> None:
     logging.basicConfig(level=logging.WARNING)
     run = ProxyRun("big", mode, cassette_dir=directory, ca_dir=ca_dir, control=False,
                    upstream_proxy="none", pace=0)
+    import replayproxy.engines.mitm.addon  # noqa: F401  (imported by start: not counted)
+
+    _reset_peak()
+    unloaded = _status()["VmRSS"]
     run.start()
+    started = _status()
     _reset_peak()
     before = _status()["VmRSS"]
-    print(json.dumps({"url": run.proxy_url, "rss": before}), flush=True)
+    print(json.dumps({"url": run.proxy_url, "rss": before,
+                      "start_peak": started["VmHWM"] - unloaded}), flush=True)
     sys.stdin.readline()  # the client has its body
     streamed = _status()
     _reset_peak()
@@ -184,6 +192,7 @@ def _run_proxy(mode: str, directory: Path, ca_dir: Path, url: str, mb: int,
         proxy.stdin.flush()
         report: dict[str, Any] = json.loads(proxy.stdout.readline())
     report["seconds"] = seconds
+    report["start_peak"] = started["start_peak"]
     return report
 
 
@@ -204,6 +213,7 @@ def measure(mb: int, work: Path) -> dict[str, float]:
         "record_stream_mib": (record["stream_peak"] - record["before"]) / MIB,
         "record_fold_mib": (record["fold_peak"] - record["fold_before"]) / MIB,
         "replay_mib": (replay["stream_peak"] - replay["before"]) / MIB,
+        "replay_load_mib": replay["start_peak"] / MIB,
         "replay_loaded_rss_mib": replay["before"] / MIB,
         "record_seconds": record["seconds"],
         "replay_seconds": replay["seconds"],
@@ -230,11 +240,12 @@ def main() -> None:
         rows = [measure(mb, Path(tmp)) for mb in (args.baseline_mb, args.mb)]
     print(f"streamed body through record and replay (--pace 0), proxy RSS growth in MiB; "
           f"baseline = the same with a {args.baseline_mb} MiB body")
-    print(f"{'body':>8} {'record: stream':>15} {'record: fold':>13} {'replay':>8} "
-          f"{'record s':>9} {'replay s':>9}")
+    print(f"{'body':>8} {'record: stream':>15} {'record: fold':>13} {'replay: load':>13} "
+          f"{'replay':>8} {'record s':>9} {'replay s':>9}")
     for r in rows:
         print(f"{r['mb']:>5} MiB {r['record_stream_mib']:>15.1f} {r['record_fold_mib']:>13.1f} "
-              f"{r['replay_mib']:>8.1f} {r['record_seconds']:>9.2f} {r['replay_seconds']:>9.2f}")
+              f"{r['replay_load_mib']:>13.1f} {r['replay_mib']:>8.1f} "
+              f"{r['record_seconds']:>9.2f} {r['replay_seconds']:>9.2f}")
     base, big = rows
     print(f"replay growth for {big['mb']} MiB: {big['replay_mib']:.1f} MiB "
           f"({big['replay_mib'] - base['replay_mib']:+.1f} MiB over the baseline; target < 64 MiB)")
