@@ -12,6 +12,7 @@ import json
 import logging
 import socket
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -21,6 +22,8 @@ import h2.errors
 import h2.events
 import httpx
 import pytest
+import requests
+import urllib3
 
 from replayproxy.cassette.store import cassette_path, load_cassette, save_cassette
 from replayproxy.model import Interaction, RecordMode, Request, Response
@@ -29,7 +32,7 @@ from replayproxy.streams import upstream_cut
 from tests.conftest import UpstreamCA
 from tests.integration.conftest import RunningProxy, serving
 from tests.integration.stream_upstream import EVENTS, GAP, PIECES, StreamHandler, event
-from tests.integration.support import Upstream, cli, offline, write_config
+from tests.integration.support import Upstream, base_env, cli, offline, write_config
 
 
 @pytest.fixture
@@ -181,6 +184,48 @@ def test_stream_cut_by_upstream_is_recorded_and_replayed_cut(sse_upstream, strea
     assert b"id: 0\n" in replayed and b"id: 1\n" in replayed and b"id: 2\n" not in replayed
     assert "replayed the recorded cut" in caplog.text
     assert p.summary is not None and p.summary.unmatched.total == 0
+
+
+def _requests_cut(p: RunningProxy, url: str) -> tuple[bytes, str]:
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies = {"https": p.url}
+    session.verify = str(p.proxy.ca.bundle)
+    got = b""
+    try:
+        with session.get(url, stream=True, timeout=30) as r:
+            for data in r.raw.stream(1024, decode_content=False):
+                got += data
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
+        return got, type(e).__name__
+    finally:
+        session.close()
+    return got, ""
+
+
+def _curl_cut(p: RunningProxy, url: str) -> tuple[bytes, int]:
+    proc = subprocess.run(["curl", "-sN", "--max-time", "30", "--proxy", p.url, "--cacert",
+                           str(p.proxy.ca.bundle), url], capture_output=True, timeout=60,
+                          check=False, env=base_env())
+    return proc.stdout, proc.returncode
+
+
+def test_stream_cut_seen_the_same_by_requests_and_curl(sse_upstream, stream_proxy):
+    """Bad input, other clients: requests and curl see the replayed cut as they saw the
+    upstream's (the same events, the same exception, the same curl exit code)."""
+    url = sse_upstream.url("/cut")
+    with stream_proxy(RecordMode.ALL) as p:
+        by_requests, by_curl = _requests_cut(p, url), _curl_cut(p, url)
+    assert by_requests[1] and by_curl[1] not in (0, 28)
+    assert by_requests[0].startswith(b"id: 0\n") and by_curl[0].startswith(b"id: 0\n")
+    sse_upstream.stop()
+    with offline(sse_upstream), stream_proxy(RecordMode.NONE, pace=0) as p:
+        replayed = _requests_cut(p, url), _curl_cut(p, url)
+    # the same events (their tokens redacted in the recording), then the same failure
+    for (body, failure), (recorded, recorded_failure) in zip(
+            replayed, (by_requests, by_curl), strict=True):
+        assert failure == recorded_failure
+        assert body.count(b"\n\n") == recorded.count(b"\n\n") == 2
 
 
 def test_endless_stream_left_by_the_client(sse_upstream, stream_proxy, cassette_dir):
