@@ -390,3 +390,45 @@ def test_drift_resends_a_finished_stream_and_skips_cut_ones(sse_upstream, stream
     assert "the upstream broke off" in results["cut"]["message"]
     assert results["endless"]["outcome"] == "skipped"
     assert "an endless stream" in results["endless"]["message"]
+
+
+def test_replayed_stream_keeps_its_trailers_for_an_http2_client(stream_proxy, cassette_dir):
+    """A recorded stream with trailers (gRPC's ``grpc-status``) is replayed over HTTP/2
+    with its pieces paced and its trailers after the body."""
+    frames = [b"\x00\x00\x00\x00\x03abc", b"\x00\x00\x00\x00\x02de"]
+    recorded = Interaction(
+        Request("POST", "https", "grpc.test", 443, "/pkg.Svc/Watch",
+                headers=(("content-type", "application/grpc"),), http_version="HTTP/2.0"),
+        Response(200, "", (("content-type", "application/grpc"),), b"".join(frames),
+                 "HTTP/2.0", (("grpc-status", "0"), ("grpc-message", "done"))),
+        recorded_at=1.7e9, ttfb=0.01, duration=0.6,
+        chunks=((0.01, len(frames[0])), (0.5, len(frames[1]))))
+    save_cassette(cassette_path(cassette_dir, "streams"), [recorded])
+    with stream_proxy(RecordMode.NONE) as p:
+        tls = _tunnel(p, "grpc.test", 443)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.send_headers(1, [(":method", "POST"), (":scheme", "https"),
+                              (":authority", "grpc.test"), (":path", "/pkg.Svc/Watch"),
+                              ("content-type", "application/grpc")], end_stream=True)
+        tls.sendall(conn.data_to_send())
+        body, trailers, ended = b"", None, False
+        start, deadline = time.monotonic(), time.monotonic() + 15
+        arrivals = []
+        while not ended and time.monotonic() < deadline:
+            data = tls.recv(65536)
+            assert data, "the proxy closed the HTTP/2 connection"
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.DataReceived):
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    body += ev.data
+                    arrivals.append(time.monotonic() - start)
+                elif isinstance(ev, h2.events.TrailersReceived):
+                    trailers = [(bytes(k), bytes(v)) for k, v in ev.headers]
+                elif isinstance(ev, h2.events.StreamEnded):
+                    ended = True
+            tls.sendall(conn.data_to_send())
+        tls.close()
+    assert ended and body == b"".join(frames)
+    assert trailers == [(b"grpc-status", b"0"), (b"grpc-message", b"done")]
+    assert arrivals[-1] - arrivals[0] > 0.3

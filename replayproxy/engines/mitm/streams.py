@@ -154,8 +154,15 @@ def dress(flow: http.HTTPFlow) -> None:
     response.status_code = recorded_response.status
     response.reason = recorded_response.reason
     response.http_version = recorded_response.http_version
-    response.headers = http.Headers([(k.encode("latin-1"), v.encode("latin-1"))
-                                     for k, v in recorded_response.headers])
+    response.headers = _headers(recorded_response.headers)
+    if recorded_response.trailers and flow.request.is_http2:
+        # mitmproxy 11 reads no trailers from an HTTP/1.1 server (the trickle server) and
+        # sends none to an HTTP/1.1 client: set here, they follow the streamed body
+        response.trailers = _headers(recorded_response.trailers)
+
+
+def _headers(pairs: tuple[tuple[str, str], ...]) -> http.Headers:
+    return http.Headers([(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs])
 
 
 def ended_early(flow: http.HTTPFlow) -> None:
@@ -182,15 +189,11 @@ def _head(response: Response) -> bytes:
     return b"\r\n".join(lines)
 
 
-def _trailers(response: Response) -> bytes:
-    return b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in response.trailers)
-
-
 def _sender(response: Response, body: bytes | memoryview, sends: list[Send], start: float,
             cut: str) -> Sender:
     """Send ``response`` as chunked HTTP/1.1, each piece when ``sends`` says (seconds
-    from ``start``, the request's arrival); then end it, or break it off as ``cut``
-    says."""
+    from ``start``, the request's arrival); then end it (its trailers are set on the
+    flow, see ``dress``), or break it off as ``cut`` says."""
     async def send(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
         origin = loop.time() - max(0.0, time.time() - start)
@@ -218,7 +221,7 @@ def _sender(response: Response, body: bytes | memoryview, sends: list[Send], sta
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(reader.read(), _HOLD_AT_MOST)
             return
-        writer.write(b"0\r\n" + _trailers(response) + b"\r\n")
+        writer.write(b"0\r\n\r\n")
         await writer.drain()
 
     return send
