@@ -279,12 +279,34 @@ def _tunnel(p: RunningProxy, host: str, port: int) -> ssl.SSLSocket:
     return tls
 
 
+def _h2_client(p: RunningProxy, host: str, port: int
+               ) -> tuple[ssl.SSLSocket, h2.connection.H2Connection]:
+    tls = _tunnel(p, host, port)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    tls.sendall(conn.data_to_send())
+    return tls, conn
+
+
+def _h2_events(tls: ssl.SSLSocket, conn: h2.connection.H2Connection
+               ) -> Iterator[h2.events.Event]:
+    """Every event of ``conn`` as it comes (data acknowledged, replies sent), for 15 s
+    at most; the caller stops when it has what it waits for."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        data = tls.recv(65536)
+        assert data, "the proxy closed the HTTP/2 connection"
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.DataReceived):
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            yield ev
+        tls.sendall(conn.data_to_send())
+
+
 def _h2_reset_then_get(p: RunningProxy, upstream: Upstream) -> bytes:
     """Over one HTTP/2 connection: start /events, reset that stream after its first
     data, then GET /plain; return /plain's body."""
-    tls = _tunnel(p, upstream.host, upstream.port)
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    conn.initiate_connection()
+    tls, conn = _h2_client(p, upstream.host, upstream.port)
     authority = f"{upstream.host}:{upstream.port}"
 
     def get(stream_id: int, path: str) -> None:
@@ -295,22 +317,16 @@ def _h2_reset_then_get(p: RunningProxy, upstream: Upstream) -> bytes:
 
     get(1, "/events")
     plain, reset, done = b"", False, False
-    deadline = time.monotonic() + 15
-    while not done and time.monotonic() < deadline:
-        data = tls.recv(65536)
-        assert data, "the proxy closed the HTTP/2 connection"
-        for ev in conn.receive_data(data):
-            if isinstance(ev, h2.events.DataReceived):
-                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                if ev.stream_id == 1 and not reset:
-                    conn.reset_stream(1, h2.errors.ErrorCodes.CANCEL)
-                    reset = True
-                    get(3, "/plain")
-                elif ev.stream_id == 3:
-                    plain += ev.data
-            elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == 3:
-                done = True
-        tls.sendall(conn.data_to_send())
+    for ev in _h2_events(tls, conn):
+        if isinstance(ev, h2.events.DataReceived) and ev.stream_id == 1 and not reset:
+            conn.reset_stream(1, h2.errors.ErrorCodes.CANCEL)
+            reset = True
+            get(3, "/plain")
+        elif isinstance(ev, h2.events.DataReceived) and ev.stream_id == 3:
+            plain += ev.data
+        elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == 3:
+            done = True
+            break
     tls.close()
     assert reset and done
     return plain
@@ -405,29 +421,22 @@ def test_replayed_stream_keeps_its_trailers_for_an_http2_client(stream_proxy, ca
         chunks=((0.01, len(frames[0])), (0.5, len(frames[1]))))
     save_cassette(cassette_path(cassette_dir, "streams"), [recorded])
     with stream_proxy(RecordMode.NONE) as p:
-        tls = _tunnel(p, "grpc.test", 443)
-        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        conn.initiate_connection()
+        tls, conn = _h2_client(p, "grpc.test", 443)
         conn.send_headers(1, [(":method", "POST"), (":scheme", "https"),
                               (":authority", "grpc.test"), (":path", "/pkg.Svc/Watch"),
                               ("content-type", "application/grpc")], end_stream=True)
         tls.sendall(conn.data_to_send())
         body, trailers, ended = b"", None, False
-        start, deadline = time.monotonic(), time.monotonic() + 15
-        arrivals = []
-        while not ended and time.monotonic() < deadline:
-            data = tls.recv(65536)
-            assert data, "the proxy closed the HTTP/2 connection"
-            for ev in conn.receive_data(data):
-                if isinstance(ev, h2.events.DataReceived):
-                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                    body += ev.data
-                    arrivals.append(time.monotonic() - start)
-                elif isinstance(ev, h2.events.TrailersReceived):
-                    trailers = [(bytes(k), bytes(v)) for k, v in ev.headers]
-                elif isinstance(ev, h2.events.StreamEnded):
-                    ended = True
-            tls.sendall(conn.data_to_send())
+        start, arrivals = time.monotonic(), []
+        for ev in _h2_events(tls, conn):
+            if isinstance(ev, h2.events.DataReceived):
+                body += ev.data
+                arrivals.append(time.monotonic() - start)
+            elif isinstance(ev, h2.events.TrailersReceived):
+                trailers = [(bytes(k), bytes(v)) for k, v in ev.headers]
+            elif isinstance(ev, h2.events.StreamEnded):
+                ended = True
+                break
         tls.close()
     assert ended and body == b"".join(frames)
     assert trailers == [(b"grpc-status", b"0"), (b"grpc-message", b"done")]
