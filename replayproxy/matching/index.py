@@ -176,7 +176,9 @@ class ReplayIndex:
                 pool[:5000]
             # ...but always with the recordings that share the request's exact fields
             pool = sorted({*pool, *self._buckets.get(self._key(request), [])[:5000]})
-        return rank(request, ((i, self.cassette.interaction(i)) for i in pool), rule,
+        # only requests are compared: a big response body stays in the cassette's bytes
+        # (a candidate's interaction then has an empty body, see ``CassetteFile.lean``)
+        return rank(request, ((i, self.cassette.lean(i)[0]) for i in pool), rule,
                     self.config.exact, limit)
 
     def unused(self) -> list[int]:
