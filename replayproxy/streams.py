@@ -35,16 +35,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO
 
-from replayproxy.model import Chunks, Headers, header_value
+from replayproxy.model import Chunks, Headers, Interaction, header_value
 
 __all__ = [
     "CLIENT_CUT",
     "MERGE_WITHIN",
     "SPOOL_ABOVE",
     "STREAM_ABOVE",
+    "UPSTREAM_CUT",
     "ChunkLog",
     "Send",
     "Spool",
+    "broken_off",
     "client_cut",
     "describe_chunks",
     "parse_pace",
@@ -87,6 +89,12 @@ def should_stream(method: str, status: int, headers: Headers, *,
 def upstream_cut(reason: str) -> str:
     """The ``cut`` of a stream the upstream broke off for ``reason``."""
     return UPSTREAM_CUT + " ".join(reason.split())
+
+
+def broken_off(interaction: Interaction) -> bool:
+    """Whether the upstream broke ``interaction``'s stream off (an upstream failure while
+    recording, listed as one)."""
+    return bool(interaction.cut) and not client_cut(interaction.cut)
 
 
 def client_cut(cut: str) -> bool:

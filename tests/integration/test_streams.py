@@ -173,6 +173,9 @@ def test_stream_cut_by_upstream_is_recorded_and_replayed_cut(sse_upstream, strea
     assert it.cut.startswith("the upstream broke the stream off")
     assert len(it.chunks) == 2 and "cut" in cassette.features
     assert "recorded what arrived" in caplog.text
+    # an upstream failure while recording: listed, and the run says so in its verdict
+    assert p.summary is not None and p.summary.upstream_failures.total == 1
+    assert "failed while recording" in p.run.verdict().reasons[0]
 
     sse_upstream.stop()
     with offline(sse_upstream), stream_proxy(RecordMode.NONE) as p, _client(p) as client:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from replayproxy.config import parse_settings
@@ -15,6 +17,7 @@ from replayproxy.streams import (
     ChunkLog,
     Send,
     Spool,
+    broken_off,
     client_cut,
     describe_chunks,
     parse_pace,
@@ -86,6 +89,9 @@ def test_cuts():
     assert client_cut(CLIENT_CUT)
     cut = upstream_cut("peer closed connection\n without body")
     assert not client_cut(cut)
+    it = Interaction(Request("GET", "https", "api.test", 443, "/"), Response(200))
+    assert broken_off(replace(it, cut=cut))
+    assert not broken_off(replace(it, cut=CLIENT_CUT)) and not broken_off(it)
     assert cut == "the upstream broke the stream off: peer closed connection without body"
 
 

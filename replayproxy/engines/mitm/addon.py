@@ -49,7 +49,7 @@ from replayproxy.faults.plan import FaultAction, FaultPlan
 from replayproxy.faults.spec import parse_fault
 from replayproxy.model import Interaction, RecordMode, Request
 from replayproxy.redaction.redactor import Redactor, load_key
-from replayproxy.streams import parse_pace
+from replayproxy.streams import broken_off, parse_pace
 
 __all__ = ["STATE", "FlowState", "ReplayproxyAddon", "Role"]
 
@@ -471,8 +471,11 @@ class ReplayproxyAddon:
         written: losing a recording silently is worse than stopping."""
         assert self.pipeline is not None
         try:
-            findings = self.pipeline.record(
-                streams.recorded(flow, interaction_from_flow(flow, state.request)))
+            interaction = streams.recorded(flow, interaction_from_flow(flow, state.request))
+            if broken_off(interaction):  # an upstream failure: listed, fails the run
+                findings = self.pipeline.record_failure(interaction, interaction.cut)
+            else:
+                findings = self.pipeline.record(interaction)
         except Exception:
             log.exception("replayproxy could not record %s", flow.request.url)
             if flow.killable:
