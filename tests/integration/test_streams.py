@@ -444,3 +444,12 @@ def test_replayed_stream_keeps_its_trailers_for_an_http2_client(stream_proxy, ca
     assert ended and body == b"".join(frames)
     assert trailers == [(b"grpc-status", b"0"), (b"grpc-message", b"done")]
     assert arrivals[-1] - arrivals[0] > 0.3
+
+
+@pytest.mark.parametrize("value", ["-1", "nan"])
+def test_a_bad_pace_is_one_line(value, cli_env, tmp_path):
+    proc = cli("replay", "-c", "sse", "--pace", value, "--", "true", env=cli_env, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert lines[0].startswith("replayproxy: error: --pace: the pace should be a number from 0")

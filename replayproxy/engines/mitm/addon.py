@@ -195,9 +195,9 @@ class ReplayproxyAddon:
             "Inject a fault: KIND[=VALUE][,OPTION=VALUE...][@ROUTE] (repeatable).",
         )
         loader.add_option(
-            "replayproxy_pace", str, "1",
+            "replayproxy_pace", str, "",
             "Replay recorded streams at their recorded pacing times this (0: as fast as "
-            "possible, 1: real time).",
+            "possible, 1: real time) [default: the configuration's pace, else 1].",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -218,6 +218,11 @@ class ReplayproxyAddon:
         try:
             settings = load_settings(Path(opts.replayproxy_config) if opts.replayproxy_config
                                      else None)
+            try:
+                self.pace = parse_pace(opts.replayproxy_pace) if opts.replayproxy_pace \
+                    else settings.pace
+            except ValueError as e:
+                raise exceptions.OptionsError(f"replayproxy_pace: {e}") from None
             session = CassetteSession(
                 opts.replayproxy_cassette_dir,
                 opts.replayproxy_cassette,
@@ -232,7 +237,6 @@ class ReplayproxyAddon:
                     faults.add(parse_fault(spec))
                 except ValueError as e:
                     raise exceptions.OptionsError(f"replayproxy_fault {spec!r}: {e}") from None
-            self.pace = parse_pace(opts.replayproxy_pace)
             self.pipeline = Pipeline(session, faults)
             self._failed = False
         except ReplayproxyError as e:
