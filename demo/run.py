@@ -43,7 +43,7 @@ CASSETTE = "payments"
 READY_TIMEOUT = 20.0  # seconds for the sandbox to start listening
 STOP_TIMEOUT = 5.0  # seconds for a process to exit after SIGTERM
 RUN_TIMEOUT = 120.0  # seconds for one `replayproxy record/replay` run
-STEPS = 7
+STEPS = 8
 # step 6: both rules see every charge; the first drops attempt 1, the second answers
 # attempt 2 (only) with a 503, so attempt 3 gets the recorded answer
 FAULTS = ("reset,first=1@POST */v1/charges", "status=503,nth=2@POST */v1/charges")
@@ -108,6 +108,7 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["REPLAYPROXY_CA_DIR"] = str(WORK / "ca")  # the demo's own proxy CA
     env["REPLAYPROXY_HOME"] = str(WORK / "home")
+    env["REPLAYPROXY_REPORT_DB"] = str(WORK / "runs.db")  # this demo's runs only
     env.pop("REPLAYPROXY_CASSETTE_DIR", None)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
@@ -215,6 +216,7 @@ def demo() -> int:
     log_path = SANDBOX_DIR / "requests.log"
     for stale in ("ready.json", log_path.name, "stderr.log"):  # its CA is kept and reused
         (SANDBOX_DIR / stale).unlink(missing_ok=True)
+    (WORK / "runs.db").unlink(missing_ok=True)
     env = child_env()
 
     print("replayproxy demo: record a payments client against a local sandbox API, "
@@ -276,6 +278,14 @@ def demo() -> int:
     detail(f"the client retried {len(retries)} times and went on")
 
     drift_ok = drift_check(env, log_path, url)
+
+    step(8, "The run report: which recorded endpoints the runs exercised")
+    cmd = replayproxy("report", "-c", CASSETTE, "--suites", "3")
+    print(f"      $ {show_cmd(cmd)}", flush=True)
+    rc, out, err = run_captured(cmd, env)
+    detail(out + err)
+    if rc != 0:
+        raise DemoError(f"`replayproxy report` failed with exit status {rc}")
 
     print("\nWhat the client printed:")
     print_run("while recording (live sandbox):", recorded)

@@ -39,7 +39,8 @@ from replayproxy.redaction.secrets import ValuePattern
 from replayproxy.routes import Route, parse_route
 from replayproxy.streams import parse_pace
 
-__all__ = ["Settings", "find_config", "home_dir", "load_settings", "parse_settings"]
+__all__ = ["Settings", "find_config", "home_dir", "load_settings", "parse_settings",
+           "project_dir"]
 
 
 def home_dir() -> Path:
@@ -62,6 +63,12 @@ class Settings:
     drift: DriftConfig = field(default_factory=DriftConfig)
     pace: float = 1.0
     """How fast recorded streams are replayed (see ``replayproxy.streams``)."""
+
+
+def project_dir(settings: Settings) -> Path:
+    """The project directory: the configuration file's, else the current one (where
+    ``.replayproxy/`` keeps the drift history and the runs database)."""
+    return settings.source.parent if settings.source is not None else Path.cwd()
 
 
 _TOP_KEYS: dict[str, type | tuple[type, ...]] = {

@@ -23,6 +23,7 @@ __all__ = [
     "WebSocketMessage",
     "format_url",
     "header_value",
+    "is_websocket_upgrade",
 ]
 
 Headers = tuple[tuple[str, str], ...]
@@ -48,6 +49,12 @@ def header_value(headers: Iterable[tuple[str, str]], name: str) -> str | None:
         if key.lower() == wanted:
             return value
     return None
+
+
+def is_websocket_upgrade(headers: Iterable[tuple[str, str]]) -> bool:
+    """True for the headers of a WebSocket handshake request (``Upgrade: websocket``)."""
+    return any(k.lower() == "upgrade" and v.strip().lower() == "websocket"
+               for k, v in headers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,21 +23,24 @@ import gc
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from replayproxy.cassette.store import cassette_path, check_cassette_dir
-from replayproxy.config import Settings, home_dir, load_settings
+from replayproxy.config import Settings, home_dir, load_settings, project_dir
 from replayproxy.decision.pipeline import Pipeline
 from replayproxy.decision.session import CassetteSession, SessionSummary
+from replayproxy.decision.sessions import Sessions, SessionSettings, session_url
 from replayproxy.decision.verdict import Verdict, verdict
 from replayproxy.errors import ConfigError
 from replayproxy.faults.plan import FaultPlan
 from replayproxy.faults.spec import FaultSpec, parse_fault
 from replayproxy.model import RecordMode
 from replayproxy.redaction.redactor import Redactor, load_key
+from replayproxy.report import default_database, new_suite
 from replayproxy.streams import parse_pace
 from replayproxy.upstream import Egress, egress_from, read_pem_ca, reverse_spec
 
@@ -48,14 +51,21 @@ if TYPE_CHECKING:
 
 __all__ = ["ProxyRun"]
 
+
+def _project(settings: Settings) -> Path:
+    """The project directory: the configuration file's, else the current one."""
+    return settings.source.parent if settings.source is not None else Path.cwd()
+
 log = logging.getLogger("replayproxy")
 
 
 class ProxyRun:
-    """One proxy in front of one cassette, with faults and a control API.
+    """One proxy in front of a cassette (and any number of named sessions), with faults
+    and a control API.
 
     Args:
-        cassette: the cassette's name.
+        cassette: the cassette's name; None for a proxy that serves named sessions
+            only (``session_url``, see ``decision.sessions``).
         mode: a ``RecordMode`` or its name: ``once`` (record if the cassette is
             missing, else replay), ``none`` (replay only, offline), ``new_episodes``,
             ``all`` (record everything).
@@ -90,6 +100,9 @@ class ProxyRun:
         fresh: start the cassette afresh: record everything and replace the whole
             cassette with it (mode ``all`` otherwise keeps the interactions the run did
             not request again, as VCR.py 9 does).
+        report: record the run in the runs database (``replayproxy report``): True for
+            the default one (``$REPLAYPROXY_REPORT_DB``, else
+            ``.replayproxy/runs.db`` in the project directory), or its path.
         pace: how fast recorded streams (SSE, chunked, big bodies) are replayed: their
             recorded pacing times this; 0 as fast as possible, 1 real time [default: the
             configuration's, else 1].
@@ -104,7 +117,7 @@ class ProxyRun:
 
     def __init__(
         self,
-        cassette: str,
+        cassette: str | None,
         mode: RecordMode | str = RecordMode.ONCE,
         *,
         cassette_dir: str | os.PathLike[str] | None = None,
@@ -123,6 +136,7 @@ class ProxyRun:
         freeze_gc: bool = False,
         addons: Sequence[Any] = (),
         fresh: bool = False,
+        report: bool | str | os.PathLike[str] = False,
         pace: float | None = None,
     ) -> None:
         self.cassette = cassette
@@ -151,33 +165,39 @@ class ProxyRun:
         self.egress: Egress | None = None
         """The egress proxy recording goes through (set by ``open``)."""
         self.fresh = fresh
+        self.report_db: Path | None = None if report is False else (
+            default_database(project_dir(self.settings)) if report is True else Path(report))
+        self.suite = new_suite()
+        """The suite id the run is recorded under in the runs database."""
+        self._started = 0.0
+        self._closed = False
         try:
             self.pace = self.settings.pace if pace is None else parse_pace(pace)
         except ValueError as e:
             raise ConfigError(f"{{pace}}: {e}") from None
         self.session: CassetteSession | None = None
         self.pipeline: Pipeline | None = None
+        self.sessions: Sessions | None = None
+        """The named sessions (set by ``open``)."""
         self.summary: SessionSummary | None = None
-        """What happened, once the run has stopped."""
+        """What happened to the run's own cassette, once the run has stopped."""
+        self.session_summaries: dict[str, SessionSummary] = {}
+        """What happened in each named session, once the run has stopped."""
         self._proxy: Proxy | None = None
         self._control: ControlServer | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def open(self) -> CassetteSession:
-        """Open the cassette and build the decision pipeline (``start`` does it too).
+    def open(self) -> CassetteSession | None:
+        """Open the cassette and build the decision pipeline (``start`` does it too);
+        None for a run of named sessions only.
 
         Separate so a front end can report what the run will do, and fail on a missing
         cassette, before the engine is imported.
         """
-        if self.session is not None:
+        if self.sessions is not None:
             return self.session
-        faults = FaultPlan(self.settings.faults)
-        for spec in self.fault_specs:
-            try:
-                faults.add(parse_fault(spec) if isinstance(spec, str) else spec)
-            except ValueError as e:
-                raise ConfigError(f"{{fault}} {spec!r}: {e}", fault=str(spec)) from None
+        faults = self._faults(self.fault_specs)
         for ca in self.upstream_cas:
             read_pem_ca(ca)
         self.egress = egress_from(self.upstream_proxy, self._environ)
@@ -186,15 +206,37 @@ class ProxyRun:
         # a directory that cannot hold the cassette stops the run here, before the child
         # starts, rather than dropping every interaction it records
         records = self.fresh or self.mode in (RecordMode.ALL, RecordMode.NEW_EPISODES) or (
-            self.mode is RecordMode.ONCE
-            and not cassette_path(self.cassette_dir, self.cassette).exists())
+            self.mode is RecordMode.ONCE and (
+                self.cassette is None
+                or not cassette_path(self.cassette_dir, self.cassette).exists()))
         check_cassette_dir(self.cassette_dir, write=records)
-        redactor = Redactor(self.settings.redact, load_key(home_dir()))
-        self.session = CassetteSession(self.cassette_dir, self.cassette, self.mode,
-                                       strict=self.strict, match=self.settings.match,
-                                       redactor=redactor, fresh=self.fresh)
-        self.pipeline = Pipeline(self.session, faults, threading.Lock())
+        self._redactor = Redactor(self.settings.redact, load_key(home_dir()))
+        if self.cassette is not None:
+            self.session = CassetteSession(self.cassette_dir, self.cassette, self.mode,
+                                           strict=self.strict, match=self.settings.match,
+                                           redactor=self._redactor, fresh=self.fresh)
+            self.pipeline = Pipeline(self.session, faults, threading.Lock())
+        self.sessions = Sessions(self._open_session, self.pipeline, self.cassette)
         return self.session
+
+    def _faults(self, specs: Sequence[str | FaultSpec]) -> FaultPlan:
+        faults = FaultPlan(self.settings.faults)
+        for spec in specs:
+            try:
+                faults.add(parse_fault(spec) if isinstance(spec, str) else spec)
+            except ValueError as e:
+                raise ConfigError(f"{{fault}} {spec!r}: {e}", fault=str(spec)) from None
+        return faults
+
+    def _open_session(self, name: str, own: SessionSettings) -> Pipeline:
+        """The pipeline of named session ``name``: the run's settings, ``own`` on top."""
+        mode = RecordMode.parse(own.mode) if own.mode is not None else self.mode
+        faults = self._faults([*self.fault_specs, *own.faults])
+        session = CassetteSession(self.cassette_dir, name, mode,
+                                  strict=self.strict if own.strict is None else own.strict,
+                                  match=self.settings.match, redactor=self._redactor)
+        log.info("session %s opened (%s)", name, mode.value)
+        return Pipeline(session, faults, threading.Lock())
 
     def start(self) -> ProxyRun:
         """Open the cassette and start the proxy; return when it accepts connections."""
@@ -204,10 +246,14 @@ class ProxyRun:
         from replayproxy.faults.control import ControlServer
 
         self.open()
-        assert self.pipeline is not None
+        assert self.sessions is not None
+        self._started = time.time()
         try:
-            records = self.pipeline.records
-            proxy = Proxy([*self.extra_addons, ReplayproxyAddon(self.pipeline, pace=self.pace)],
+            records = self.pipeline.records if self.pipeline is not None \
+                else self.mode is not RecordMode.NONE
+            proxy = Proxy([*self.extra_addons,
+                           ReplayproxyAddon(self.pipeline, sessions=self.sessions,
+                                            pace=self.pace)],
                           ca=ensure_ca(self.ca_dir), host=self.host, port=self.port,
                           reverse=self.reverse, upstream_ca=self.upstream_cas,
                           upstream_insecure=self.upstream_insecure,
@@ -222,7 +268,9 @@ class ProxyRun:
                 log.info("%s", self.egress.describe())
             self._proxy = proxy
             if self.control:
-                self._control = ControlServer(self.pipeline.faults, self.pipeline.lock)
+                self._control = ControlServer(self.pipeline, self.sessions,
+                                              proxy_url=proxy.proxy_url,
+                                              listen=proxy.add_listener)
                 self._control.start()
         except BaseException:
             self.stop()
@@ -243,9 +291,29 @@ class ProxyRun:
         if self._proxy is not None:
             self._proxy.stop()
             self._proxy = None
-        if self.session is not None and self.summary is None:
-            self.summary = self.session.close()
+        if self.sessions is not None and not self._closed:
+            self._closed = True
+            self.session_summaries = self.sessions.close_all()
+            if self.session is not None:
+                self.summary = self.session.close()
+            self._record_report()
         return self.summary
+
+    def _record_report(self) -> None:
+        """Store this run's sessions in the runs database; a failure is a warning."""
+        if self.report_db is None or not self._started:
+            return
+        from replayproxy.report.runs import record_session
+
+        finished = time.time()
+        summaries = [self.summary] if self.summary is not None else []
+        for summary in [*summaries, *self.session_summaries.values()]:
+            try:
+                record_session(self.report_db, summary, suite=self.suite,
+                               started=self._started, finished=finished)
+            except ConfigError as e:
+                log.warning("the run was not recorded for `replayproxy report`: %s", e)
+                return
 
     def __enter__(self) -> ProxyRun:
         return self.start()
@@ -267,6 +335,11 @@ class ProxyRun:
     def proxy_url(self) -> str:
         """``http://127.0.0.1:PORT``: the value for HTTP_PROXY and HTTPS_PROXY."""
         return self.proxy.proxy_url
+
+    def session_url(self, name: str) -> str:
+        """The proxy URL that selects session ``name`` (``http://NAME@127.0.0.1:PORT``);
+        the session opens, with the run's settings, on its first request."""
+        return session_url(self.proxy_url, name)
 
     @property
     def reverse_url(self) -> str | None:
@@ -316,7 +389,20 @@ class ProxyRun:
     def verdict(self, command_exit: int = 0, *, command: bool = True) -> Verdict:
         """The run's exit code given the command's (see ``decision.verdict``);
         ``command=False`` for a proxy served until stopped, with no command of its own."""
-        if self.summary is None:
+        if self.sessions is None or (self.summary is None and self.session is not None) \
+                or self._proxy is not None:
             raise RuntimeError("the proxy run has not stopped yet")
-        return verdict(self.summary, command_exit=command_exit,
-                       fail_on_unused=self.settings.fail_on_unused, command=command)
+        judged = [verdict(s, command_exit=command_exit,
+                          fail_on_unused=self.settings.fail_on_unused, command=command)
+                  for s in ([self.summary] if self.summary is not None else [])]
+        for name, summary in self.session_summaries.items():
+            # a named session is judged as a proxy served until stopped: nothing reaching
+            # it is no sign of a bypass
+            found = verdict(summary, command_exit=command_exit,
+                            fail_on_unused=self.settings.fail_on_unused, command=False)
+            judged.append(Verdict(found.exit_code, tuple(f"session {name}: {r}"
+                                                         for r in found.reasons)))
+        if not judged:
+            return Verdict(command_exit)
+        return Verdict(max(v.exit_code for v in judged),
+                       tuple(r for v in judged for r in v.reasons))

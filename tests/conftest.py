@@ -52,3 +52,19 @@ def upstream_ca(tmp_path_factory: pytest.TempPathFactory) -> UpstreamCA:
 def proxy_ca_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The replayproxy CA directory for this run (what REPLAYPROXY_CA_DIR points at)."""
     yield tmp_path_factory.mktemp("replayproxy-ca") / "ca"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def runs_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Runs are recorded for ``replayproxy report`` in a temporary database, never in the
+    project's ``.replayproxy/`` (``REPLAYPROXY_REPORT_DB``, kept by ``base_env``)."""
+    import os
+
+    path = tmp_path_factory.mktemp("runs") / "runs.db"
+    previous = os.environ.get("REPLAYPROXY_REPORT_DB")
+    os.environ["REPLAYPROXY_REPORT_DB"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("REPLAYPROXY_REPORT_DB", None)
+    else:
+        os.environ["REPLAYPROXY_REPORT_DB"] = previous

@@ -1,19 +1,22 @@
 """Readable views of cassettes: one line per interaction, bodies decoded and pretty.
 
-Used by ``replayproxy cassette ls`` and ``replayproxy cassette show``.
+Used by ``replayproxy cassette ls`` and ``replayproxy cassette show``. gRPC bodies are
+shown message by message (see ``replayproxy.grpc_wire``), trailers after the body.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from replayproxy.codec import decode_body
-from replayproxy.model import Headers, Interaction, header_value
+from replayproxy.grpc_wire import Descriptors, is_grpc, render_frames, status_of
+from replayproxy.model import Headers, Interaction, WebSocketLog, WebSocketMessage, header_value
 from replayproxy.streams import describe_chunks
 
-__all__ = ["decode_body", "format_size", "render_body", "render_interaction", "summary_line"]
+__all__ = ["close_text", "decode_body", "format_size", "render_body", "render_interaction",
+           "render_websocket", "shorten_message", "summary_line"]
 
 
 def format_size(n: int) -> str:
@@ -58,6 +61,41 @@ def render_body(body: bytes, headers: Headers, max_chars: int = 4000) -> str:
     return text
 
 
+def shorten_message(message: WebSocketMessage, limit: int = 60) -> str:
+    """A WebSocket message on one line: text as a JSON string (control characters
+    escaped), binary as its size and its first bytes in hex; cut to ``limit``."""
+    if message.is_text:
+        try:
+            text = json.dumps(message.content.decode("utf-8"), ensure_ascii=False)
+        except UnicodeDecodeError:
+            text = repr(message.content)
+    else:
+        text = f"<{len(message.content)} bytes> {message.content[:16].hex()}"
+    return text if len(text) <= limit else text[:max(limit - 1, 1)] + "…"
+
+
+def close_text(log: WebSocketLog) -> str:
+    """How a recorded WebSocket ended, in words."""
+    if not log.closed_by:
+        return "still open when the recording stopped"
+    if log.close_code is None:
+        return f"dropped by the {log.closed_by} (no close frame)"
+    reason = f" {json.dumps(log.close_reason, ensure_ascii=False)}" if log.close_reason else ""
+    return f"closed by the {log.closed_by}, code {log.close_code}{reason}"
+
+
+def render_websocket(log: WebSocketLog, max_chars: int = 4000) -> Iterator[str]:
+    """Lines listing a WebSocket's messages: number, time from the 101, direction, type,
+    content shortened (at most ``max_chars``, 200 by default)."""
+    count = len(log.messages)
+    yield f"  websocket: {count} message{'' if count == 1 else 's'}, {close_text(log)}"
+    limit = min(max_chars, 200)
+    for n, m in enumerate(log.messages, 1):
+        side = "client" if m.from_client else "server"
+        kind = "text  " if m.is_text else "binary"
+        yield f"    {n:>3} +{m.at:7.3f}s {side} {kind} {shorten_message(m, limit)}"
+
+
 def summary_line(number: int, it: Interaction) -> str:
     """``#3  POST https://api/v1/charges -> 201 Created  req 120 B  resp 2.1 KB gzip``"""
     q, r = it.request, it.response
@@ -67,6 +105,9 @@ def summary_line(number: int, it: Interaction) -> str:
         extra += f"  streamed {len(it.chunks)} chunk{'' if len(it.chunks) == 1 else 's'}"
     if it.cut:
         extra += "  CUT"
+    if it.websocket is not None:
+        count = len(it.websocket.messages)
+        extra += f"  websocket {count} message{'' if count == 1 else 's'}"
     return (
         f"#{number:<3} {q.method} {q.url} -> {r.status} {r.reason}".rstrip()
         + f"  req {format_size(len(q.body))}  resp {format_size(len(r.body))}{extra}"
@@ -85,8 +126,12 @@ def _indent(text: str, prefix: str = "    ") -> str:
     return "\n".join(prefix + line for line in text.splitlines())
 
 
-def render_interaction(number: int, it: Interaction, max_chars: int = 4000) -> Iterator[str]:
-    """Yield the lines of a detailed view of one interaction."""
+def render_interaction(number: int, it: Interaction, max_chars: int = 4000,
+                       descriptors: Descriptors | None = None,
+                       safe: Callable[[str], str] = str) -> Iterator[str]:
+    """Yield the lines of a detailed view of one interaction; gRPC messages as frames,
+    decoded with ``descriptors`` when given; ``safe`` makes the lines of WebSocket
+    messages fit for a terminal."""
     q, r = it.request, it.response
     yield summary_line(number, it)
     when = _when(it.recorded_at)
@@ -100,7 +145,20 @@ def render_interaction(number: int, it: Interaction, max_chars: int = 4000) -> I
         yield f"  {title} headers:"
         for k, v in headers:
             yield f"    {k}: {v}"
-        rendered = render_body(body, headers, max_chars)
+        if is_grpc(headers) and body:
+            rendered = render_frames(body, q.path, response=title == "response",
+                                     descriptors=descriptors)
+        else:
+            rendered = render_body(body, headers, max_chars)
         if rendered:
             yield f"  {title} body:"
             yield _indent(rendered)
+    if r.trailers:
+        yield "  response trailers:"
+        for k, v in r.trailers:
+            yield f"    {k}: {v}"
+    status = status_of((*r.headers, *r.trailers)) if is_grpc(r.headers) else None
+    if status is not None:
+        yield f"  gRPC status: {status}"
+    if it.websocket is not None:
+        yield from map(safe, render_websocket(it.websocket, max_chars))

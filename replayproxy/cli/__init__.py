@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperArgument, TyperCommand
 
-from replayproxy.cli import cassettes, drift, explain, proxy
+from replayproxy.cli import cassettes, drift, explain, proxy, report
 from replayproxy.cli.options import CMD_CONTEXT
 
 __all__ = ["app", "main"]
@@ -80,6 +80,7 @@ app.command("scan", cls=_Command)(cassettes.scan)
 app.command("redact", cls=_Command)(cassettes.redact)
 app.command("env", cls=_Command)(proxy.env_command)
 app.command("ca", cls=_Command)(proxy.ca)
+app.command("report", cls=_Command)(report.report)
 cassette_app.command("ls", cls=_Command)(cassettes.cassette_ls)
 cassette_app.command("show", cls=_Command)(cassettes.cassette_show)
 drift_app.callback(invoke_without_command=True)(drift.drift)

@@ -16,7 +16,7 @@ from replayproxy.cli.options import (
     catch_errors,
     redactor,
 )
-from replayproxy.cli.output import PREFIX, interrupted_note, plural
+from replayproxy.cli.output import PREFIX, interrupted_note, plural, terminal_safe
 from replayproxy.errors import CassetteError, ConfigError
 
 
@@ -79,8 +79,13 @@ def cassette_show(
     brief: Annotated[bool, typer.Option("--brief", help="One line per interaction.")] = False,
     max_chars: Annotated[int, typer.Option(metavar="N",
                                            help="Cut bodies longer than this.")] = 4000,
+    descriptor_set: Annotated[Path | None, typer.Option(
+        "--descriptor-set", metavar="FILE", show_default=False,
+        help="Decode gRPC messages with this protobuf descriptor set (protoc "
+             "--descriptor_set_out=FILE --include_imports).")] = None,
 ) -> None:
-    """Show a cassette's interactions, numbered from 1, bodies decoded and pretty-printed.
+    """Show a cassette's interactions, numbered from 1, bodies decoded and pretty-printed;
+    gRPC messages as length-prefixed frames in hex (decoded with --descriptor-set).
 
     Example: replayproxy cassette show -c stripe --brief
     """
@@ -89,6 +94,11 @@ def cassette_show(
     from replayproxy.cassette.view import render_interaction, summary_line
 
     name = _one_name(name, cassette)
+    descriptors = None
+    if descriptor_set is not None:
+        from replayproxy.grpc_wire import Descriptors
+
+        descriptors = Descriptors(descriptor_set)
     cassette_dir = Matching(config, cassette_dir).cassette_directory()
     path = cassette_path(cassette_dir, name)
     pending = pending_journals(path)
@@ -112,7 +122,7 @@ def cassette_show(
         if brief:
             typer.echo(summary_line(n, it))
         else:
-            for line in render_interaction(n, it, max_chars):
+            for line in render_interaction(n, it, max_chars, descriptors, terminal_safe):
                 typer.echo(line)
             typer.echo("")
 

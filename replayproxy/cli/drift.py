@@ -90,20 +90,16 @@ def _history_database(db: Path | None, settings: Settings) -> tuple[Path, bool, 
     ``.replayproxy/history.db`` in the project directory (the configuration file's, else
     the current one); whether it is that default; a warning (a history still at the old
     default, in the cassette directory)."""
+    from replayproxy.config import project_dir
     from replayproxy.drift.history import default_database
 
     if db is not None:
         return db, False, None
     if settings.drift.database:
         return Path(settings.drift.database), False, None
-    path, warning = default_database(_project(settings),
+    path, warning = default_database(project_dir(settings),
                                      Path(settings.cassette_dir or "cassettes"))
     return path, path.name == "history.db", warning
-
-
-def _project(settings: Settings) -> Path:
-    """The project directory: the configuration file's, else the current one."""
-    return settings.source.parent if settings.source is not None else Path.cwd()
 
 
 def _write_report(path: Path, data: str | bytes) -> None:
@@ -287,6 +283,7 @@ def drift(
     if update:
         update_cassettes(directory, report, jobs, plans, recording_redactor)
     if history:
+        from replayproxy.config import project_dir
         from replayproxy.drift.history import DEFAULT_DATABASE, prepare_directory, record_run
 
         path, default, warning = _history_database(db, settings)
@@ -294,7 +291,7 @@ def drift(
             typer.echo(f"replayproxy: warning: {warning}", err=True)
             if path.name != DEFAULT_DATABASE.name:  # still at the old place: ready to move
                 with contextlib.suppress(ConfigError):
-                    prepare_directory(_project(settings) / DEFAULT_DATABASE)
+                    prepare_directory(project_dir(settings) / DEFAULT_DATABASE)
         created = not path.exists()
         try:
             record_run(path, report)

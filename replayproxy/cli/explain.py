@@ -2,6 +2,8 @@
 
 The request is given as curl takes it (``URL``, ``-X``, ``-H``, ``-d``), so a curl
 command line from a failing test becomes an ``explain`` by changing its first word.
+A ``ws://`` or ``wss://`` URL is a WebSocket handshake; ``-m`` gives the messages the
+client would send, checked in order against the recorded ones.
 """
 
 from __future__ import annotations
@@ -26,14 +28,15 @@ from replayproxy.cli.options import (
     Matching,
     catch_errors,
 )
-from replayproxy.cli.output import interrupted_note
+from replayproxy.cli.output import interrupted_note, plural
 from replayproxy.errors import ConfigError
-from replayproxy.model import Request
+from replayproxy.model import Request, WebSocketMessage, is_websocket_upgrade
 
 if TYPE_CHECKING:
-    from replayproxy.decision.session import Decision
+    from replayproxy.decision.session import CassetteSession, Decision, Replay
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_WEBSOCKET_SCHEMES = {"ws": "http", "wss": "https"}
 
 
 def request_from_cli(method: str, url: str, headers: Iterable[str], body: bytes) -> Request:
@@ -43,9 +46,12 @@ def request_from_cli(method: str, url: str, headers: Iterable[str], body: bytes)
         ConfigError: the URL is not absolute http(s), or a header has no ``:``.
     """
     parts = urlsplit(url)
+    websocket = parts.scheme in _WEBSOCKET_SCHEMES
+    if websocket:
+        parts = parts._replace(scheme=_WEBSOCKET_SCHEMES[parts.scheme])
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise ConfigError(f"invalid URL {url!r}: give an absolute http(s) URL, "
-                          "e.g. https://api.example.com/v1/charges")
+        raise ConfigError(f"invalid URL {url!r}: give an absolute http(s) URL (ws(s) for a "
+                          "WebSocket), e.g. https://api.example.com/v1/charges")
     try:
         port = parts.port or _DEFAULT_PORTS[parts.scheme]
     except ValueError:
@@ -57,6 +63,8 @@ def request_from_cli(method: str, url: str, headers: Iterable[str], body: bytes)
         if not sep or not name.strip():
             raise ConfigError(f"invalid -H {h!r}: write it as -H 'Name: value'")
         pairs.append((name.strip(), value.strip()))
+    if websocket and not is_websocket_upgrade(pairs):
+        pairs += [("Upgrade", "websocket"), ("Connection", "Upgrade")]
     return Request(method.upper(), parts.scheme, parts.hostname, port, parts.path or "/",
                    parts.query, tuple(pairs), body)
 
@@ -102,6 +110,10 @@ def explain(
     ignore_header: IgnoreHeader = None,
     match_header: MatchHeader = None,
     ignore_json: IgnoreJson = None,
+    message: Annotated[list[str] | None, typer.Option(
+        "--message", "-m", metavar="TEXT", show_default=False,
+        help="A message the WebSocket client sends, in order (repeatable); @FILE sends "
+        "a file's bytes as a binary message.")] = None,
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print the analysis as JSON.")] = False,
     url_option: Annotated[str | None, typer.Option(
@@ -117,6 +129,8 @@ def explain(
 
     Example: replayproxy explain -c stripe https://api.stripe.com/v1/charges
     -H 'Content-Type: application/json' -d @charge.json
+
+    A WebSocket: replayproxy explain -c feed wss://api.example.com/ws -m '{"op": "sub"}'
     """
     target = _either("URL", "--url", url, url_option)
     if target is None:
@@ -131,7 +145,65 @@ def explain(
     if session.pending:
         typer.echo(interrupted_note(cassette, len(session.pending)), err=True)
     request = request_from_cli(verb, target, header or [], read_body(body))
-    _answer(session.decide(request), json_output)
+    messages = [_message(m) for m in message or []]
+    if messages and not is_websocket_upgrade(request.headers):
+        raise ConfigError("-m gives WebSocket messages: give a ws:// or wss:// URL (or "
+                          "-H 'Upgrade: websocket')")
+    decision = session.decide(request)
+    from replayproxy.decision.session import Replay
+
+    if isinstance(decision, Replay) and decision.served.interaction.response.status == 101:
+        _answer_websocket(session, decision, request, messages, json_output)
+    _answer(decision, json_output)
+
+
+def _message(text: str) -> WebSocketMessage:
+    """A client message of ``-m``: text, or a file's bytes as a binary one (``@FILE``)."""
+    if text.startswith("@"):
+        return WebSocketMessage(True, read_body(text), is_text=False)
+    return WebSocketMessage(True, text.encode("utf-8"))
+
+
+def _answer_websocket(session: CassetteSession, decision: Replay, request: Request,
+                      messages: list[WebSocketMessage], json_output: bool) -> None:
+    """The handshake matched: say whether the recording can be replayed and whether
+    each client message would match (exit 1 at the first that would not)."""
+    from replayproxy.cassette.view import summary_line
+    from replayproxy.decision.websocket import Send, replay_problem
+
+    served = decision.served
+    number = served.position + 1
+    problem = replay_problem(served.interaction, request)
+    result: dict[str, object] = {"match": problem is None, "interaction": number,
+                                 "url": served.interaction.request.url}
+    lines = [f"matches {summary_line(number, served.interaction)}"]
+    if problem is not None:
+        result["error"] = problem
+        lines.append(f"but it cannot be replayed: {problem}")
+    else:
+        conversation = session.conversation(served, request, pace=0)
+        answers = [sum(isinstance(a, Send) for a in conversation.start())]
+        for n, sent in enumerate(messages, 1):
+            if conversation.finished and conversation.unexpected is None:
+                problem = (f"the recorded server has closed before client message {n}: "
+                           "it would not be answered")
+                break
+            replies = conversation.receive(sent)
+            if conversation.unexpected is not None:
+                problem = conversation.unexpected.message.rstrip()
+                result["unexpected"] = conversation.unexpected.as_json()
+                break
+            answers.append(sum(isinstance(a, Send) for a in replies))
+        lines.append(f"  the server sends {plural(answers[0], 'message')} after the handshake")
+        lines += [f"  client message {n} matches; the server answers with "
+                  f"{plural(k, 'message')}" for n, k in enumerate(answers[1:], 1)]
+        result["answers"] = answers
+        if problem is not None:
+            result["match"] = False
+            result["error"] = problem
+            lines.append(problem)
+    typer.echo(json.dumps(result) if json_output else "\n".join(lines))
+    raise typer.Exit(0 if problem is None else 1)
 
 
 def _answer(decision: Decision, json_output: bool) -> None:

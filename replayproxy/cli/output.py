@@ -140,6 +140,16 @@ def report_run(summary: SessionSummary, fail_on_unused: bool = False, *,
                 log.warning("    %s", line)
         if summary.unmatched.total > 50:
             log.warning("  … and %d more", summary.unmatched.total - 50)
+    if summary.unexpected_messages:
+        log.warning("%s sent over a WebSocket %s not in cassette %s:",
+                    plural(summary.unexpected_messages.total, "client message"),
+                    "was" if summary.unexpected_messages.total == 1 else "were",
+                    summary.cassette)
+        for unexpected in summary.unexpected_messages[:50]:
+            first, *rest = unexpected.message.splitlines()[:-1]
+            log.warning("  unexpected: %s", first.removeprefix("replayproxy: "))
+            for line in rest:
+                log.warning("    %s", line.strip())
     if summary.leaks:
         verb = "written anyway (on_leak = \"warn\")" if summary.leaks_written else \
             "NOT written"

@@ -80,7 +80,7 @@ def _proxy_run(matching: Matching, name: str, mode: RecordMode, faults: list[str
                    upstream_ca=upstream.ca or (), upstream_insecure=upstream.insecure,
                    upstream_proxy=upstream.proxy, ca_dir=ca_dir, port=port,
                    reverse=upstream.reverse or (), freeze_gc=True, fresh=fresh,
-                   pace=pace)
+                   report=True, pace=pace)
     run.open()
     return run
 
@@ -107,6 +107,9 @@ def _finish(run: ProxyRun, command_exit: int, *, command: bool) -> None:
     summary = run.stop()
     assert summary is not None
     report_run(summary, run.settings.fail_on_unused, command=command)
+    for name, named in run.session_summaries.items():
+        log.info("session %s:", name)
+        report_run(named, run.settings.fail_on_unused, command=False)
     verdict = run.verdict(command_exit, command=command)
     for reason in verdict.reasons:
         log.warning("exiting with 1: %s%s", "the command passed but " if command else "",

@@ -61,6 +61,7 @@ class Planned:
 
 
 _ANSWERS = (Respond, Reset, Hold, RefuseConnect)
+_HOW = {FaultAnswer: "fault", Replay: "replayed", Forward: "forwarded", Unmatched: "unmatched"}
 
 HELD_EXTRA = 5.0
 """Seconds a recorded timeout holds a request beyond what the client waited when it was
@@ -123,11 +124,19 @@ class Pipeline:
         return self.session.records
 
     def decide(self, request: Request, now: float) -> Planned:
-        """The plan for ``request`` (see ``decide``)."""
+        """The plan for ``request`` (see ``decide``), counted in the run's tally."""
         if not len(self.faults):
-            return _session_plan(self.session, request)
-        with self.lock:
-            return decide(self.session, self.faults, request, now)
+            planned = _session_plan(self.session, request)
+        else:
+            with self.lock:
+                planned = decide(self.session, self.faults, request, now)
+        self.session.summary.tally.planned(request, _HOW[type(planned.plan)],
+                                           fault=planned.fault is not None)
+        return planned
+
+    def finished(self, request: Request, seconds: float) -> None:
+        """Note how long ``request`` took to be answered (for the run report)."""
+        self.session.summary.tally.finished(request, seconds)
 
     def decide_connect(self, host: str, port: int, now: float) -> FaultAction | None:
         """A ``refuse_connect`` fault for a CONNECT to ``host:port``, or None."""
@@ -141,7 +150,9 @@ class Pipeline:
     def record(self, interaction: Interaction) -> list[Finding]:
         """Store a forwarded exchange in the cassette (redacted, scanned); see
         ``CassetteSession.record``."""
-        return self.session.record(interaction)
+        findings = self.session.record(interaction)
+        self.session.summary.tally.recorded(interaction.request)
+        return findings
 
     def record_failure(self, interaction: Interaction, message: str) -> list[Finding]:
         """Store an upstream failure as the answer the client got; see

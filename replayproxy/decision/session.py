@@ -23,6 +23,8 @@ from replayproxy.decision.failures import (
     is_upstream_failure,
     recorded_cause,
 )
+from replayproxy.decision.tally import Tally
+from replayproxy.decision.websocket import Conversation, UnexpectedMessage, WebSocketFaults
 from replayproxy.errors import CassetteError
 from replayproxy.matching.diagnostics import Candidate, render_candidates
 from replayproxy.matching.index import ReplayIndex, Served
@@ -138,6 +140,8 @@ class SessionSummary:
     """Journals of interrupted recordings found when the run started (folded in, or set
     aside if damaged)."""
     unmatched: Capped[Unmatched] = field(default_factory=Capped)
+    unexpected_messages: Capped[UnexpectedMessage] = field(default_factory=Capped)
+    """WebSocket client messages the recording did not have where they came."""
     unused: list[int] = field(default_factory=list)
     """Positions of recorded interactions never served."""
     unused_interactions: list[Interaction | None] = field(default_factory=list)
@@ -161,6 +165,8 @@ class SessionSummary:
     unused_routes: list[str] = field(default_factory=list)
     """Configured routes (``[[match.routes]]``, ``[[redact.routes]]``) that no request of
     the run fell under, as ``match route 'PATTERN'``."""
+    tally: Tally = field(default_factory=Tally)
+    """Requests per URL and how they were answered, for the run report."""
 
 
 class CassetteSession:
@@ -291,6 +297,19 @@ class CassetteSession:
         unmatched = Unmatched(self.name, request, tuple(self.index.closest(request)))
         self.summary.unmatched.append(unmatched)
         return unmatched
+
+    def conversation(self, served: Served, request: Request, *, pace: float = 1.0,
+                     faults: WebSocketFaults | None = None) -> Conversation:
+        """The server's side of the recorded WebSocket ``served`` for the handshake
+        ``request``, matched with the handshake's rule and redacted like it."""
+        assert served.interaction.websocket is not None
+        return Conversation(served.interaction.websocket, self.index.rule_for(request),
+                            cassette=self.name, request=request, redactor=self.redactor,
+                            pace=pace, faults=faults)
+
+    def note_unexpected(self, unexpected: UnexpectedMessage) -> None:
+        """Count a WebSocket client message the recording did not have (fails the run)."""
+        self.summary.unexpected_messages.append(unexpected)
 
     def _redact(self, request: Request) -> Request:
         """The request as the cassette would hold it. Test suites send the same request

@@ -4,7 +4,8 @@ A run "passes" when the command under the proxy passed (or, for a proxy served u
 stopped, always) and replayproxy itself found nothing wrong. Anything replayproxy finds
 turns a passing run into exit code 1, with a reason a front end can print:
 
-- a request matched nothing in the cassette (replay is incomplete);
+- a request matched nothing in the cassette (replay is incomplete), or a WebSocket
+  client sent a message the recording does not have;
 - an interaction still held a secret after redaction and was not written (the
   cassette is missing it);
 - recorded interactions were never used and ``fail_on_unused`` is set;
@@ -68,6 +69,8 @@ def verdict(summary: SessionSummary, *, command_exit: int = 0,
     reasons = []
     if summary.unmatched:
         reasons.append("some requests were unmatched")
+    if summary.unexpected_messages:
+        reasons.append("some WebSocket messages were unexpected")
     if summary.leaks and not summary.leaks_written:
         reasons.append("interactions holding secrets were not recorded")
     if summary.unused and fail_on_unused:

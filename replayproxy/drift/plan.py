@@ -21,7 +21,15 @@ from urllib.parse import quote, quote_plus, urlsplit
 from replayproxy.codec import content_encodings
 from replayproxy.drift.compare import compare_responses, looks_volatile
 from replayproxy.drift.findings import Finding, Severity, worst
-from replayproxy.model import Interaction, Request, Response, format_url, header_value
+from replayproxy.grpc_wire import is_grpc
+from replayproxy.model import (
+    Interaction,
+    Request,
+    Response,
+    format_url,
+    header_value,
+    is_websocket_upgrade,
+)
 from replayproxy.redaction.secrets import PLACEHOLDER
 from replayproxy.routes import Route
 from replayproxy.streams import client_cut
@@ -146,7 +154,7 @@ class Outcome(StrEnum):
     PASSED = "passed"
     """No difference, or only noise."""
     SKIPPED = "skipped"
-    """Not re-sent (an unsafe method, or a route says skip)."""
+    """Not re-sent (an unsafe method, a WebSocket, or a route says skip)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,10 +292,17 @@ def plan_request(request: Request, config: DriftConfig,
     ignore, allow_unsafe, skipped = config.route_settings(request)
     if skipped:
         return Skip("skipped by a drift route in the configuration")
+    if is_websocket_upgrade(request.headers):
+        return Skip("a WebSocket: drift does not re-send WebSockets, its handshake and "
+                    "messages are not checked")
     safe = request.method.upper() in SAFE_METHODS
     if not safe and not allow_unsafe:
         return Skip(f"{request.method} not re-sent: it may change data on the server; "
                     f"pass --allow-unsafe or allow it for this route")
+    if is_grpc(request.headers):
+        return Skip("gRPC call not re-sent: the live check speaks HTTP/1.1 and reads no "
+                    "trailers, and a gRPC call needs HTTP/2 and ends in its grpc-status "
+                    "trailer; its drift is not checked")
     text = request.body.decode("latin-1")  # lossless: any bytes, searched once
     if content_encodings(request.headers) and PLACEHOLDER.search(text):
         return Skip("the request body is content-encoded and holds placeholders; "

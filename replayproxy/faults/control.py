@@ -26,10 +26,15 @@ import os
 import secrets
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from replayproxy.decision.pipeline import Pipeline
+from replayproxy.decision.sessions import SessionRefused, Sessions, SessionSettings, session_url
+from replayproxy.decision.verdict import verdict
 from replayproxy.errors import FaultControlError
 from replayproxy.faults.plan import FaultPlan
 from replayproxy.faults.spec import fault_from_table, parse_fault
@@ -58,48 +63,131 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _route(self) -> bool:
+    def _route(self) -> tuple[str, str] | None:
+        """``("faults", session)``, ``("sessions", "")`` or ``("session", name)`` for the
+        path asked (session ``""``: the run's own); None after answering an error."""
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
                 token.strip().encode(), self.server.token.encode()):
             self._send(401, {"error": _TOKEN_HINT})
-            return False
-        if self.path.rstrip("/") != "/faults":
-            self._send(404, {"error": f"no such endpoint {self.path}: use /faults"})
-            return False
-        return True
+            return None
+        parts = [urllib.parse.unquote(p) for p in self.path.split("?")[0].strip("/").split("/")]
+        if parts == ["faults"]:
+            if self.server.default is None:
+                self._send(404, {"error": "this proxy serves named sessions only: use "
+                                          "/sessions/NAME/faults"})
+                return None
+            return "faults", ""
+        if parts == ["sessions"]:
+            return "sessions", ""
+        if len(parts) in (2, 3) and parts[0] == "sessions" and parts[1] \
+                and parts[2:] in ([], ["faults"]):
+            return ("faults" if len(parts) == 3 else "session"), parts[1]
+        self._send(404, {"error": f"no such endpoint {self.path[:80]}: use /faults, "
+                                  "/sessions or /sessions/NAME[/faults]"})
+        return None
+
+    def _plan(self, name: str) -> tuple[FaultPlan, threading.Lock] | None:
+        pipeline = self.server.default if not name else self.server.find(name)
+        if pipeline is None:
+            self._send(404, {"error": f"no open session {name[:80]!r}: open it first "
+                                      "(POST /sessions)"})
+            return None
+        return pipeline.faults, pipeline.lock
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        if self._route():
-            with self.server.lock:
-                specs, hits = self.server.plan.list(), self.server.plan.hits()
-            self._send(200, {"faults": [{"index": i, "spec": s.text, "hits": h}
-                                        for i, (s, h) in enumerate(zip(specs, hits,
-                                                                       strict=True))]})
+        route = self._route()
+        if route is None:
+            return
+        what, name = route
+        if what == "sessions":
+            self._send(200, {"sessions": [self._describe(n, p)
+                                          for n, p in self.server.sessions]})
+            return
+        if what == "session":
+            pipeline = self.server.find(name)
+            if pipeline is None:
+                self._send(404, {"error": f"no open session {name[:80]!r}"})
+            else:
+                self._send(200, self._describe(name, pipeline))
+            return
+        found = self._plan(name)
+        if found is None:
+            return
+        plan, lock = found
+        with lock:
+            specs, hits = plan.list(), plan.hits()
+        self._send(200, {"faults": [{"index": i, "spec": s.text, "hits": h}
+                                    for i, (s, h) in enumerate(zip(specs, hits,
+                                                                   strict=True))]})
+
+    def _describe(self, name: str, pipeline: Pipeline) -> dict[str, Any]:
+        summary = pipeline.session.summary
+        return {"name": name, "proxy_url": session_url(self.server.proxy_url, name),
+                "mode": pipeline.session.mode.value, "replayed": summary.replayed,
+                "recorded": summary.recorded, "unmatched": summary.unmatched.total}
 
     def do_DELETE(self) -> None:  # noqa: N802
-        if self._route():
-            with self.server.lock:
-                count = len(self.server.plan)
-                self.server.plan.clear()
-            self._send(200, {"cleared": count})
-
-    def do_POST(self) -> None:  # noqa: N802
-        if not self._route():
+        route = self._route()
+        if route is None:
             return
+        what, name = route
+        if what == "session":
+            try:
+                summary = self.server.sessions.close(name)
+            except SessionRefused as e:
+                self._send(404, {"error": str(e)})
+                return
+            self._send(200, {"name": name, "replayed": summary.replayed,
+                             "recorded": summary.recorded,
+                             "unmatched": summary.unmatched.total,
+                             "passed": verdict(summary, command=False).passed})
+            return
+        if what == "sessions":
+            self._send(405, {"error": "close one session at a time: DELETE /sessions/NAME"})
+            return
+        found = self._plan(name)
+        if found is None:
+            return
+        plan, lock = found
+        with lock:
+            count = len(plan)
+            plan.clear()
+        self._send(200, {"cleared": count})
+
+    def _json_body(self, example: str) -> Any:
+        """The request's JSON body; None after answering 400."""
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
         if not 0 < length <= _MAX_BODY:
-            self._send(400, {"error": "send a JSON body (at most 64 KiB) such as "
-                                      '{"spec": "status=503,first=2@*"}'})
-            return
+            self._send(400, {"error": f"send a JSON body (at most 64 KiB) such as {example}"})
+            return None
         try:
-            payload = json.loads(self.rfile.read(length))
+            return json.loads(self.rfile.read(length))
         except (ValueError, UnicodeDecodeError) as e:
-            self._send(400, {"error": f"the body is not JSON ({e}); send "
-                                      '{"spec": "status=503,first=2@*"}'})
+            self._send(400, {"error": f"the body is not JSON ({e}); send {example}"})
+            return None
+
+    def do_POST(self) -> None:  # noqa: N802
+        route = self._route()
+        if route is None:
+            return
+        what, name = route
+        if what == "sessions":
+            self._open_session()
+            return
+        if what == "session":
+            self._send(405, {"error": "open a session with POST /sessions "
+                                      '{"cassette": "NAME"}'})
+            return
+        found = self._plan(name)
+        if found is None:
+            return
+        plan, lock = found
+        payload = self._json_body('{"spec": "status=503,first=2@*"}')
+        if payload is None:
             return
         try:
             if isinstance(payload, dict) and set(payload) == {"spec"}:
@@ -113,33 +201,85 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as e:
             self._send(400, {"error": str(e)})
             return
-        with self.server.lock:
-            full = len(self.server.plan) >= MAX_RULES
-            index = -1 if full else self.server.plan.add(spec)
+        with lock:
+            full = len(plan) >= MAX_RULES
+            index = -1 if full else plan.add(spec)
         if full:
             self._send(400, {"error": f"at most {MAX_RULES} fault rules; clear some first "
                                       "(DELETE /faults)"})
             return
         self._send(201, {"index": index, "spec": spec.text})
 
+    def _open_session(self) -> None:
+        example = '{"cassette": "NAME", "mode": "none", "faults": ["status=503@*"]}'
+        payload = self._json_body(example)
+        if payload is None:
+            return
+        if not isinstance(payload, dict) or not isinstance(payload.get("cassette"), str) \
+                or not set(payload) <= {"cassette", "mode", "faults", "strict"}:
+            self._send(400, {"error": f"expected {example} (mode, faults and strict are "
+                                      "optional)"})
+            return
+        mode, faults, strict = payload.get("mode"), payload.get("faults", []), \
+            payload.get("strict")
+        if not (mode is None or isinstance(mode, str)) \
+                or not (isinstance(faults, list) and all(isinstance(f, str) for f in faults)) \
+                or not (strict is None or isinstance(strict, bool)):
+            self._send(400, {"error": f"mode is a record mode name, faults a list of fault "
+                                      f"specs, strict true or false: {example}"})
+            return
+        name = payload["cassette"]
+        try:
+            self.server.sessions.open(name, SessionSettings(mode, tuple(faults), strict))
+        except SessionRefused as e:
+            self._send(409 if "open already" in str(e) else 400, {"error": str(e)})
+            return
+        named = session_url(self.server.proxy_url, name)
+        own = named
+        if self.server.listen is not None:
+            try:
+                host, port = self.server.listen()
+            except Exception as e:  # the named URL still works
+                self._send(201, {"name": name, "proxy_url": named, "named_proxy_url": named,
+                                 "warning": f"no port of its own: {e}"})
+                return
+            self.server.sessions.bind_port(name, port)
+            own = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        self._send(201, {"name": name, "proxy_url": own, "named_proxy_url": named})
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, plan: FaultPlan, lock: threading.Lock, token: str) -> None:
+    def __init__(self, default: Pipeline | None, sessions: Sessions, token: str,
+                 proxy_url: str, listen: Callable[[], tuple[str, int]] | None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.plan = plan
-        self.lock = lock
+        self.default = default
+        self.sessions = sessions
         self.token = token
+        self.proxy_url = proxy_url
+        self.listen = listen
+
+    def find(self, name: str) -> Pipeline | None:
+        """The open session ``name`` (the run's own cassette's name included)."""
+        if name == self.sessions.default_name:
+            return self.default
+        return dict(iter(self.sessions)).get(name)
 
 
 class ControlServer:
-    """Serves the control API for ``plan`` on 127.0.0.1 (a free port) until ``stop``;
-    callers need ``token`` (random unless given)."""
+    """Serves the control API for a run's own pipeline (``default``, None for a run of
+    named sessions only) and its ``sessions`` on 127.0.0.1 (a free port) until
+    ``stop``; callers need ``token`` (random unless given). ``proxy_url`` is the proxy's,
+    for the session URLs it hands out; ``listen`` opens one more proxy port (for a
+    session of its own), returning its address."""
 
-    def __init__(self, plan: FaultPlan, lock: threading.Lock, token: str | None = None) -> None:
+    def __init__(self, default: Pipeline | None, sessions: Sessions | None = None, *,
+                 proxy_url: str = "http://127.0.0.1:0", token: str | None = None,
+                 listen: Callable[[], tuple[str, int]] | None = None) -> None:
         self.token = token or secrets.token_urlsafe(24)
-        self._server = _Server(plan, lock, self.token)
+        self._server = _Server(default, sessions or Sessions(_no_sessions, default),
+                               self.token, proxy_url, listen)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="replayproxy-control", daemon=True)
 
@@ -158,6 +298,10 @@ class ControlServer:
             self._server.shutdown()
             self._thread.join(10)
         self._server.server_close()
+
+
+def _no_sessions(name: str, settings: SessionSettings) -> Pipeline:
+    raise SessionRefused("this proxy serves one cassette, no named sessions")
 
 
 class FaultControl:

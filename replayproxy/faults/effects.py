@@ -2,7 +2,8 @@
 
 Each effect is a frozen value: wait (``Delay``), send the body slowly (``Trickle``), or
 one *terminal* fault that replaces or breaks the response (``Respond``, ``Reset``,
-``Hold``, ``Truncate``, ``Corrupt``, ``RefuseConnect``). The engine sleeps, kills and
+``Hold``, ``Truncate``, ``Corrupt``, ``RefuseConnect``), or what happens to a replayed
+WebSocket's messages (``WsClose``, ``WsDrop``, ``WsDelay``). The engine sleeps, kills and
 rewrites; ``replayproxy.faults.mangle`` computes the bytes of a truncated or corrupt body.
 """
 
@@ -28,6 +29,10 @@ __all__ = [
     "Terminal",
     "Trickle",
     "Truncate",
+    "WebSocketEffect",
+    "WsClose",
+    "WsDelay",
+    "WsDrop",
 ]
 
 
@@ -90,6 +95,8 @@ class Respond:
     status: int
     headers: Headers = ()
     body: bytes = b""
+    trailers: Headers = ()
+    """Sent after the body: a gRPC error's ``grpc-status`` and ``grpc-message``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +132,32 @@ class RefuseConnect:
     """The connection to the host fails (a CONNECT is refused)."""
 
 
+@dataclass(frozen=True, slots=True)
+class WsClose:
+    """Close a replayed WebSocket with a close frame after ``after`` server messages."""
+
+    after: int = 0
+    code: int = 1001
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WsDrop:
+    """Drop a replayed WebSocket's connection, no close frame, after ``after`` server
+    messages."""
+
+    after: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WsDelay:
+    """Wait ``seconds`` more before every server message of a replayed WebSocket."""
+
+    seconds: float
+
+
 Terminal: TypeAlias = Respond | Reset | Hold | Truncate | Corrupt | RefuseConnect
-Effect: TypeAlias = Delay | Trickle | Terminal
+WebSocketEffect: TypeAlias = WsClose | WsDrop | WsDelay
+Effect: TypeAlias = Delay | Trickle | Terminal | WebSocketEffect
 TERMINAL = (Respond, Reset, Hold, Truncate, Corrupt, RefuseConnect)
 """The terminal effect classes, for ``isinstance``."""

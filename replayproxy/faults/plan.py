@@ -18,6 +18,8 @@ How rules combine (checked in order, for one request):
   that fire after the first slow_body or terminal are shadowed: not applied, not hit.
 - ``refuse_connect`` rules are only asked by ``decide_connect`` (a CONNECT, or a
   plain-HTTP request's upstream connection), and ``decide`` ignores them.
+- ``ws_close``, ``ws_drop`` and ``ws_delay`` rules see WebSocket handshakes only (a
+  request with ``Upgrade: websocket``); their effects apply to the replayed messages.
 """
 
 from __future__ import annotations
@@ -38,13 +40,14 @@ from replayproxy.faults.effects import (
     Trickle,
 )
 from replayproxy.faults.spec import (
+    WEBSOCKET_KINDS,
     FaultKind,
     FaultSpec,
     LatencyParams,
     RateLimitParams,
     parse_fault,
 )
-from replayproxy.model import Request
+from replayproxy.model import Request, is_websocket_upgrade
 from replayproxy.routes import Route
 
 __all__ = ["FaultAction", "FaultPlan", "Fired"]
@@ -170,7 +173,8 @@ class FaultPlan:
 
         Returns None when no rule applies. ``refuse_connect`` rules are not asked.
         """
-        return self._decide(now, lambda route: route.matches(request), connect=False)
+        return self._decide(now, lambda route: route.matches(request), connect=False,
+                            websocket=is_websocket_upgrade(request.headers))
 
     def decide_connect(self, host: str, port: int, scheme: str = "https",
                        now: float = 0.0) -> FaultAction | None:
@@ -183,12 +187,14 @@ class FaultPlan:
                             connect=True)
 
     def _decide(self, now: float, matches: Callable[[Route], bool], *,
-                connect: bool) -> FaultAction | None:
+                connect: bool, websocket: bool = False) -> FaultAction | None:
         fired: list[Fired] = []
         slow = terminal = False
         for index, rule in enumerate(self._rules):
             spec = rule.spec
             if (spec.kind is FaultKind.REFUSE_CONNECT) is not connect:
+                continue
+            if spec.kind in WEBSOCKET_KINDS and not websocket:
                 continue
             if spec.route is not None and not matches(spec.route):
                 continue

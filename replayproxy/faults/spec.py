@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeAlias
 
+from replayproxy import grpc_wire
 from replayproxy.faults import values
 from replayproxy.faults.effects import (
     CorruptMode,
@@ -50,12 +51,16 @@ from replayproxy.faults.effects import (
     Respond,
     Trickle,
     Truncate,
+    WsClose,
+    WsDelay,
+    WsDrop,
 )
 from replayproxy.faults.values import BadValue
 from replayproxy.model import Headers
 from replayproxy.routes import Route, parse_route
 
 __all__ = [
+    "WEBSOCKET_KINDS",
     "Distribution",
     "FaultKind",
     "FaultSpec",
@@ -79,6 +84,13 @@ class FaultKind(StrEnum):
     SLOW_BODY = "slow_body"
     RATE_LIMIT = "rate_limit"
     REFUSE_CONNECT = "refuse_connect"
+    WS_CLOSE = "ws_close"
+    WS_DROP = "ws_drop"
+    WS_DELAY = "ws_delay"
+
+
+WEBSOCKET_KINDS = frozenset({FaultKind.WS_CLOSE, FaultKind.WS_DROP, FaultKind.WS_DELAY})
+"""Kinds that act on a replayed WebSocket's messages; they see WebSocket handshakes only."""
 
 
 
@@ -141,7 +153,7 @@ class RateLimitParams:
 
 
 Params: TypeAlias = (LatencyParams | RateLimitParams | CorruptMode | Respond | Reset | Hold
-                     | Truncate | Trickle | RefuseConnect)
+                     | Truncate | Trickle | RefuseConnect | WsClose | WsDrop | WsDelay)
 """Per kind: latency, rate_limit and corrupt have their own; the others fire their effect."""
 
 
@@ -170,11 +182,14 @@ _MAIN = {
     FaultKind.CORRUPT: "mode",
     FaultKind.SLOW_BODY: "rate",
     FaultKind.RATE_LIMIT: "limit",
+    FaultKind.WS_CLOSE: "after",
+    FaultKind.WS_DROP: "after",
+    FaultKind.WS_DELAY: "delay",
 }
 """The option a kind's ``=VALUE`` stands for (latency's value is its distribution)."""
 _OPTIONS: dict[FaultKind, tuple[str, ...]] = {
     FaultKind.LATENCY: ("jitter", "at"),  # for a fixed delay; see _latency_options
-    FaultKind.STATUS: ("code", "body", "retry_after", "header"),
+    FaultKind.STATUS: ("code", "body", "retry_after", "header", "grpc"),
     FaultKind.RESET: (),
     FaultKind.TIMEOUT: ("max",),
     FaultKind.TRUNCATE: ("bytes", "fraction"),
@@ -182,7 +197,12 @@ _OPTIONS: dict[FaultKind, tuple[str, ...]] = {
     FaultKind.SLOW_BODY: ("rate",),
     FaultKind.RATE_LIMIT: ("limit", "burst", "body", "header"),
     FaultKind.REFUSE_CONNECT: (),
+    FaultKind.WS_CLOSE: ("after", "code", "reason"),
+    FaultKind.WS_DROP: ("after",),
+    FaultKind.WS_DELAY: ("delay",),
 }
+_UNSENDABLE_CLOSE_CODES = frozenset({1004, 1005, 1006, 1015})
+"""Close codes reserved for "none sent" or never assigned: no close frame carries them."""
 _DEFAULT_HOLD = 30.0
 _DEFAULT_LOGNORMAL_CAP = 30.0
 _DEFAULT_SIGMA = 0.5
@@ -254,12 +274,31 @@ def _latency(value: str | None, opts: dict[str, str]) -> LatencyParams:
     return LatencyParams(dist, seconds=seconds, jitter=jitter, at=at)
 
 
+def _grpc_status(opts: dict[str, str], headers: list[str]) -> Respond:
+    """``status,grpc=UNAVAILABLE[,body=MESSAGE]``: a gRPC call that ends with that status
+    (HTTP 200, no message, ``grpc-status`` and ``grpc-message`` in the trailers)."""
+    if "code" in opts and opts["code"].strip() != "200":
+        raise BadValue("code", "a gRPC status goes with HTTP status 200: drop code= "
+                               f"(got code={opts['code']})")
+    if "retry_after" in opts:
+        raise BadValue("retry_after", "retry_after is for HTTP statuses; a gRPC status "
+                                      "takes grpc= and body= (its message)")
+    try:
+        code = grpc_wire.status_code(opts["grpc"])
+    except ValueError as e:
+        raise BadValue("grpc", str(e)) from None
+    pairs = [("Content-Type", "application/grpc"), *(values.header(h) for h in headers)]
+    return Respond(200, tuple(pairs), b"", grpc_wire.status_trailers(code, opts.get("body", "")))
+
+
 def _params(kind: FaultKind, value: str | None, opts: dict[str, str],
             headers: list[str]) -> Params:
     """The kind-specific part of a spec, from its options (already checked by name)."""
     if kind is FaultKind.LATENCY:
         return _latency(value, opts)
     if kind is FaultKind.STATUS:
+        if "grpc" in opts:
+            return _grpc_status(opts, headers)
         code = opts.get("code", "")
         if not re.fullmatch(r"\d{3}", code.strip()) or not 100 <= int(code) <= 599:
             given = f", got {code!r}" if code else ""
@@ -289,6 +328,8 @@ def _params(kind: FaultKind, value: str | None, opts: dict[str, str],
             return CorruptMode(mode.lower())
         except ValueError:
             raise BadValue("mode", f"corrupt mode must be json or random, got {mode!r}") from None
+    if kind in WEBSOCKET_KINDS:
+        return _websocket(kind, opts)
     if kind is FaultKind.SLOW_BODY:
         if "rate" not in opts:
             raise BadValue("rate", "slow_body needs a rate in bytes per second, e.g. "
@@ -304,6 +345,29 @@ def _params(kind: FaultKind, value: str | None, opts: dict[str, str],
     body = opts.get("body", "").encode()
     return RateLimitParams(int(m[1]), _PER_UNITS[m[2]], burst,
                            values.body_headers(body, [values.header(h) for h in headers]), body)
+
+
+def _websocket(kind: FaultKind, opts: dict[str, str]) -> WsClose | WsDrop | WsDelay:
+    if kind is FaultKind.WS_DELAY:
+        if "delay" not in opts:
+            raise BadValue("delay", "ws_delay needs a duration added before every server "
+                                    "message, e.g. ws_delay=500ms")
+        return WsDelay(values.duration("delay", opts["delay"]))
+    after = opts.get("after", "0")
+    if not re.fullmatch(r"\d+", after.strip()):
+        raise BadValue("after", f"after must be a number of server messages (0 or more), "
+                                f"e.g. {kind}=3, got {after!r}")
+    if kind is FaultKind.WS_DROP:
+        return WsDrop(int(after))
+    code = opts.get("code", "1001")
+    if not re.fullmatch(r"\d{4}", code.strip()) or not 1000 <= int(code) <= 4999 \
+            or int(code) in _UNSENDABLE_CLOSE_CODES:
+        raise BadValue("code", f"code must be a WebSocket close code from 1000 to 4999 "
+                               f"(not 1004, 1005, 1006 or 1015), e.g. code=1011, got {code!r}")
+    reason = opts.get("reason", "")
+    if len(reason.encode("utf-8")) > 123:
+        raise BadValue("reason", "reason must fit in a close frame: at most 123 bytes")
+    return WsClose(int(after), int(code), reason)
 
 
 def _number_of_seconds(text: str) -> int:

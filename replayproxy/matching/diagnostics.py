@@ -110,6 +110,8 @@ def _locate(path: list[Any]) -> tuple[str, str]:
         if rest and rest[0] == "graphql":
             return "body", f"graphql {rest[1]}" + (_json_path(rest[2:])[1:] if rest[2:] else "") \
                 if len(rest) > 1 else "graphql"
+        if rest and rest[0] == "grpc":
+            return "body", f"grpc message {rest[1] + 1}" if len(rest) > 1 else "grpc"
         if rest and rest[0] == "multipart":
             return "body", f"multipart part {rest[1] + 1}" if len(rest) > 1 else "multipart"
         return "body", _json_path(rest) if rest else ""

@@ -10,7 +10,8 @@ each ignores. Matching then compares *normalised views* of the two requests:
 - ``body``: by content type (``body = "auto"``): JSON semantically (key order and
   whitespace do not matter) minus the ``ignore_json`` paths; GraphQL by operation name,
   whitespace-normalised query text and variables; form-urlencoded as a multimap minus
-  ``ignore_form``; multipart by parts, boundary ignored; anything else as bytes, with
+  ``ignore_form``; multipart by parts, boundary ignored; gRPC (``application/grpc``)
+  message by message (the same bytes, told apart by message); anything else as bytes, with
   ``ignore_regex`` matches blanked out of text. A body that claims JSON but does not
   parse is compared as bytes.
 
@@ -31,6 +32,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from replayproxy.codec import decode_body
+from replayproxy.grpc_wire import frames_view, is_grpc
 from replayproxy.model import Headers, Request, header_value
 from replayproxy.redaction.secrets import PLACEHOLDER
 
@@ -291,6 +293,10 @@ def body_view(request: Request, rule: MatchRule) -> Any:
             parts = None
         if parts is not None:
             return {"multipart": parts}
+    elif kind is BodyKind.BYTES and is_grpc(request.headers):
+        frames = frames_view(bytes(body))
+        if frames is not None:  # compared message by message, so a diff names the message
+            return {"grpc": frames}
     if rule.ignore_regex:
         try:
             return _blank_regex(body.decode("utf-8"), rule).encode("utf-8")

@@ -41,8 +41,17 @@ from urllib.parse import parse_qsl, quote, quote_plus
 
 from replayproxy.codec import content_encodings, decode_body
 from replayproxy.errors import ConfigError
+from replayproxy.grpc_wire import is_grpc, rewrite_frames
 from replayproxy.matching.rules import compile_json_path
-from replayproxy.model import Headers, Interaction, Request, Response, header_value
+from replayproxy.model import (
+    Headers,
+    Interaction,
+    Request,
+    Response,
+    WebSocketLog,
+    WebSocketMessage,
+    header_value,
+)
 from replayproxy.redaction.secrets import (
     DEFAULT_SECRET_FIELDS,
     DEFAULT_SECRET_HEADERS,
@@ -375,19 +384,24 @@ class Redactor:
         return sorted(pairs.items(), key=lambda p: -len(p[0]))
 
     def redact(self, it: Interaction) -> Interaction:
-        """Return ``it`` with every secret replaced (request and response together)."""
+        """Return ``it`` with every secret replaced (request, response and WebSocket
+        messages together)."""
         config = self.config.for_request(it.request)
         found = _Found()
         q, r = it.request, it.response
         q_headers = self._headers(q.headers, config, found)
         r_headers = self._headers(r.headers, config, found)
+        r_trailers = self._headers(r.trailers, config, found)
         query = self._query(q.query, config, found)
         q_body = decode_body(q.body, q.headers)
         r_body = decode_body(r.body, r.headers)
         for body, headers in ((q_body if q_body is not None else q.body, q.headers),
                               (r_body if r_body is not None else r.body, r.headers)):
             _find_in_body(body, headers, config, found)
-        for text in (q.path, query, *(v for _, v in q_headers), *(v for _, v in r_headers)):
+        messages = it.websocket.messages if it.websocket is not None else ()
+        for message in messages:
+            _find_in_body(message.content, (), config, found)
+        for text in (q.path, query, *(v for _, v in (*q_headers, *r_headers, *r_trailers))):
             _find_in_text(text, config, found)
         q_form, r_form = self._form_fields(q.headers, config), self._form_fields(r.headers, config)
         if found.numbers:  # a secret JSON number becomes a placeholder string: valid JSON
@@ -395,8 +409,12 @@ class Redactor:
                               for rewrite in (q_form, r_form))
         if not found.values and not found.numbers and q_form is None and r_form is None:
             return replace(it, request=replace(q, headers=q_headers, query=query),
-                           response=replace(r, headers=r_headers))
+                           response=replace(r, headers=r_headers, trailers=r_trailers))
         pairs = self._replacements(found)
+        if it.websocket is not None and messages:
+            numbers = (lambda text: self._json_numbers(text, config)) if found.numbers else None
+            it = replace(it, websocket=replace(it.websocket, messages=tuple(
+                self._message(m, pairs, numbers) for m in messages)))
         request = Request(
             q.method, q.scheme, q.host, q.port, _replace_all(q.path, pairs),
             _replace_in_values(query, pairs),
@@ -405,9 +423,24 @@ class Redactor:
         q_new_body, q_headers = _rebuild_body(q.body, q_body, q_headers, pairs, q_form)
         r_new_body, r_headers = _rebuild_body(r.body, r_body, r_headers, pairs, r_form)
         request = replace(request, headers=_replace_headers(q_headers, pairs), body=q_new_body)
-        response = replace(r, headers=_replace_headers(r_headers, pairs), body=r_new_body)
+        response = replace(r, headers=_replace_headers(r_headers, pairs), body=r_new_body,
+                           trailers=_replace_headers(r_trailers, pairs))
         return replace(it, request=request, response=response,
                        chunks=refit(it.chunks, r.body, r_new_body))
+
+    @staticmethod
+    def _message(message: WebSocketMessage, pairs: list[tuple[str, str]],
+                 numbers: Callable[[str], str] | None) -> WebSocketMessage:
+        """A WebSocket message with its secrets replaced (as a body with no headers)."""
+        content, _ = _rebuild_body(message.content, None, (), pairs, numbers)
+        return message if content == message.content else replace(message, content=content)
+
+    def redact_message(self, request: Request, message: WebSocketMessage) -> WebSocketMessage:
+        """Redact an incoming WebSocket message of the handshake ``request`` the way
+        recorded messages were (for matching)."""
+        log = WebSocketLog((message,))
+        redacted = self.redact(Interaction(request, Response(0), websocket=log)).websocket
+        return redacted.messages[0] if redacted is not None else message
 
     def redact_request(self, request: Request) -> Request:
         """Redact an incoming request the way recorded requests were (for matching)."""
@@ -476,12 +509,25 @@ def _encode(data: bytes, encodings: list[str]) -> bytes | None:
     return data
 
 
+def _replace_bytes(data: bytes, pairs: list[tuple[str, str]]) -> bytes:
+    try:
+        text, charset = data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, charset = data.decode("latin-1"), "latin-1"
+    new = _replace_all(text, pairs)
+    return data if new == text else new.encode(charset, "replace")
+
+
 def _rebuild_body(raw: bytes, decoded: bytes | None, headers: Headers,
                   pairs: list[tuple[str, str]], form: Callable[[str], str] | None = None
                   ) -> tuple[bytes, Headers]:
     """Replace secrets in a body (and its secret form fields, with ``form``); re-encode
     it and fix Content-Length if it changed."""
     plain = raw if decoded is None else decoded
+    if is_grpc(headers) and decoded is not None:
+        rebuilt = rewrite_frames(decoded, lambda leaf: _replace_bytes(leaf, pairs))
+        if rebuilt is not None:  # message by message: every length prefix stays right
+            return (raw, headers) if rebuilt == decoded else (rebuilt, headers)
     try:
         text, charset = plain.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:

@@ -173,8 +173,13 @@ def scan_interaction(it: Interaction, config: RedactionConfig | None = None,
     scan.text("request query", q.query)
     _headers(scan, "request", q.headers)
     _headers(scan, "response", r.headers)
+    _headers(scan, "response trailer", r.trailers)
     scan.body("request body", q.body, q.headers)
     scan.body("response body", r.body, r.headers)
+    if it.websocket is not None:
+        for n, message in enumerate(it.websocket.messages, 1):
+            side = "client" if message.from_client else "server"
+            scan.body(f"websocket message {n} ({side})", message.content, None)
     return scan.findings
 
 

@@ -113,7 +113,8 @@ def cassette_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def run_proxy(proxy_ca: CA, upstream_ca: UpstreamCA, cassette_dir: Path, tmp_path: Path,
               caplog: pytest.LogCaptureFixture) -> Iterator[ProxyFactory]:
-    """``with run_proxy("name", RecordMode.ALL, strict=False, reverse=None, config=None)``
+    """``with run_proxy("name", RecordMode.ALL, strict=False, reverse=None, config=None,
+    faults=())``
 
     ``config`` is a replayproxy.toml or pyproject.toml whose matching settings the
     session uses, as ``--config`` would.
@@ -124,10 +125,10 @@ def run_proxy(proxy_ca: CA, upstream_ca: UpstreamCA, cassette_dir: Path, tmp_pat
     """
     @contextlib.contextmanager
     def factory(name: str, mode: RecordMode, *, strict: bool = False,
-                reverse: str | None = None, config: Path | None = None
-                ) -> Iterator[RunningProxy]:
+                reverse: str | None = None, config: Path | None = None,
+                faults: tuple[str, ...] = ()) -> Iterator[RunningProxy]:
         settings = load_settings(config) if config is not None else Settings()
-        run = ProxyRun(name, mode, cassette_dir=cassette_dir, settings=settings,
+        run = ProxyRun(name, mode, cassette_dir=cassette_dir, settings=settings, faults=faults,
                        strict=strict or settings.strict, reverse=reverse,
                        upstream_ca=upstream_ca.pem, ca_dir=proxy_ca.directory, control=False,
                        upstream_proxy="none")  # whatever HTTPS_PROXY this machine has

@@ -290,7 +290,8 @@ PROXY_ENV_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
 def base_env(**extra: str) -> dict[str, str]:
     """This process's environment without any proxy settings, plus ``extra``."""
     env = {k: v for k, v in os.environ.items()
-           if k not in PROXY_ENV_NAMES and not k.startswith("REPLAYPROXY_")}
+           if k not in PROXY_ENV_NAMES and (not k.startswith("REPLAYPROXY_")
+                                            or k == "REPLAYPROXY_REPORT_DB")}
     env.update(extra)
     return env
 

@@ -238,3 +238,22 @@ def test_bad_drift_configuration_names_the_key(table, needle):
     with pytest.raises(ConfigError, match=needle) as e:
         parse_settings({"drift": table}, Path("replayproxy.toml"), "")
     assert "replayproxy.toml" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_grpc_calls_are_skipped_like_posts_and_say_why_when_allowed():
+    """A gRPC call is a POST: skipped unless unsafe methods are allowed; even then the
+    live check (HTTP/1.1, no trailers) cannot make one, and says so."""
+    call = req("POST", "/demo.Greeter/Hello", headers=(("content-type", "application/grpc"),),
+               body=b"\x00\x00\x00\x00\x05\x0a\x03bob")
+    skip = plan_request(call, DriftConfig(), {})
+    assert isinstance(skip, Skip) and "--allow-unsafe" in skip.reason
+    skip = plan_request(call, DriftConfig(allow_unsafe=True), {})
+    assert isinstance(skip, Skip) and not skip.error
+    assert skip.reason.startswith("gRPC call not re-sent") and "HTTP/2" in skip.reason
+
+
+def test_websockets_are_skipped_and_said_so():
+    handshake = req(headers=(("Upgrade", "websocket"), ("Connection", "Upgrade")))
+    skip = plan_request(handshake, DriftConfig(), {})
+    assert isinstance(skip, Skip) and not skip.error
+    assert "drift does not re-send WebSockets" in skip.reason

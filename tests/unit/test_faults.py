@@ -817,16 +817,19 @@ def test_same_seed_same_sequence(rules, traffic):
     assert one.hits() == two.hits()
 
 
-def test_the_control_api_caps_its_rules_and_asks_for_the_token():
-    import threading
+def test_the_control_api_caps_its_rules_and_asks_for_the_token(tmp_path):
     import urllib.error
     import urllib.request
 
+    from replayproxy.decision.pipeline import Pipeline
+    from replayproxy.decision.session import CassetteSession
     from replayproxy.errors import FaultControlError
     from replayproxy.faults.control import MAX_RULES, ControlServer, FaultControl
+    from replayproxy.model import RecordMode
 
     plan = FaultPlan([f"latency=1ms@*/r{i}" for i in range(MAX_RULES - 1)])
-    server = ControlServer(plan, threading.Lock()).start()
+    pipeline = Pipeline(CassetteSession(tmp_path, "c", RecordMode.ALL), plan)
+    server = ControlServer(pipeline).start()
     try:
         client = FaultControl(server.url, server.token)
         assert client.add("status=503@*/last") == MAX_RULES - 1

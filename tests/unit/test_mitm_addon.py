@@ -173,7 +173,7 @@ def test_an_internal_error_answers_500_and_never_goes_upstream(tmp_path, monkeyp
 def test_replay_refuses_upstream_connections(tmp_path):
     _recorded(tmp_path, ("a", b"A"))
     addon = _addon(tmp_path)
-    data = type("Data", (), {"server": tflow.tserver_conn()})()
+    data = type("Data", (), {"server": tflow.tserver_conn(), "client": tflow.tclient_conn()})()
     data.server.error = None
     addon.server_connect(data)
     assert "replaying offline" in data.server.error

@@ -17,10 +17,11 @@ Given a ``Pipeline``, the addon uses it; otherwise it builds one from its option
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,13 @@ from mitmproxy import connection, ctx, exceptions, http, tls
 from mitmproxy.proxy import server_hooks
 
 from replayproxy.config import home_dir, load_settings
+from replayproxy.decision.alpn import AlpnPolicy
 from replayproxy.decision.failures import CAUSE_HEADER, MARKER, TIMEOUT_MARKER, WAITED_HEADER
 from replayproxy.decision.pipeline import FaultAnswer, Pipeline, Planned
 from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmatched
-from replayproxy.engines.mitm import streams, trickle
+from replayproxy.decision.sessions import SessionRefused, Sessions, session_name
+from replayproxy.decision.websocket import UnexpectedMessage, replay_problem, websocket_faults
+from replayproxy.engines.mitm import h2, http1_trailers, streams, trickle, websocket
 from replayproxy.engines.mitm.convert import (
     bad_gateway,
     fault_response,
@@ -55,8 +59,14 @@ __all__ = ["STATE", "FlowState", "ReplayproxyAddon", "Role"]
 
 log = logging.getLogger("replayproxy")
 
+_UNAVAILABLE = 14
+"""The gRPC status of an unmatched call: what gRPC makes of the 502 others get."""
+
 STATE = "replayproxy"
 """The ``flow.metadata`` key of a flow's ``FlowState``."""
+
+_PROTOCOL_ERROR = 1002
+"""The close code of a WebSocket peer that sent something that is not WebSocket."""
 
 _OFFLINE = (
     "replayproxy is replaying offline: no upstream connections (record with "
@@ -83,6 +93,8 @@ class FlowState:
 
     role: Role
     planned: Planned | None = None
+    pipeline: Pipeline | None = None
+    """The session's pipeline that planned it (the run's own unless a session is named)."""
     request: Request | None = None
     """The request as converted when it came in (before any rewriting)."""
     recorded_ttfb: float | None = None
@@ -90,14 +102,18 @@ class FlowState:
     trickled: bool = False
     """The response comes from the trickle server: stream it, touch it no more."""
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> FlowState:
+        # a copied flow (``flow.copy()``) shares the pipeline; the rest is immutable
+        return dataclasses.replace(self)
+
 
 def _state(flow: http.HTTPFlow) -> FlowState | None:
     state = flow.metadata.get(STATE)
     return state if isinstance(state, FlowState) else None
 
 
-def _mark_fetch(flow: http.HTTPFlow) -> None:
-    flow.metadata[STATE] = FlowState(Role.FETCH, Planned(Forward()))
+def _mark_fetch(flow: http.HTTPFlow, pipeline: Pipeline | None) -> None:
+    flow.metadata[STATE] = FlowState(Role.FETCH, Planned(Forward()), pipeline)
 
 
 async def _wait(flow: http.HTTPFlow, action: FaultAction, recorded: float | None) -> None:
@@ -134,6 +150,50 @@ def _break_body(flow: http.HTTPFlow, terminal: object, resp: http.Response) -> i
     return None
 
 
+def _unexpected(pipeline: Pipeline, unexpected: UnexpectedMessage) -> None:
+    """A replayed WebSocket's client sent what the recording does not hold."""
+    for line in unexpected.message.splitlines():
+        log.warning("%s", line)
+    pipeline.session.note_unexpected(unexpected)
+
+
+def _session_refused(message: str) -> http.Response:
+    """407: the session the client named cannot be used (the reason in the body)."""
+    response = plain_response(407, message + "\n", "session")
+    response.headers["Proxy-Authenticate"] = 'Basic realm="replayproxy: name a cassette"'
+    return response
+
+
+_DROP_AFTER = "replayproxy-ws-drop"
+"""``flow.metadata`` key: drop the client once this many server messages were relayed."""
+
+
+def _relayed(flow: http.HTTPFlow) -> int:
+    ws = flow.websocket
+    return 0 if ws is None else sum(not m.from_client and not m.dropped for m in ws.messages)
+
+
+def _drop_after(flow: http.HTTPFlow, messages: int) -> None:
+    """Drop the client's connection of ``flow`` (a ``ws_drop`` fault) once ``messages``
+    server messages were relayed to it (``websocket_message`` counts them)."""
+    if _relayed(flow) >= messages:
+        _drop_client(flow)
+    else:
+        flow.metadata[_DROP_AFTER] = messages
+
+
+def _drop_client(flow: http.HTTPFlow) -> None:
+    """Close the client's connection with no WebSocket close frame, a moment from now:
+    mitmproxy relays a message right after its ``websocket_message`` hook."""
+    def drop() -> None:
+        proxyserver = ctx.master.addons.get("proxyserver")
+        handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
+        if handler is not None:
+            handler.close_connection(flow.client_conn)
+
+    asyncio.get_running_loop().call_later(0.05, drop)
+
+
 def _refused() -> http.Response:
     return http.Response.make(502, b"replayproxy fault: connection refused\n",
                               {"X-Replayproxy": "fault"})
@@ -155,18 +215,56 @@ class ReplayproxyAddon:
     Args:
         pipeline: the decision for this run; None builds one from the addon's options.
         default_mode: the record mode when built from options.
+        sessions: the run's sessions (see ``decision.sessions``): a client naming a
+            cassette in its proxy URL is served from that session's pipeline.
         pace: how fast recorded streams are replayed: their recorded pacing times this
             (0 as fast as possible, 1 real time); from the options when built from them.
     """
 
     def __init__(self, pipeline: Pipeline | None = None, *,
-                 default_mode: RecordMode = RecordMode.NONE, pace: float = 1.0) -> None:
+                 default_mode: RecordMode = RecordMode.NONE,
+                 sessions: Sessions | None = None, pace: float = 1.0) -> None:
         self.pipeline = pipeline
         self.default_mode = default_mode
+        self.sessions = sessions
         self.pace = pace
-        self._owns_pipeline = pipeline is None
+        self._owns_pipeline = pipeline is None and sessions is None
         self._failed = False
         self._trickle = trickle.TrickleServer()
+        self._tunnels: dict[str, Pipeline] = {}
+        """The session of each client connection that named one (CONNECT tunnels)."""
+        self._alpn: dict[int, AlpnPolicy] = {}
+        """The protocol policy of each session's pipeline (by its id)."""
+        http1_trailers.install()
+
+        self._websockets = websocket.WebSocketServer()
+        self._open_websockets: dict[str, http.HTTPFlow] = {}
+        """Recorded WebSockets still open: written when they end, or when the proxy stops."""
+
+    def _configured(self) -> bool:
+        return self.pipeline is not None or self.sessions is not None
+
+    def _session(self, flow: http.HTTPFlow) -> Pipeline | None:
+        """The pipeline serving ``flow``: the session its Proxy-Authorization (or its
+        tunnel's CONNECT) names, else the run's own. None after answering 407."""
+        if self.sessions is None:
+            return self.pipeline
+        try:
+            name = self.sessions.on_port(flow.client_conn.sockname[1]) \
+                if flow.client_conn.sockname else None
+            if name is None:
+                name = session_name(flow.request.headers.get("proxy-authorization"))
+            if name is None and flow.client_conn.id in self._tunnels:
+                return self._tunnels[flow.client_conn.id]
+            pipeline = self.sessions.pipeline(name)
+        except SessionRefused as e:
+            log.warning("refused %s %s: %s", flow.request.method, flow.request.pretty_url, e)
+            flow.metadata[STATE] = FlowState(Role.OTHER)
+            flow.response = _session_refused(str(e))
+            return None
+        if name is not None:
+            self._tunnels[flow.client_conn.id] = pipeline
+        return pipeline
 
     # -- mitmdump options ---------------------------------------------------------------
 
@@ -249,13 +347,18 @@ class ReplayproxyAddon:
     async def running(self) -> None:
         # mitmproxy's default "eager" strategy connects upstream as soon as a client opens
         # an HTTPS tunnel; replay must not, so switch to "lazy"
-        replaying = self.pipeline is not None and not self.pipeline.records
+        replaying = (self.pipeline is not None and not self.pipeline.records) or (
+            self.pipeline is None and self.sessions is not None)
         if replaying and ctx.options.connection_strategy != "lazy":
             ctx.options.update(connection_strategy="lazy")
         await self._trickle.start()
+        await self._websockets.start()
 
     async def done(self) -> None:
         await self._trickle.stop()
+        await self._websockets.stop()
+        for flow in list(self._open_websockets.values()):
+            self.websocket_end(flow)  # still open: keep what went over it so far
         self._close()
 
     def _close(self) -> None:
@@ -270,43 +373,76 @@ class ReplayproxyAddon:
         if self.pipeline is not None:
             self.pipeline.session.note_connection()
 
+    def client_disconnected(self, client: connection.Client) -> None:
+        self._tunnels.pop(client.id, None)
+
     def tls_failed_client(self, data: tls.TlsData) -> None:
-        if self.pipeline is None:
+        pipeline = self._tunnels.get(data.context.client.id, self.pipeline)
+        if pipeline is None:
             return
         host = data.conn.sni or (data.context.server.address or ("", 0))[0]
         message = data.conn.error or "TLS handshake failed"
         log.warning("a client refused the proxy's certificate for %s: %s", host, message)
-        self.pipeline.session.note_refusal(host, message)
+        pipeline.session.note_refusal(host, message)
+
+    def tls_start_client(self, data: tls.TlsData) -> None:
+        pipeline = self._tunnels.get(data.context.client.id, self.pipeline)
+        policy = None
+        if pipeline is not None:
+            cassette = pipeline.session.index.cassette
+            policy = self._alpn.get(id(pipeline))
+            if policy is None or policy.cassette is not cassette:
+                policy = self._alpn[id(pipeline)] = AlpnPolicy(
+                    cassette, records=pipeline.records, http2=ctx.options.http2)
+        h2.choose_protocol(data, policy)
+
+    def tls_start_server(self, data: tls.TlsData) -> None:
+        h2.upstream_offers(data)
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
-        if self.pipeline is None or self.pipeline.records:
+        pipeline = self._tunnels.get(data.client.id, self.pipeline)
+        if pipeline is None:
+            if self.sessions is None:
+                return
+        elif pipeline.records:
             return
-        # replay refuses every upstream connection; the trickle server is not upstream
-        if self._trickle.address is None or data.server.address != self._trickle.address:
+        # replay refuses every upstream connection; our loopback servers are not upstream
+        if data.server.address not in (self._trickle.address, self._websockets.address) \
+                or data.server.address is None:
             data.server.error = _OFFLINE
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        if self.pipeline is None:
+        pipeline = self._session(flow)
+        if pipeline is None:
             return
-        action = self.pipeline.decide_connect(flow.request.host, flow.request.port,
-                                              time.monotonic())
+        action = pipeline.decide_connect(flow.request.host, flow.request.port,
+                                         time.monotonic())
         if action is not None:
             log.info("fault: refusing CONNECT %s:%d", flow.request.host, flow.request.port)
             flow.response = _refused()
+        elif not pipeline.records and ctx.options.connection_strategy == "eager":
+            # a replay-only session in a run that records: answer the CONNECT ourselves,
+            # or mitmproxy would connect upstream first ("eager") and fail the tunnel
+            flow.response = http.Response(flow.request.data.http_version, 200,
+                                          b"Connection established", http.Headers(), b"",
+                                          None, time.time(), time.time())
 
     # -- requests -----------------------------------------------------------------------
 
     async def request(self, flow: http.HTTPFlow) -> None:
-        if self.pipeline is None or _state(flow) is not None:
+        if not self._configured() or _state(flow) is not None:
             return  # not configured, or planned already (the copy of a slow live request)
         if flow.response is not None:
             flow.metadata[STATE] = FlowState(Role.OTHER)
             return
         if flow.error is not None:
             return  # killed by another addon
+        pipeline = self._session(flow)
+        if pipeline is None:
+            return  # answered 407
         try:
             request = request_from_flow(flow.request)
-            planned = self.pipeline.decide(request, time.monotonic())
+            planned = pipeline.decide(request, time.monotonic())
         except Exception as e:  # never let a failure here send the request upstream
             if isinstance(e, ReplayproxyError):  # e.g. a damaged entry: one line, no trace
                 message = e.render(MITMPROXY_WORDS if self._owns_pipeline else {})
@@ -315,12 +451,12 @@ class ReplayproxyAddon:
             else:
                 message = f"replayproxy internal error: {e!r}"
                 log.exception("replayproxy failed on %s", flow.request.url)
-            self.pipeline.session.summary.errors.append(
+            pipeline.session.summary.errors.append(
                 f"{flow.request.method} {flow.request.pretty_url}: {message}")
             flow.metadata[STATE] = FlowState(Role.OTHER)
             flow.response = plain_response(500, message + "\n", "error")
             return
-        state = FlowState(Role.OURS, planned, request)
+        state = FlowState(Role.OURS, planned, pipeline, request)
         flow.metadata[STATE] = state
         plan = planned.plan
         if isinstance(plan, FaultAnswer):
@@ -328,17 +464,48 @@ class ReplayproxyAddon:
             return
         if isinstance(plan, Replay):
             served = plan.served
+            if served.interaction.response.status == 101:
+                self._replay_upgrade(flow, state, plan, planned.fault)
+                return
             if planned.fault is None and streams.play(flow, served.interaction, served.body,
                                                       self.pace, self._trickle):
                 state.trickled = True
                 return
             recorded = served.whole()
             flow.response = to_flow_response(recorded.response)
+            h2.fit_trailers(flow)
             state.recorded_ttfb = recorded.ttfb
         elif isinstance(plan, Unmatched):
             flow.response = _unmatched_response(flow, plan)
+            h2.grpc_error(flow, _UNAVAILABLE, plan.message, "unmatched")
         if planned.fault is not None and planned.fault.trickle is not None:
             await self._trickle_response(flow, state, plan, planned.fault)
+
+    def _replay_upgrade(self, flow: http.HTTPFlow, state: FlowState, plan: Replay,
+                        action: FaultAction | None) -> None:
+        """Replay a WebSocket: its handshake goes to the loopback server, which plays the
+        recorded server; a switch it cannot replay is an error, never a dead 101."""
+        pipeline = state.pipeline
+        assert pipeline is not None and state.request is not None
+        recorded = plan.served.interaction
+        problem = replay_problem(recorded, state.request)
+        if problem is None and self._websockets.address is None:
+            problem = "the WebSocket server of the proxy is not running"
+        if problem is not None:
+            log.error("cannot replay %s %s: %s", flow.request.method, flow.request.pretty_url,
+                      problem)
+            pipeline.session.summary.errors.append(
+                f"{flow.request.method} {flow.request.pretty_url}: {problem}")
+            flow.response = plain_response(502, f"replayproxy: {problem}\n", "error")
+            return
+        assert self._websockets.address is not None
+        conversation = pipeline.session.conversation(
+            plan.served, state.request, pace=float(getattr(pipeline, "pace", 1.0)),
+            faults=websocket_faults(action))
+        path = self._websockets.register(conversation, recorded.response.headers,
+                                         lambda u: _unexpected(pipeline, u),
+                                         lambda n: _drop_after(flow, n))
+        trickle.point_at(flow, self._websockets.address, path)
 
     async def _fault_answer(self, flow: http.HTTPFlow, plan: FaultAnswer) -> None:
         terminal = plan.action.terminal
@@ -349,6 +516,7 @@ class ReplayproxyAddon:
             flow.response = _refused()
         elif isinstance(terminal, Respond):
             flow.response = fault_response(terminal)
+            h2.fit_trailers(flow)
         elif isinstance(terminal, Reset):
             # latency rules apply here too: a slow server that then drops the connection
             await _wait(flow, plan.action, None)
@@ -370,7 +538,8 @@ class ReplayproxyAddon:
             response, recorded = flow.response, state.recorded_ttfb
         elif flow.response is None and trickle.fetchable(flow):
             state.trickled = True  # the client's flow is never recorded: the copy is
-            fetched = await trickle.fetch_copy(flow, _mark_fetch)
+            fetched = await trickle.fetch_copy(
+                flow, lambda copy: _mark_fetch(copy, state.pipeline))
             if fetched is None:
                 return
             response, recorded = fetched
@@ -401,11 +570,18 @@ class ReplayproxyAddon:
     async def response(self, flow: http.HTTPFlow) -> None:
         state = _state(flow)
         if state is None or state.role is Role.OTHER or state.planned is None \
-                or flow.response is None or self.pipeline is None:
+                or flow.response is None or state.pipeline is None:
             return
-        if not state.planned.answers_by_itself and not state.trickled \
-                and not self._record(flow, state):
-            return
+        if state.request is not None:
+            state.pipeline.finished(state.request, time.time() - flow.request.timestamp_start)
+        if not state.planned.answers_by_itself and not state.trickled:
+            if flow.websocket is not None:
+                self._open_websockets[flow.id] = flow  # written when it ends
+                if websocket_faults(state.planned.fault):
+                    log.warning("ws_* faults act on replayed WebSockets only; %s is live, "
+                                "its messages go through untouched", flow.request.pretty_url)
+            elif not self._record(flow, state):
+                return
         if state.trickled or state.role is Role.FETCH:
             return
         plan = state.planned.plan
@@ -424,6 +600,25 @@ class ReplayproxyAddon:
             size = len(resp.raw_content or b"")
             await asyncio.sleep(size / max(action.trickle.bytes_per_second, 1))
 
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        drop_after = flow.metadata.get(_DROP_AFTER)
+        if isinstance(drop_after, int) and _relayed(flow) >= drop_after:
+            del flow.metadata[_DROP_AFTER]
+            _drop_client(flow)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        ws = flow.websocket
+        state = _state(flow)
+        if ws is not None and ws.closed_by_client and ws.close_code == _PROTOCOL_ERROR:
+            # the URL as the client asked for it (a replayed one goes to our loopback)
+            url = state.request.url if state is not None and state.request is not None \
+                else flow.request.pretty_url
+            log.warning("a WebSocket client sent data that is not valid WebSocket frames on "
+                        "%s (%s): connection closed with code 1002", url,
+                        ws.close_reason or "protocol error")
+        if self._open_websockets.pop(flow.id, None) is not None and state is not None:
+            self._record(flow, state)
+
     def error(self, flow: http.HTTPFlow) -> None:
         """An upstream failure while recording: keep what the client got (mitmproxy's
         502), marked, so replay answers the same; the summary lists it with its cause."""
@@ -432,7 +627,7 @@ class ReplayproxyAddon:
             streams.ended_early(flow)
         if state is None or state.role is Role.OTHER or state.planned is None \
                 or state.planned.answers_by_itself or state.trickled \
-                or self.pipeline is None or flow.error is None:
+                or state.pipeline is None or flow.error is None:
             return
         if streams.recording(flow):
             self._record(flow, state)  # what arrived, marked as cut
@@ -440,6 +635,8 @@ class ReplayproxyAddon:
         message = flow.error.msg
         if flow.response is not None and flow.response.timestamp_end is not None:
             return  # answered in full; the client went away afterwards
+        if h2.stream_reset(flow):
+            return
         timed_out = message == "Client disconnected."
         if timed_out:
             if flow.response is not None:
@@ -464,7 +661,7 @@ class ReplayproxyAddon:
         interaction = Interaction(request, response_from_flow(response),
                                   recorded_at=round(start, 3), ttfb=elapsed, duration=elapsed)
         try:
-            self.pipeline.record_failure(interaction, oneline)
+            state.pipeline.record_failure(interaction, oneline)
         except Exception:
             log.exception("replayproxy could not record the failure of %s", flow.request.url)
         log.warning("upstream failed for %s %s: %s", flow.request.method,
@@ -473,13 +670,15 @@ class ReplayproxyAddon:
     def _record(self, flow: http.HTTPFlow, state: FlowState) -> bool:
         """Record the upstream's response; False (and the flow killed) if it could not be
         written: losing a recording silently is worse than stopping."""
-        assert self.pipeline is not None
+        assert state.pipeline is not None
         try:
             interaction = streams.recorded(flow, interaction_from_flow(flow, state.request))
+            if flow.websocket is not None:
+                interaction = replace(interaction, websocket=websocket.websocket_log(flow))
             if broken_off(interaction):  # an upstream failure: listed, fails the run
-                findings = self.pipeline.record_failure(interaction, interaction.cut)
+                findings = state.pipeline.record_failure(interaction, interaction.cut)
             else:
-                findings = self.pipeline.record(interaction)
+                findings = state.pipeline.record(interaction)
         except Exception:
             log.exception("replayproxy could not record %s", flow.request.url)
             if flow.killable:

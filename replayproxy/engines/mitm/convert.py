@@ -13,7 +13,7 @@ from mitmproxy import http, version
 from mitmproxy.net.http import status_codes
 
 from replayproxy.faults.effects import Respond
-from replayproxy.model import Interaction, Request, Response
+from replayproxy.model import Headers, Interaction, Request, Response
 
 __all__ = [
     "bad_gateway",
@@ -60,6 +60,7 @@ def response_from_flow(resp: http.Response) -> Response:
         headers=_headers(resp.headers),
         body=resp.raw_content or b"",
         http_version=resp.http_version,
+        trailers=_headers(resp.trailers) if resp.trailers else (),
     )
 
 
@@ -78,16 +79,21 @@ def interaction_from_flow(flow: http.HTTPFlow, request: Request | None = None) -
     )
 
 
+def _flow_headers(headers: Headers) -> http.Headers:
+    return http.Headers(tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers))
+
+
 def to_flow_response(recorded: Response) -> http.Response:
-    """A mitmproxy response that sends ``recorded`` exactly as it was recorded."""
+    """A mitmproxy response that sends ``recorded`` exactly as it was recorded, trailers
+    included (``h2.fit_trailers`` drops them for a client that cannot take them)."""
     now = time.time()
     return http.Response(
         http_version=recorded.http_version.encode("latin-1"),
         status_code=recorded.status,
         reason=recorded.reason.encode("latin-1"),
-        headers=tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in recorded.headers),
+        headers=_flow_headers(recorded.headers),
         content=recorded.body,
-        trailers=None,
+        trailers=_flow_headers(recorded.trailers) if recorded.trailers else None,
         timestamp_start=now,
         timestamp_end=now,
     )
@@ -107,6 +113,8 @@ def fault_response(effect: Respond) -> http.Response:
     headers = {"X-Replayproxy": "fault", **dict(effect.headers)}
     response = http.Response.make(effect.status, effect.body, headers)
     response.reason = status_codes.RESPONSES.get(effect.status, "")
+    if effect.trailers:
+        response.trailers = _flow_headers(effect.trailers)
     return response
 
 

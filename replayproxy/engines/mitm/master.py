@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
@@ -268,6 +269,37 @@ class Proxy:
         self._loop = asyncio.get_running_loop()
         await m.run()
 
+    def add_listener(self) -> tuple[str, int]:
+        """Listen on one more (free) port as a forward proxy, while running; its address.
+        Thread-safe: called from the control API's thread.
+
+        Raises:
+            ProxyStartError: no port could be bound.
+        """
+        if self._loop is None or self._master is None:
+            raise RuntimeError("the proxy is not running")
+        future = asyncio.run_coroutine_threadsafe(self._add_listener(), self._loop)
+        return future.result(_START_TIMEOUT)
+
+    async def _add_listener(self) -> tuple[str, int]:
+        assert self._master is not None
+        opts = self._master.options
+        servers = self._master.addons.get("proxyserver").servers
+        for _ in range(5):  # a free port found here may be taken before mitmproxy binds it
+            spec = f"regular@{self.host}:{_free_port(self.host)}"
+            _tcp_only(spec)
+            opts.update(mode=[*opts.mode, spec])
+            for _ in range(1000):
+                found = next((s for s in servers if s.mode.full_spec == spec), None)
+                if found is not None and found.listen_addrs:
+                    host, port = found.listen_addrs[0][:2]
+                    return str(host), int(port)
+                if found is not None and found.last_exception is not None:
+                    break
+                await asyncio.sleep(0.005)
+            opts.update(mode=[m for m in opts.mode if m != spec])
+        raise ProxyStartError(f"cannot listen on one more port on {self.host}")
+
     # -- what clients need --------------------------------------------------------------
 
     @property
@@ -318,6 +350,14 @@ def _reverse_targets(reverse: str | Sequence[str] | None) -> list[str]:
             raise ConfigError(f"{{reverse}} {target} is given twice: give each upstream once")
         targets.append(target)
     return targets
+
+
+def _free_port(host: str) -> int:
+    """A port free on ``host`` now (bound to port 0 and read back)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def _netloc(addr: tuple[str, int]) -> str:

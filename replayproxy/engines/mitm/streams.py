@@ -29,6 +29,7 @@ import time
 
 from mitmproxy import http
 
+from replayproxy.engines.mitm import h2
 from replayproxy.engines.mitm.convert import response_from_flow
 from replayproxy.engines.mitm.trickle import Sender, TrickleServer, point_at
 from replayproxy.model import Interaction, Response
@@ -155,10 +156,11 @@ def dress(flow: http.HTTPFlow) -> None:
     response.reason = recorded_response.reason
     response.http_version = recorded_response.http_version
     response.headers = _headers(recorded_response.headers)
-    if recorded_response.trailers and flow.request.is_http2:
-        # mitmproxy 11 reads no trailers from an HTTP/1.1 server (the trickle server) and
-        # sends none to an HTTP/1.1 client: set here, they follow the streamed body
+    if recorded_response.trailers:
+        # set here, not sent by the trickle server: they follow the streamed body, to
+        # the clients that can take them
         response.trailers = _headers(recorded_response.trailers)
+        h2.fit_trailers(flow)
 
 
 def _headers(pairs: tuple[tuple[str, str], ...]) -> http.Headers:

@@ -1,0 +1,281 @@
+"""gRPC through the proxy (issue 13): a grpcio client and server over TLS, the client
+using the proxy as users do (``grpc_proxy`` and the proxy's CA).
+
+Unary and server-streaming calls, and a call ending in an error status, are recorded
+with their trailers (``grpc-status``, ``grpc-message``, trailing metadata) and replayed
+offline; a ``status,grpc=`` fault gives the client that status; ``cassette show`` shows
+the messages as frames, decoded with a descriptor set; ``explain`` names the message
+that differs; a client cancelling a stream mid-way is one log line and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+
+from replayproxy.cassette.store import cassette_path, load_cassette
+from replayproxy.model import RecordMode
+from tests.conftest import UpstreamCA
+from tests.integration.h2_upstream import (
+    COUNT,
+    FAIL,
+    HELLO,
+    GrpcUpstream,
+    decode_string_field,
+    decode_varint_field,
+    descriptor_set,
+    encode_string_field,
+    encode_varint_field,
+    frame,
+)
+from tests.integration.support import cli, write_config
+
+pytestmark = pytest.mark.slow
+
+_PROXY_VARIABLES = ("grpc_proxy", "https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY",
+                    "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY", "no_grpc_proxy")
+
+
+@pytest.fixture
+def grpc_upstream(upstream_ca: UpstreamCA) -> Iterator[GrpcUpstream]:
+    server = GrpcUpstream(upstream_ca.ca.issue_cert("127.0.0.1", "localhost"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def slow_grpc_upstream(upstream_ca: UpstreamCA) -> Iterator[GrpcUpstream]:
+    server = GrpcUpstream(upstream_ca.ca.issue_cert("127.0.0.1", "localhost"), delay=0.3)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def through(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``through(p, target)``: a secure channel to ``target`` via the running proxy
+    ``p`` (grpc C-core reads ``grpc_proxy`` when the channel is made)."""
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    channels = []
+
+    def make(p: Any, target: str) -> Any:
+        monkeypatch.setenv("grpc_proxy", p.url)
+        creds = grpc.ssl_channel_credentials(root_certificates=p.proxy.ca.cert.read_bytes())
+        channel = grpc.secure_channel(target, creds)
+        channels.append(channel)
+        return channel
+
+    yield make
+    for channel in channels:
+        channel.close()
+
+
+def conversation(channel: Any) -> dict[str, Any]:
+    """A unary call, a server stream and a call that fails: what the client saw."""
+    reply, hello = channel.unary_unary(HELLO).with_call(encode_string_field("bob"), timeout=10)
+    stream = channel.unary_stream(COUNT)(encode_varint_field(3), timeout=10)
+    counted = [decode_varint_field(m) for m in stream]
+    with pytest.raises(grpc.RpcError) as failed:
+        channel.unary_unary(FAIL)(encode_string_field("x"), timeout=10)
+    return {
+        "hello": decode_string_field(reply),
+        "hello_status": hello.code(),
+        "hello_trailers": dict(hello.trailing_metadata()),
+        "count": counted,
+        "count_status": stream.code(),
+        "fail": (failed.value.code(), failed.value.details()),
+    }
+
+
+def test_unary_and_server_streaming_calls_are_recorded_and_replayed_offline(
+        grpc_upstream, run_proxy, through, cassette_dir):
+    with run_proxy("grpc", RecordMode.ALL) as p:
+        live = conversation(through(p, grpc_upstream.target))
+    assert live == {
+        "hello": "hello bob", "hello_status": grpc.StatusCode.OK,
+        "hello_trailers": {"x-served-by": "grpc-upstream"},
+        "count": [1, 2, 3], "count_status": grpc.StatusCode.OK,
+        "fail": (grpc.StatusCode.NOT_FOUND, "no such greeting"),
+    }
+    cassette = load_cassette(cassette_path(cassette_dir, "grpc"))
+    paths = [cassette.interaction(i).request.path for i in range(len(cassette))]
+    assert paths == [HELLO, COUNT, FAIL]
+    assert {"h2", "trailers"} <= set(cassette.features)
+    streamed = cassette.interaction(1)
+    assert streamed.request.body == frame(encode_varint_field(3))
+    assert streamed.response.body == b"".join(frame(encode_varint_field(i)) for i in (1, 2, 3))
+    assert ("grpc-status", "0") in streamed.response.trailers
+    calls = list(grpc_upstream.calls)
+    grpc_upstream.stop()  # replay must not need it
+
+    with run_proxy("grpc", RecordMode.NONE) as p:
+        replayed = conversation(through(p, grpc_upstream.target))
+    assert replayed == live
+    assert p.summary is not None
+    assert (p.summary.replayed, p.summary.unmatched.total) == (3, 0)
+    assert not p.summary.upstream_failures
+    assert grpc_upstream.calls == calls
+
+
+def test_a_grpc_status_fault_gives_the_client_that_status(grpc_upstream, run_proxy, through,
+                                                           tmp_path):
+    with run_proxy("grpcf", RecordMode.ALL) as p:
+        conversation(through(p, grpc_upstream.target))
+    grpc_upstream.stop()
+    config = write_config(tmp_path, """
+        faults = ["status,grpc=UNAVAILABLE,body=try later: 100% busy@POST */demo.Greeter/Hello"]
+    """)
+    with run_proxy("grpcf", RecordMode.NONE, config=config) as p:
+        channel = through(p, grpc_upstream.target)
+        with pytest.raises(grpc.RpcError) as failed:
+            channel.unary_unary(HELLO)(encode_string_field("bob"), timeout=10)
+        counted = [decode_varint_field(m) for m in
+                   channel.unary_stream(COUNT)(encode_varint_field(3), timeout=10)]
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert failed.value.details() == "try later: 100% busy"
+    assert counted == [1, 2, 3]  # the route names Hello only
+
+
+def test_cassette_show_and_explain_show_grpc_messages(grpc_upstream, run_proxy, through,
+                                                      cassette_dir, cli_env, tmp_path):
+    with run_proxy("grpcs", RecordMode.ALL) as p:
+        conversation(through(p, grpc_upstream.target))
+    grpc_upstream.stop()
+    pb = descriptor_set(tmp_path)
+    base = ("cassette", "show", "-c", "grpcs", "-d", cassette_dir)
+
+    plain = cli(*base, "-i", "2", env=cli_env)
+    assert plain.returncode == 0, plain.stderr
+    lines = plain.stdout.splitlines()
+    assert "    message 1: uncompressed, 2 bytes: 0803" in lines  # the request: n = 3
+    assert [line for line in lines if line.startswith("    message ")][1:] == [
+        "    message 1: uncompressed, 2 bytes: 0801",
+        "    message 2: uncompressed, 2 bytes: 0802",
+        "    message 3: uncompressed, 2 bytes: 0803"]
+    assert "  response trailers:" in lines and "    grpc-status: 0" in lines
+    assert "  gRPC status: 0 OK" in lines
+
+    decoded = cli(*base, "--descriptor-set", pb, env=cli_env)
+    assert decoded.returncode == 0, decoded.stderr
+    out = decoded.stdout
+    assert 'demo.HelloRequest {name: "bob"}' in out
+    assert 'demo.HelloReply {message: "hello bob"}' in out
+    assert "demo.CountRequest {n: 3}" in out
+    assert "demo.CountReply {i: 1}" in out and "demo.CountReply {i: 3}" in out
+    assert "gRPC status: 5 NOT_FOUND: no such greeting" in out
+
+    missing = cli(*base, "--descriptor-set", tmp_path / "nope.pb", env=cli_env)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert "cannot read the descriptor set" in missing.stderr
+
+    body = tmp_path / "eve.bin"
+    body.write_bytes(frame(encode_string_field("eve")))
+    explained = cli("explain", "-c", "grpcs", "--cassette-dir", cassette_dir,
+                    f"https://{grpc_upstream.target}{HELLO}",
+                    "-H", "content-type: application/grpc", "-d", f"@{body}", env=cli_env)
+    assert explained.returncode == 1, explained.stderr
+    assert "grpc message 1" in explained.stdout
+    assert "0a03626f62" in explained.stdout and "0a03657665" in explained.stdout
+
+
+def test_a_client_cancelling_a_server_stream_midway(slow_grpc_upstream, run_proxy, through,
+                                                    cassette_dir, caplog):
+    """Bad input: an HTTP/2 client resets a stream while recording. One log line, no
+    crash, nothing recorded for it; the other calls on the same connection go on."""
+    caplog.set_level(logging.INFO)
+    with run_proxy("cancel", RecordMode.ALL) as p:
+        channel = through(p, slow_grpc_upstream.target)
+        stream = channel.unary_stream(COUNT)(encode_varint_field(20), timeout=30)
+        threading.Timer(0.8, stream.cancel).start()
+        with pytest.raises(grpc.RpcError) as cancelled:
+            list(stream)
+        reply = channel.unary_unary(HELLO)(encode_string_field("after"), timeout=10)
+        # the reset reached the upstream: its handler stopped before the 20th message
+        assert slow_grpc_upstream.cancelled.wait(10)
+    assert cancelled.value.code() == grpc.StatusCode.CANCELLED
+    assert decode_string_field(reply) == "hello after"
+    resets = [r.getMessage() for r in caplog.records if r.name == "replayproxy"
+              and "reset its HTTP/2 stream" in r.getMessage()]
+    assert len(resets) == 1 and COUNT in resets[0] and "not recorded" in resets[0]
+    assert "has crashed" not in caplog.text
+    assert p.summary is not None and not p.summary.upstream_failures
+    cassette = load_cassette(cassette_path(cassette_dir, "cancel"))
+    assert [cassette.interaction(i).request.path for i in range(len(cassette))] == [HELLO]
+
+
+def test_an_unmatched_call_fails_with_a_grpc_status_naming_the_difference(
+        grpc_upstream, run_proxy, through):
+    with run_proxy("grpcu", RecordMode.ALL) as p:
+        conversation(through(p, grpc_upstream.target))
+    grpc_upstream.stop()
+    with run_proxy("grpcu", RecordMode.NONE) as p, pytest.raises(grpc.RpcError) as failed:
+        through(p, grpc_upstream.target).unary_unary(HELLO)(encode_string_field("eve"),
+                                                            timeout=10)
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    details = failed.value.details()
+    assert details.startswith("replayproxy: no recorded interaction in cassette 'grpcu'")
+    assert "grpc message 1" in details and "0a03657665" in details
+    assert p.summary is not None and p.summary.unmatched.total == 1
+
+
+def test_a_token_in_metadata_and_messages_is_redacted_and_replays_as_valid_messages(
+        grpc_upstream, run_proxy, through, cassette_dir):
+    """The client sends its bearer token as metadata and as the name; the server echoes
+    the name. The cassette holds neither; the replayed reply is still a valid message."""
+    token = "tok_live_0123456789abcdef"
+    metadata = (("authorization", f"Bearer {token}"),)
+    with run_proxy("grpcr", RecordMode.ALL) as p:
+        live = through(p, grpc_upstream.target).unary_unary(HELLO)(
+            encode_string_field(token), metadata=metadata, timeout=10)
+    assert decode_string_field(live) == f"hello {token}"
+    stored = cassette_path(cassette_dir, "grpcr").read_bytes()
+    assert token.encode() not in stored
+    grpc_upstream.stop()
+    with run_proxy("grpcr", RecordMode.NONE) as p:
+        replayed = through(p, grpc_upstream.target).unary_unary(HELLO)(
+            encode_string_field(token), metadata=metadata, timeout=10)
+    name = decode_string_field(replayed)
+    assert name.startswith("hello <redacted:authorization:") and token not in name
+    assert p.summary is not None and p.summary.replayed == 1
+
+
+_CLIENT = """\
+import sys
+import grpc
+
+channel = grpc.secure_channel(sys.argv[1], grpc.ssl_channel_credentials())  # no roots given
+reply = channel.unary_unary("/demo.Greeter/Hello")(b"\\x0a\\x03cli", timeout=10)
+stream = channel.unary_stream("/demo.Greeter/Count")(b"\\x08\\x02", timeout=10)
+print(reply.hex(), [m.hex() for m in stream])
+"""
+
+
+def test_a_grpc_client_run_by_the_cli_needs_no_setup(grpc_upstream, upstream_ca, cli_env,
+                                                     tmp_path, cassette_dir):
+    """`replayproxy record/replay -- CMD` give a grpcio client the proxy (https_proxy)
+    and the CA (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH): the user changes nothing."""
+    client = tmp_path / "client.py"
+    client.write_text(_CLIENT, encoding="utf-8")
+    expected = (f"{encode_string_field('hello cli').hex()} "
+                f"{[encode_varint_field(i).hex() for i in (1, 2)]}")
+    cmd = ("--", sys.executable, client, grpc_upstream.target)
+    recorded = cli("record", "-c", "cli", "-d", cassette_dir, "--upstream-ca", upstream_ca.pem,
+                   *cmd, env=cli_env)
+    assert recorded.returncode == 0, recorded.stderr
+    assert recorded.stdout.strip() == expected
+    assert "2 recorded" in recorded.stderr
+    grpc_upstream.stop()
+    replayed = cli("replay", "-c", "cli", "-d", cassette_dir, *cmd, env=cli_env)
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.strip() == expected
+    assert "2 replayed, 0 recorded" in replayed.stderr
