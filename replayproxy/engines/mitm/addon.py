@@ -630,7 +630,10 @@ class ReplayproxyAddon:
                 or state.pipeline is None or flow.error is None:
             return
         if streams.recording(flow):
-            self._record(flow, state)  # what arrived, marked as cut
+            if streams.grpc(flow) and h2.stream_reset(flow):
+                streams.discard(flow)  # a cancelled call: not recorded (see h2.py)
+            else:
+                self._record(flow, state)  # what arrived, marked as cut
             return
         message = flow.error.msg
         if flow.response is not None and flow.response.timestamp_end is not None:

@@ -32,6 +32,7 @@ from mitmproxy import http
 from replayproxy.engines.mitm import h2
 from replayproxy.engines.mitm.convert import response_from_flow
 from replayproxy.engines.mitm.trickle import Sender, TrickleServer, point_at
+from replayproxy.grpc_wire import is_grpc
 from replayproxy.model import Interaction, Response
 from replayproxy.streams import (
     CLIENT_CUT,
@@ -44,8 +45,8 @@ from replayproxy.streams import (
     upstream_cut,
 )
 
-__all__ = ["Recorder", "dress", "ended_early", "play", "played", "recorded", "recording",
-           "start_recording"]
+__all__ = ["Recorder", "discard", "dress", "ended_early", "grpc", "play", "played",
+           "recorded", "recording", "start_recording"]
 
 log = logging.getLogger("replayproxy")
 
@@ -85,6 +86,20 @@ def start_recording(flow: http.HTTPFlow) -> bool:
     response.stream = recorder
     flow.metadata[_RECORDER] = recorder
     return True
+
+
+def discard(flow: http.HTTPFlow) -> None:
+    """Drop what ``flow``'s stream recorded (a call the client cancelled)."""
+    recorder = flow.metadata.pop(_RECORDER, None)
+    if isinstance(recorder, Recorder):
+        recorder.spool.close()
+
+
+def grpc(flow: http.HTTPFlow) -> bool:
+    """Whether ``flow`` is a gRPC call (its cancellation is not recorded, unlike a stream
+    a client leaves)."""
+    return is_grpc(tuple((k.decode("latin-1"), v.decode("latin-1"))
+                         for k, v in flow.request.headers.fields))
 
 
 def recording(flow: http.HTTPFlow) -> bool:
