@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/drift_bench.py
 	$(BIN)/python bench/limits_bench.py
+	$(BIN)/python bench/stream_bench.py
 
 # 32 clients replaying a mixed cassette for 10 minutes (not part of test or bench);
 # MINUTES=N for a shorter run

@@ -40,6 +40,7 @@ from replayproxy.model import RecordMode
 from replayproxy.redaction.redactor import RedactionConfig
 from replayproxy.redaction.secrets import ValuePattern
 from replayproxy.routes import Route, parse_route
+from replayproxy.streams import parse_pace
 from replayproxy.userregex import UserPattern
 
 __all__ = ["PytestSettings", "Settings", "find_config", "home_dir", "load_settings",
@@ -82,6 +83,8 @@ class Settings:
     """What a re-recording keeps as recorded (``volatile`` and ``[drift] ignore``)."""
     pytest: PytestSettings = field(default_factory=PytestSettings)
     limits: Limits = DEFAULT_LIMITS
+    pace: float = 1.0
+    """How fast recorded streams are replayed (see ``replayproxy.streams``)."""
 
 
 def project_dir(settings: Settings) -> Path:
@@ -90,9 +93,10 @@ def project_dir(settings: Settings) -> Path:
     return settings.source.parent if settings.source is not None else Path.cwd()
 
 
-_TOP_KEYS = {"cassette_dir": str, "strict": bool, "fail_on_unused": bool, "match": dict,
-             "redact": dict, "faults": list, "drift": dict, "volatile": list, "pytest": dict,
-             "limits": dict}
+_TOP_KEYS: dict[str, type | tuple[type, ...]] = {
+    "cassette_dir": str, "strict": bool, "fail_on_unused": bool, "match": dict,
+    "redact": dict, "faults": list, "drift": dict, "volatile": list, "pytest": dict,
+    "limits": dict, "pace": (int, float)}
 _LIMIT_KEYS = {
     "header_timeout": "a duration such as \"30s\": how long a request's headers may take",
     "idle_timeout": "a duration such as \"5min\": how long a connection with no request "
@@ -249,8 +253,14 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
     for key, value in data.items():
         if key not in _TOP_KEYS:
             raise where.error(key, "unknown setting; allowed: " + ", ".join(sorted(_TOP_KEYS)))
-        if not isinstance(value, _TOP_KEYS[key]):
-            raise where.error(key, f"expected {_TOP_KEYS[key].__name__}, got {_show(value)}")
+        kind = _TOP_KEYS[key]
+        if not isinstance(value, kind) or (kind is not bool and type(value) is bool):
+            named = kind.__name__ if isinstance(kind, type) else "a number"
+            raise where.error(key, f"expected {named}, got {_show(value)}")
+    try:
+        pace = parse_pace(data.get("pace", 1.0))
+    except ValueError as e:
+        raise where.error("pace", str(e)) from None
     match = data.get("match", {})
     prefix = f"{section}." if section else ""
     mwhere = where.child(f"{prefix}match")
@@ -293,6 +303,7 @@ def parse_settings(data: Mapping[str, Any], source: Path | None = None,
         fail_on_unused=bool(data.get("fail_on_unused", False)),
         match=MatchConfig(exact=exact, base=base, routes=tuple(routes)),
         limits=limits,
+        pace=pace,
     )
 
 

@@ -41,7 +41,7 @@ __all__ = [
 
 SETTINGS = ("cassette_dir", "config", "db", "upstream_ca", "ca_dir", "port", "reverse",
             "timeout", "record_mode", "cassette", "fault", "fail_on_unused",
-            "upstream_proxy", "upstream_insecure")
+            "upstream_proxy", "upstream_insecure", "pace")
 """The settings a message may name as ``{field}``; other braces are left as they are."""
 
 _FIELD = re.compile(r"\{(" + "|".join(SETTINGS) + r")\}")
@@ -52,6 +52,7 @@ CLI_WORDS: Mapping[str, str] = {
     "reverse": "--reverse", "timeout": "--timeout", "record_mode": "--record-mode",
     "cassette": "-c", "fault": "--fault", "fail_on_unused": "--fail-on-unused",
     "upstream_proxy": "--upstream-proxy", "upstream_insecure": "--upstream-insecure",
+    "pace": "--pace",
 }
 """How the ``replayproxy`` command names each setting."""
 
@@ -61,7 +62,7 @@ MITMPROXY_WORDS: Mapping[str, str] = {
     "cassette": "--set replayproxy_cassette",
     "upstream_ca": "--set ssl_verify_upstream_trusted_ca", "ca_dir": "--set confdir",
     "port": "--listen-port", "reverse": "--mode reverse:URL",
-    "fault": "--set replayproxy_fault",
+    "fault": "--set replayproxy_fault", "pace": "--set replayproxy_pace",
 }
 """How a mitmdump user sets them (settings not listed keep their neutral name)."""
 

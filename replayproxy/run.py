@@ -43,6 +43,7 @@ from replayproxy.matching.rules import MatchConfig
 from replayproxy.model import RecordMode
 from replayproxy.redaction.redactor import Redactor, load_key
 from replayproxy.report import default_database, new_suite
+from replayproxy.streams import parse_pace
 from replayproxy.upstream import Egress, egress_from, read_pem_ca, reverse_spec
 
 if TYPE_CHECKING:
@@ -104,6 +105,9 @@ class ProxyRun:
         report: record the run in the runs database (``replayproxy report``): True for
             the default one (``$REPLAYPROXY_REPORT_DB``, else
             ``.replayproxy/runs.db`` in the project directory), or its path.
+        pace: how fast recorded streams (SSE, chunked, big bodies) are replayed: their
+            recorded pacing times this; 0 as fast as possible, 1 real time [default: the
+            configuration's, else 1].
 
     Raises (from ``start``):
         CassetteError: replay-only and the cassette does not exist, or it is corrupt; or
@@ -135,6 +139,7 @@ class ProxyRun:
         addons: Sequence[Any] = (),
         fresh: bool = False,
         report: bool | str | os.PathLike[str] = False,
+        pace: float | None = None,
     ) -> None:
         self.cassette = cassette
         try:
@@ -168,6 +173,10 @@ class ProxyRun:
         """The suite id the run is recorded under in the runs database."""
         self._started = 0.0
         self._closed = False
+        try:
+            self.pace = self.settings.pace if pace is None else parse_pace(pace)
+        except ValueError as e:
+            raise ConfigError(f"{{pace}}: {e}") from None
         self.session: CassetteSession | None = None
         self.pipeline: Pipeline | None = None
         self.sessions: Sessions | None = None
@@ -306,7 +315,8 @@ class ProxyRun:
                 else self.mode is not RecordMode.NONE
             # first: a call to the control API through the proxy is never forwarded
             proxy = Proxy([OwnControl(lambda: self.control_url), *self.extra_addons,
-                           ReplayproxyAddon(self.pipeline, sessions=self.sessions)],
+                           ReplayproxyAddon(self.pipeline, sessions=self.sessions,
+                                            pace=self.pace)],
                           ca=ensure_ca(self.ca_dir), host=self.host, port=self.port,
                           reverse=self.reverse, upstream_ca=self.upstream_cas,
                           upstream_insecure=self.upstream_insecure,

@@ -27,6 +27,7 @@ header with the format ``replayproxy-journal`` and are always version 2.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import math
 import sys
@@ -48,12 +49,15 @@ __all__ = [
     "Layout",
     "RawEntry",
     "Reader",
+    "body_span",
     "corrupt_error",
     "decode_interaction",
     "decode_interaction_v2",
+    "decode_without_body",
     "dumps",
     "encode_interaction",
     "features",
+    "pack_parts",
     "read_cassette",
     "read_header",
     "shorten",
@@ -522,6 +526,97 @@ def read_cassette(data: bytes, path: Path) -> Layout:
     if type(used) is not tuple or not all(type(f) is str for f in used):
         raise corrupt_error(path, f"the header's features are {shorten(repr(used))}")
     return Layout(reader, offsets, fields, used)
+
+
+# -- a response body left in place --------------------------------------------------
+
+_FIXED = {0xc0: 1, 0xc2: 1, 0xc3: 1, 0xca: 5, 0xcb: 9, 0xcc: 2, 0xcd: 3, 0xce: 5, 0xcf: 9,
+          0xd0: 2, 0xd1: 3, 0xd2: 5, 0xd3: 9, 0xd4: 3, 0xd5: 4, 0xd6: 6, 0xd7: 10, 0xd8: 18}
+"""Sizes of the msgpack objects whose first byte gives their whole size."""
+_SIZED = {0xc4: (1, 0), 0xc5: (2, 0), 0xc6: (4, 0), 0xd9: (1, 0), 0xda: (2, 0),
+          0xdb: (4, 0), 0xc7: (1, 1), 0xc8: (2, 1), 0xc9: (4, 1)}
+"""bin, str and ext objects: the bytes of their length field, and of an ext's type."""
+
+
+def _length(buf: memoryview, at: int, size: int) -> int:
+    return int.from_bytes(buf[at:at + size], "big")
+
+
+def _skip(buf: memoryview, pos: int) -> int:
+    """The offset after the msgpack object at ``pos`` (read in place, nothing copied)."""
+    b = buf[pos]
+    if b <= 0x7f or b >= 0xe0:
+        return pos + 1
+    if b in _FIXED:
+        return pos + _FIXED[b]
+    if 0xa0 <= b <= 0xbf:
+        return pos + 1 + (b & 0x1f)
+    if b in _SIZED:
+        size, ext = _SIZED[b]
+        return pos + 1 + size + ext + _length(buf, pos + 1, size)
+    if 0x90 <= b <= 0x9f or 0x80 <= b <= 0x8f:
+        count, pos = (b & 0x0f) * (2 if b <= 0x8f else 1), pos + 1
+    elif b in (0xdc, 0xde):
+        count, pos = _length(buf, pos + 1, 2) * (2 if b == 0xde else 1), pos + 3
+    elif b in (0xdd, 0xdf):
+        count, pos = _length(buf, pos + 1, 4) * (2 if b == 0xdf else 1), pos + 5
+    else:
+        raise ValueError(f"not a msgpack object (first byte {b:#04x})")
+    for _ in range(count):
+        pos = _skip(buf, pos)
+    return pos
+
+
+def body_span(entry: memoryview) -> tuple[int, int, int]:
+    """Where the response body is in the bytes of one stored entry: the offset of its
+    ``bin`` header, of its first byte, and after its last byte. Nothing is copied.
+
+    Raises:
+        ValueError: the entry is not laid out as ``encode_interaction`` writes it.
+    """
+    if not 0x95 <= entry[0] <= 0x96:
+        raise ValueError("not a 5- or 6-element interaction")
+    pos = _skip(entry, 1)  # the request
+    if entry[pos] != 0x95:
+        raise ValueError("not a 5-element response")
+    pos += 1
+    for _ in range(3):  # status, reason, headers
+        pos = _skip(entry, pos)
+    kind = entry[pos]
+    if kind not in (0xc4, 0xc5, 0xc6):
+        raise ValueError("the response body is not bytes")
+    size = _SIZED[kind][0]
+    start = pos + 1 + size
+    return pos, start, start + _length(entry, pos + 1, size)
+
+
+def pack_parts(it: Interaction) -> tuple[bytes, bytes, bytes]:
+    """The packed entry of ``it`` in three parts, the middle one its response body (not
+    copied): written one after the other they are exactly ``packb(encode_interaction(it))``,
+    without the whole entry ever being one more copy of a big body in memory."""
+    body = it.response.body
+    stub = msgpack.packb(encode_interaction(dataclasses.replace(
+        it, response=dataclasses.replace(it.response, body=b""))), use_bin_type=True)
+    head, start, _ = body_span(memoryview(stub))
+    if len(body) < 1 << 8:
+        bin_header = b"\xc4" + len(body).to_bytes(1, "big")
+    elif len(body) < 1 << 16:
+        bin_header = b"\xc5" + len(body).to_bytes(2, "big")
+    else:
+        bin_header = b"\xc6" + len(body).to_bytes(4, "big")
+    return stub[:head] + bin_header, body, stub[start:]
+
+
+def decode_without_body(reader: Reader, raw: RawEntry, body_length: int) -> Interaction:
+    """Decode an entry whose response body was taken out (replaced by an empty one),
+    checked as ``reader.decode`` checks it, its chunks against ``body_length``."""
+    extras = raw[5] if len(raw) == 6 and type(raw[5]) is dict else None
+    chunks = extras.get("chunks") if extras is not None else None
+    if extras is not None and chunks is not None:
+        raw = (*raw[:5], {k: v for k, v in extras.items() if k != "chunks"})
+    it = reader.decode(raw)
+    return dataclasses.replace(it, chunks=_chunks(chunks, body_length)) \
+        if chunks is not None else it
 
 
 def unpack_entry(data: bytes | memoryview) -> RawEntry:

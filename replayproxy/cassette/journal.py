@@ -41,12 +41,14 @@ from replayproxy.cassette.format import (
     RawEntry,
     dumps,
     encode_interaction,
+    pack_parts,
     read_cassette,
     read_header,
     shorten,
 )
 from replayproxy.cassette.quiet import Quiet, stabilise
 from replayproxy.cassette.store import (
+    LEAN_ABOVE,
     SUFFIX,
     CassetteFile,
     ensure_cassette_dir,
@@ -113,7 +115,11 @@ class Journal:
         """Write ``it`` through to the OS at once (survives a kill of this process)."""
         if self._file is None:
             raise ValueError("journal is closed")
-        self._file.write(msgpack.packb(encode_interaction(it), use_bin_type=True))
+        if len(it.response.body) > LEAN_ABOVE:
+            for part in pack_parts(it):  # no packed copy of a big body
+                self._file.write(part)
+        else:
+            self._file.write(msgpack.packb(encode_interaction(it), use_bin_type=True))
         self._file.flush()
         self.count += 1
 

@@ -29,7 +29,9 @@ from replayproxy.cassette.format import (
     Layout,
     RawEntry,
     Reader,
+    body_span,
     corrupt_error,
+    decode_without_body,
     dumps,
     encode_interaction,
     features,
@@ -42,6 +44,7 @@ from replayproxy.errors import CassetteError, ConfigError
 from replayproxy.model import Interaction, Request
 
 __all__ = [
+    "LEAN_ABOVE",
     "SUFFIX",
     "CassetteFile",
     "cassette_info",
@@ -57,6 +60,10 @@ __all__ = [
 ]
 
 SUFFIX = ".cassette"
+
+LEAN_ABOVE = 1 << 20
+"""A response body longer than this (bytes) is served from the cassette's bytes in
+place (``CassetteFile.lean``)."""
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 
@@ -161,7 +168,33 @@ class CassetteFile:
 
     def request(self, index: int) -> Request:
         """Return the request of interaction ``index``; raise CassetteError if malformed."""
-        return self.interaction(index).request
+        return self.lean(index)[0].request
+
+    def lean(self, index: int) -> tuple[Interaction, memoryview | None]:
+        """Interaction ``index``, its response body left in the file's bytes when it is
+        longer than ``LEAN_ABOVE``: the interaction's body is then empty and the view
+        holds the body, not copied (a 200 MB streamed body is served from the bytes the
+        cassette has loaded anyway). Otherwise as ``interaction``, with None."""
+        if self._entries is not None:
+            return self.interaction(index), None
+        if not 0 <= index < len(self.fields):
+            raise IndexError(index)
+        entry = memoryview(self._data)[self._offsets[index]:self._offsets[index + 1]]
+        try:
+            head, start, end = body_span(entry)
+        except (ValueError, IndexError):
+            return self.interaction(index), None  # malformed: reported as it always is
+        if end - start <= LEAN_ABOVE:
+            return self.interaction(index), None
+        try:
+            stripped = unpack_entry(bytes(entry[:head]) + b"\xc4\x00" + bytes(entry[end:]))
+            it = decode_without_body(self._reader, stripped, end - start)
+        except ValueError as e:
+            raise CassetteError(
+                f"cassette {self._where()} has a malformed interaction #{index + 1} ({e}): "
+                "restore the file from version control or re-record it"
+            ) from None
+        return it, entry[start:end]
 
     def interaction(self, index: int) -> Interaction:
         """Return interaction number ``index`` (0-based); raise CassetteError if malformed."""

@@ -18,6 +18,7 @@ from replayproxy.codec import decode_body
 from replayproxy.grpc_wire import Descriptors, is_grpc, render_frames, status_of
 from replayproxy.model import Headers, Interaction, WebSocketLog, WebSocketMessage, header_value
 from replayproxy.safetext import escape_controls
+from replayproxy.streams import describe_chunks
 
 __all__ = ["close_text", "decode_body", "format_size", "render_body", "render_interaction",
            "render_text", "render_websocket", "shorten_message", "summary_line"]
@@ -112,6 +113,10 @@ def summary_line(number: int, it: Interaction) -> str:
     q, r = it.request, it.response
     encoding = header_value(r.headers, "content-encoding")
     extra = f" {encoding}" if encoding else ""
+    if it.chunks:
+        extra += f"  streamed {len(it.chunks)} chunk{'' if len(it.chunks) == 1 else 's'}"
+    if it.cut:
+        extra += "  CUT"
     if it.websocket is not None:
         count = len(it.websocket.messages)
         extra += f"  websocket {count} message{'' if count == 1 else 's'}"
@@ -152,6 +157,8 @@ def render_interaction(number: int, it: Interaction, max_chars: int = 4000,
         )
     else:
         yield escape_controls(f"  {q.http_version}")
+    if it.chunks or it.cut:
+        yield f"  {describe_chunks(it.chunks, it.cut)}"
     for title, headers, body in (("request", q.headers, q.body), ("response", r.headers, r.body)):
         yield f"  {title} headers:"
         for k, v in headers:

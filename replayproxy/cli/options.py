@@ -74,6 +74,13 @@ Faults = Annotated[
                  help="Inject a fault: KIND[=VALUE][,OPTION=VALUE...][@ROUTE], e.g. "
                  "'status=503,first=2@POST */v1/charges' (repeatable; see docs/faults.md)."),
 ]
+Pace = Annotated[
+    float | None,
+    typer.Option("--pace", metavar="FACTOR", show_default=False,
+                 help="Replay recorded streams (SSE, chunked, big bodies) at their recorded "
+                 "pacing times FACTOR: 0 as fast as possible, 1 real time, 2 twice as slow "
+                 "[default: the configuration's pace, else 1]."),
+]
 FailOnUnused = Annotated[
     bool,
     typer.Option("--fail-on-unused", help="Exit non-zero when recorded interactions were "

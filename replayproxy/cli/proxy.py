@@ -34,6 +34,7 @@ from replayproxy.cli.options import (
     Keep,
     MatchHeader,
     Matching,
+    Pace,
     Port,
     Quiet,
     Reverse,
@@ -73,7 +74,8 @@ class Upstream:
 
 def _proxy_run(matching: Matching, name: str, mode: RecordMode, faults: list[str] | None, *,
                ca_dir: Path | None, upstream: Upstream, port: int,
-               fresh: bool = False, keep: bool = True) -> ProxyRun:
+               fresh: bool = False, keep: bool = True,
+               pace: float | None = None) -> ProxyRun:
     """The proxy run for a command, its cassette opened (the engine not started yet).
     ``keep`` False (``--no-keep``): a re-recording rewrites every interaction."""
     from replayproxy.run import ProxyRun
@@ -86,7 +88,7 @@ def _proxy_run(matching: Matching, name: str, mode: RecordMode, faults: list[str
                    upstream_ca=upstream.ca or (), upstream_insecure=upstream.insecure,
                    upstream_proxy=upstream.proxy, ca_dir=ca_dir, port=port,
                    reverse=upstream.reverse or (), freeze_gc=True, fresh=fresh,
-                   report=True)
+                   report=True, pace=pace)
     run.open()
     return run
 
@@ -166,7 +168,8 @@ def _run_child(cmd: list[str], env: dict[str, str]) -> int:
 
 def _wrap(cmd: list[str] | None, *, name: str, matching: Matching, mode: RecordMode,
           upstream: Upstream, ca_dir: Path | None, port: int, quiet: bool,
-          faults: list[str] | None = None, fresh: bool = False, keep: bool = True) -> None:
+          faults: list[str] | None = None, fresh: bool = False, keep: bool = True,
+          pace: float | None = None) -> None:
     """Run ``cmd`` under a proxy for cassette ``name``, then exit with its code."""
     setup_logging(quiet)
     if not cmd:
@@ -174,7 +177,7 @@ def _wrap(cmd: list[str] | None, *, name: str, matching: Matching, mode: RecordM
         raise ConfigError("no command given: put it after `--`, e.g. "
                           f"replayproxy {verb} -c {name} -- pytest")
     run = _proxy_run(matching, name, mode, faults, ca_dir=ca_dir, upstream=upstream,
-                     port=port, fresh=fresh, keep=keep)
+                     port=port, fresh=fresh, keep=keep, pace=pace)
     with run:  # stopped (and the cassette written) however the block ends
         _describe_start(run)
         rc = _run_child(cmd, run.environment())
@@ -203,6 +206,7 @@ def wrapping_command(name: str, default_mode: RecordMode, doc: str) -> Callable[
         ignore_json: IgnoreJson = None,
         fail_on_unused: FailOnUnused = False,
         fault: Faults = None,
+        pace: Pace = None,
         quiet: Quiet = False,
         fresh: Annotated[bool, typer.Option(
             "--fresh", help="Start the cassette afresh: record everything and replace the "
@@ -214,7 +218,8 @@ def wrapping_command(name: str, default_mode: RecordMode, doc: str) -> Callable[
                             ignore_header, match_header, ignore_json)
         _wrap(cmd, name=cassette, matching=matching, mode=record_mode,
               upstream=Upstream(upstream_ca, upstream_insecure, upstream_proxy, reverse),
-              ca_dir=ca_dir, port=port, quiet=quiet, faults=fault, fresh=fresh, keep=keep)
+              ca_dir=ca_dir, port=port, quiet=quiet, faults=fault, fresh=fresh, keep=keep,
+              pace=pace)
 
     command.__name__ = name
     command.__doc__ = doc
@@ -255,6 +260,7 @@ def serve(
     ignore_json: IgnoreJson = None,
     fail_on_unused: FailOnUnused = False,
     fault: Faults = None,
+    pace: Pace = None,
     quiet: Quiet = False,
     keep: Keep = True,
 ) -> None:
@@ -270,7 +276,7 @@ def serve(
                         ignore_header, match_header, ignore_json)
     run = _proxy_run(matching, cassette, record_mode, fault, ca_dir=ca_dir,
                      upstream=Upstream(upstream_ca, upstream_insecure, upstream_proxy,
-                                       reverse), port=port, keep=keep)
+                                       reverse), port=port, keep=keep, pace=pace)
     state = _run_dir() / f"serve-{os.getpid()}.json"
     stop = threading.Event()
     try:

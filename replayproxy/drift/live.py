@@ -36,6 +36,7 @@ from replayproxy.drift.plan import (
     interaction_key,
     judge,
     plan_request,
+    stream_skip,
 )
 from replayproxy.errors import CassetteError, LiveError, ReplayproxyError
 from replayproxy.model import Interaction, Request, Response
@@ -274,7 +275,8 @@ def check(jobs: Sequence[Job], config: DriftConfig, environ: Mapping[str, str], 
                                      trust_env=False, timeout=config.timeout,
                                      follow_redirects=False) as client:
             for i, job in enumerate(jobs):
-                plan = plan_request(job.interaction.request, config, environ)
+                plan = stream_skip(job.interaction) or plan_request(
+                    job.interaction.request, config, environ)
                 scrub = scrubber.knowing(plan.credentials) if isinstance(plan, Planned) \
                     else scrubber
                 base = _base(job, plan, scrub)

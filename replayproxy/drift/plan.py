@@ -22,9 +22,17 @@ from replayproxy.codec import content_encodings
 from replayproxy.drift.compare import compare_responses, looks_volatile
 from replayproxy.drift.findings import Finding, Severity, worst
 from replayproxy.grpc_wire import is_grpc
-from replayproxy.model import Request, Response, format_url, header_value, is_websocket_upgrade
+from replayproxy.model import (
+    Interaction,
+    Request,
+    Response,
+    format_url,
+    header_value,
+    is_websocket_upgrade,
+)
 from replayproxy.redaction.secrets import PLACEHOLDER
 from replayproxy.routes import Route
+from replayproxy.streams import client_cut
 
 __all__ = [
     "SAFE_METHODS",
@@ -42,6 +50,7 @@ __all__ = [
     "parse_origin",
     "parse_rate",
     "plan_request",
+    "stream_skip",
 ]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -255,6 +264,19 @@ def _body_escape(headers: Sequence[tuple[str, str]]) -> str:
     if "x-www-form-urlencoded" in ctype:
         return "form"
     return "raw"
+
+
+def stream_skip(interaction: Interaction) -> Skip | None:
+    """Why a recorded stream is not re-sent, or None: one the client left (an endless
+    stream: reading it live would not end) or one the upstream broke off (no whole
+    response to compare with). A stream that ended is re-sent and compared as a body."""
+    if client_cut(interaction.cut):
+        return Skip("an endless stream (the client left it while recording): not re-sent, "
+                    "reading it live would not end")
+    if interaction.cut:
+        return Skip("a stream the upstream broke off while recording: not re-sent, there "
+                    "is no whole response to compare with; re-record it")
+    return None
 
 
 def plan_request(request: Request, config: DriftConfig,

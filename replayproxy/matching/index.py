@@ -60,6 +60,17 @@ class Served:
     """0-based index of the interaction in the cassette."""
     repeated: bool
     """True when the sequence was used up and the last response is repeated."""
+    body: memoryview | None = None
+    """The response body when it was left in the cassette's bytes (a big one, see
+    ``CassetteFile.lean``): ``interaction``'s body is then empty."""
+
+    def whole(self) -> Interaction:
+        """The interaction with its response body (copied out of the cassette's bytes
+        when it was left there)."""
+        if self.body is None:
+            return self.interaction
+        response = replace(self.interaction.response, body=bytes(self.body))
+        return replace(self.interaction, response=response)
 
 
 class ReplayIndex:
@@ -149,7 +160,8 @@ class ReplayIndex:
         else:
             position, repeated = positions[-1], True
         self.served.add(position)
-        return Served(self.cassette.interaction(position), position, repeated)
+        interaction, body = self.cassette.lean(position)
+        return Served(interaction, position, repeated, body)
 
     def closest(self, request: Request, limit: int = 3) -> list[Candidate]:
         """The recorded interactions closest to ``request``, with their differences."""
@@ -164,7 +176,9 @@ class ReplayIndex:
                 pool[:5000]
             # ...but always with the recordings that share the request's exact fields
             pool = sorted({*pool, *self._buckets.get(self._key(request), [])[:5000]})
-        return rank(request, ((i, self.cassette.interaction(i)) for i in pool), rule,
+        # only requests are compared: a big response body stays in the cassette's bytes
+        # (a candidate's interaction then has an empty body, see ``CassetteFile.lean``)
+        return rank(request, ((i, self.cassette.lean(i)[0]) for i in pool), rule,
                     self.config.exact, limit)
 
     def unused(self) -> list[int]:

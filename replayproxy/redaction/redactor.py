@@ -55,11 +55,14 @@ from replayproxy.model import (
 from replayproxy.redaction.secrets import (
     DEFAULT_SECRET_FIELDS,
     DEFAULT_SECRET_HEADERS,
+    EVENT_STREAM,
     PLACEHOLDER,
     SECRET_HEADER_WORDS,
     URL_HEADERS,
     VALUE_PATTERNS,
     ValuePattern,
+    body_text,
+    event_stream_json,
     is_secret_field,
     is_secret_header,
     json_in_string,
@@ -68,6 +71,7 @@ from replayproxy.redaction.secrets import (
     url_queries,
 )
 from replayproxy.routes import Route
+from replayproxy.streams import refit
 
 __all__ = ["RedactionConfig", "Redactor", "load_key"]
 
@@ -232,18 +236,11 @@ def _json_paths(doc: Any, paths: Iterable[str], found: _Found) -> None:
                 found.add(str(m.value), _rule_name(str(m.path)))
 
 
-def _text_of(body: bytes) -> str:
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        return body.decode("latin-1")
-
-
 def _find_in_body(body: bytes, headers: Headers, config: RedactionConfig,
                   found: _Found) -> None:
     if not body:
         return
-    text = _text_of(body)
+    text = body_text(body)
     ctype = (header_value(headers, "content-type") or "").lower()
     if "json" in ctype or text.lstrip()[:1] in ("{", "["):
         try:
@@ -251,6 +248,10 @@ def _find_in_body(body: bytes, headers: Headers, config: RedactionConfig,
         except (ValueError, RecursionError):
             doc = None
         if doc is not None:
+            _walk_json(doc, config, found)
+            _json_paths(doc, config.json_paths, found)
+    if EVENT_STREAM in ctype:
+        for doc in event_stream_json(text):
             _walk_json(doc, config, found)
             _json_paths(doc, config.json_paths, found)
     if "x-www-form-urlencoded" in ctype:
@@ -452,7 +453,8 @@ class Redactor:
         request = replace(request, headers=_replace_headers(q_headers, pairs), body=q_new_body)
         response = replace(r, headers=_replace_headers(r_headers, pairs), body=r_new_body,
                            trailers=_replace_headers(r_trailers, pairs))
-        return replace(it, request=request, response=response)
+        return replace(it, request=request, response=response,
+                       chunks=refit(it.chunks, r.body, r_new_body))
 
     @staticmethod
     def _message(message: WebSocketMessage, pairs: list[tuple[str, str]],

@@ -34,8 +34,11 @@ from replayproxy.formats.vcr import read_vcr
 from replayproxy.model import Headers, Interaction, header_value
 from replayproxy.redaction.redactor import RedactionConfig
 from replayproxy.redaction.secrets import (
+    EVENT_STREAM,
     PLACEHOLDER,
     URL_HEADERS,
+    body_text,
+    event_stream_json,
     json_in_string,
     multipart_boundary,
     multipart_fields,
@@ -141,14 +144,14 @@ class _Scan:
             return
         decoded = decode_body(body, headers) if headers is not None else body
         data = body if decoded is None else decoded
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = data.decode("latin-1")
+        text = body_text(data)
         ctype = (header_value(headers, "content-type") or "").lower() if headers else ""
         if "json" in ctype or text.lstrip()[:1] in ("{", "["):
             with contextlib.suppress(ValueError, RecursionError):
                 self.json(location, json.loads(text))
+        if EVENT_STREAM in ctype:
+            for doc in event_stream_json(text):
+                self.json(f"{location} event", doc)
         if "x-www-form-urlencoded" in ctype:
             self.fields(f"{location} field", parse_qsl(text, keep_blank_values=True))
         boundary = multipart_boundary(header_value(headers, "content-type") or "") \

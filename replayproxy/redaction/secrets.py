@@ -6,6 +6,7 @@ Shared by redaction (which replaces them before anything is written) and the sca
 
 from __future__ import annotations
 
+import codecs
 import functools
 import json
 import re
@@ -18,6 +19,7 @@ from replayproxy.userregex import UserPattern
 __all__ = [
     "DEFAULT_SECRET_FIELDS",
     "DEFAULT_SECRET_HEADERS",
+    "EVENT_STREAM",
     "NOT_SECRET_HEADERS",
     "PLACEHOLDER",
     "SECRET_HEADER_WORDS",
@@ -27,6 +29,8 @@ __all__ = [
     "field_key",
     "is_secret_field",
     "is_secret_header",
+    "body_text",
+    "event_stream_json",
     "json_in_string",
     "multipart_boundary",
     "multipart_fields",
@@ -210,3 +214,45 @@ def json_in_string(text: str) -> Any:
         return json.loads(stripped)
     except (ValueError, RecursionError):
         return None
+
+
+EVENT_STREAM = "text/event-stream"
+"""The content type of Server-Sent Events, whose ``data:`` fields often hold JSON."""
+
+
+def event_stream_json(text: str) -> Iterator[Any]:
+    """The JSON documents in the ``data:`` fields of a Server-Sent Events body, one per
+    event (an event's ``data:`` lines joined with newlines, as a browser does); data that
+    is not JSON is skipped."""
+    for block in re.split(r"\r\n\r\n|\n\n|\r\r", text):
+        data = [line[5:].removeprefix(" ") for line in re.split(r"\r\n|\n|\r", block)
+                if line.startswith("data:")]
+        joined = "\n".join(data).strip()
+        if joined[:1] in ("{", "["):
+            try:
+                yield json.loads(joined)
+            except (ValueError, RecursionError):
+                continue
+
+
+_CHECK_ABOVE = 1 << 20
+"""Bodies longer than this are checked for UTF-8 piece by piece before being decoded."""
+
+
+def body_text(data: bytes) -> str:
+    """A body as text: UTF-8, else Latin-1 (lossless). A failed UTF-8 decode of a big body
+    would first build up to twice its size in characters; so a big body is checked a
+    megabyte at a time, and decoded once, as what it is."""
+    if len(data) > _CHECK_ABOVE:
+        check = codecs.getincrementaldecoder("utf-8")()
+        view = memoryview(data)
+        try:
+            for start in range(0, len(data), _CHECK_ABOVE):
+                check.decode(view[start:start + _CHECK_ABOVE], False)
+            check.decode(b"", True)
+        except UnicodeDecodeError:
+            return data.decode("latin-1")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")

@@ -102,6 +102,19 @@ def test_replay_script_with_missing_cassette_fails_at_start(proxy_ca, cli_env, t
     assert not _listening(port)
 
 
+def test_replay_script_with_a_bad_pace_fails_at_start(proxy_ca, cli_env, tmp_path):
+    port = free_port()
+    cmd = _mitmdump(scripts.path("replay"), port, tmp_path / "empty", proxy_ca.directory,
+                    "--set", "replayproxy_pace=-2")
+    with background(cmd, env=cli_env, stderr_path=tmp_path / "err") as bg:
+        bg.proc.wait(30)
+        out = b"".join(bg.proc.stdout.readlines()).decode() if bg.proc.stdout else ""
+    output = out + (tmp_path / "err").read_text()
+    assert bg.proc.returncode != 0
+    assert "OptionsError: replayproxy_pace: the pace should be a number from 0" in output
+    assert not _listening(port)
+
+
 @pytest.mark.parametrize("name", ["nope", "__init__", "_private"])
 def test_an_unknown_shipped_script_is_named(name):
     with pytest.raises(ValueError, match="use 'record' or 'replay'"):

@@ -263,15 +263,15 @@ def test_a_route_cannot_choose_exact_matchers(tmp_path):
 def test_unknown_top_level_key(tmp_path):
     message = config_error(tmp_path, '[tool.replayproxy]\ncasette_dir = "x"\n')
     assert "[tool.replayproxy] casette_dir: unknown setting" in message
-    assert ("allowed: cassette_dir, drift, fail_on_unused, faults, limits, match, pytest, "
-            "redact, strict") in message
+    assert ("allowed: cassette_dir, drift, fail_on_unused, faults, limits, match, pace, "
+            "pytest, redact, strict") in message
 
 
 def test_unknown_top_level_key_in_replayproxy_toml(tmp_path):
     message = config_error(tmp_path, "strictly = true\n", name="replayproxy.toml")
     assert "strictly: unknown setting" in message
-    assert ("allowed: cassette_dir, drift, fail_on_unused, faults, limits, match, pytest, "
-            "redact, strict") in message
+    assert ("allowed: cassette_dir, drift, fail_on_unused, faults, limits, match, pace, "
+            "pytest, redact, strict") in message
 
 
 ALLOWED_RULE_KEYS = ("body, headers, ignore_form, ignore_headers, ignore_json, ignore_query, "

@@ -36,7 +36,7 @@ from replayproxy.decision.pipeline import FaultAnswer, Pipeline, Planned
 from replayproxy.decision.session import CassetteSession, Forward, Replay, Unmatched
 from replayproxy.decision.sessions import SessionRefused, Sessions, session_name
 from replayproxy.decision.websocket import UnexpectedMessage, replay_problem, websocket_faults
-from replayproxy.engines.mitm import h2, http1_trailers, trickle, websocket
+from replayproxy.engines.mitm import h2, http1_trailers, streams, trickle, websocket
 from replayproxy.engines.mitm.convert import (
     bad_gateway,
     fault_response,
@@ -53,6 +53,7 @@ from replayproxy.faults.plan import FaultAction, FaultPlan
 from replayproxy.faults.spec import parse_fault
 from replayproxy.model import Interaction, RecordMode, Request
 from replayproxy.redaction.redactor import Redactor, load_key
+from replayproxy.streams import broken_off, parse_pace
 
 __all__ = ["STATE", "FlowState", "ReplayproxyAddon", "Role"]
 
@@ -216,14 +217,17 @@ class ReplayproxyAddon:
         default_mode: the record mode when built from options.
         sessions: the run's sessions (see ``decision.sessions``): a client naming a
             cassette in its proxy URL is served from that session's pipeline.
+        pace: how fast recorded streams are replayed: their recorded pacing times this
+            (0 as fast as possible, 1 real time); from the options when built from them.
     """
 
     def __init__(self, pipeline: Pipeline | None = None, *,
                  default_mode: RecordMode = RecordMode.NONE,
-                 sessions: Sessions | None = None) -> None:
+                 sessions: Sessions | None = None, pace: float = 1.0) -> None:
         self.pipeline = pipeline
         self.default_mode = default_mode
         self.sessions = sessions
+        self.pace = pace
         self._owns_pipeline = pipeline is None and sessions is None
         self._failed = False
         self._trickle = trickle.TrickleServer()
@@ -288,6 +292,11 @@ class ReplayproxyAddon:
             "replayproxy_fault", Sequence[str], [],
             "Inject a fault: KIND[=VALUE][,OPTION=VALUE...][@ROUTE] (repeatable).",
         )
+        loader.add_option(
+            "replayproxy_pace", str, "",
+            "Replay recorded streams at their recorded pacing times this (0: as fast as "
+            "possible, 1: real time) [default: the configuration's pace, else 1].",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if not self._owns_pipeline or not any(k.startswith("replayproxy_") for k in updated):
@@ -307,6 +316,11 @@ class ReplayproxyAddon:
         try:
             settings = load_settings(Path(opts.replayproxy_config) if opts.replayproxy_config
                                      else None)
+            try:
+                self.pace = parse_pace(opts.replayproxy_pace) if opts.replayproxy_pace \
+                    else settings.pace
+            except ValueError as e:
+                raise exceptions.OptionsError(f"replayproxy_pace: {e}") from None
             session = CassetteSession(
                 opts.replayproxy_cassette_dir,
                 opts.replayproxy_cassette,
@@ -449,10 +463,15 @@ class ReplayproxyAddon:
             await self._fault_answer(flow, plan)
             return
         if isinstance(plan, Replay):
-            recorded = plan.served.interaction
-            if recorded.response.status == 101:
+            served = plan.served
+            if served.interaction.response.status == 101:
                 self._replay_upgrade(flow, state, plan, planned.fault)
                 return
+            if planned.fault is None and streams.play(flow, served.interaction, served.body,
+                                                      self.pace, self._trickle):
+                state.trickled = True
+                return
+            recorded = served.whole()
             flow.response = to_flow_response(recorded.response)
             h2.fit_trailers(flow)
             state.recorded_ttfb = recorded.ttfb
@@ -481,7 +500,7 @@ class ReplayproxyAddon:
             return
         assert self._websockets.address is not None
         conversation = pipeline.session.conversation(
-            plan.served, state.request, pace=float(getattr(pipeline, "pace", 1.0)),
+            plan.served, state.request, pace=self.pace,
             faults=websocket_faults(action))
         path = self._websockets.register(conversation, recorded.response.headers,
                                          lambda u: _unexpected(pipeline, u),
@@ -543,6 +562,10 @@ class ReplayproxyAddon:
         state = _state(flow)
         if state is not None and state.trickled and flow.response is not None:
             flow.response.stream = True
+            streams.dress(flow)
+        elif state is not None and state.role is Role.OURS and state.planned is not None \
+                and not state.planned.answers_by_itself and state.planned.fault is None:
+            streams.start_recording(flow)
 
     async def response(self, flow: http.HTTPFlow) -> None:
         state = _state(flow)
@@ -600,9 +623,17 @@ class ReplayproxyAddon:
         """An upstream failure while recording: keep what the client got (mitmproxy's
         502), marked, so replay answers the same; the summary lists it with its cause."""
         state = _state(flow)
+        if state is not None and state.trickled and streams.played(flow):
+            streams.ended_early(flow)
         if state is None or state.role is Role.OTHER or state.planned is None \
                 or state.planned.answers_by_itself or state.trickled \
                 or state.pipeline is None or flow.error is None:
+            return
+        if streams.recording(flow):
+            if streams.grpc(flow) and h2.stream_reset(flow):
+                streams.discard(flow)  # a cancelled call: not recorded (see h2.py)
+            else:
+                self._record(flow, state)  # what arrived, marked as cut
             return
         message = flow.error.msg
         if flow.response is not None and flow.response.timestamp_end is not None:
@@ -645,10 +676,13 @@ class ReplayproxyAddon:
         worse than stopping."""
         assert state.pipeline is not None
         try:
-            interaction = interaction_from_flow(flow, state.request)
+            interaction = streams.recorded(flow, interaction_from_flow(flow, state.request))
             if flow.websocket is not None:
                 interaction = replace(interaction, websocket=websocket.websocket_log(flow))
-            findings = state.pipeline.record(interaction)
+            if broken_off(interaction):  # an upstream failure: listed, fails the run
+                findings = state.pipeline.record_failure(interaction, interaction.cut)
+            else:
+                findings = state.pipeline.record(interaction)
         except ReplayproxyError as e:  # e.g. a redaction pattern stopped by its time limit
             message = e.render(MITMPROXY_WORDS if self._owns_pipeline else {})
             log.error("cannot record %s %s: %s", flow.request.method,
@@ -659,7 +693,8 @@ class ReplayproxyAddon:
             return False
         except Exception:
             log.exception("replayproxy could not record %s", flow.request.url)
-            flow.kill()
+            if flow.killable:
+                flow.kill()
             return False
         for finding in findings:
             log.error("secret left after redaction in %s %s: %s: %s (%s)",

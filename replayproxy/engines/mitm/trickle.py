@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mitmproxy import ctx, http
@@ -29,16 +29,21 @@ from mitmproxy.net.http import status_codes
 
 from replayproxy.engines.mitm.convert import bad_gateway
 
-__all__ = ["TrickleServer", "fetch_copy", "fetchable", "has_body", "point_at"]
+__all__ = ["Sender", "TrickleServer", "fetch_copy", "fetchable", "has_body", "point_at"]
 
 log = logging.getLogger("replayproxy")
 
+Sender = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+"""Sends one registered response on the connection that asked for it (the request head
+has been read); the server closes the connection afterwards."""
+
 
 class TrickleServer:
-    """A loopback server that sends registered responses at a given byte rate."""
+    """A loopback server that sends registered responses at a given byte rate (or as
+    another ``Sender`` says)."""
 
     def __init__(self) -> None:
-        self.pending: dict[str, tuple[bytes, bytes, int]] = {}
+        self.pending: dict[str, Sender] = {}
         self.address: tuple[str, int] | None = None
         self._server: asyncio.Server | None = None
         self._sending: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
@@ -84,8 +89,12 @@ class TrickleServer:
                 lines.append(name + b": " + value)
         length = len(body) if content_length is None else content_length
         lines += [b"Content-Length: %d" % length, b"Connection: close", b"", b""]
+        return self.add(_trickle_sender(b"\r\n".join(lines), body, max(rate, 1)))
+
+    def add(self, sender: Sender) -> str:
+        """Keep ``sender`` for one request; return the path that runs it."""
         token = secrets.token_hex(8)
-        self.pending[token] = (b"\r\n".join(lines), body, max(rate, 1))
+        self.pending[token] = sender
         return f"/replayproxy-trickle/{token}"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -95,19 +104,11 @@ class TrickleServer:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
             token = head.split(b" ", 2)[1].rsplit(b"/", 1)[-1].decode("ascii", "replace")
-            entry = self.pending.pop(token, None)
-            if entry is None:
+            sender = self.pending.pop(token, None)
+            if sender is None:
                 writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
                 return
-            response_head, body, rate = entry
-            writer.write(response_head)
-            await writer.drain()
-            step = max(1, rate // 10)  # ten writes a second
-            for start in range(0, len(body), step):
-                writer.write(body[start:start + step])
-                await writer.drain()
-                if start + step < len(body):
-                    await asyncio.sleep(step / rate)
+            await sender(reader, writer)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 IndexError):
             pass  # the client went away: nothing more to send
@@ -115,6 +116,20 @@ class TrickleServer:
             writer.close()
             if task is not None:
                 self._sending.pop(task, None)
+
+
+def _trickle_sender(head: bytes, body: bytes, rate: int) -> Sender:
+    async def send(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(head)
+        await writer.drain()
+        step = max(1, rate // 10)  # ten writes a second
+        for start in range(0, len(body), step):
+            writer.write(body[start:start + step])
+            await writer.drain()
+            if start + step < len(body):
+                await asyncio.sleep(step / rate)
+
+    return send
 
 
 def has_body(request: http.Request, response: http.Response) -> bool:

@@ -1,0 +1,85 @@
+"""Big response bodies served from the cassette's bytes in place (no copy)."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from replayproxy.cassette.format import _skip, body_span, encode_interaction, pack_parts
+from replayproxy.cassette.store import LEAN_ABOVE, load_cassette, save_cassette
+from replayproxy.matching.index import ReplayIndex
+from replayproxy.model import Interaction, Request, Response
+
+
+@pytest.mark.parametrize("value", [
+    None, True, False, 0, 127, 128, 255, 65535, 2**32, 2**63, -1, -33, -129, -40000,
+    -2**40, 1.5, "", "x" * 31, "y" * 32, "z" * 300, "w" * 70000, b"", b"b" * 300,
+    b"c" * 70000, [], [1] * 15, [2] * 16, [3] * 70000, {}, {"a": 1}, {str(i): i for i in
+    range(20)}, msgpack.ExtType(1, b"x"), msgpack.ExtType(2, b"y" * 16),
+    msgpack.ExtType(3, b"z" * 17), [{"k": [b"v", None, {"n": -5}]}],
+])
+def test_skip_walks_every_msgpack_kind(value):
+    data = msgpack.packb(value, use_bin_type=True) + b"\xc0"
+    assert _skip(memoryview(data), 0) == len(data) - 1
+
+
+def _big(size: int, chunks: bool = True) -> Interaction:
+    body = bytes(range(256)) * (size // 256)
+    return Interaction(
+        Request("GET", "https", "api.test", 443, f"/big/{size}", "q=1", (("Accept", "*/*"),)),
+        Response(200, "OK", (("Content-Type", "application/octet-stream"),), body),
+        recorded_at=1.7e9, ttfb=0.01, duration=2.0,
+        chunks=((0.01, size // 2), (1.5, size - size // 2)) if chunks else (),
+        cut="")
+
+
+def test_body_span_finds_the_response_body():
+    it = _big(4096)
+    data = msgpack.packb(encode_interaction(it), use_bin_type=True)
+    head, start, end = body_span(memoryview(data))
+    assert data[start:end] == it.response.body and data[head] == 0xc5
+
+
+def test_lean_leaves_a_big_body_in_place(tmp_path):
+    big, small = _big(LEAN_ABOVE + 256), _big(1024, chunks=False)
+    path = tmp_path / "big.cassette"
+    save_cassette(path, [small, big])
+    cassette = load_cassette(path)
+    lean, body = cassette.lean(1)
+    assert body is not None and body.obj is cassette._data  # a view, not a copy
+    assert bytes(body) == big.response.body
+    assert lean.response.body == b"" and lean.chunks == big.chunks
+    assert lean.request == big.request and cassette.request(1) == big.request
+    assert cassette.lean(0) == (small, None)
+    index = ReplayIndex(cassette)
+    served = index.match(big.request)
+    assert served is not None and served.body is not None
+    assert served.interaction.response.body == b"" and served.whole() == big
+
+
+def test_lean_checks_chunks_against_the_real_length(tmp_path):
+    big = _big(LEAN_ABOVE + 256)
+    path = tmp_path / "bad.cassette"
+    entry = encode_interaction(big)
+    bad = (*entry[:5], {"chunks": ((0.1, 5),)})
+    save_cassette(path, [bad])
+    with pytest.raises(Exception, match="chunks add up to 5 bytes but the body has"):
+        load_cassette(path).lean(0)
+
+
+@pytest.mark.parametrize("size", [0, 255, 256, 65535, 65536, LEAN_ABOVE + 256])
+def test_pack_parts_is_packb(size):
+    it = _big(size)
+    parts = pack_parts(it)
+    assert b"".join(parts) == msgpack.packb(encode_interaction(it), use_bin_type=True)
+    assert parts[1] is it.response.body
+
+
+def test_journal_writes_a_big_body_in_parts(tmp_path):
+    from replayproxy.cassette.journal import Journal
+
+    big = _big(LEAN_ABOVE + 256)
+    journal = Journal(tmp_path / "big.cassette", replace=False)
+    journal.append(big)
+    journal.commit()
+    assert load_cassette(tmp_path / "big.cassette").interaction(0) == big
