@@ -16,6 +16,7 @@ nothing.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -25,6 +26,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import tarfile
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -79,6 +81,22 @@ WHEEL = _wheel()
 WHEEL_NAME = "tinypkg-1.0-py3-none-any.whl"
 
 
+def _tarball() -> bytes:
+    """A minimal npm package ``tinypkg`` 1.0.0 (``package/package.json``), as a .tgz."""
+    data = b'{"name": "tinypkg", "version": "1.0.0", "main": "index.js"}\n'
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, content in (("package/package.json", data),
+                              ("package/index.js", b"module.exports = 42;\n")):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(content), 1_767_225_600, 0o644
+            tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+TARBALL = _tarball()
+
+
 class _Handler(QuietHandler):
     def do_GET(self) -> None:
         self.server.count_request("GET", self.path)
@@ -94,9 +112,14 @@ class _Handler(QuietHandler):
         elif self.path == "/tinypkg":  # an npm packument
             self._send(json.dumps({
                 "name": "tinypkg", "dist-tags": {"latest": "1.0.0"},
-                "versions": {"1.0.0": {"name": "tinypkg", "version": "1.0.0",
-                                       "dist": {"tarball": f"{base}/tinypkg-1.0.0.tgz"}}},
+                "versions": {"1.0.0": {"name": "tinypkg", "version": "1.0.0", "dist": {
+                    "tarball": f"{base}/tinypkg-1.0.0.tgz",
+                    "shasum": hashlib.sha1(TARBALL).hexdigest(),
+                    "integrity": "sha512-" + base64.b64encode(
+                        hashlib.sha512(TARBALL).digest()).decode()}}},
             }).encode(), "application/json")
+        elif self.path == "/tinypkg-1.0.0.tgz":
+            self._send(TARBALL, "application/octet-stream")
         else:
             self._send(b"not found", "text/plain", 404)
 
@@ -229,6 +252,20 @@ PYTHON_CLIENTS = {
 }
 
 
+def test_aiohttp_with_trust_env(runner: Runner) -> None:
+    """aiohttp ignores HTTPS_PROXY unless the session is made with trust_env=True (no
+    variable can change that): with it, it records and replays like the others."""
+    pytest.importorskip("aiohttp")
+    code = ("import asyncio, sys, aiohttp\n"
+            "async def main():\n"
+            "    async with aiohttp.ClientSession(trust_env=True) as s:\n"
+            "        async with s.get(sys.argv[1]) as r:\n"
+            "            sys.stdout.buffer.write(await r.read())\n"
+            "asyncio.run(main())")
+    assert runner.record_and_replay([sys.executable, "-c", code, runner.url("/json")]) \
+        == JSON_BODY
+
+
 @pytest.mark.parametrize("client", list(PYTHON_CLIENTS))
 def test_python(runner: Runner, client: str) -> None:
     code = "import sys\nurl = sys.argv[1]\nout = sys.stdout.buffer.write\n" + PYTHON_CLIENTS[client]
@@ -311,6 +348,30 @@ def test_npm_view_despite_a_cafile_in_npmrc(runner: Runner, tmp_path: Path) -> N
     assert runner.record_and_replay(cmd, env, replay_env).strip() == b"1.0.0"
 
 
+def test_pnpm_add_despite_a_cafile_in_npmrc(runner: Runner, tmp_path: Path) -> None:
+    """pnpm reads the same npm_config_* variables as npm: it fetches the packument and
+    the tarball through the proxy, trusting the bundle, whatever .npmrc says."""
+    need("node", "pnpm")
+    npmrc = tmp_path / "npmrc"
+    npmrc.write_text("cafile=/etc/ssl/certs/ca-certificates.crt\n")
+
+    def env_for(run: str) -> dict[str, str]:
+        project = tmp_path / run
+        project.mkdir()
+        (project / "package.json").write_text('{"name": "app", "private": true}\n')
+        return {"npm_config_userconfig": str(npmrc), "npm_config_update_notifier": "false",
+                "npm_config_fetch_retries": "0",
+                "npm_config_store_dir": str(tmp_path / f"store-{run}"),
+                "npm_config_cache_dir": str(tmp_path / f"cache-{run}"),
+                "HOME": str(tmp_path / f"home-{run}"), "PROJECT": str(project)}
+
+    cmd = ["sh", "-c", f"cd \"$PROJECT\" && pnpm add tinypkg --reporter=silent "
+                       f"--registry {runner.url('/', 'localhost')} && "
+                       "node -e 'console.log(require(\"tinypkg\"))'"]
+    assert runner.record_and_replay(cmd, env_for("record"), env_for("replay")).strip() \
+        == b"42"
+
+
 def _need_yarn_berry() -> None:
     """Skip, saying why, unless ``yarn`` is Yarn 2 or later (Berry)."""
     yarn = shutil.which("yarn")
@@ -324,8 +385,8 @@ def _need_yarn_berry() -> None:
 
 
 def test_yarn_berry_npm_info(runner: Runner, tmp_path: Path) -> None:
-    """Yarn 2+ reads neither NODE_EXTRA_CA_CERTS nor HTTPS_PROXY nor .npmrc: it gets
-    YARN_CA_FILE_PATH and YARN_HTTPS_PROXY. The registry has a name, as for npm."""
+    """Yarn 2+ reads neither HTTPS_PROXY nor .npmrc: it gets YARN_HTTPS_PROXY and trusts
+    the CA through NODE_EXTRA_CA_CERTS. The registry has a name, as for npm."""
     _need_yarn_berry()
     project = tmp_path / "app"
     project.mkdir()
