@@ -1,6 +1,7 @@
 // A Java test suite's set-up and tear-down against one shared replayproxy: open a session
 // of its own through the control API (its own proxy port: no proxy credentials needed),
-// call the API through it, and close the session, which writes its cassette.
+// call the API through it, verify what was sent, and close the session, which writes
+// its cassette.
 //
 //   java SessionExample CASSETTE URL
 //
@@ -53,6 +54,14 @@ public class SessionExample {
                 HttpRequest.newBuilder(URI.create(args[1])).build(),
                 HttpResponse.BodyHandlers.ofString());
         System.out.print(response.body());
+        // verification, as WireMock's verify would: exactly one GET was sent to that path
+        String path = URI.create(args[1]).getPath();
+        String sent = control("GET", "/sessions/" + cassette + "/requests?method=GET&url=*"
+                              + path, null);
+        int calls = sent.split("\"seq\":", -1).length - 1;
+        if (calls != 1) {
+            throw new AssertionError("expected 1 GET " + path + ", the proxy saw: " + sent);
+        }
         // @AfterAll: close the session; its counts say whether it passed
         String closed = control("DELETE", "/sessions/" + cassette, null);
         if (!closed.contains("\"passed\": true")) {
