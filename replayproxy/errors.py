@@ -41,7 +41,7 @@ __all__ = [
 
 SETTINGS = ("cassette_dir", "config", "db", "upstream_ca", "ca_dir", "port", "reverse",
             "timeout", "record_mode", "cassette", "fault", "fail_on_unused",
-            "upstream_proxy", "upstream_insecure", "pace")
+            "upstream_proxy", "upstream_insecure", "pace", "engine")
 """The settings a message may name as ``{field}``; other braces are left as they are."""
 
 _FIELD = re.compile(r"\{(" + "|".join(SETTINGS) + r")\}")
@@ -53,6 +53,7 @@ CLI_WORDS: Mapping[str, str] = {
     "cassette": "-c", "fault": "--fault", "fail_on_unused": "--fail-on-unused",
     "upstream_proxy": "--upstream-proxy", "upstream_insecure": "--upstream-insecure",
     "pace": "--pace",
+    "engine": "--engine",
 }
 """How the ``replayproxy`` command names each setting."""
 

@@ -9,10 +9,11 @@ benchmarks all use, so a run is composed in exactly one place.
         subprocess.run(["pytest", "tests/payments"], env={**os.environ, **run.environment()})
     print(run.summary.replayed, run.verdict().exit_code)
 
-A run opens the cassette, builds the decision pipeline (cassette + faults), starts the
-mitm engine on its own thread and the fault control API, and on exit stops both and
-folds what was recorded into the cassette. It is also a plain object: ``start()`` and
-``stop()`` do the same as entering and leaving the ``with`` block.
+A run opens the cassette, builds the decision pipeline (cassette + faults), starts an
+engine (the fast one, or mitmproxy: see ``choose_engine``) on its own thread and the
+fault control API, and on exit stops both and folds what was recorded into the cassette.
+It is also a plain object: ``start()`` and ``stop()`` do the same as entering and
+leaving the ``with`` block.
 
 The engine (mitmproxy) is imported by ``start()``, not by importing this module.
 """
@@ -47,6 +48,7 @@ from replayproxy.streams import parse_pace
 from replayproxy.upstream import Egress, egress_from, read_pem_ca, reverse_spec
 
 if TYPE_CHECKING:
+    from replayproxy.engines.fast.server import FastProxy
     from replayproxy.engines.mitm.ca import CA
     from replayproxy.engines.mitm.master import Proxy
     from replayproxy.faults.control import ControlServer, FaultControl
@@ -108,6 +110,8 @@ class ProxyRun:
         pace: how fast recorded streams (SSE, chunked, big bodies) are replayed: their
             recorded pacing times this; 0 as fast as possible, 1 real time [default: the
             configuration's, else 1].
+        engine: ``auto`` (the fast engine whenever it can serve the run, see
+            ``engines.choice``), ``fast`` or ``mitmproxy``.
 
     Raises (from ``start``):
         CassetteError: replay-only and the cassette does not exist, or it is corrupt; or
@@ -140,8 +144,14 @@ class ProxyRun:
         fresh: bool = False,
         report: bool | str | os.PathLike[str] = False,
         pace: float | None = None,
+        engine: str = "auto",
     ) -> None:
         self.cassette = cassette
+        self.engine = engine
+        self.engine_used: str | None = None
+        """``fast`` or ``mitmproxy``, once started."""
+        self.engine_reason = ""
+        """Why that engine (for the start line)."""
         try:
             self.mode = mode if isinstance(mode, RecordMode) else RecordMode.parse(mode)
         except ValueError as e:
@@ -185,7 +195,7 @@ class ProxyRun:
         """What happened to the run's own cassette, once the run has stopped."""
         self.session_summaries: dict[str, SessionSummary] = {}
         """What happened in each named session, once the run has stopped."""
-        self._proxy: Proxy | None = None
+        self._proxy: Proxy | FastProxy | None = None
         self._control: ControlServer | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -299,29 +309,52 @@ class ProxyRun:
         log.info("session %s opened (%s)", name, mode.value)
         return Pipeline(session, faults, threading.Lock())
 
+    def choose_engine(self) -> tuple[str, str]:
+        """The engine this run uses (``fast`` or ``mitmproxy``) and why; opens the
+        cassette. Raises ConfigError for ``engine="fast"`` on a run it cannot serve."""
+        from replayproxy.engines.choice import choose_engine, fast_engine_can_serve
+
+        session = self.open()
+        if session is None or self.pipeline is None:
+            why_not: str | None = "a proxy of named sessions only (each may record)"
+        else:
+            why_not = fast_engine_can_serve(session.mode, session.index.cassette,
+                                            self.pipeline.faults.list(),
+                                            mitmproxy_addons=bool(self.extra_addons))
+        return choose_engine(self.engine, why_not)
+
     def start(self) -> ProxyRun:
         """Open the cassette and start the proxy; return when it accepts connections."""
-        from replayproxy.engines.mitm.addon import ReplayproxyAddon
         from replayproxy.engines.mitm.ca import ensure_ca
-        from replayproxy.engines.mitm.guard import OwnControl
-        from replayproxy.engines.mitm.master import Proxy
         from replayproxy.faults.control import ControlServer
 
-        self.open()
+        self.engine_used, self.engine_reason = self.choose_engine()
         assert self.sessions is not None
         self._started = time.time()
         try:
             records = self.pipeline.records if self.pipeline is not None \
                 else self.mode is not RecordMode.NONE
-            # first: a call to the control API through the proxy is never forwarded
-            proxy = Proxy([OwnControl(lambda: self.control_url), *self.extra_addons,
-                           ReplayproxyAddon(self.pipeline, sessions=self.sessions,
-                                            pace=self.pace)],
-                          ca=ensure_ca(self.ca_dir), host=self.host, port=self.port,
-                          reverse=self.reverse, upstream_ca=self.upstream_cas,
-                          upstream_insecure=self.upstream_insecure,
-                          egress=self.egress, environ=self._environ,
-                          limits=self.settings.limits)
+            proxy: Proxy | FastProxy
+            if self.engine_used == "fast":
+                from replayproxy.engines.fast.server import FastProxy
+
+                proxy = FastProxy(self.pipeline, ca=ensure_ca(self.ca_dir), host=self.host,
+                                  port=self.port, reverse=self.reverse,
+                                  sessions=self.sessions)
+            else:
+                from replayproxy.engines.mitm.addon import ReplayproxyAddon
+                from replayproxy.engines.mitm.guard import OwnControl
+                from replayproxy.engines.mitm.master import Proxy
+
+                # first: a call to the control API through the proxy is never forwarded
+                proxy = Proxy([OwnControl(lambda: self.control_url), *self.extra_addons,
+                               ReplayproxyAddon(self.pipeline, sessions=self.sessions,
+                                                pace=self.pace)],
+                              ca=ensure_ca(self.ca_dir), host=self.host, port=self.port,
+                              reverse=self.reverse, upstream_ca=self.upstream_cas,
+                              upstream_insecure=self.upstream_insecure,
+                              egress=self.egress, environ=self._environ,
+                              limits=self.settings.limits)
             proxy.start()
             if self.upstream_insecure and records:
                 log.warning("upstream certificates are NOT verified: anyone on the way "
@@ -389,7 +422,7 @@ class ProxyRun:
     # -- what clients need --------------------------------------------------------------
 
     @property
-    def proxy(self) -> Proxy:
+    def proxy(self) -> Proxy | FastProxy:
         """The running engine."""
         if self._proxy is None:
             raise RuntimeError("the proxy run is not started")

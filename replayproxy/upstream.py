@@ -29,8 +29,8 @@ from urllib.parse import unquote, urlsplit
 
 from replayproxy.errors import ConfigError
 
-__all__ = ["DIRECT", "Egress", "EgressProxy", "egress_from", "read_pem_ca",
-           "reverse_spec", "trust_bundle"]
+__all__ = ["DIRECT", "Egress", "EgressProxy", "egress_from", "netloc", "read_pem_ca",
+           "reverse_spec", "reverse_targets", "trust_bundle"]
 
 DIRECT = "none"
 """The ``upstream_proxy`` value that switches an egress proxy off (go direct)."""
@@ -130,6 +130,24 @@ def reverse_spec(url: str) -> str:
             f"invalid {{reverse}} {url!r}: only scheme, host and port are used; drop the path"
         )
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def reverse_targets(reverse: str | Sequence[str] | None) -> list[str]:
+    """The validated ``reverse`` base URLs, each once."""
+    urls = [reverse] if isinstance(reverse, str) else list(reverse or ())
+    targets: list[str] = []
+    for url in urls:
+        target = reverse_spec(url)
+        if target in targets:
+            raise ConfigError(f"{{reverse}} {target} is given twice: give each upstream once")
+        targets.append(target)
+    return targets
+
+
+def netloc(addr: tuple[str, int]) -> str:
+    """``host:port`` of a listen address (an IPv6 host in brackets)."""
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # -- egress -------------------------------------------------------------------------------

@@ -121,6 +121,13 @@ Reverse = Annotated[
                  "given to the command as REPLAYPROXY_REVERSE_URL (the first) and "
                  "REPLAYPROXY_REVERSE_URL_HOST (repeatable; see docs/proxy.md)."),
 ]
+Engine = Annotated[
+    str,
+    typer.Option("--engine", metavar="ENGINE", envvar="REPLAYPROXY_ENGINE",
+                 help="auto: the fast engine whenever it can serve the run (replay of "
+                 "HTTP/1.1 and HTTPS, every fault), else mitmproxy; fast or mitmproxy "
+                 "forces one (see docs/replay.md#engines)."),
+]
 Strict = Annotated[bool, typer.Option("--strict", help="Once a recorded sequence of identical "
                                       "requests is used up, treat more as unmatched instead "
                                       "of repeating the last response.")]

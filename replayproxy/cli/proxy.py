@@ -26,6 +26,7 @@ from replayproxy.cli.options import (
     CassetteName,
     Command,
     Config,
+    Engine,
     FailOnUnused,
     Faults,
     IgnoreHeader,
@@ -75,7 +76,7 @@ class Upstream:
 def _proxy_run(matching: Matching, name: str, mode: RecordMode, faults: list[str] | None, *,
                ca_dir: Path | None, upstream: Upstream, port: int,
                fresh: bool = False, keep: bool = True,
-               pace: float | None = None) -> ProxyRun:
+               pace: float | None = None, engine: str = "auto") -> ProxyRun:
     """The proxy run for a command, its cassette opened (the engine not started yet).
     ``keep`` False (``--no-keep``): a re-recording rewrites every interaction."""
     from replayproxy.run import ProxyRun
@@ -88,8 +89,8 @@ def _proxy_run(matching: Matching, name: str, mode: RecordMode, faults: list[str
                    upstream_ca=upstream.ca or (), upstream_insecure=upstream.insecure,
                    upstream_proxy=upstream.proxy, ca_dir=ca_dir, port=port,
                    reverse=upstream.reverse or (), freeze_gc=True, fresh=fresh,
-                   report=True, pace=pace)
-    run.open()
+                   report=True, pace=pace, engine=engine)
+    run.choose_engine()  # opens the cassette; a wrong --engine fails here
     return run
 
 
@@ -98,7 +99,8 @@ def _describe_start(run: ProxyRun) -> None:
     assert session is not None
     verb = {RecordMode.ALL: "recording", RecordMode.NONE: "replaying (offline)",
             RecordMode.NEW_EPISODES: "replaying and recording new requests"}[session.mode]
-    log.info("%s cassette %s via proxy %s", verb, session.path, run.proxy_url)
+    log.info("%s cassette %s on the %s engine (%s) via proxy %s", verb, session.path,
+             run.engine_used, run.engine_reason, run.proxy_url)
     for target, local in run.reverse_urls.items():
         log.info("reverse proxy for %s at %s", target, local)
     if run.pipeline is not None and len(run.pipeline.faults):
@@ -169,7 +171,7 @@ def _run_child(cmd: list[str], env: dict[str, str]) -> int:
 def _wrap(cmd: list[str] | None, *, name: str, matching: Matching, mode: RecordMode,
           upstream: Upstream, ca_dir: Path | None, port: int, quiet: bool,
           faults: list[str] | None = None, fresh: bool = False, keep: bool = True,
-          pace: float | None = None) -> None:
+          pace: float | None = None, engine: str = "auto") -> None:
     """Run ``cmd`` under a proxy for cassette ``name``, then exit with its code."""
     setup_logging(quiet)
     if not cmd:
@@ -177,7 +179,8 @@ def _wrap(cmd: list[str] | None, *, name: str, matching: Matching, mode: RecordM
         raise ConfigError("no command given: put it after `--`, e.g. "
                           f"replayproxy {verb} -c {name} -- pytest")
     run = _proxy_run(matching, name, mode, faults, ca_dir=ca_dir, upstream=upstream,
-                     port=port, fresh=fresh, keep=keep, pace=pace)
+                     port=port, fresh=fresh, keep=keep, pace=pace,
+                     engine=engine)
     with run:  # stopped (and the cassette written) however the block ends
         _describe_start(run)
         rc = _run_child(cmd, run.environment())
@@ -213,13 +216,14 @@ def wrapping_command(name: str, default_mode: RecordMode, doc: str) -> Callable[
             "whole cassette (mode all otherwise keeps recorded interactions the run did "
             "not request again, as VCR.py does).")] = False,
         keep: Keep = True,
+        engine: Engine = "auto",
     ) -> None:
         matching = Matching(config, cassette_dir, strict, fail_on_unused, ignore_query,
                             ignore_header, match_header, ignore_json)
         _wrap(cmd, name=cassette, matching=matching, mode=record_mode,
               upstream=Upstream(upstream_ca, upstream_insecure, upstream_proxy, reverse),
               ca_dir=ca_dir, port=port, quiet=quiet, faults=fault, fresh=fresh, keep=keep,
-              pace=pace)
+              pace=pace, engine=engine)
 
     command.__name__ = name
     command.__doc__ = doc
@@ -263,6 +267,7 @@ def serve(
     pace: Pace = None,
     quiet: Quiet = False,
     keep: Keep = True,
+    engine: Engine = "auto",
 ) -> None:
     """Run the proxy until interrupted; print the `export` lines for a shell.
 
@@ -276,7 +281,8 @@ def serve(
                         ignore_header, match_header, ignore_json)
     run = _proxy_run(matching, cassette, record_mode, fault, ca_dir=ca_dir,
                      upstream=Upstream(upstream_ca, upstream_insecure, upstream_proxy,
-                                       reverse), port=port, keep=keep, pace=pace)
+                                       reverse), port=port, keep=keep, pace=pace,
+                     engine=engine)
     state = _run_dir() / f"serve-{os.getpid()}.json"
     stop = threading.Event()
     try:

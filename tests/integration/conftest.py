@@ -17,6 +17,7 @@ import pytest
 
 from replayproxy.config import Settings, load_settings
 from replayproxy.decision.session import CassetteSession, SessionSummary
+from replayproxy.engines.fast.server import FastProxy
 from replayproxy.engines.mitm.ca import CA, ensure_ca
 from replayproxy.engines.mitm.master import Proxy
 from replayproxy.model import RecordMode
@@ -85,7 +86,7 @@ class RunningProxy:
     summary: SessionSummary | None = None
 
     @property
-    def proxy(self) -> Proxy:
+    def proxy(self) -> Proxy | FastProxy:
         return self.run.proxy
 
     @property
@@ -114,10 +115,11 @@ def cassette_dir(tmp_path: Path) -> Path:
 def run_proxy(proxy_ca: CA, upstream_ca: UpstreamCA, cassette_dir: Path, tmp_path: Path,
               caplog: pytest.LogCaptureFixture) -> Iterator[ProxyFactory]:
     """``with run_proxy("name", RecordMode.ALL, strict=False, reverse=None, config=None,
-    faults=())``
+    faults=(), engine="auto")``
 
     ``config`` is a replayproxy.toml or pyproject.toml whose matching settings the
-    session uses, as ``--config`` would.
+    session uses, as ``--config`` would. ``engine`` as ``ProxyRun``'s: by default a
+    replay runs on the fast engine, a recording on mitmproxy.
 
     A ``ProxyRun`` as the CLI builds it (trusting the upstream CA, no control API), and
     on exit stops it (``p.summary``), then fails if the proxy logged an error
@@ -126,12 +128,14 @@ def run_proxy(proxy_ca: CA, upstream_ca: UpstreamCA, cassette_dir: Path, tmp_pat
     @contextlib.contextmanager
     def factory(name: str, mode: RecordMode, *, strict: bool = False,
                 reverse: str | None = None, config: Path | None = None,
-                faults: tuple[str, ...] = ()) -> Iterator[RunningProxy]:
+                faults: tuple[str, ...] = (), engine: str = "auto"
+                ) -> Iterator[RunningProxy]:
         settings = load_settings(config) if config is not None else Settings()
         run = ProxyRun(name, mode, cassette_dir=cassette_dir, settings=settings, faults=faults,
                        strict=strict or settings.strict, reverse=reverse,
                        upstream_ca=upstream_ca.pem, ca_dir=proxy_ca.directory, control=False,
-                       upstream_proxy="none")  # whatever HTTPS_PROXY this machine has
+                       upstream_proxy="none",  # whatever HTTPS_PROXY this machine has
+                       engine=engine)
         workdir = tmp_path / "clients"
         workdir.mkdir(exist_ok=True)
         rp = RunningProxy(run, workdir)

@@ -158,11 +158,11 @@ def fault_proxy(proxy_ca: CA, upstream_ca: UpstreamCA, cassette_dir: Path, tmp_p
     carries on: a fault that crashed would show up here).
     """
     @contextlib.contextmanager
-    def factory(name: str, mode: RecordMode, faults: Sequence[str] = ()
+    def factory(name: str, mode: RecordMode, faults: Sequence[str] = (), engine: str = "auto"
                 ) -> Iterator[FaultProxy]:
         run = ProxyRun(name, mode, cassette_dir=cassette_dir, settings=Settings(),
                        faults=faults, upstream_ca=upstream_ca.pem, ca_dir=proxy_ca.directory,
-                       control=False, upstream_proxy="none")
+                       control=False, upstream_proxy="none", engine=engine)
         workdir = tmp_path / "clients"
         workdir.mkdir(exist_ok=True)
         fp = FaultProxy(run, workdir)
@@ -197,15 +197,22 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
 
 # curl's exit code for a dropped connection: 52 "Empty reply from server" over plain
 # HTTP; over a CONNECT tunnel curl negotiates HTTP/2 with the proxy and reports the
-# killed stream as 92 (HTTP/2 stream not closed cleanly)
-CURL_RESET = {"http": 52, "https": 92}
+# killed stream as 92 (HTTP/2 stream not closed cleanly); the fast engine speaks HTTP/1.1
+# in the tunnel too (52 there)
+CURL_RESET = {"HTTP/1.1": 52, "HTTP/2": 92}
+
+
+def curl_protocol(p: FaultProxy, upstream: Upstream) -> str:
+    """What curl speaks with the proxy for ``upstream``: HTTP/2 in a mitmproxy tunnel."""
+    tunnel = upstream.scheme == "https" and p.run.engine_used == "mitmproxy"
+    return "HTTP/2" if tunnel else "HTTP/1.1"
 
 
 def test_reset_drops_the_connection_with_no_response(upstream: Upstream, fault_proxy):
     record(fault_proxy, upstream, "reset", "/json", "/png")
     with fault_proxy("reset", RecordMode.NONE, ["reset@GET */json"]) as p:
         got = p.curl(upstream.url("/json"))
-        assert got.rc == CURL_RESET[upstream.scheme], got
+        assert got.rc == CURL_RESET[curl_protocol(p, upstream)], got
         assert got.status is None and got.body == b""
 
         with p.requests() as s, pytest.raises(requests.exceptions.ProxyError):
@@ -283,14 +290,14 @@ def test_timeout_holds_only_its_flow_and_gives_up_after_max(http_upstream, fault
 
 # plain HTTP: the body ends before Content-Length with `Connection: close` -> 18
 # ("transfer closed with N bytes remaining"); over HTTP/2 to the proxy -> 92
-CURL_TRUNCATE = {"http": 18, "https": 92}
+CURL_TRUNCATE = {"HTTP/1.1": 18, "HTTP/2": 92}
 
 
 def test_truncate_sends_part_of_the_body_then_closes(upstream: Upstream, fault_proxy):
     record(fault_proxy, upstream, "cut", "/json")
     with fault_proxy("cut", RecordMode.NONE, ["truncate,bytes=10@*/json"]) as p:
         got = p.curl(upstream.url("/json"))
-        assert got.rc == CURL_TRUNCATE[upstream.scheme], got
+        assert got.rc == CURL_TRUNCATE[curl_protocol(p, upstream)], got
         assert JSON_BODY.startswith(got.body) and len(got.body) <= 10
 
         with p.requests() as s, pytest.raises(requests.exceptions.ChunkedEncodingError):

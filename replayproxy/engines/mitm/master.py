@@ -33,7 +33,14 @@ from replayproxy.engines.mitm.upstream import EgressAddon, OwnListeners
 from replayproxy.environment import proxy_environment
 from replayproxy.errors import ConfigError, ProxyStartError
 from replayproxy.limits import DEFAULT_LIMITS, Limits
-from replayproxy.upstream import Egress, read_pem_ca, reverse_spec, trust_bundle
+from replayproxy.upstream import (
+    Egress,
+    netloc,
+    read_pem_ca,
+    reverse_spec,
+    reverse_targets,
+    trust_bundle,
+)
 
 __all__ = ["Proxy", "reverse_spec"]
 
@@ -146,7 +153,7 @@ class Proxy:
         self.ca = ca
         self.host = host
         self.port = port
-        self.reverses = _reverse_targets(reverse)
+        self.reverses = reverse_targets(reverse)
         self.reverse = self.reverses[0] if self.reverses else None
         cas = [upstream_ca] if isinstance(upstream_ca, (str, Path)) else list(upstream_ca or ())
         self._upstream_pems = [read_pem_ca(Path(p)) for p in cas]
@@ -312,7 +319,7 @@ class Proxy:
         """``http://127.0.0.1:PORT``, the value for HTTP_PROXY and HTTPS_PROXY."""
         if self.proxy_address is None:
             raise RuntimeError("the proxy is not running")
-        return f"http://{_netloc(self.proxy_address)}"
+        return f"http://{netloc(self.proxy_address)}"
 
     @property
     def reverse_address(self) -> tuple[str, int] | None:
@@ -322,12 +329,12 @@ class Proxy:
     @property
     def reverse_url(self) -> str | None:
         """The local base URL that serves the first ``reverse`` upstream, if any."""
-        return f"http://{_netloc(self.reverse_address)}" if self.reverse_address else None
+        return f"http://{netloc(self.reverse_address)}" if self.reverse_address else None
 
     @property
     def reverse_urls(self) -> dict[str, str]:
         """Each ``reverse`` upstream's base URL mapped to its local base URL."""
-        return {target: f"http://{_netloc(addr)}"
+        return {target: f"http://{netloc(addr)}"
                 for target, addr in self.reverse_addresses.items()}
 
     def _reverse_ports(self) -> dict[int, tuple[str, str, int]]:
@@ -345,26 +352,9 @@ class Proxy:
                                  reverse_urls=self.reverse_urls)
 
 
-def _reverse_targets(reverse: str | Sequence[str] | None) -> list[str]:
-    """The validated ``reverse`` base URLs, each once."""
-    urls = [reverse] if isinstance(reverse, str) else list(reverse or ())
-    targets: list[str] = []
-    for url in urls:
-        target = reverse_spec(url)
-        if target in targets:
-            raise ConfigError(f"{{reverse}} {target} is given twice: give each upstream once")
-        targets.append(target)
-    return targets
-
-
 def _free_port(host: str) -> int:
     """A port free on ``host`` now (bound to port 0 and read back)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def _netloc(addr: tuple[str, int]) -> str:
-    host, port = addr
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,737 @@
+"""The fast engine: a lean asyncio HTTP/1.1 server that carries out the pipeline's plans.
+
+It serves replay only (the decision pipeline never says ``Forward`` to it: see
+``replayproxy.engines.choice``): forward-proxy requests in absolute form, reverse
+listeners, and HTTPS through CONNECT with TLS terminated here (``tls``). Keep-alive,
+pipelining and chunked request bodies are handled; requests are answered in order.
+
+The fast path: a request head's exact bytes map to its parsed form, and head plus body
+to the ``Request`` built from them, so a request seen before skips parsing; the same
+``Request`` object then hits the session's redaction cache and the index's memo. The
+pipeline still decides every request (sequences and faults stay exact); a recorded
+response's bytes are assembled once per cassette position.
+
+Runs on its own thread and event loop, like the mitm engine, so synchronous code (the
+CLI, a pytest fixture) can start it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from replayproxy.decision.pipeline import FaultAnswer, Pipeline, Planned
+from replayproxy.decision.session import Replay, Unmatched
+from replayproxy.engines.fast import answers
+from replayproxy.engines.fast.http1 import (
+    MAX_HEAD,
+    Head,
+    HttpError,
+    assemble,
+    own_reason,
+    parse_head,
+    read_chunked,
+    set_header,
+)
+from replayproxy.engines.fast.tls import Certificates
+from replayproxy.environment import proxy_environment
+from replayproxy.errors import ConfigError, ProxyStartError, ReplayproxyError
+from replayproxy.faults.effects import Corrupt, Hold, RefuseConnect, Reset, Respond, Truncate
+from replayproxy.faults.plan import FaultAction
+from replayproxy.model import Request, Response, format_url
+from replayproxy.upstream import netloc, reverse_targets
+
+if TYPE_CHECKING:
+    from replayproxy.engines.mitm.ca import CA
+
+__all__ = ["FastProxy"]
+
+log = logging.getLogger("replayproxy")
+
+_START_TIMEOUT = 30.0
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_CACHED_BODY = 64 * 1024
+_CACHE_HEADS = 4096
+_CACHE_RESPONSES = 20_000
+_PAUSE_AT = 4 * 1024 * 1024
+_CONNECTED = b"HTTP/1.1 200 Connection established\r\n\r\n"
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Where:
+    """Where the requests of a connection go: ``scheme`` None for the forward proxy
+    (absolute-form targets), else a tunnel's or reverse listener's upstream. Shared by
+    every connection to the same place, with the parsed heads seen there."""
+
+    __slots__ = ("heads", "host", "port", "reverse", "scheme")
+
+    def __init__(self, scheme: str | None, host: str = "", port: int = 0,
+                 reverse: bool = False) -> None:
+        self.scheme, self.host, self.port, self.reverse = scheme, host, port, reverse
+        self.heads: dict[bytes, Head] = {}
+
+
+class _Tls:
+    """TLS over memory buffers: bytes from the client in, plain text out, and back."""
+
+    __slots__ = ("incoming", "obj", "outgoing", "ready")
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.ready = False
+
+    def feed(self, data: bytes) -> bytes:
+        """Decrypt what arrived (the handshake first). Raises ssl.SSLError on a failed
+        handshake, EOFError when the client closed TLS."""
+        self.incoming.write(data)
+        if not self.ready:
+            try:
+                self.obj.do_handshake()
+            except ssl.SSLWantReadError:
+                return b""
+            self.ready = True
+        parts = []
+        while True:
+            try:
+                chunk = self.obj.read(262144)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                raise EOFError from None
+            if not chunk:
+                break
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def encrypt(self, data: bytes) -> bytes:
+        self.obj.write(data)
+        return self.outgoing.read()
+
+
+class _Conn(asyncio.Protocol):
+    """One client connection: requests parsed, decided and answered in order."""
+
+    def __init__(self, engine: FastProxy, where: Where) -> None:
+        self.engine = engine
+        self.where = where
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.tls: _Tls | None = None
+        self.tunnel: tuple[str, int] | None = None
+        """The CONNECT target, until the tunnel's first bytes say TLS or not."""
+        self.busy = False
+        self.closed = False
+        self.write_paused = False
+        self.read_paused = False
+        self.continued = False
+        self.eof = False
+        self.task: asyncio.Task[None] | None = None
+
+    # -- asyncio ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.engine.connections.add(self)
+        self.engine.pipeline.session.note_connection()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.engine.connections.discard(self)
+        if self.task is not None:
+            self.task.cancel()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.process()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if not self.busy:
+            self.close()
+        return True  # a pipelined request still being answered finishes first
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self.tunnel is not None and self.tls is None:
+            host, port = self.tunnel
+            if data[:1] == b"\x16":
+                self.tls = _Tls(self.engine.certificates.context(host))
+            else:  # plain HTTP in the tunnel
+                self.tunnel = None
+                self.where = self.engine.where("http", host, port)
+        if self.tls is not None:
+            data = self._decrypt(data)
+            if not data:
+                return
+        self.buf += data
+        if self.busy or self.write_paused:
+            if len(self.buf) > _PAUSE_AT and self.transport is not None:
+                self.transport.pause_reading()
+                self.read_paused = True
+            return
+        self.process()
+
+    def _decrypt(self, data: bytes) -> bytes:
+        assert self.tls is not None
+        handshaken = self.tls.ready
+        try:
+            plain = self.tls.feed(data)
+        except EOFError:
+            self.close()
+            return b""
+        except ssl.SSLError as e:
+            self._flush_tls()
+            host = self.tunnel[0] if self.tunnel else self.where.host
+            message = e.reason or str(e)
+            if "ALERT" in message.upper():  # the client said no to the certificate
+                log.warning("a client refused the proxy's certificate for %s: %s", host, message)
+                self.engine.pipeline.session.note_refusal(host, message)
+            else:
+                log.info("TLS handshake with a client for %s failed: %s", host, message)
+            self.abort()
+            return b""
+        if not handshaken and self.tls.ready and self.tunnel is not None:
+            host, port = self.tunnel
+            self.tunnel = None
+            self.where = self.engine.where("https", host, port)
+        self._flush_tls()
+        return plain
+
+    def _flush_tls(self) -> None:
+        if self.tls is not None and self.transport is not None:
+            pending = self.tls.outgoing.read()
+            if pending:
+                self.transport.write(pending)
+
+    # -- output -------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.closed or self.transport is None:
+            return
+        if self.tls is not None:
+            data = self.tls.encrypt(data)
+        self.transport.write(data)
+
+    def close(self) -> None:
+        """Close after what was written (TLS: with a close_notify)."""
+        if self.closed or self.transport is None:
+            return
+        self.closed = True
+        if self.tls is not None and self.tls.ready:
+            with contextlib.suppress(ssl.SSLError):
+                self.tls.obj.unwrap()
+            self._flush_tls()
+        self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.closed = True
+            self.transport.abort()
+
+    def refuse(self, error: HttpError) -> None:
+        """Answer a request the engine will not serve, then close."""
+        log.info("bad request from a client: %s", error.message)
+        response = answers.plain(error.status, error.message + "\n", "bad-request")
+        headers = list(response.headers)
+        set_header(headers, "Connection", "close")
+        self.write(assemble(Response(response.status, own_reason(error.status),
+                                     tuple(headers), response.body))[0])
+        self.close()
+
+    # -- input --------------------------------------------------------------------------
+
+    def process(self) -> None:
+        """Answer every complete request in the buffer, in order, until one needs to
+        wait (a fault, a slow client)."""
+        buf = self.buf
+        while buf and not self.busy and not self.closed and not self.write_paused \
+                and self.tunnel is None:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0 or end > MAX_HEAD:
+                if len(buf) > MAX_HEAD:
+                    self.refuse(HttpError(431, f"request head over {MAX_HEAD} bytes"))
+                elif buf[:2] == b"\r\n":
+                    del buf[:2]  # a blank line before a request is ignored (RFC 9112 2.2)
+                    continue
+                break
+            raw = bytes(buf[:end])
+            where = self.where
+            head = where.heads.get(raw)
+            try:
+                if head is None:
+                    if raw.startswith(b"\r\n"):
+                        del buf[:2]
+                        continue
+                    head = parse_head(raw)
+                    if len(where.heads) >= _CACHE_HEADS:
+                        where.heads.clear()
+                    where.heads[raw] = head
+                start = end + 4
+                if head.length >= 0:
+                    stop = start + head.length
+                    if len(buf) < stop:
+                        self._continue(head)
+                        break
+                    body = bytes(buf[start:stop])
+                else:
+                    framed = read_chunked(buf, start)
+                    if framed is None:
+                        self._continue(head)
+                        break
+                    body, stop = framed
+            except HttpError as e:
+                self.refuse(e)
+                return
+            del buf[:stop]
+            self.continued = False
+            self._request(head, body)
+        if self.read_paused and len(buf) < _PAUSE_AT // 4 and self.transport is not None \
+                and not self.closed:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def _continue(self, head: Head) -> None:
+        if head.expect_continue and not self.continued:
+            self.continued = True
+            self.write(_CONTINUE)
+
+    def _request(self, head: Head, body: bytes) -> None:
+        started = time.time()
+        request = head.requests.get(body)
+        if request is None:
+            if head.method == "CONNECT":
+                self._connect(head)
+                return
+            try:
+                request = self.engine.request_of(self.where, head, body)
+            except HttpError as e:
+                self.refuse(e)
+                return
+            if len(body) <= _CACHED_BODY:
+                if len(head.requests) >= 64:
+                    head.requests.clear()
+                head.requests[body] = request
+        engine = self.engine
+        try:
+            planned = engine.pipeline.decide(request, time.monotonic())
+        except Exception as e:
+            self._failed(request, e, head.close)
+            return
+        plan = planned.plan
+        if planned.fault is None:
+            if isinstance(plan, Replay):
+                data, close = engine.replay_bytes(plan, request.method)
+                self.write(data)
+                if close or head.close:
+                    self.close()
+                return
+            if isinstance(plan, Unmatched):
+                self._send(engine.unmatched(plan, head), request.method, head.close)
+                return
+        self.busy = True
+        self.task = asyncio.ensure_future(self._carry_out(head, request, planned, started))
+
+    def _failed(self, request: Request, e: Exception, close: bool) -> None:
+        """Never let a failure to decide go unanswered: 500, listed in the summary."""
+        if isinstance(e, ReplayproxyError):
+            message = e.render({})
+            log.error("cannot answer %s %s: %s", request.method, request.url, message)
+        else:
+            message = f"replayproxy internal error: {e!r}"
+            log.exception("replayproxy failed on %s", request.url)
+        self.engine.pipeline.session.summary.errors.append(
+            f"{request.method} {request.url}: {message}")
+        self._send(answers.plain(500, message + "\n", "error"), request.method, close)
+
+    def _send(self, response: Response, method: str, close: bool) -> None:
+        data, closes = assemble(response, method)
+        self.write(data)
+        if close or closes:
+            self.close()
+
+    def _connect(self, head: Head) -> None:
+        try:
+            target = urlsplit(f"//{head.target}")
+            host, port = target.hostname, target.port
+        except ValueError:
+            host = port = None
+        if not host or not port or self.where.scheme is not None:
+            self.refuse(HttpError(400, f"bad CONNECT target {head.target!r}: give HOST:PORT"))
+            return
+        action = self.engine.pipeline.decide_connect(host, port, time.monotonic())
+        if action is not None:
+            log.info("fault: refusing CONNECT %s:%d", host, port)
+            self._send(answers.refused(), "CONNECT", head.close)
+            return
+        self.write(_CONNECTED)
+        self.tunnel = (host, port)
+        if self.buf:  # the client did not wait for the answer
+            data, self.buf = bytes(self.buf), bytearray()
+            self.data_received(data)
+
+    # -- plans that wait ----------------------------------------------------------------
+
+    async def _carry_out(self, head: Head, request: Request, planned: Planned,
+                         started: float) -> None:
+        try:
+            await self._answer(head, request, planned, started)
+        except asyncio.CancelledError:
+            pass
+        except Exception as e:
+            if not self.closed:
+                self._failed(request, e, True)
+        finally:
+            self.busy = False
+            self.task = None
+            if not self.closed:
+                self.process()
+                if self.eof and not self.busy:
+                    self.close()
+
+    async def _answer(self, head: Head, request: Request, planned: Planned,
+                      started: float) -> None:
+        plan = planned.plan
+        method = request.method
+        if isinstance(plan, FaultAnswer):
+            terminal = plan.action.terminal
+            what = {Respond: "status", Reset: "reset", Hold: "timeout",
+                    RefuseConnect: "refused"}.get(type(terminal), "fault")
+            log.info("fault: %s on %s %s", what, method, request.url)
+            if isinstance(terminal, Reset):
+                await _wait(plan.action, started, None)
+                self.close()
+                return
+            if isinstance(terminal, Hold):
+                await asyncio.sleep(terminal.max_seconds)
+                self.close()
+                return
+            response = answers.refused() if isinstance(terminal, RefuseConnect) \
+                else answers.fault_response(terminal) if isinstance(terminal, Respond) \
+                else answers.plain(500, "replayproxy: unknown fault\n", "error")
+            await self._after(response, plan.action, method, head.close, started, None,
+                              request.url)
+            return
+        action = planned.fault
+        assert action is not None
+        if isinstance(plan, Replay):
+            recorded = plan.served.interaction
+            if action.trickle is not None:
+                await self._trickle(recorded.response, action, method, started,
+                                    recorded.ttfb, request.url)
+                return
+            await self._after(recorded.response, action, method, head.close, started,
+                              recorded.ttfb, request.url)
+            return
+        assert isinstance(plan, Unmatched)
+        await self._after(self.engine.unmatched(plan, head), action, method, head.close,
+                          started, None, request.url)
+
+    async def _after(self, response: Response, action: FaultAction, method: str,
+                     close: bool, started: float, recorded: float | None, url: str) -> None:
+        """What a fault does to a response on its way out: wait, break the body, and a
+        slow body that is not trickled waits as long as sending it would take."""
+        if recorded is None:
+            recorded = max(0.0, time.time() - started)
+        await _wait(action, started, recorded)
+        response = self._broken(response, action, url)
+        if action.trickle is not None:
+            await asyncio.sleep(len(response.body) / max(action.trickle.bytes_per_second, 1))
+        self._send(response, method, close)
+
+    def _broken(self, response: Response, action: FaultAction, url: str) -> Response:
+        terminal = action.terminal
+        if isinstance(terminal, (Truncate, Corrupt)):
+            log.info("fault: %s body on %s", type(terminal).__name__.lower(), url)
+            return answers.break_body(response, terminal)
+        return response
+
+    async def _trickle(self, response: Response, action: FaultAction, method: str,
+                       started: float, recorded: float, url: str) -> None:
+        """Send a replayed body at the slow_body rate, then close."""
+        assert action.trickle is not None
+        await _wait(action, started, recorded)
+        original = len(response.body)
+        response = self._broken(response, action, url)
+        if not answers.has_body(method, response):
+            self._send(response, method, True)
+            return
+        announced = max(original, 1) if isinstance(action.terminal, Truncate) else None
+        rate = max(action.trickle.bytes_per_second, 1)
+        log.info("fault: slow_body at %d B/s on %s", rate, url)
+        self.write(answers.trickle_head(response, announced))
+        body = response.body
+        step = max(1, rate // 10)  # ten writes a second
+        for start in range(0, len(body), step):
+            if self.closed:
+                return
+            self.write(body[start:start + step])
+            if start + step < len(body):
+                await asyncio.sleep(step / rate)
+        self.close()
+
+
+async def _wait(action: FaultAction, started: float, recorded: float | None) -> None:
+    """Sleep for every latency rule that fired, in rule order."""
+    for delay in action.delays:
+        seconds = delay.wait(time.time() - started, recorded)
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+
+
+class FastProxy:
+    """The fast engine on its own thread, serving ``pipeline`` (replay only).
+
+    The same surface as the mitm engine's ``Proxy``: ``start``/``stop``, the URLs and
+    the environment a child needs.
+
+    Args:
+        pipeline: the decision for this run.
+        ca: the CA whose certificates HTTPS tunnels present.
+        host: listen address (default 127.0.0.1 only).
+        port: forward-proxy port; 0 picks a free one.
+        reverse: upstream base URLs to also serve, each on its own port.
+    """
+
+    def __init__(self, pipeline: Pipeline, *, ca: CA, host: str = "127.0.0.1", port: int = 0,
+                 reverse: str | Sequence[str] | None = None) -> None:
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"invalid {{port}} {port}: use 0 (a free port) up to 65535")
+        self.pipeline = pipeline
+        self.ca = ca
+        self.host = host
+        self.port = port
+        self.reverses = reverse_targets(reverse)
+        self.reverse = self.reverses[0] if self.reverses else None
+        self.proxy_address: tuple[str, int] | None = None
+        self.reverse_addresses: dict[str, tuple[str, int]] = {}
+        self.certificates = Certificates(ca.directory, ca.cert)
+        self.connections: set[_Conn] = set()
+        self._wheres: dict[tuple[str, str, int], Where] = {}
+        self._forward = Where(None)
+        self._own: dict[int, Where] = {}
+        self._responses: dict[tuple[int, bool], tuple[bytes, bool]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._servers: list[asyncio.base_events.Server] = []
+
+    # -- what the connections ask -------------------------------------------------------
+
+    def where(self, scheme: str, host: str, port: int) -> Where:
+        """The shared ``Where`` of a tunnel to ``scheme://host:port``."""
+        key = (scheme, host, port)
+        found = self._wheres.get(key)
+        if found is None:
+            found = self._wheres[key] = Where(scheme, host, port)
+        return found
+
+    def request_of(self, where: Where, head: Head, body: bytes) -> Request:
+        """The ``Request`` as the mitm engine converts it: absolute-form targets in
+        the forward proxy, Proxy-* headers dropped, Expect dropped once answered, the
+        Host header of a reverse listener's upstream."""
+        target = head.target
+        scheme, host, port = where.scheme, where.host, where.port
+        reverse = where.reverse
+        if scheme is None or not target.startswith("/"):
+            if target.startswith("/") or "://" not in target:
+                raise HttpError(400, f"{head.method} {target[:100]}: this is a proxy; send "
+                                "requests in absolute form (http://host/path) or CONNECT")
+            parts = urlsplit(target)
+            try:
+                given = parts.port
+            except ValueError:
+                given = -1
+            host, scheme = parts.hostname or "", parts.scheme.lower()
+            if scheme not in ("http", "https") or not host or given == -1:
+                raise HttpError(400, f"bad request target {target[:100]!r}")
+            port = given or (443 if scheme == "https" else 80)
+            own = self._own.get(port) if scheme == "http" and host in _LOOPBACK else None
+            if own is not None:
+                assert own.scheme is not None
+                scheme, host, port, reverse = own.scheme, own.host, own.port, True
+            target = parts.path or "/"
+            if parts.query:
+                target += "?" + parts.query
+        path, _, query = target.partition("?")
+        headers = [(k, v) for k, v in head.headers if not k.lower().startswith("proxy-")]
+        if head.expect_continue:
+            headers = [(k, v) for k, v in headers if k.lower() != "expect"]
+        if reverse:
+            set_header(headers, "Host", format_url(scheme, host, port, "").split("://", 1)[1])
+        return Request(head.method, scheme, host, port, path, query, tuple(headers), body,
+                       head.version)
+
+    def replay_bytes(self, plan: Replay, method: str) -> tuple[bytes, bool]:
+        """The bytes of a recorded response, assembled once per cassette position."""
+        key = (plan.served.position, method == "HEAD")
+        found = self._responses.get(key)
+        if found is None:
+            found = assemble(plan.served.interaction.response, method)
+            if len(found[0]) <= _CACHED_BODY * 16:
+                if len(self._responses) >= _CACHE_RESPONSES:
+                    self._responses.clear()
+                self._responses[key] = found
+        return found
+
+    def unmatched(self, plan: Unmatched, head: Head) -> Response:
+        for line in plan.message.splitlines():
+            log.warning("%s", line)
+        return answers.unmatched_response(plan, answers.accept_of(head.headers))
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def _listen(self, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, port))
+            sock.listen(1024)
+        except OSError as e:
+            sock.close()
+            if e.errno == errno.EADDRINUSE:
+                raise ProxyStartError(
+                    f"cannot listen on {self.host}:{port}: the port is taken; choose "
+                    "another with {port}, or {port} 0 for a free one", port=port) from None
+            raise ProxyStartError(f"cannot listen on {self.host}:{port}: {e.strerror}; "
+                                  "choose another address or {port}", port=port) from None
+        sock.setblocking(False)
+        return sock
+
+    def start(self) -> FastProxy:
+        """Start listening; return when the proxy accepts connections.
+
+        Raises:
+            ProxyStartError: a port could not be bound.
+        """
+        socks = [self._listen(self.port)]
+        try:
+            socks += [self._listen(0) for _ in self.reverses]
+        except BaseException:
+            for s in socks:
+                s.close()
+            raise
+        self.proxy_address = socks[0].getsockname()[:2]
+        for target, sock in zip(self.reverses, socks[1:], strict=True):
+            addr = sock.getsockname()[:2]
+            self.reverse_addresses[target] = addr
+            parts = urlsplit(target)
+            assert parts.hostname is not None
+            scheme = parts.scheme
+            where = Where(scheme, parts.hostname, parts.port or
+                          (443 if scheme == "https" else 80), reverse=True)
+            self._own[addr[1]] = where
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = _new_loop()
+            self._loop = loop
+            try:
+                for sock in socks:
+                    where = self._own.get(sock.getsockname()[1], self._forward) \
+                        if sock is not socks[0] else self._forward
+                    self._servers.append(loop.run_until_complete(loop.create_server(
+                        lambda w=where: _Conn(self, w), sock=sock)))  # type: ignore[misc]
+            except BaseException as e:
+                failure.append(e)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(self._shutdown())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="replayproxy-fast", daemon=True)
+        self._thread.start()
+        if not ready.wait(_START_TIMEOUT) or failure:
+            self.stop()
+            raise ProxyStartError(f"the proxy did not start: {failure[:1]!r}")
+        return self
+
+    async def _shutdown(self) -> None:
+        for server in self._servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.abort()
+        tasks = [c.task for c in self.connections if c.task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        await asyncio.sleep(0)
+
+    def stop(self) -> None:
+        """Stop serving and close every connection. Idempotent."""
+        if self._thread is None:
+            return
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(60)
+        self._thread = None
+        self.certificates.close()
+
+    def __enter__(self) -> FastProxy:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- what clients need --------------------------------------------------------------
+
+    @property
+    def proxy_url(self) -> str:
+        """``http://127.0.0.1:PORT``, the value for HTTP_PROXY and HTTPS_PROXY."""
+        if self.proxy_address is None:
+            raise RuntimeError("the proxy is not running")
+        return f"http://{netloc(self.proxy_address)}"
+
+    @property
+    def reverse_address(self) -> tuple[str, int] | None:
+        """The local address serving the first ``reverse`` upstream, if any."""
+        return next(iter(self.reverse_addresses.values()), None)
+
+    @property
+    def reverse_url(self) -> str | None:
+        """The local base URL that serves the first ``reverse`` upstream, if any."""
+        return f"http://{netloc(self.reverse_address)}" if self.reverse_address else None
+
+    @property
+    def reverse_urls(self) -> dict[str, str]:
+        """Each ``reverse`` upstream's base URL mapped to its local base URL."""
+        return {target: f"http://{netloc(addr)}"
+                for target, addr in self.reverse_addresses.items()}
+
+    def environment(self) -> dict[str, str]:
+        """The variables a child process needs to use this proxy."""
+        return proxy_environment(self.proxy_url, self.ca.bundle, self.ca.cert,
+                                 reverse_urls=self.reverse_urls)
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when it is installed (optional), else asyncio's."""
+    try:
+        import uvloop  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()  # type: ignore[no-any-return]
