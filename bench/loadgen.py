@@ -8,6 +8,8 @@ a request count and by wall-clock time, and closes its connections at the end.
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +78,8 @@ class _Run:
         self.error_samples: list[str] = []
         self.latencies: list[int] = []
         self.active = 0
+        self.holding = True
+        """Connections wait until all are open (a TLS handshake is not load)."""
         self.finished = asyncio.get_running_loop().create_future()
 
     def error(self, why: str) -> None:
@@ -112,7 +116,8 @@ class _Client(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self._send()
+        if not self.run.holding:
+            self._send()
 
     def _send(self) -> None:
         assert self.transport is not None
@@ -178,9 +183,30 @@ def _factory(client: _Client) -> Callable[[], _Client]:
     return lambda: client
 
 
+def _tunnel(host: str, port: int, target: tuple[str, int]) -> socket.socket:
+    """A connection to the proxy at host:port with a CONNECT tunnel to ``target`` open."""
+    sock = socket.create_connection((host, port), timeout=5)
+    authority = f"{target[0]}:{target[1]}"
+    sock.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            sock.close()
+            raise OSError("the proxy closed the tunnel")
+        head += chunk
+    if head.split(b" ", 2)[1:2] != [b"200"]:
+        sock.close()
+        raise OSError(f"CONNECT refused: {head[:60]!r}")
+    sock.setblocking(False)
+    return sock
+
+
 async def _load(host: str, port: int, requests: Sequence[bytes], concurrency: int,
                 max_requests: int, seconds: float,
-                expect: Sequence[bytes | None] | None) -> LoadResult:
+                expect: Sequence[bytes | None] | None,
+                tunnel: tuple[str, int] | None = None,
+                cafile: str | None = None) -> LoadResult:
     loop = asyncio.get_running_loop()
     start = time.perf_counter()
     run = _Run(requests, max_requests, start + seconds, expect)
@@ -191,10 +217,23 @@ async def _load(host: str, port: int, requests: Sequence[bytes], concurrency: in
         client = _Client(run, k * stride)
         clients.append(client)
         try:
-            await asyncio.wait_for(loop.create_connection(_factory(client), host, port), 5)
+            if tunnel is None:
+                await asyncio.wait_for(loop.create_connection(_factory(client), host, port), 5)
+            else:
+                context = ssl.create_default_context(cafile=cafile)
+                context.set_alpn_protocols(["http/1.1"])
+                await asyncio.wait_for(loop.create_connection(
+                    _factory(client), sock=_tunnel(host, port, tunnel), ssl=context,
+                    server_hostname=tunnel[0]), 5)
         except (TimeoutError, OSError) as e:
             run.error(f"connect failed: {e!r}")
             run.conn_done()
+    start = time.perf_counter()
+    run.deadline = start + seconds
+    run.holding = False
+    for client in clients:
+        if client.transport is not None and not client.closed:
+            client._send()
     try:
         await asyncio.wait_for(asyncio.shield(run.finished), seconds + 10)
     except TimeoutError:
@@ -211,12 +250,16 @@ async def _load(host: str, port: int, requests: Sequence[bytes], concurrency: in
 
 def run_load(host: str, port: int, requests: Sequence[bytes], *, concurrency: int,
              max_requests: int, seconds: float,
-             expect: Sequence[bytes | None] | None = None) -> LoadResult:
+             expect: Sequence[bytes | None] | None = None,
+             tunnel: tuple[str, int] | None = None, cafile: str | None = None) -> LoadResult:
     """Send ``requests`` round-robin over ``concurrency`` keep-alive connections.
 
     Stops after ``max_requests`` requests or ``seconds`` seconds, whichever comes
     first. ``expect[i]``, when given, is the body request ``i`` must get back.
+    ``tunnel`` (host, port): each connection first opens a CONNECT tunnel through the
+    proxy at host:port and speaks TLS (HTTP/1.1 over ALPN) in it, trusting ``cafile``.
     """
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError("the benchmark only targets loopback addresses")
-    return asyncio.run(_load(host, port, requests, concurrency, max_requests, seconds, expect))
+    return asyncio.run(_load(host, port, requests, concurrency, max_requests, seconds, expect,
+                             tunnel, cafile))

@@ -329,14 +329,16 @@ class Target:
     replay: bool = True
 
 
-def measure_cell(t: Target, c: int, seconds: float, warmup: float, label: str
-                 ) -> dict[str, float]:
-    """One throughput cell: warm up, then load ``t`` at concurrency ``c`` for ``seconds``."""
+def measure_cell(t: Target, c: int, seconds: float, warmup: float, label: str,
+                 **load: Any) -> dict[str, float]:
+    """One throughput cell: warm up, then load ``t`` at concurrency ``c`` for ``seconds``
+    (``load``: more ``run_load`` arguments, e.g. a CONNECT tunnel)."""
     run_load(HOST, t.port, t.requests, concurrency=c, max_requests=50_000, seconds=warmup,
-             expect=t.expect)
+             expect=t.expect, **load)
     cpu0 = t.child.cpu_seconds()
     res: LoadResult = run_load(HOST, t.port, t.requests, concurrency=c,
-                               max_requests=2_000_000, seconds=seconds, expect=t.expect)
+                               max_requests=2_000_000, seconds=seconds, expect=t.expect,
+                               **load)
     cpu = t.child.cpu_seconds() - cpu0
     row = {
         "rps": res.rps, "p50_ms": res.latency_ms(50), "p99_ms": res.latency_ms(99),

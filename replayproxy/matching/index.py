@@ -38,6 +38,9 @@ from replayproxy.model import Interaction, Request
 
 __all__ = ["ReplayIndex", "Served"]
 
+_MEMO = 4096
+"""Requests (and decoded interactions) ``match`` keeps for the next time."""
+
 _FIELDS = {"method": 0, "scheme": 1, "host": 2, "port": 3, "path": 4}
 
 
@@ -93,6 +96,12 @@ class ReplayIndex:
         self._buckets: dict[tuple[Any, ...], list[int]] = {}
         self._groups: dict[tuple[Any, ...], tuple[MatchRule, dict[Hashable, list[int]]]] = {}
         self._cursor: dict[tuple[Any, ...], int] = {}
+        # the fast path for a request seen before (equal, usually the very object an
+        # engine keeps for the same bytes): its bucket key, rule and match key, and the
+        # decoded interactions served; both depend on the cassette and rules only, never
+        # on what was served, so sequences stay exact
+        self._memo: dict[Request, tuple[tuple[Any, ...], MatchRule, Hashable]] = {}
+        self._decoded: dict[int, tuple[Interaction, memoryview | None]] = {}
         default = self.config.exact == EXACT_MATCHERS
         with without_gc():
             for i, q in enumerate(cassette.fields):
@@ -121,7 +130,7 @@ class ReplayIndex:
 
     def _group(self, key: tuple[Any, ...], rule: MatchRule) -> dict[Hashable, list[int]] | None:
         cached = self._groups.get(key)
-        if cached is not None and cached[0] == rule:
+        if cached is not None and (cached[0] is rule or cached[0] == rule):
             return cached[1]
         positions = self._buckets.get(key)
         if positions is None:
@@ -140,14 +149,21 @@ class ReplayIndex:
 
     def match(self, request: Request) -> Served | None:
         """Return the interaction to serve for ``request``, or None if nothing matches."""
-        key = self._key(request)
-        if key not in self._buckets:
-            return None
-        rule = self.rule_for(request)
+        memo = self._memo.get(request)
+        if memo is None:
+            key = self._key(request)
+            if key not in self._buckets:
+                return None
+            rule = self.rule_for(request)
+            rest = match_key(request, rule)
+            if len(self._memo) >= _MEMO:
+                self._memo.clear()
+            self._memo[request] = (key, rule, rest)
+        else:
+            key, rule, rest = memo
         group = self._group(key, rule)
         if group is None:
             return None
-        rest = match_key(request, rule)
         positions = group.get(rest)
         if not positions:
             return None
@@ -160,7 +176,13 @@ class ReplayIndex:
         else:
             position, repeated = positions[-1], True
         self.served.add(position)
-        interaction, body = self.cassette.lean(position)
+        found = self._decoded.get(position)
+        if found is None:
+            found = self.cassette.lean(position)
+            if len(self._decoded) >= _MEMO:
+                self._decoded.clear()
+            self._decoded[position] = found
+        interaction, body = found
         return Served(interaction, position, repeated, body)
 
     def closest(self, request: Request, limit: int = 3) -> list[Candidate]:
