@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/import_time.py
 	$(BIN)/python bench/decision_bench.py
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/engines.py
 	$(BIN)/python bench/drift_bench.py
 	$(BIN)/python bench/limits_bench.py
 	$(BIN)/python bench/stream_bench.py

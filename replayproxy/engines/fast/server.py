@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
 from replayproxy.decision.pipeline import FaultAnswer, Pipeline, Planned
@@ -141,8 +141,7 @@ class _Conn(asyncio.Protocol):
     # -- asyncio ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.engine.connections.add(self)
         self.engine.pipeline.session.note_connection()
 
@@ -734,4 +733,4 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         import uvloop  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         return asyncio.new_event_loop()
-    return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    return uvloop.new_event_loop()  # type: ignore[no-any-return, unused-ignore]
