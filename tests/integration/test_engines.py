@@ -379,3 +379,15 @@ def test_other_clients_are_served_while_one_is_held(http_upstream: Upstream,
         assert time.monotonic() - start < 2.0  # not behind the held one (held 3 s)
         held.join(10)
     assert result == [(b"", "eof")]
+
+
+def test_plain_http_through_connect_sent_without_waiting(fast: RunningProxy,
+                                                         http_upstream: Upstream) -> None:
+    """A client that sends its request right behind the CONNECT gets one answer."""
+    authority = f"{http_upstream.host}:{http_upstream.port}"
+    data, how = _raw(fast, f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n"
+                     f"GET /json HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+                     .encode())
+    assert data.startswith(b"HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 200 OK\r\n")
+    assert data.count(JSON_BODY) == 1 and how == "eof"
+    assert fast.session.summary.replayed == 1

@@ -381,7 +381,8 @@ class _Conn(asyncio.Protocol):
         self.write(_CONNECTED)
         self.tunnel = (host, port)
         if self.buf:  # the client did not wait for the answer
-            data, self.buf = bytes(self.buf), bytearray()
+            data = bytes(self.buf)
+            self.buf.clear()  # in place: ``process`` holds this very buffer
             self.data_received(data)
 
     # -- plans that wait ----------------------------------------------------------------
