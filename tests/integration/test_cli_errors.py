@@ -53,10 +53,11 @@ def test_port_already_taken_is_one_line(record):
     assert "failed to listen" not in line  # mitmproxy's own wording is not repeated
 
 
-def test_a_hostile_request_line_reaches_the_log_escaped_and_short(cli_env, tmp_path):
+@pytest.mark.parametrize("engine", ["mitmproxy", "fast"])
+def test_a_hostile_request_line_reaches_the_log_escaped_and_short(cli_env, tmp_path, engine):
     """A request line with terminal escape sequences and a megabyte URL: the unmatched
     warning shows the escapes as text and the URL shortened (no terminal injection, no
-    megabytes of log)."""
+    megabytes of log). The fast engine refuses it outright (431: a head over 64 KiB)."""
     from replayproxy.cassette.store import cassette_path, save_cassette
     from replayproxy.model import Interaction, Request, Response
 
@@ -72,9 +73,12 @@ def test_a_hostile_request_line_reaches_the_log_escaped_and_short(cli_env, tmp_p
         "           'Host: api.example.com\\r\\nConnection: close\\r\\n\\r\\n')"
         ".encode('latin-1'))\n"
         "print(s.recv(12).decode())\n")
-    run = cli("replay", "-c", "t", "--cassette-dir", cdir, "--", sys.executable, "-c", script,
-              env=cli_env, cwd=tmp_path)
+    run = cli("replay", "-c", "t", "--cassette-dir", cdir, "--engine", engine, "--",
+              sys.executable, "-c", script, env=cli_env, cwd=tmp_path)
     assert "\x1b" not in run.stderr and "\x07" not in run.stderr
-    assert "\\x1b[31mRED" in run.stderr
+    if engine == "fast":
+        assert run.stdout.startswith("HTTP/1.1 431"), run.stdout
+    else:
+        assert "\\x1b[31mRED" in run.stderr
     assert len(run.stderr) < 40_000, len(run.stderr)
     assert "Traceback" not in run.stderr

@@ -136,6 +136,7 @@ class _Conn(asyncio.Protocol):
         self.read_paused = False
         self.continued = False
         self.eof = False
+        self.discarding = False
         self.task: asyncio.Task[None] | None = None
 
     # -- asyncio ------------------------------------------------------------------------
@@ -160,12 +161,15 @@ class _Conn(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.eof = True
+        if self.discarding:
+            self.abort()
+            return True
         if not self.busy:
             self.close()
         return True  # a pipelined request still being answered finishes first
 
     def data_received(self, data: bytes) -> None:
-        if self.closed:
+        if self.closed or self.discarding:
             return
         if self.tunnel is not None and self.tls is None:
             host, port = self.tunnel
@@ -251,7 +255,16 @@ class _Conn(asyncio.Protocol):
         set_header(headers, "Connection", "close")
         self.write(assemble(Response(response.status, own_reason(error.status),
                                      tuple(headers), response.body))[0])
-        self.close()
+        if self.tls is not None or self.transport is None or not self.transport.can_write_eof():
+            self.close()
+            return
+        # a lingering close, as servers do: what the client still sends is read and
+        # dropped (closing on unread data would reset the connection, and the client
+        # could lose the answer), until it closes or for 2 s at most
+        self.discarding = True
+        self.buf.clear()
+        self.transport.write_eof()
+        asyncio.get_running_loop().call_later(2, self.abort)
 
     # -- input --------------------------------------------------------------------------
 
@@ -677,7 +690,15 @@ class FastProxy:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
-        await asyncio.sleep(0)
+        for _ in range(100):  # the aborted transports finish closing (uvloop warns else)
+            if not self.connections:
+                break
+            await asyncio.sleep(0.01)
+        for server in self._servers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 1)
+        for _ in range(3):
+            await asyncio.sleep(0)
 
     def stop(self) -> None:
         """Stop serving and close every connection. Idempotent."""
