@@ -84,7 +84,7 @@ def main() -> int:
     timed("  pipeline.decide (redaction cache, index memo, sequence)",
           lambda i: run.pipeline.decide(requests[i % 100], 0.0), rows)
     timed("  the response bytes (cached per position)",
-          lambda i: engine.replay_bytes(plans[i % 100], "GET"), rows)  # type: ignore[arg-type]
+          lambda i: engine.replay_bytes(run.pipeline, plans[i % 100], "GET"), rows)  # type: ignore[arg-type]
     timed("first time: parse the head", lambda i: parse_head(heads[i % 100]), rows)
     timed("first time: build the Request", lambda i: engine.request_of(
         where, parsed[i % 100], b""), rows)

@@ -12,7 +12,8 @@ from replayproxy.errors import ConfigError
 from replayproxy.faults.spec import FaultKind, FaultSpec
 from replayproxy.model import RecordMode
 
-__all__ = ["ENGINES", "FAST_FAULTS", "choose_engine", "fast_engine_can_serve"]
+__all__ = ["ENGINES", "FAST_FAULTS", "FAST_FEATURES", "choose_engine",
+           "fast_engine_can_serve"]
 
 ENGINES = ("auto", "fast", "mitmproxy")
 
@@ -22,19 +23,22 @@ FAST_FAULTS = frozenset({
     FaultKind.REFUSE_CONNECT})
 """The fault kinds the fast engine carries out."""
 
-FAST_FORMAT_VERSIONS = frozenset({1})
-"""Cassette format versions whose records the fast engine can serve (HTTP/1-style
-request/response pairs); later versions may hold WebSocket, HTTP/2 or stream records."""
+FAST_FEATURES = frozenset({"h2"})
+"""Cassette features (``CassetteFile.features``, format version 2) the fast engine
+serves: an exchange recorded over HTTP/2 is one request and one whole response, sent
+over HTTP/1.1 as mitmproxy sends it to an HTTP/1 client. Streamed-body pacing
+(``chunks``), a ``cut``, ``trailers`` and ``websocket`` records need mitmproxy."""
 
 
-def fast_engine_can_serve(mode: RecordMode, cassette: CassetteFile,
+def fast_engine_can_serve(mode: RecordMode, cassette: CassetteFile | None,
                           faults: Iterable[FaultSpec] = (), *,
                           mitmproxy_addons: bool = False) -> str | None:
     """None if the fast engine can serve this run, else why not (for the start line).
 
     Args:
         mode: the session's record mode (``once`` already resolved).
-        cassette: the loaded cassette.
+        cassette: the loaded cassette (None: none yet, a proxy of named sessions, each
+            checked when it opens).
         faults: the run's fault rules at start.
         mitmproxy_addons: the run loads extra mitmproxy addons.
     """
@@ -42,8 +46,9 @@ def fast_engine_can_serve(mode: RecordMode, cassette: CassetteFile,
         return f"record mode {mode.value} sends requests upstream"
     if mitmproxy_addons:
         return "extra mitmproxy addons are loaded"
-    if cassette.version not in FAST_FORMAT_VERSIONS:
-        return f"cassette format version {cassette.version} is served by mitmproxy only"
+    others = sorted(set(cassette.features if cassette is not None else ()) - FAST_FEATURES)
+    if others:
+        return f"the cassette holds {', '.join(others)} records, served by mitmproxy only"
     for spec in faults:
         if spec.kind not in FAST_FAULTS:
             return f"fault {spec.text!r} is carried out by mitmproxy only"

@@ -391,3 +391,28 @@ def test_plain_http_through_connect_sent_without_waiting(fast: RunningProxy,
     assert data.startswith(b"HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 200 OK\r\n")
     assert data.count(JSON_BODY) == 1 and how == "eof"
     assert fast.session.summary.replayed == 1
+
+
+def test_fast_engine_serves_replaying_sessions_and_refuses_a_recording_one(
+        http_upstream: Upstream, run_proxy: ProxyFactory, proxy_ca, tmp_path: Path) -> None:
+    """Named sessions (the proxy URL's user name) on the fast engine: a replaying one is
+    served from its own cassette; one opened to record is answered 502 naming the fix."""
+
+    from replayproxy import ProxyRun
+    from tests.integration.test_sessions import control, curl
+
+    with run_proxy("alpha", RecordMode.ALL) as p, p.client("curl") as c:
+        c.get(http_upstream.url("/json"))
+    cdir = p.run.cassette_dir
+    with offline(http_upstream), ProxyRun(None, "none", cassette_dir=cdir,
+                                          ca_dir=proxy_ca.directory) as run:
+        assert run.engine_used == "fast"
+        code, body, err = curl(run.session_url("alpha"), proxy_ca.bundle,
+                               http_upstream.url("/json"))
+        assert code == 0 and body.encode() == JSON_BODY, err
+        status, _ = control(run, "POST", "/sessions", {"cassette": "rec", "mode": "all"})
+        assert status == 201
+        code, body, err = curl(run.session_url("rec"), proxy_ca.bundle,
+                               http_upstream.url("/json"), "-i")
+        assert body.startswith("HTTP/1.1 502") and "--engine mitmproxy" in body
+    assert run.session_summaries["alpha"].replayed == 1

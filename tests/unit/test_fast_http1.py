@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from replayproxy.cassette.store import CassetteFile
@@ -16,7 +18,7 @@ from replayproxy.engines.fast.http1 import (
 )
 from replayproxy.errors import ConfigError
 from replayproxy.faults.spec import parse_fault
-from replayproxy.model import RecordMode, Response
+from replayproxy.model import Interaction, RecordMode, Request, Response
 
 
 def test_parse_head_keeps_headers_as_sent_and_frames_the_body():
@@ -92,6 +94,15 @@ def test_assemble_sends_the_recorded_head_and_frames_a_chunked_body_as_one_chunk
 def test_the_fast_engine_serves_replay_only_and_says_why_not():
     cassette = CassetteFile("c", ())
     assert fast_engine_can_serve(RecordMode.NONE, cassette) is None
+    h2 = Interaction(Request("GET", "https", "a.test", 443, "/", http_version="HTTP/2.0"),
+                     Response(200, http_version="HTTP/2.0"))
+    assert fast_engine_can_serve(RecordMode.NONE, CassetteFile.from_interactions(
+        "h2", [h2])) is None  # replayed over HTTP/1.1, as mitmproxy does for HTTP/1 clients
+    streamed = replace(h2, cut="upstream reset", chunks=((0.1, 1),),
+                       response=Response(200, body=b"x", trailers=(("grpc-status", "0"),)))
+    assert fast_engine_can_serve(RecordMode.NONE, CassetteFile.from_interactions(
+        "s", [streamed])) == \
+        "the cassette holds chunks, cut, trailers records, served by mitmproxy only"
     assert fast_engine_can_serve(RecordMode.ALL, cassette) == \
         "record mode all sends requests upstream"
     assert fast_engine_can_serve(RecordMode.NEW_EPISODES, cassette) == \

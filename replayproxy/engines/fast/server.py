@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 
 from replayproxy.decision.pipeline import FaultAnswer, Pipeline, Planned
 from replayproxy.decision.session import Replay, Unmatched
+from replayproxy.decision.sessions import SessionRefused, Sessions, session_name
+from replayproxy.engines.choice import fast_engine_can_serve
 from replayproxy.engines.fast import answers
 from replayproxy.engines.fast.http1 import (
     MAX_HEAD,
@@ -125,6 +127,8 @@ class _Conn(asyncio.Protocol):
     def __init__(self, engine: FastProxy, where: Where) -> None:
         self.engine = engine
         self.where = where
+        self.pipeline = engine.pipeline
+        """The session this connection's requests go to (a CONNECT may name one)."""
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.tls: _Tls | None = None
@@ -144,7 +148,8 @@ class _Conn(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.engine.connections.add(self)
-        self.engine.pipeline.session.note_connection()
+        if self.engine.pipeline is not None:
+            self.engine.pipeline.session.note_connection()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -204,7 +209,8 @@ class _Conn(asyncio.Protocol):
             message = e.reason or str(e)
             if "ALERT" in message.upper():  # the client said no to the certificate
                 log.warning("a client refused the proxy's certificate for %s: %s", host, message)
-                self.engine.pipeline.session.note_refusal(host, message)
+                if self.pipeline is not None:
+                    self.pipeline.session.note_refusal(host, message)
             else:
                 log.info("TLS handshake with a client for %s failed: %s", host, message)
             self.abort()
@@ -340,15 +346,18 @@ class _Conn(asyncio.Protocol):
                     head.requests.clear()
                 head.requests[body] = request
         engine = self.engine
+        pipeline = self._session(head, request.method, request.url)
+        if pipeline is None:
+            return
         try:
-            planned = engine.pipeline.decide(request, time.monotonic())
+            planned = pipeline.decide(request, time.monotonic())
         except Exception as e:
-            self._failed(request, e, head.close)
+            self._failed(pipeline, request, e, head.close)
             return
         plan = planned.plan
         if planned.fault is None:
             if isinstance(plan, Replay):
-                data, close = engine.replay_bytes(plan, request.method)
+                data, close = engine.replay_bytes(pipeline, plan, request.method)
                 self.write(data)
                 if close or head.close:
                     self.close()
@@ -357,9 +366,44 @@ class _Conn(asyncio.Protocol):
                 self._send(engine.unmatched(plan, head), request.method, head.close)
                 return
         self.busy = True
-        self.task = asyncio.ensure_future(self._carry_out(head, request, planned, started))
+        self.task = asyncio.ensure_future(self._carry_out(pipeline, head, request, planned,
+                                                          started))
 
-    def _failed(self, request: Request, e: Exception, close: bool) -> None:
+    def _session(self, head: Head, method: str, url: str) -> Pipeline | None:
+        """The pipeline for a request: the session its Proxy-Authorization names (as
+        the mitm engine reads it), else this connection's (a tunnel's CONNECT may have
+        named one), else the run's own. None after answering 407, or 502 for a session
+        this engine cannot serve (one that records, say)."""
+        sessions = self.engine.sessions
+        if sessions is None or (self.where.reverse and self.pipeline is not None):
+            return self.pipeline
+        credential = next((v for k, v in head.headers if k.lower() == "proxy-authorization"),
+                          None)
+        if credential is None and self.pipeline is not None:
+            return self.pipeline
+        try:
+            pipeline = sessions.pipeline(session_name(credential))
+        except SessionRefused as e:
+            log.warning("refused %s %s: %s", method, url, e)
+            response = answers.plain(407, f"{e}\n", "session")
+            headers = [*response.headers,
+                       ("Proxy-Authenticate", 'Basic realm="replayproxy: name a cassette"')]
+            self._send(Response(407, response.reason, tuple(headers), response.body), method,
+                       head.close)
+            return None
+        why_not = self.engine.cannot_serve(pipeline)
+        if why_not is not None:
+            message = (f"session {pipeline.session.name!r}: the fast engine cannot serve it "
+                       f"({why_not}): start the proxy with --engine mitmproxy")
+            log.warning("refused %s %s: %s", method, url, message)
+            self._send(answers.plain(502, message + "\n", "session"), method, head.close)
+            return None
+        if method == "CONNECT":
+            self.pipeline = pipeline
+        return pipeline
+
+    def _failed(self, pipeline: Pipeline, request: Request, e: Exception,
+                close: bool) -> None:
         """Never let a failure to decide go unanswered: 500, listed in the summary."""
         if isinstance(e, ReplayproxyError):
             message = e.render({})
@@ -367,8 +411,7 @@ class _Conn(asyncio.Protocol):
         else:
             message = f"replayproxy internal error: {e!r}"
             log.exception("replayproxy failed on %s", request.url)
-        self.engine.pipeline.session.summary.errors.append(
-            f"{request.method} {request.url}: {message}")
+        pipeline.session.summary.errors.append(f"{request.method} {request.url}: {message}")
         self._send(answers.plain(500, message + "\n", "error"), request.method, close)
 
     def _send(self, response: Response, method: str, close: bool) -> None:
@@ -386,7 +429,10 @@ class _Conn(asyncio.Protocol):
         if not host or not port or self.where.scheme is not None:
             self.refuse(HttpError(400, f"bad CONNECT target {head.target!r}: give HOST:PORT"))
             return
-        action = self.engine.pipeline.decide_connect(host, port, time.monotonic())
+        pipeline = self._session(head, "CONNECT", f"{host}:{port}")
+        if pipeline is None:
+            return
+        action = pipeline.decide_connect(host, port, time.monotonic())
         if action is not None:
             log.info("fault: refusing CONNECT %s:%d", host, port)
             self._send(answers.refused(), "CONNECT", head.close)
@@ -400,15 +446,15 @@ class _Conn(asyncio.Protocol):
 
     # -- plans that wait ----------------------------------------------------------------
 
-    async def _carry_out(self, head: Head, request: Request, planned: Planned,
-                         started: float) -> None:
+    async def _carry_out(self, pipeline: Pipeline, head: Head, request: Request,
+                         planned: Planned, started: float) -> None:
         try:
             await self._answer(head, request, planned, started)
         except asyncio.CancelledError:
             pass
         except Exception as e:
             if not self.closed:
-                self._failed(request, e, True)
+                self._failed(pipeline, request, e, True)
         finally:
             self.busy = False
             self.task = None
@@ -514,18 +560,23 @@ class FastProxy:
     the environment a child needs.
 
     Args:
-        pipeline: the decision for this run.
+        pipeline: the decision for this run's own cassette (None: named sessions only).
         ca: the CA whose certificates HTTPS tunnels present.
         host: listen address (default 127.0.0.1 only).
         port: forward-proxy port; 0 picks a free one.
         reverse: upstream base URLs to also serve, each on its own port.
+        sessions: the run's named sessions (``decision.sessions``): a client naming one
+            in its proxy URL is served from it, if it replays only.
     """
 
-    def __init__(self, pipeline: Pipeline, *, ca: CA, host: str = "127.0.0.1", port: int = 0,
-                 reverse: str | Sequence[str] | None = None) -> None:
+    def __init__(self, pipeline: Pipeline | None, *, ca: CA, host: str = "127.0.0.1",
+                 port: int = 0,
+                 reverse: str | Sequence[str] | None = None,
+                 sessions: Sessions | None = None) -> None:
         if not 0 <= port <= 65535:
             raise ConfigError(f"invalid {{port}} {port}: use 0 (a free port) up to 65535")
         self.pipeline = pipeline
+        self.sessions = sessions
         self.ca = ca
         self.host = host
         self.port = port
@@ -538,7 +589,9 @@ class FastProxy:
         self._wheres: dict[tuple[str, str, int], Where] = {}
         self._forward = Where(None)
         self._own: dict[int, Where] = {}
-        self._responses: dict[tuple[int, bool], tuple[bytes, bool]] = {}
+        self._responses: dict[Pipeline, dict[tuple[int, bool], tuple[bytes, bool]]] = {}
+        """Each cassette's response bytes (by pipeline: named sessions have their own)."""
+        self._servable: dict[Pipeline, str | None] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._servers: list[asyncio.base_events.Server] = []
@@ -552,6 +605,15 @@ class FastProxy:
         if found is None:
             found = self._wheres[key] = Where(scheme, host, port)
         return found
+
+    def cannot_serve(self, pipeline: Pipeline) -> str | None:
+        """Why this engine cannot serve a named session's pipeline (None: it can);
+        asked once per session."""
+        if pipeline not in self._servable:
+            session = pipeline.session
+            self._servable[pipeline] = fast_engine_can_serve(
+                session.mode, session.index.cassette, pipeline.faults.list())
+        return self._servable[pipeline]
 
     def request_of(self, where: Where, head: Head, body: bytes) -> Request:
         """The ``Request`` as the mitm engine converts it: absolute-form targets in
@@ -589,16 +651,20 @@ class FastProxy:
         return Request(head.method, scheme, host, port, path, query, tuple(headers), body,
                        head.version)
 
-    def replay_bytes(self, plan: Replay, method: str) -> tuple[bytes, bool]:
+    def replay_bytes(self, pipeline: Pipeline, plan: Replay, method: str
+                     ) -> tuple[bytes, bool]:
         """The bytes of a recorded response, assembled once per cassette position."""
+        cache = self._responses.get(pipeline)
+        if cache is None:
+            cache = self._responses[pipeline] = {}
         key = (plan.served.position, method == "HEAD")
-        found = self._responses.get(key)
+        found = cache.get(key)
         if found is None:
             found = assemble(plan.served.interaction.response, method)
             if len(found[0]) <= _CACHED_BODY * 16:
-                if len(self._responses) >= _CACHE_RESPONSES:
-                    self._responses.clear()
-                self._responses[key] = found
+                if len(cache) >= _CACHE_RESPONSES:
+                    cache.clear()
+                cache[key] = found
         return found
 
     def unmatched(self, plan: Unmatched, head: Head) -> Response:
