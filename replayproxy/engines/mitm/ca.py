@@ -1,6 +1,6 @@
 """The proxy's certificate authority: made once, kept owner-only, reused by every run.
 
-mitmproxy's certificate store makes and reads the CA; replayproxy adds the trust
+mitmproxy's certificate store makes the CA; replayproxy adds the trust
 bundle clients are given (this CA followed by the roots already trusted here) and the
 files of clients with their own configuration (a wgetrc, a Java trust store).
 """
@@ -11,8 +11,6 @@ import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-from mitmproxy.certs import CertStore
 
 from replayproxy.clients import (
     TRUSTSTORE_NAME,
@@ -51,6 +49,16 @@ class CA:
     """A PKCS12 trust store for Java: the JDK's roots and this CA (``None``: no keytool)."""
 
 
+def _check(key: Path) -> None:
+    """Read the CA's key and certificate (``key`` holds both); ValueError if damaged."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    data = key.read_bytes()
+    load_pem_private_key(data, None)
+    x509.load_pem_x509_certificate(data)
+
+
 def ensure_ca(directory: Path | None = None) -> CA:
     """Create the CA in ``directory`` if needed and return its files.
 
@@ -66,12 +74,19 @@ def ensure_ca(directory: Path | None = None) -> CA:
         fd = os.open(d, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            old_umask = os.umask(0o077)
-            try:
-                CertStore.from_store(d, CA_BASENAME, 2048)
-            finally:
-                os.umask(old_umask)
             key = d / f"{CA_BASENAME}-ca.pem"
+            if key.is_file() and (d / f"{CA_BASENAME}-ca-cert.pem").is_file():
+                _check(key)  # a damaged CA stops the run here, as making one would
+            else:
+                # mitmproxy's store makes the CA (importing it costs about 0.3 s, which a
+                # run on the fast engine with an existing CA never pays)
+                from mitmproxy.certs import CertStore
+
+                old_umask = os.umask(0o077)
+                try:
+                    CertStore.from_store(d, CA_BASENAME, 2048)
+                finally:
+                    os.umask(old_umask)
             os.chmod(key, 0o600)
             cert = d / f"{CA_BASENAME}-ca-cert.pem"
             os.chmod(cert, 0o644)
@@ -80,7 +95,7 @@ def ensure_ca(directory: Path | None = None) -> CA:
             truststore = write_java_truststore(cert, d / TRUSTSTORE_NAME)
         finally:
             os.close(fd)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, TypeError) as e:
         raise ConfigError(
             f"cannot use CA directory {d}: {getattr(e, 'strerror', None) or e}; "
             "choose another with {ca_dir} or REPLAYPROXY_CA_DIR", directory=str(d)
