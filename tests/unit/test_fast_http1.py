@@ -119,3 +119,19 @@ def test_the_fast_engine_serves_replay_only_and_says_why_not():
         choose_engine("fast", "why")
     with pytest.raises(ConfigError, match="unknown"):
         choose_engine("quick", None)
+
+
+def test_an_existing_ca_is_checked_without_mitmproxy_and_a_damaged_one_refused(
+        proxy_ca_dir, tmp_path):
+    import shutil
+
+    from replayproxy.engines.mitm.ca import ensure_ca
+
+    made = ensure_ca(proxy_ca_dir)
+    copy = tmp_path / "ca"
+    shutil.copytree(made.directory, copy)
+    assert ensure_ca(copy).cert.read_bytes() == made.cert.read_bytes()
+    key = copy / "mitmproxy-ca.pem"
+    key.write_bytes(key.read_bytes().replace(b"-----BEGIN CERTIFICATE-----", b"garbage"))
+    with pytest.raises(ConfigError, match="cannot use CA directory"):
+        ensure_ca(copy)

@@ -57,8 +57,9 @@ class Certificates:
 
         if self._ca is None:
             pem = (self.ca_dir / _CA_FILE).read_bytes()
-            self._ca = (serialization.load_pem_private_key(pem, None),
-                        x509.load_pem_x509_certificate(pem))
+            self._ca = (serialization.load_pem_private_key(
+                pem, None, unsafe_skip_rsa_key_validation=True),  # checked at start
+                x509.load_pem_x509_certificate(pem))
             self._dir = tempfile.mkdtemp(prefix="replayproxy-tls-")
         key: Any = self._ca[0]
         ca: Any = self._ca[1]
