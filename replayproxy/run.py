@@ -315,10 +315,9 @@ class ProxyRun:
         from replayproxy.engines.choice import choose_engine, fast_engine_can_serve
 
         session = self.open()
-        if session is None or self.pipeline is None:  # named sessions, each checked later
-            why_not = fast_engine_can_serve(self.mode, None,
-                                            self._faults(self.fault_specs).list(),
-                                            mitmproxy_addons=bool(self.extra_addons))
+        if session is None or self.pipeline is None:
+            why_not: str | None = ("a proxy of named sessions only, whose cassettes are not "
+                                   "known yet")
         else:
             why_not = fast_engine_can_serve(session.mode, session.index.cassette,
                                             self.pipeline.faults.list(),

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 from replayproxy.cassette.store import CassetteFile
 from replayproxy.errors import ConfigError
+from replayproxy.faults.effects import Respond
 from replayproxy.faults.spec import FaultKind, FaultSpec
 from replayproxy.model import RecordMode
 
@@ -23,11 +24,11 @@ FAST_FAULTS = frozenset({
     FaultKind.REFUSE_CONNECT})
 """The fault kinds the fast engine carries out."""
 
-FAST_FEATURES = frozenset({"h2"})
+FAST_FEATURES: frozenset[str] = frozenset()
 """Cassette features (``CassetteFile.features``, format version 2) the fast engine
-serves: an exchange recorded over HTTP/2 is one request and one whole response, sent
-over HTTP/1.1 as mitmproxy sends it to an HTTP/1 client. Streamed-body pacing
-(``chunks``), a ``cut``, ``trailers`` and ``websocket`` records need mitmproxy."""
+serves: none yet. ``h2`` (exchanges recorded over HTTP/2) goes to mitmproxy too, so a
+client is answered over the protocol it recorded with (``decision.alpn``); streamed-body
+pacing (``chunks``), a ``cut``, ``trailers`` and ``websocket`` records need mitmproxy."""
 
 
 def fast_engine_can_serve(mode: RecordMode, cassette: CassetteFile | None,
@@ -50,7 +51,8 @@ def fast_engine_can_serve(mode: RecordMode, cassette: CassetteFile | None,
     if others:
         return f"the cassette holds {', '.join(others)} records, served by mitmproxy only"
     for spec in faults:
-        if spec.kind not in FAST_FAULTS:
+        if spec.kind not in FAST_FAULTS or (isinstance(spec.params, Respond)
+                                            and spec.params.trailers):
             return f"fault {spec.text!r} is carried out by mitmproxy only"
     return None
 

@@ -282,9 +282,7 @@ class Upstream:
 
 # -- clients ----------------------------------------------------------------------------
 
-# transfer-encoding frames the body of one HTTP/1.1 hop: an HTTP/2 client never sees it
-# (the mitm engine speaks h2 to a client that offers it, the fast engine HTTP/1.1)
-_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding"}
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection"}
 PROXY_ENV_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
                    "http_proxy", "https_proxy", "all_proxy", "no_proxy")
 

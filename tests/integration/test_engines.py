@@ -25,6 +25,7 @@ from replayproxy.model import RecordMode
 from tests.integration.conftest import ProxyFactory, RunningProxy
 from tests.integration.support import (
     JSON_BODY,
+    CurlClient,
     Upstream,
     cli,
     offline,
@@ -91,11 +92,16 @@ def _exchange(p: RunningProxy, upstream: Upstream, raw: bytes) -> tuple[bytes, s
 
 
 def _record(run_proxy: ProxyFactory, upstream: Upstream, name: str) -> None:
+    """Record with curl over HTTP/1.1 (an HTTP/2 recording replays on mitmproxy, over
+    HTTP/2: see ``engines.choice``)."""
+    h1 = ("--http1.1",)
     with run_proxy(name, RecordMode.ALL) as p, p.client("curl") as c:
+        assert isinstance(c, CurlClient)
         for path in PATHS:
-            c.get(upstream.url(path))
-        c.request("HEAD", upstream.url("/json"), extra=("-I",))  # type: ignore[call-arg]
-        c.post(upstream.url("/echo"), b'{"n": 1}', {"Content-Type": "application/json"})
+            c.request("GET", upstream.url(path), extra=h1)
+        c.request("HEAD", upstream.url("/json"), extra=("-I", *h1))
+        c.request("POST", upstream.url("/echo"), body=b'{"n": 1}',
+                  headers={"Content-Type": "application/json"}, extra=h1)
 
 
 def _replay_wire(run_proxy: ProxyFactory, upstream: Upstream, name: str, engine: str
@@ -403,8 +409,10 @@ def test_fast_engine_serves_replaying_sessions_and_refuses_a_recording_one(
 
     with run_proxy("alpha", RecordMode.ALL) as p, p.client("curl") as c:
         c.get(http_upstream.url("/json"))
+    with run_proxy("main", RecordMode.ALL) as p, p.client("curl") as c:
+        c.get(http_upstream.url("/json"))
     cdir = p.run.cassette_dir
-    with offline(http_upstream), ProxyRun(None, "none", cassette_dir=cdir,
+    with offline(http_upstream), ProxyRun("main", "none", cassette_dir=cdir,
                                           ca_dir=proxy_ca.directory) as run:
         assert run.engine_used == "fast"
         code, body, err = curl(run.session_url("alpha"), proxy_ca.bundle,
@@ -416,3 +424,7 @@ def test_fast_engine_serves_replaying_sessions_and_refuses_a_recording_one(
                                http_upstream.url("/json"), "-i")
         assert body.startswith("HTTP/1.1 502") and "--engine mitmproxy" in body
     assert run.session_summaries["alpha"].replayed == 1
+    with ProxyRun(None, "none", cassette_dir=cdir, ca_dir=proxy_ca.directory,
+                  control=False) as run:
+        assert (run.engine_used, run.engine_reason) == (
+            "mitmproxy", "a proxy of named sessions only, whose cassettes are not known yet")

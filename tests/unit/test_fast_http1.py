@@ -97,12 +97,12 @@ def test_the_fast_engine_serves_replay_only_and_says_why_not():
     h2 = Interaction(Request("GET", "https", "a.test", 443, "/", http_version="HTTP/2.0"),
                      Response(200, http_version="HTTP/2.0"))
     assert fast_engine_can_serve(RecordMode.NONE, CassetteFile.from_interactions(
-        "h2", [h2])) is None  # replayed over HTTP/1.1, as mitmproxy does for HTTP/1 clients
+        "h2", [h2])) == "the cassette holds h2 records, served by mitmproxy only"
     streamed = replace(h2, cut="upstream reset", chunks=((0.1, 1),),
                        response=Response(200, body=b"x", trailers=(("grpc-status", "0"),)))
     assert fast_engine_can_serve(RecordMode.NONE, CassetteFile.from_interactions(
         "s", [streamed])) == \
-        "the cassette holds chunks, cut, trailers records, served by mitmproxy only"
+        "the cassette holds chunks, cut, h2, trailers records, served by mitmproxy only"
     assert fast_engine_can_serve(RecordMode.ALL, cassette) == \
         "record mode all sends requests upstream"
     assert fast_engine_can_serve(RecordMode.NEW_EPISODES, cassette) == \
@@ -112,6 +112,9 @@ def test_the_fast_engine_serves_replay_only_and_says_why_not():
     faults = [parse_fault(s) for s in ("latency=10ms", "reset", "slow_body=1kb/s",
                                        "refuse_connect@https://x.test")]
     assert fast_engine_can_serve(RecordMode.NONE, cassette, faults) is None
+    for spec in ("ws_close", "status,grpc=UNAVAILABLE"):
+        assert fast_engine_can_serve(RecordMode.NONE, cassette, [parse_fault(spec)]) == \
+            f"fault {spec!r} is carried out by mitmproxy only"
     assert choose_engine("auto", None) == ("fast", "replay only, nothing it cannot serve")
     assert choose_engine("auto", "why") == ("mitmproxy", "why")
     assert choose_engine("mitmproxy", None) == ("mitmproxy", "asked for")

@@ -141,12 +141,16 @@ class _Conn(asyncio.Protocol):
         self.continued = False
         self.eof = False
         self.discarding = False
+        self.port = 0
+        """The proxy port the client connected to."""
         self.task: asyncio.Task[None] | None = None
 
     # -- asyncio ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        sockname = transport.get_extra_info("sockname")
+        self.port = int(sockname[1]) if sockname else 0
         self.engine.connections.add(self)
         if self.engine.pipeline is not None:
             self.engine.pipeline.session.note_connection()
@@ -377,12 +381,15 @@ class _Conn(asyncio.Protocol):
         sessions = self.engine.sessions
         if sessions is None or (self.where.reverse and self.pipeline is not None):
             return self.pipeline
-        credential = next((v for k, v in head.headers if k.lower() == "proxy-authorization"),
-                          None)
-        if credential is None and self.pipeline is not None:
-            return self.pipeline
         try:
-            pipeline = sessions.pipeline(session_name(credential))
+            name = sessions.on_port(self.port)  # a session's own port
+            if name is None:
+                credential = next((v for k, v in head.headers
+                                   if k.lower() == "proxy-authorization"), None)
+                if credential is None and self.pipeline is not None:
+                    return self.pipeline
+                name = session_name(credential)
+            pipeline = sessions.pipeline(name)
         except SessionRefused as e:
             log.warning("refused %s %s: %s", method, url, e)
             response = answers.plain(407, f"{e}\n", "session")
@@ -745,6 +752,26 @@ class FastProxy:
             self.stop()
             raise ProxyStartError(f"the proxy did not start: {failure[:1]!r}")
         return self
+
+    def add_listener(self) -> tuple[str, int]:
+        """Listen on one more (free) port as a forward proxy, while running; its address
+        (a session's port of its own). Thread-safe: called from the control API's thread.
+
+        Raises:
+            ProxyStartError: no port could be bound.
+        """
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the proxy is not running")
+        sock = self._listen(0)
+
+        async def serve() -> None:
+            self._servers.append(await loop.create_server(
+                lambda: _Conn(self, self._forward), sock=sock))
+
+        asyncio.run_coroutine_threadsafe(serve(), loop).result(_START_TIMEOUT)
+        host, port = sock.getsockname()[:2]
+        return str(host), int(port)
 
     async def _shutdown(self) -> None:
         for server in self._servers:
