@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 from replayproxy.decision.pipeline import FaultAnswer, Pipeline, Planned
 from replayproxy.decision.session import Replay, Unmatched
 from replayproxy.decision.sessions import SessionRefused, Sessions, session_name
+from replayproxy.decision.websocket import replay_problem
 from replayproxy.engines.choice import fast_engine_can_serve
 from replayproxy.engines.fast import answers
 from replayproxy.engines.fast.http1 import (
@@ -359,6 +360,9 @@ class _Conn(asyncio.Protocol):
             self._failed(pipeline, request, e, head.close)
             return
         plan = planned.plan
+        if isinstance(plan, Replay) and plan.served.interaction.response.status == 101:
+            self._switch(pipeline, plan, request, head.close)
+            return
         if planned.fault is None:
             if isinstance(plan, Replay):
                 data, close = engine.replay_bytes(pipeline, plan, request.method)
@@ -408,6 +412,17 @@ class _Conn(asyncio.Protocol):
         if method == "CONNECT":
             self.pipeline = pipeline
         return pipeline
+
+    def _switch(self, pipeline: Pipeline, plan: Replay, request: Request,
+                close: bool) -> None:
+        """A recorded protocol switch (101): an error, as the mitm engine says it, never a
+        dead 101 (a cassette with WebSocket messages is served by mitmproxy)."""
+        problem = replay_problem(plan.served.interaction, request) or \
+            "the fast engine does not replay WebSockets: use --engine mitmproxy"
+        log.error("cannot replay %s %s: %s", request.method, request.url, problem)
+        pipeline.session.summary.errors.append(f"{request.method} {request.url}: {problem}")
+        self._send(answers.plain(502, f"replayproxy: {problem}\n", "error"), request.method,
+                   close)
 
     def _failed(self, pipeline: Pipeline, request: Request, e: Exception,
                 close: bool) -> None:
