@@ -341,7 +341,7 @@ class ProxyRun:
 
                 proxy = FastProxy(self.pipeline, ca=ensure_ca(self.ca_dir), host=self.host,
                                   port=self.port, reverse=self.reverse,
-                                  sessions=self.sessions)
+                                  sessions=self.sessions, limits=self.settings.limits)
             else:
                 from replayproxy.engines.mitm.addon import ReplayproxyAddon
                 from replayproxy.engines.mitm.guard import OwnControl

@@ -428,3 +428,33 @@ def test_fast_engine_serves_replaying_sessions_and_refuses_a_recording_one(
                   control=False) as run:
         assert (run.engine_used, run.engine_reason) == (
             "mitmproxy", "a proxy of named sessions only, whose cassettes are not known yet")
+
+
+def test_fast_engine_applies_the_connection_limits(run_proxy: ProxyFactory,
+                                                   http_upstream: Upstream,
+                                                   tmp_path: Path) -> None:
+    """[limits] on the fast engine: a slowloris client and an idle connection are closed
+    after their timeouts while an ordinary client is served."""
+    from tests.integration.test_connection_limits import (
+        _closed_by_proxy,
+        _config,
+        _connect,
+        _Slowloris,
+    )
+
+    config = _config(tmp_path, header_timeout="1s", idle_timeout="2s")
+    with run_proxy("limits", RecordMode.ALL, config=config) as p, p.client("curl") as c:
+        c.get(http_upstream.url("/json"))
+    with run_proxy("limits", RecordMode.NONE, config=config, engine="fast") as p:
+        slow = _Slowloris(p.url, http_upstream)
+        idle = _connect(p.url)
+        slow.start()
+        with p.client("requests") as client:
+            for _ in range(5):
+                assert client.request("GET", http_upstream.url("/json")).body == JSON_BODY
+                time.sleep(0.2)
+        assert _closed_by_proxy(idle, within=10)
+        slow.join(15)
+        idle.close()
+    assert slow.closed_after is not None and slow.closed_after < 10
+    assert 0 < slow.sent < len(slow.data)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import resource
 import socket
 import ssl
 import threading
@@ -51,6 +52,7 @@ from replayproxy.environment import proxy_environment
 from replayproxy.errors import ConfigError, ProxyStartError, ReplayproxyError
 from replayproxy.faults.effects import Corrupt, Hold, RefuseConnect, Reset, Respond, Truncate
 from replayproxy.faults.plan import FaultAction
+from replayproxy.limits import DEFAULT_LIMITS, ConnectionTable, Limits, connection_cap
 from replayproxy.model import Request, Response, format_url
 from replayproxy.upstream import netloc, reverse_targets
 
@@ -144,6 +146,8 @@ class _Conn(asyncio.Protocol):
         self.discarding = False
         self.port = 0
         """The proxy port the client connected to."""
+        self.last_received: float | None = None
+        """When bytes last came in (for the header and idle timeouts)."""
         self.task: asyncio.Task[None] | None = None
 
     # -- asyncio ------------------------------------------------------------------------
@@ -153,12 +157,24 @@ class _Conn(asyncio.Protocol):
         sockname = transport.get_extra_info("sockname")
         self.port = int(sockname[1]) if sockname else 0
         self.engine.connections.add(self)
+        admitted, evict = self.engine.table.admit(self, time.time())
+        if not admitted:
+            log.warning("refused a connection: %d are open with a request in progress "
+                        "each, the most allowed; raise max_connections in [limits] if this "
+                        "is not a flood", self.engine.table.cap)
+            self.abort()
+            return
+        if isinstance(evict, _Conn):
+            log.info("closing the connection waiting longest, to make room (%d connections "
+                     "open)", len(self.engine.table))
+            evict.abort()
         if self.engine.pipeline is not None:
             self.engine.pipeline.session.note_connection()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.engine.connections.discard(self)
+        self.engine.table.closed(self)
         if self.task is not None:
             self.task.cancel()
 
@@ -179,6 +195,7 @@ class _Conn(asyncio.Protocol):
         return True  # a pipelined request still being answered finishes first
 
     def data_received(self, data: bytes) -> None:
+        self.last_received = time.time()
         if self.closed or self.discarding:
             return
         if self.tunnel is not None and self.tls is None:
@@ -369,11 +386,13 @@ class _Conn(asyncio.Protocol):
                 self.write(data)
                 if close or head.close:
                     self.close()
+                engine.table.ready(self, started)
                 return
             if isinstance(plan, Unmatched):
                 self._send(engine.unmatched(plan, head), request.method, head.close)
                 return
         self.busy = True
+        engine.table.begin(self, "request")  # never timed out while it is carried out
         self.task = asyncio.ensure_future(self._carry_out(pipeline, head, request, planned,
                                                           started))
 
@@ -461,6 +480,7 @@ class _Conn(asyncio.Protocol):
             return
         self.write(_CONNECTED)
         self.tunnel = (host, port)
+        self.engine.table.ready(self, time.time())
         if self.buf:  # the client did not wait for the answer
             data = bytes(self.buf)
             self.buf.clear()  # in place: ``process`` holds this very buffer
@@ -480,6 +500,7 @@ class _Conn(asyncio.Protocol):
         finally:
             self.busy = False
             self.task = None
+            self.engine.table.end(self, "request", time.time())
             if not self.closed:
                 self.process()
                 if self.eof and not self.busy:
@@ -589,12 +610,14 @@ class FastProxy:
         reverse: upstream base URLs to also serve, each on its own port.
         sessions: the run's named sessions (``decision.sessions``): a client naming one
             in its proxy URL is served from it, if it replays only.
+        limits: the header and idle timeouts and the connection cap (``[limits]``),
+            applied as the mitm engine applies them (``replayproxy.limits``).
     """
 
     def __init__(self, pipeline: Pipeline | None, *, ca: CA, host: str = "127.0.0.1",
                  port: int = 0,
                  reverse: str | Sequence[str] | None = None,
-                 sessions: Sessions | None = None) -> None:
+                 sessions: Sessions | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
         if not 0 <= port <= 65535:
             raise ConfigError(f"invalid {{port}} {port}: use 0 (a free port) up to 65535")
         self.pipeline = pipeline
@@ -608,6 +631,10 @@ class FastProxy:
         self.reverse_addresses: dict[str, tuple[str, int]] = {}
         self.certificates = Certificates(ca.directory, ca.cert)
         self.connections: set[_Conn] = set()
+        self.limits = limits
+        self.table = ConnectionTable(limits, connection_cap(limits.max_connections,
+                                                            _open_files()))
+        self._sweeper: asyncio.Task[None] | None = None
         self._wheres: dict[tuple[str, str, int], Where] = {}
         self._forward = Where(None)
         self._own: dict[int, Where] = {}
@@ -754,6 +781,7 @@ class FastProxy:
                 ready.set()
                 loop.close()
                 return
+            self._sweeper = loop.create_task(self._sweep_forever())
             ready.set()
             try:
                 loop.run_forever()
@@ -788,7 +816,24 @@ class FastProxy:
         host, port = sock.getsockname()[:2]
         return str(host), int(port)
 
+    async def _sweep_forever(self) -> None:
+        """Close the connections past the header or idle timeout, a few times a timeout."""
+        tick = min(1.0, max(0.05, min(self.limits.header_timeout,
+                                      self.limits.idle_timeout) / 5))
+        while True:
+            await asyncio.sleep(tick)
+            expired = list(self.table.expired(
+                time.time(), lambda conn: cast(_Conn, conn).last_received))
+            for conn, reason in expired:
+                self.table.closed(conn)
+                log.info("closing a client connection: %s", reason)
+                cast(_Conn, conn).abort()
+
     async def _shutdown(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         for server in self._servers:
             server.close()
         for conn in list(self.connections):
@@ -855,6 +900,12 @@ class FastProxy:
         """The variables a child process needs to use this proxy."""
         return proxy_environment(self.proxy_url, self.ca.bundle, self.ca.cert,
                                  reverse_urls=self.reverse_urls)
+
+
+def _open_files() -> int | None:
+    """The soft limit on open files (None: unlimited)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
