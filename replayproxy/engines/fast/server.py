@@ -26,13 +26,14 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
 from replayproxy.decision.pipeline import FaultAnswer, Pipeline, Planned
-from replayproxy.decision.session import Replay, Unmatched
+from replayproxy.decision.session import CassetteSession, Replay, Unmatched
 from replayproxy.decision.sessions import SessionRefused, Sessions, session_name
 from replayproxy.decision.websocket import replay_problem
 from replayproxy.engines.choice import fast_engine_can_serve
@@ -368,7 +369,7 @@ class _Conn(asyncio.Protocol):
                     head.requests.clear()
                 head.requests[body] = request
         engine = self.engine
-        pipeline = self._session(head, request.method, request.url)
+        pipeline = self._pipeline(head, request.method, request.url)
         if pipeline is None:
             return
         try:
@@ -396,6 +397,22 @@ class _Conn(asyncio.Protocol):
         self.task = asyncio.ensure_future(self._carry_out(pipeline, head, request, planned,
                                                           started))
 
+    def _pipeline(self, head: Head, method: str, url: str) -> Pipeline | None:
+        """The pipeline for a request (``_session``), if this engine can serve its
+        cassette now (a cassette swapped in by ``ProxyRun.use_cassette`` may record, or
+        hold HTTP/2 records); else it answers 502 naming the fix and returns None."""
+        pipeline = self._session(head, method, url)
+        if pipeline is None:
+            return None
+        why_not = self.engine.cannot_serve(pipeline)
+        if why_not is None:
+            return pipeline
+        message = (f"cassette {pipeline.session.name!r}: the fast engine cannot serve it "
+                   f"({why_not}): start the proxy with --engine mitmproxy")
+        log.warning("refused %s %s: %s", method, url, message)
+        self._send(answers.plain(502, message + "\n", "session"), method, head.close)
+        return None
+
     def _session(self, head: Head, method: str, url: str) -> Pipeline | None:
         """The pipeline for a request: the session its Proxy-Authorization names (as
         the mitm engine reads it), else this connection's (a tunnel's CONNECT may have
@@ -420,13 +437,6 @@ class _Conn(asyncio.Protocol):
                        ("Proxy-Authenticate", 'Basic realm="replayproxy: name a cassette"')]
             self._send(Response(407, response.reason, tuple(headers), response.body), method,
                        head.close)
-            return None
-        why_not = self.engine.cannot_serve(pipeline)
-        if why_not is not None:
-            message = (f"session {pipeline.session.name!r}: the fast engine cannot serve it "
-                       f"({why_not}): start the proxy with --engine mitmproxy")
-            log.warning("refused %s %s: %s", method, url, message)
-            self._send(answers.plain(502, message + "\n", "session"), method, head.close)
             return None
         if method == "CONNECT":
             self.pipeline = pipeline
@@ -470,7 +480,7 @@ class _Conn(asyncio.Protocol):
         if not host or not port or self.where.scheme is not None:
             self.refuse(HttpError(400, f"bad CONNECT target {head.target!r}: give HOST:PORT"))
             return
-        pipeline = self._session(head, "CONNECT", f"{host}:{port}")
+        pipeline = self._pipeline(head, "CONNECT", f"{host}:{port}")
         if pipeline is None:
             return
         action = pipeline.decide_connect(host, port, time.monotonic())
@@ -638,9 +648,13 @@ class FastProxy:
         self._wheres: dict[tuple[str, str, int], Where] = {}
         self._forward = Where(None)
         self._own: dict[int, Where] = {}
-        self._responses: dict[Pipeline, dict[tuple[int, bool], tuple[bytes, bool]]] = {}
-        """Each cassette's response bytes (by pipeline: named sessions have their own)."""
-        self._servable: dict[Pipeline, str | None] = {}
+        self._responses: weakref.WeakKeyDictionary[
+            CassetteSession, dict[tuple[int, bool], tuple[bytes, bool]]] = \
+            weakref.WeakKeyDictionary()
+        """Each cassette's response bytes, by its session (named sessions have their own,
+        and ``use_cassette`` swaps a new one in)."""
+        self._servable: weakref.WeakKeyDictionary[CassetteSession, str | None] = \
+            weakref.WeakKeyDictionary()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._servers: list[asyncio.base_events.Server] = []
@@ -656,13 +670,13 @@ class FastProxy:
         return found
 
     def cannot_serve(self, pipeline: Pipeline) -> str | None:
-        """Why this engine cannot serve a named session's pipeline (None: it can);
-        asked once per session."""
-        if pipeline not in self._servable:
-            session = pipeline.session
-            self._servable[pipeline] = fast_engine_can_serve(
+        """Why this engine cannot serve a pipeline's cassette (None: it can); asked once
+        per cassette session (a named session's, or one ``use_cassette`` swapped in)."""
+        session = pipeline.session
+        if session not in self._servable:
+            self._servable[session] = fast_engine_can_serve(
                 session.mode, session.index.cassette, pipeline.faults.list())
-        return self._servable[pipeline]
+        return self._servable[session]
 
     def request_of(self, where: Where, head: Head, body: bytes) -> Request:
         """The ``Request`` as the mitm engine converts it: absolute-form targets in
@@ -703,9 +717,9 @@ class FastProxy:
     def replay_bytes(self, pipeline: Pipeline, plan: Replay, method: str
                      ) -> tuple[bytes, bool]:
         """The bytes of a recorded response, assembled once per cassette position."""
-        cache = self._responses.get(pipeline)
+        cache = self._responses.get(pipeline.session)
         if cache is None:
-            cache = self._responses[pipeline] = {}
+            cache = self._responses[pipeline.session] = {}
         key = (plan.served.position, method == "HEAD")
         found = cache.get(key)
         if found is None:
