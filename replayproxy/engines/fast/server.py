@@ -542,7 +542,7 @@ class _Conn(asyncio.Protocol):
         action = planned.fault
         assert action is not None
         if isinstance(plan, Replay):
-            recorded = plan.served.interaction
+            recorded = plan.served.whole()  # a big body left in the cassette, copied
             if action.trickle is not None:
                 await self._trickle(recorded.response, action, method, started,
                                     recorded.ttfb, request.url)
@@ -723,7 +723,7 @@ class FastProxy:
         key = (plan.served.position, method == "HEAD")
         found = cache.get(key)
         if found is None:
-            found = assemble(plan.served.interaction.response, method)
+            found = assemble(plan.served.whole().response, method)
             if len(found[0]) <= _CACHED_BODY * 16:
                 if len(cache) >= _CACHE_RESPONSES:
                     cache.clear()
