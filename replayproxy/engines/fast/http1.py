@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
+from replayproxy.engines.reasons import reason_for
 from replayproxy.model import Headers, Request, Response
 
 __all__ = [
@@ -37,32 +38,6 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TARGET = re.compile(rb"[\x21-\x7e]+")
 _VERSION = re.compile(rb"HTTP/\d\.\d")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
-
-# mitmproxy's reason phrases (mitmproxy.net.http.status_codes), so both engines send the
-# same status line for an answer of replayproxy's own; a status not here gets none
-_REASONS = {
-    100: "Continue", 101: "Switching Protocols", 102: "Processing", 103: "Early Hints",
-    200: "OK", 201: "Created", 202: "Accepted", 203: "Non-Authoritative Information",
-    204: "No Content", 205: "Reset Content.", 206: "Partial Content", 207: "Multi-Status",
-    300: "Multiple Choices", 301: "Moved Permanently", 302: "Found", 303: "See Other",
-    304: "Not Modified", 305: "Use Proxy", 307: "Temporary Redirect", 400: "Bad Request",
-    401: "Unauthorized", 402: "Payment Required", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 406: "Not Acceptable", 407: "Proxy Authentication Required",
-    408: "Request Time-out", 409: "Conflict", 410: "Gone", 411: "Length Required",
-    412: "Precondition Failed", 413: "Payload Too Large", 414: "Request-URI Too Long",
-    415: "Unsupported Media Type", 416: "Requested Range not satisfiable",
-    417: "Expectation Failed", 418: "I'm a teapot", 422: "Unprocessable Content",
-    444: "No Response", 499: "Client Closed Request", 500: "Internal Server Error",
-    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
-    504: "Gateway Time-out", 505: "HTTP Version not supported",
-    507: "Insufficient Storage Space", 510: "Not Extended",
-}
-
-
-def reason_for(status: int) -> str:
-    """The reason phrase mitmproxy gives ``status`` ("" when it has none: 429, say)."""
-    return _REASONS.get(status, "")
-
 
 def own_reason(status: int) -> str:
     """The reason phrase of the engine's own refusals (400, 413, 431, 505)."""

@@ -12,6 +12,7 @@ import time
 from mitmproxy import http, version
 from mitmproxy.net.http import status_codes
 
+from replayproxy.engines.reasons import reason_for
 from replayproxy.faults.effects import Respond
 from replayproxy.model import Headers, Interaction, Request, Response
 
@@ -101,18 +102,20 @@ def to_flow_response(recorded: Response) -> http.Response:
 
 def plain_response(status: int, text: str, marker: str) -> http.Response:
     """A text answer of replayproxy's own, marked ``X-Replayproxy: marker``."""
-    return http.Response.make(
+    response = http.Response.make(
         status,
         text.encode("utf-8"),
         {"Content-Type": "text/plain; charset=utf-8", "X-Replayproxy": marker},
     )
+    response.reason = reason_for(status)
+    return response
 
 
 def fault_response(effect: Respond) -> http.Response:
     """The answer of a ``status`` or ``rate_limit`` fault."""
     headers = {"X-Replayproxy": "fault", **dict(effect.headers)}
     response = http.Response.make(effect.status, effect.body, headers)
-    response.reason = status_codes.RESPONSES.get(effect.status, "")
+    response.reason = reason_for(effect.status)  # the same on mitmproxy 11 and 12
     if effect.trailers:
         response.trailers = _flow_headers(effect.trailers)
     return response

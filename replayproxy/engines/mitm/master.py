@@ -273,10 +273,15 @@ class Proxy:
         m.options.update(**updates)
         # only with reverse listeners: every addon costs every request a hook call
         own = [OwnListeners(self._reverse_ports)] if self.reverse else []
-        m.addons.add(self._lifecycle, ConnectionLimits(self.limits), *own, *self.addons)
+        m.addons.add(ConnectionLimits(self.limits), *own, *self.addons)
         if self.egress:
             # after ours: it sees where a request really goes (see upstream.py)
             m.addons.add(EgressAddon(self.egress))
+        # last: ready once every addon is running (our loopback servers too); on shutdown
+        # it closes the connections that remain after the addons' own ``done`` (which
+        # drops the loopback servers' connections) and waits for them, so no stream is
+        # left to be collected after the loop has closed
+        m.addons.add(self._lifecycle)
         self._master = m
         self._loop = asyncio.get_running_loop()
         await m.run()
