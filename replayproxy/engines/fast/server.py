@@ -49,13 +49,13 @@ from replayproxy.engines.fast.http1 import (
     set_header,
 )
 from replayproxy.engines.fast.tls import Certificates
-from replayproxy.environment import proxy_environment
+from replayproxy.engines.listening import Listening
 from replayproxy.errors import ConfigError, ProxyStartError, ReplayproxyError
 from replayproxy.faults.effects import Corrupt, Hold, RefuseConnect, Reset, Respond, Truncate
 from replayproxy.faults.plan import FaultAction
 from replayproxy.limits import DEFAULT_LIMITS, ConnectionTable, Limits, connection_cap
 from replayproxy.model import Request, Response, format_url
-from replayproxy.upstream import netloc, reverse_targets
+from replayproxy.upstream import reverse_targets
 
 if TYPE_CHECKING:
     from replayproxy.engines.mitm.ca import CA
@@ -606,7 +606,7 @@ async def _wait(action: FaultAction, started: float, recorded: float | None) -> 
             await asyncio.sleep(seconds)
 
 
-class FastProxy:
+class FastProxy(Listening):
     """The fast engine on its own thread, serving ``pipeline`` (replay only).
 
     The same surface as the mitm engine's ``Proxy``: ``start``/``stop``, the URLs and
@@ -623,6 +623,8 @@ class FastProxy:
         limits: the header and idle timeouts and the connection cap (``[limits]``),
             applied as the mitm engine applies them (``replayproxy.limits``).
     """
+
+    ca: CA
 
     def __init__(self, pipeline: Pipeline | None, *, ca: CA, host: str = "127.0.0.1",
                  port: int = 0,
@@ -885,35 +887,6 @@ class FastProxy:
                  tb: TracebackType | None) -> None:
         self.stop()
 
-    # -- what clients need --------------------------------------------------------------
-
-    @property
-    def proxy_url(self) -> str:
-        """``http://127.0.0.1:PORT``, the value for HTTP_PROXY and HTTPS_PROXY."""
-        if self.proxy_address is None:
-            raise RuntimeError("the proxy is not running")
-        return f"http://{netloc(self.proxy_address)}"
-
-    @property
-    def reverse_address(self) -> tuple[str, int] | None:
-        """The local address serving the first ``reverse`` upstream, if any."""
-        return next(iter(self.reverse_addresses.values()), None)
-
-    @property
-    def reverse_url(self) -> str | None:
-        """The local base URL that serves the first ``reverse`` upstream, if any."""
-        return f"http://{netloc(self.reverse_address)}" if self.reverse_address else None
-
-    @property
-    def reverse_urls(self) -> dict[str, str]:
-        """Each ``reverse`` upstream's base URL mapped to its local base URL."""
-        return {target: f"http://{netloc(addr)}"
-                for target, addr in self.reverse_addresses.items()}
-
-    def environment(self) -> dict[str, str]:
-        """The variables a child process needs to use this proxy."""
-        return proxy_environment(self.proxy_url, self.ca.bundle, self.ca.cert,
-                                 reverse_urls=self.reverse_urls)
 
 
 def _open_files() -> int | None:

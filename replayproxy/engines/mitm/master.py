@@ -27,15 +27,14 @@ from mitmproxy import ctx, master, options
 from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.proxy import mode_specs
 
+from replayproxy.engines.listening import Listening
 from replayproxy.engines.mitm.ca import CA
 from replayproxy.engines.mitm.limits import ConnectionLimits
 from replayproxy.engines.mitm.upstream import EgressAddon, OwnListeners
-from replayproxy.environment import proxy_environment
 from replayproxy.errors import ConfigError, ProxyStartError
 from replayproxy.limits import DEFAULT_LIMITS, Limits
 from replayproxy.upstream import (
     Egress,
-    netloc,
     read_pem_ca,
     reverse_spec,
     reverse_targets,
@@ -106,7 +105,7 @@ class _Lifecycle:
             await asyncio.sleep(0.01)
 
 
-class Proxy:
+class Proxy(Listening):
     """A mitmproxy master on its own thread, with the given addons.
 
     Use as a context manager, or call ``start()`` and ``stop()``::
@@ -130,6 +129,8 @@ class Proxy:
         lazy: never connect upstream before a request needs it (replay stays offline).
         limits: header-read and idle timeouts and the cap on client connections.
     """
+
+    ca: CA
 
     def __init__(
         self,
@@ -317,31 +318,6 @@ class Proxy:
             opts.update(mode=[m for m in opts.mode if m != spec])
         raise ProxyStartError(f"cannot listen on one more port on {self.host}")
 
-    # -- what clients need --------------------------------------------------------------
-
-    @property
-    def proxy_url(self) -> str:
-        """``http://127.0.0.1:PORT``, the value for HTTP_PROXY and HTTPS_PROXY."""
-        if self.proxy_address is None:
-            raise RuntimeError("the proxy is not running")
-        return f"http://{netloc(self.proxy_address)}"
-
-    @property
-    def reverse_address(self) -> tuple[str, int] | None:
-        """The local address serving the first ``reverse`` upstream, if any."""
-        return next(iter(self.reverse_addresses.values()), None)
-
-    @property
-    def reverse_url(self) -> str | None:
-        """The local base URL that serves the first ``reverse`` upstream, if any."""
-        return f"http://{netloc(self.reverse_address)}" if self.reverse_address else None
-
-    @property
-    def reverse_urls(self) -> dict[str, str]:
-        """Each ``reverse`` upstream's base URL mapped to its local base URL."""
-        return {target: f"http://{netloc(addr)}"
-                for target, addr in self.reverse_addresses.items()}
-
     def _reverse_ports(self) -> dict[int, tuple[str, str, int]]:
         out = {}
         for target, (_host, port) in self.reverse_addresses.items():
@@ -350,11 +326,6 @@ class Proxy:
             out[port] = (parts.scheme, parts.hostname,
                          parts.port or (443 if parts.scheme == "https" else 80))
         return out
-
-    def environment(self) -> dict[str, str]:
-        """The variables a child process needs to use this proxy."""
-        return proxy_environment(self.proxy_url, self.ca.bundle, self.ca.cert,
-                                 reverse_urls=self.reverse_urls)
 
 
 def _free_port(host: str) -> int:
