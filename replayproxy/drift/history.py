@@ -62,6 +62,7 @@ __all__ = [
     "default_database",
     "fingerprint",
     "load_history",
+    "open_database",
     "prepare_directory",
     "record_run",
 ]
@@ -325,7 +326,8 @@ def _check_schema(db: Database, path: Path) -> bool:
 
 
 @contextmanager
-def _open(path: Path, *, readonly: bool) -> Iterator[Database]:
+def open_database(path: Path, *, readonly: bool) -> Iterator[Database]:
+    """An SQLite database (read-only: opened so, never created), closed on leaving."""
     if readonly:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     else:
@@ -349,7 +351,7 @@ def record_run(db_path: Path, report: DriftReport) -> int:
     """
     prepare_directory(db_path)
     try:
-        with _open(db_path, readonly=False) as db, db.atomic():
+        with open_database(db_path, readonly=False) as db, db.atomic():
             _check_schema(db, db_path)
             _MIGRATIONS.apply(db)
             return _insert_run(db, report)
@@ -432,7 +434,7 @@ def load_history(db_path: Path, *, runs: int = 10,
                           f"or pass {{db}}")
     wanted = tuple(dict.fromkeys(cassettes or ()))
     try:
-        with _open(db_path, readonly=True) as db:
+        with open_database(db_path, readonly=True) as db:
             if not _check_schema(db, db_path):
                 raise ConfigError(f"{db_path} holds no drift history yet: run "
                                   f"`replayproxy drift` first, or pass {{db}}")

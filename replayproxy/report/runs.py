@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +30,7 @@ from sqlite_utils import Database, Migrations  # noqa: TID251 - this module is i
 
 from replayproxy.cassette.store import load_cassette
 from replayproxy.decision.session import SessionSummary
-from replayproxy.drift.history import prepare_directory
+from replayproxy.drift.history import open_database, prepare_directory
 from replayproxy.drift.plan import endpoint_of
 from replayproxy.errors import CassetteError, ConfigError
 from replayproxy.report import ENV
@@ -62,20 +60,6 @@ def _m001_initial(db: Database) -> None:
 
 def _now(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
-
-
-@contextmanager
-def _open(path: Path, *, readonly: bool) -> Iterator[Database]:
-    if readonly:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    else:
-        conn = sqlite3.connect(path, timeout=10)
-    try:
-        db = Database(conn)
-        with db:
-            yield db
-    finally:
-        conn.close()
 
 
 def _problem(path: Path, exc: sqlite3.Error, action: str) -> ConfigError:
@@ -123,7 +107,7 @@ def record_session(db_path: Path, summary: SessionSummary, *, suite: str, starte
     }
     try:
         prepare_directory(db_path)
-        with _open(db_path, readonly=False) as db, db.atomic():
+        with open_database(db_path, readonly=False) as db, db.atomic():
             _check(db, db_path)
             _MIGRATIONS.apply(db)
             run_id = db.table("runs").insert(row).last_pk
@@ -182,7 +166,7 @@ def read_report(db_path: Path, *, suites: int = 10, cassette: str | None = None,
                           f"by record, replay, serve and the pytest plugin; {ENV} names "
                           "another database)")
     try:
-        with _open(db_path, readonly=True) as db:
+        with open_database(db_path, readonly=True) as db:
             _check(db, db_path)
             if "runs" not in db.table_names():
                 return RunReport(0)
