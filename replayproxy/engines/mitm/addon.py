@@ -164,36 +164,6 @@ def _session_refused(message: str) -> http.Response:
     return response
 
 
-_DROP_AFTER = "replayproxy-ws-drop"
-"""``flow.metadata`` key: drop the client once this many server messages were relayed."""
-
-
-def _relayed(flow: http.HTTPFlow) -> int:
-    ws = flow.websocket
-    return 0 if ws is None else sum(not m.from_client and not m.dropped for m in ws.messages)
-
-
-def _drop_after(flow: http.HTTPFlow, messages: int) -> None:
-    """Drop the client's connection of ``flow`` (a ``ws_drop`` fault) once ``messages``
-    server messages were relayed to it (``websocket_message`` counts them)."""
-    if _relayed(flow) >= messages:
-        _drop_client(flow)
-    else:
-        flow.metadata[_DROP_AFTER] = messages
-
-
-def _drop_client(flow: http.HTTPFlow) -> None:
-    """Close the client's connection with no WebSocket close frame, a moment from now:
-    mitmproxy relays a message right after its ``websocket_message`` hook."""
-    def drop() -> None:
-        proxyserver = ctx.master.addons.get("proxyserver")
-        handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
-        if handler is not None:
-            handler.close_connection(flow.client_conn)
-
-    asyncio.get_running_loop().call_later(0.05, drop)
-
-
 def _refused() -> http.Response:
     return http.Response.make(502, b"replayproxy fault: connection refused\n",
                               {"X-Replayproxy": "fault"})
@@ -504,7 +474,7 @@ class ReplayproxyAddon:
             faults=websocket_faults(action))
         path = self._websockets.register(conversation, recorded.response.headers,
                                          lambda u: _unexpected(pipeline, u),
-                                         lambda n: _drop_after(flow, n))
+                                         lambda n: websocket.drop_after(flow, n))
         trickle.point_at(flow, self._websockets.address, path)
 
     async def _fault_answer(self, flow: http.HTTPFlow, plan: FaultAnswer) -> None:
@@ -601,10 +571,7 @@ class ReplayproxyAddon:
             await asyncio.sleep(size / max(action.trickle.bytes_per_second, 1))
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
-        drop_after = flow.metadata.get(_DROP_AFTER)
-        if isinstance(drop_after, int) and _relayed(flow) >= drop_after:
-            del flow.metadata[_DROP_AFTER]
-            _drop_client(flow)
+        websocket.drop_when_due(flow)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         ws = flow.websocket

@@ -29,7 +29,7 @@ from typing import Any
 
 import wsproto
 import wsproto.events as ws_events
-from mitmproxy import http
+from mitmproxy import ctx, http
 from wsproto.connection import ConnectionState
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
@@ -43,7 +43,7 @@ from replayproxy.decision.websocket import (
 )
 from replayproxy.model import Headers, WebSocketLog, WebSocketMessage
 
-__all__ = ["WebSocketServer", "websocket_log"]
+__all__ = ["WebSocketServer", "drop_after", "drop_when_due", "websocket_log"]
 
 log = logging.getLogger("replayproxy")
 
@@ -252,3 +252,44 @@ class _Session:
                     if not data:
                         break
         self.closed = True
+
+
+# -- the ws_drop fault -------------------------------------------------------------
+
+
+_DROP_AFTER = "replayproxy-ws-drop"
+"""``flow.metadata`` key: drop the client once this many server messages were relayed."""
+
+
+def _relayed(flow: http.HTTPFlow) -> int:
+    ws = flow.websocket
+    return 0 if ws is None else sum(not m.from_client and not m.dropped for m in ws.messages)
+
+
+def drop_after(flow: http.HTTPFlow, messages: int) -> None:
+    """Drop the client's connection of ``flow`` (a ``ws_drop`` fault) once ``messages``
+    server messages were relayed to it (``websocket_message`` counts them)."""
+    if _relayed(flow) >= messages:
+        _drop_client(flow)
+    else:
+        flow.metadata[_DROP_AFTER] = messages
+
+
+def _drop_client(flow: http.HTTPFlow) -> None:
+    """Close the client's connection with no WebSocket close frame, a moment from now:
+    mitmproxy relays a message right after its ``websocket_message`` hook."""
+    def drop() -> None:
+        proxyserver = ctx.master.addons.get("proxyserver")
+        handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
+        if handler is not None:
+            handler.close_connection(flow.client_conn)
+
+    asyncio.get_running_loop().call_later(0.05, drop)
+
+
+def drop_when_due(flow: http.HTTPFlow) -> None:
+    """After each relayed message: drop the client if a ``drop_after`` count is reached."""
+    due = flow.metadata.get(_DROP_AFTER)
+    if isinstance(due, int) and _relayed(flow) >= due:
+        del flow.metadata[_DROP_AFTER]
+        _drop_client(flow)
