@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -43,6 +43,7 @@ __all__ = [
     "SPOOL_ABOVE",
     "STREAM_ABOVE",
     "UPSTREAM_CUT",
+    "BodyFile",
     "ChunkLog",
     "Send",
     "Spool",
@@ -149,6 +150,43 @@ class Spool:
         data = self._file.read()
         self._file.seek(0, 2)
         return data
+
+    def close(self) -> None:
+        self._file.close()
+
+    def body(self) -> BodyFile:
+        """What was received, as a ``BodyFile`` reading this spool's file (closing one
+        closes the other)."""
+        return BodyFile(self._file, self.size)
+
+
+class BodyFile:
+    """A response body kept in a file, not in memory: a big streamed body while it is
+    redacted, scanned and journaled (``replayproxy.redaction.big``)."""
+
+    def __init__(self, file: IO[bytes], size: int) -> None:
+        self._file = file
+        self.size = size
+
+    @classmethod
+    def new(cls) -> BodyFile:
+        """An empty body in an anonymous temporary file, to ``write`` to."""
+        # closed by close(), not by a with block: it lives as long as the recording
+        return cls(tempfile.TemporaryFile(), 0)  # noqa: SIM115
+
+    def write(self, data: bytes) -> None:
+        self._file.seek(0, 2)
+        self._file.write(data)
+        self.size += len(data)
+
+    def windows(self, size: int) -> Iterator[bytes]:
+        """The body from its start, ``size`` bytes at a time."""
+        self._file.seek(0)
+        while True:
+            window = self._file.read(size)
+            if not window:
+                return
+            yield window
 
     def close(self) -> None:
         self._file.close()

@@ -52,6 +52,7 @@ __all__ = [
     "Layout",
     "RawEntry",
     "Reader",
+    "bin_header",
     "body_span",
     "corrupt_error",
     "decode_interaction",
@@ -60,6 +61,7 @@ __all__ = [
     "dumps",
     "encode_interaction",
     "features",
+    "pack_around",
     "pack_parts",
     "read_cassette",
     "read_header",
@@ -676,17 +678,26 @@ def pack_parts(it: Interaction) -> tuple[bytes, bytes, bytes]:
     """The packed entry of ``it`` in three parts, the middle one its response body (not
     copied): written one after the other they are exactly ``packb(encode_interaction(it))``,
     without the whole entry ever being one more copy of a big body in memory."""
-    body = it.response.body
+    before, after = pack_around(it, len(it.response.body))
+    return before, it.response.body, after
+
+
+def pack_around(it: Interaction, size: int) -> tuple[bytes, bytes]:
+    """What comes before and after a response body of ``size`` bytes in the packed entry
+    of ``it`` (whose own response body is ignored): for a body written from elsewhere."""
     stub = msgpack.packb(encode_interaction(dataclasses.replace(
         it, response=dataclasses.replace(it.response, body=b""))), use_bin_type=True)
     head, start, _ = body_span(memoryview(stub))
-    if len(body) < 1 << 8:
-        bin_header = b"\xc4" + len(body).to_bytes(1, "big")
-    elif len(body) < 1 << 16:
-        bin_header = b"\xc5" + len(body).to_bytes(2, "big")
-    else:
-        bin_header = b"\xc6" + len(body).to_bytes(4, "big")
-    return stub[:head] + bin_header, body, stub[start:]
+    return stub[:head] + bin_header(size), stub[start:]
+
+
+def bin_header(size: int) -> bytes:
+    """The msgpack header of ``size`` bytes (``bin 8``, ``16`` or ``32``)."""
+    if size < 1 << 8:
+        return b"\xc4" + size.to_bytes(1, "big")
+    if size < 1 << 16:
+        return b"\xc5" + size.to_bytes(2, "big")
+    return b"\xc6" + size.to_bytes(4, "big")
 
 
 def decode_without_body(reader: Reader, raw: RawEntry, body_length: int) -> Interaction:

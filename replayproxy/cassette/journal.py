@@ -48,6 +48,7 @@ from replayproxy.cassette.format import (
     encode_interaction,
     entry_bytes,
     header_bytes,
+    pack_around,
     pack_parts,
     read_cassette,
     read_header,
@@ -67,6 +68,7 @@ from replayproxy.cassette.store import (
 )
 from replayproxy.errors import CassetteError
 from replayproxy.model import Interaction, Request
+from replayproxy.streams import BodyFile
 
 __all__ = ["DAMAGED", "Journal", "Keep", "pending_journals", "recover_journals",
            "unrecovered_cassettes"]
@@ -120,17 +122,38 @@ class Journal:
         self._file.write(_journal_header(_KEEP if replace and keep_old else replace))
         self._file.flush()
 
-    def append(self, it: Interaction) -> None:
-        """Write ``it`` through to the OS at once (survives a kill of this process)."""
+    def append(self, it: Interaction, body: BodyFile | None = None) -> int:
+        """Write ``it`` through to the OS at once (survives a kill of this process); its
+        response body is ``body`` when given (a big one, in a file: copied from there).
+        Returns where the response body starts in the journal."""
         if self._file is None:
             raise ValueError("journal is closed")
-        if len(it.response.body) > LEAN_ABOVE:
-            for part in pack_parts(it):  # no packed copy of a big body
-                self._file.write(part)
+        if body is not None:
+            before, after = pack_around(it, body.size)
+            self._file.write(before)
+            start = self._file.tell()
+            for window in body.windows(1 << 20):
+                self._file.write(window)
+            self._file.write(after)
+        elif len(it.response.body) > LEAN_ABOVE:
+            before, middle, after = pack_parts(it)  # no packed copy of a big body
+            self._file.write(before)
+            start = self._file.tell()
+            self._file.write(middle)
+            self._file.write(after)
         else:
             self._file.write(msgpack.packb(encode_interaction(it), use_bin_type=True))
+            start = -1
         self._file.flush()
         self.count += 1
+        return start
+
+    def body(self, start: int, size: int) -> memoryview:
+        """``size`` bytes from ``start`` of this journal, as written (a map of the file:
+        a big body recorded in this run, served again without being read into memory)."""
+        assert self._file is not None
+        mapped = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        return memoryview(mapped)[start:start + size]
 
     def commit(self, keep: Keep | None = None, quiet: Quiet | None = None) -> int:
         """Fold this journal into its cassette and remove it; return interactions folded.

@@ -33,6 +33,7 @@ from replayproxy.faults.effects import Hold, RefuseConnect, Reset, Respond
 from replayproxy.faults.plan import FaultAction, FaultPlan, Fired
 from replayproxy.model import Interaction, Request
 from replayproxy.redaction.scan import Finding
+from replayproxy.streams import BodyFile
 
 __all__ = ["FaultAnswer", "Pipeline", "Plan", "Planned", "decide"]
 
@@ -159,14 +160,16 @@ class Pipeline:
         return action if action is not None and isinstance(action.terminal,
                                                             RefuseConnect) else None
 
-    def record(self, interaction: Interaction) -> list[Finding]:
+    def record(self, interaction: Interaction, body: BodyFile | None = None
+               ) -> list[Finding]:
         """Store a forwarded exchange in the cassette (redacted, scanned); see
-        ``CassetteSession.record``."""
-        findings = self.session.record(interaction)
+        ``CassetteSession.record`` (``body``: a big response body kept in a file)."""
+        findings = self.session.record(interaction, body)
         self.session.summary.tally.recorded(interaction.request)
         return findings
 
-    def record_failure(self, interaction: Interaction, message: str) -> list[Finding]:
+    def record_failure(self, interaction: Interaction, message: str,
+                       body: BodyFile | None = None) -> list[Finding]:
         """Store an upstream failure as the answer the client got; see
         ``CassetteSession.record_failure``."""
-        return self.session.record_failure(interaction, message)
+        return self.session.record_failure(interaction, message, body)

@@ -31,9 +31,11 @@ from replayproxy.matching.diagnostics import Candidate, render_candidates
 from replayproxy.matching.index import ReplayIndex, Served
 from replayproxy.matching.rules import MatchConfig
 from replayproxy.model import Interaction, RecordMode, Request
+from replayproxy.redaction.big import redact_big, scan_big_interaction
 from replayproxy.redaction.redactor import Redactor
 from replayproxy.redaction.scan import Finding, scan_interaction
 from replayproxy.routes import Route
+from replayproxy.streams import BodyFile
 
 __all__ = ["CassetteSession", "Forward", "Replay", "SessionSummary", "Unmatched"]
 
@@ -264,7 +266,7 @@ class CassetteSession:
         # later identical requests
         self.index = ReplayIndex(cassette, match,
                                  strict=strict or mode is RecordMode.NEW_EPISODES)
-        self._fresh: dict[Hashable, deque[Interaction]] | None = (
+        self._fresh: dict[Hashable, deque[tuple[Interaction, memoryview | None]]] | None = (
             {} if mode is RecordMode.NEW_EPISODES and exists else None)
         self.summary = SessionSummary(name, self.path, mode, recovered=recovered,
                                       journals=len(found) if recover else 0,
@@ -299,7 +301,8 @@ class CassetteSession:
             again = self._fresh.get(self._rules.identity(request)) if self._fresh else None
             if again:
                 self.summary.replayed += 1
-                return Replay(Served(again.popleft(), len(self.index.cassette), False))
+                it, view = again.popleft()
+                return Replay(Served(it, len(self.index.cassette), False, view))
             return Forward()
         unmatched = Unmatched(self.name, request, tuple(self.index.closest(request)))
         self.summary.unmatched.append(unmatched)
@@ -334,30 +337,51 @@ class CassetteSession:
                 self._redacted[request] = cached
         return cached
 
-    def record(self, interaction: Interaction) -> list[Finding]:
+    def record(self, interaction: Interaction, body: BodyFile | None = None
+               ) -> list[Finding]:
         """Redact a completed interaction and store it; it is on disk when this returns.
+        ``body``: its response body, when it is a big one kept in a file (the
+        interaction's own is then empty): redacted, scanned and journaled from there, a
+        window at a time (``redaction.big``).
 
         Returns what the scanner still found after redaction. With ``on_leak =
         "error"`` (the default) such an interaction is not written at all.
         """
-        interaction = self.redactor.redact(interaction)
-        findings = scan_interaction(interaction, self.redactor.config, str(self.path),
-                                    self.summary.recorded + 1) \
-            if self.redactor.config.scan else []
-        if findings:
-            self.summary.leaks.append((interaction.request, findings))
-            if self.redactor.config.on_leak != "warn":
-                return findings
-            self.summary.leaks_written = True
-        if self._journal is None:
-            self._journal = Journal(self.path, replace=self.mode is RecordMode.ALL,
-                                    keep_old=not self.fresh)
-        self._journal.append(interaction)
-        self.summary.recorded += 1
-        if self._fresh is not None:
-            self._fresh.setdefault(self._rules.identity(interaction.request),
-                                   deque()).append(interaction)
-        return findings
+        out: BodyFile | None = None
+        try:
+            if body is not None:
+                interaction, out = redact_big(self.redactor, interaction, body)
+            else:
+                interaction = self.redactor.redact(interaction)
+            findings = self._scan(interaction, out)
+            if findings:
+                self.summary.leaks.append((interaction.request, findings))
+                if self.redactor.config.on_leak != "warn":
+                    return findings
+                self.summary.leaks_written = True
+            if self._journal is None:
+                self._journal = Journal(self.path, replace=self.mode is RecordMode.ALL,
+                                        keep_old=not self.fresh)
+            start = self._journal.append(interaction, out)
+            self.summary.recorded += 1
+            if self._fresh is not None:
+                view = self._journal.body(start, out.size) if out is not None else None
+                self._fresh.setdefault(self._rules.identity(interaction.request),
+                                       deque()).append((interaction, view))
+            return findings
+        finally:
+            if out is not None and out is not body:
+                out.close()
+
+    def _scan(self, interaction: Interaction, body: BodyFile | None) -> list[Finding]:
+        """What the scanner finds in a redacted interaction (and its big body)."""
+        if not self.redactor.config.scan:
+            return []
+        number = self.summary.recorded + 1
+        if body is None:
+            return scan_interaction(interaction, self.redactor.config, str(self.path), number)
+        return scan_big_interaction(interaction, body, self.redactor.config, str(self.path),
+                                    number)
 
     def _unrequested(self, old: CassetteFile, new: CassetteFile) -> list[int]:
         """The old interactions that no newly recorded one matches (a re-recording in
@@ -365,13 +389,14 @@ class CassetteSession:
         seen = {self._rules.identity(new.request(i)) for i in range(len(new))}
         return [i for i in range(len(old)) if self._rules.identity(old.request(i)) not in seen]
 
-    def record_failure(self, interaction: Interaction, message: str) -> list[Finding]:
+    def record_failure(self, interaction: Interaction, message: str,
+                       body: BodyFile | None = None) -> list[Finding]:
         """Record an upstream failure as the answer the client got (``interaction``, its
         response marked, see ``decision.failures``) and list it in the summary with its
-        cause, ``message`` (the engine's words)."""
+        cause, ``message`` (the engine's words); ``body``: see ``record``."""
         self.summary.upstream_failures.append(
             UpstreamFailure(self._redact(interaction.request), message))
-        return self.record(interaction)
+        return self.record(interaction, body)
 
     def note_request(self, request: Request) -> None:
         """A request reached the proxy (``decide`` calls it; the pipeline too, for a

@@ -382,6 +382,14 @@ class Redactor:
                     text[end:]
         return text
 
+    def json_numbers(self, text: str, config: RedactionConfig) -> str:
+        """``text`` with its secret JSON numbers (members named like secrets) replaced."""
+        return self._json_numbers(text, config)
+
+    def replacements(self, found: _Found) -> list[tuple[str, str]]:
+        """(variant of a secret in ``found``, its placeholder), longest first."""
+        return self._replacements(found)
+
     def _json_numbers(self, text: str, config: RedactionConfig) -> str:
         """``"password": 4711`` -> ``"password": "<redacted:password:…>"``."""
         def number(m: re.Match[str]) -> str:
@@ -411,11 +419,12 @@ class Redactor:
                 pairs.setdefault(variant, placeholder)
         return sorted(pairs.items(), key=lambda p: -len(p[0]))
 
-    def redact(self, it: Interaction) -> Interaction:
+    def redact(self, it: Interaction, found: _Found | None = None) -> Interaction:
         """Return ``it`` with every secret replaced (request, response and WebSocket
-        messages together)."""
+        messages together); ``found``: secrets already found in a part not in ``it`` (a
+        big body, see ``redaction.big``), to which those ``it`` holds are added."""
         config = self.config.for_request(it.request)
-        found = _Found()
+        found = found if found is not None else _Found()
         q, r = it.request, it.response
         q_headers = self._headers(q.headers, config, found)
         r_headers = self._headers(r.headers, config, found)

@@ -172,8 +172,10 @@ def _headers(scan: _Scan, side: str, headers: Headers) -> None:
 
 
 def scan_interaction(it: Interaction, config: RedactionConfig | None = None,
-                     file: str = "", number: int | None = None) -> list[Finding]:
-    """Secrets left in ``it`` (an empty list when it is clean)."""
+                     file: str = "", number: int | None = None,
+                     also: Callable[[_Scan], None] | None = None) -> list[Finding]:
+    """Secrets left in ``it`` (an empty list when it is clean); ``also`` scans what is
+    not in ``it`` (a big body kept in a file, see ``redaction.big``)."""
     cfg = (config or RedactionConfig()).scanning().for_request(it.request)
     scan = _Scan(file, number, cfg)
     q, r = it.request, it.response
@@ -189,6 +191,8 @@ def scan_interaction(it: Interaction, config: RedactionConfig | None = None,
         for n, message in enumerate(it.websocket.messages, 1):
             side = "client" if message.from_client else "server"
             scan.body(f"websocket message {n} ({side})", message.content, None)
+    if also is not None:
+        also(scan)
     return scan.findings
 
 

@@ -642,14 +642,16 @@ class ReplayproxyAddon:
         the one-line error) if it could not be written: losing a recording silently is
         worse than stopping."""
         assert state.pipeline is not None
+        body = None
         try:
-            interaction = streams.recorded(flow, interaction_from_flow(flow, state.request))
+            interaction, body = streams.recorded(
+                flow, interaction_from_flow(flow, state.request))
             if flow.websocket is not None:
                 interaction = replace(interaction, websocket=websocket.websocket_log(flow))
             if broken_off(interaction):  # an upstream failure: listed, fails the run
-                findings = state.pipeline.record_failure(interaction, interaction.cut)
+                findings = state.pipeline.record_failure(interaction, interaction.cut, body)
             else:
-                findings = state.pipeline.record(interaction)
+                findings = state.pipeline.record(interaction, body)
         except ReplayproxyError as e:  # e.g. a redaction pattern stopped by its time limit
             message = e.render(MITMPROXY_WORDS if self._owns_pipeline else {})
             log.error("cannot record %s %s: %s", flow.request.method,
@@ -663,6 +665,9 @@ class ReplayproxyAddon:
             if flow.killable:
                 flow.kill()
             return False
+        finally:
+            if body is not None:
+                body.close()
         for finding in findings:
             log.error("secret left after redaction in %s %s: %s: %s (%s)",
                       flow.request.method, flow.request.pretty_url, finding.location,

@@ -35,8 +35,10 @@ from replayproxy.engines.mitm.convert import response_from_flow
 from replayproxy.engines.mitm.trickle import Sender, TrickleServer, point_at
 from replayproxy.grpc_wire import is_grpc
 from replayproxy.model import Interaction, Response
+from replayproxy.redaction.big import BIG_BODY
 from replayproxy.streams import (
     CLIENT_CUT,
+    BodyFile,
     ChunkLog,
     Send,
     Spool,
@@ -117,16 +119,22 @@ def _left_by_client(flow: http.HTTPFlow, message: str) -> bool:
         and flow.server_conn.timestamp_end is None
 
 
-def recorded(flow: http.HTTPFlow, interaction: Interaction) -> Interaction:
+def recorded(flow: http.HTTPFlow, interaction: Interaction
+             ) -> tuple[Interaction, BodyFile | None]:
     """``interaction`` (converted from ``flow``) with the body that streamed through, its
-    chunks and, if the flow failed, its cut; as it is for a flow that did not stream."""
+    chunks and, if the flow failed, its cut; as it is for a flow that did not stream. A
+    body longer than ``BIG_BODY`` stays in its spool file: returned as a ``BodyFile``
+    (the caller closes it), the interaction's own body empty."""
     recorder = flow.metadata.pop(_RECORDER, None)
     if not isinstance(recorder, Recorder):
-        return interaction
+        return interaction, None
+    big = recorder.spool.size > BIG_BODY
     try:
-        body = recorder.spool.read()
+        body = b"" if big else recorder.spool.read()
     finally:
-        recorder.spool.close()
+        if not big:
+            recorder.spool.close()
+    size = recorder.spool.size
     cut = ""
     duration = interaction.duration
     if flow.error is not None:
@@ -135,10 +143,11 @@ def recorded(flow: http.HTTPFlow, interaction: Interaction) -> Interaction:
         duration = round(max(0.0, time.time() - recorder.start), 6)
         log.info("%s %s: %s after %d bytes; recorded what arrived", flow.request.method,
                  flow.request.pretty_url, cut if cut != CLIENT_CUT else
-                 f"{cut} ({' '.join(message.split())})", len(body))
+                 f"{cut} ({' '.join(message.split())})", size)
     return dataclasses.replace(
         interaction, response=dataclasses.replace(interaction.response, body=body),
-        chunks=recorder.log.chunks, cut=cut, duration=duration)
+        chunks=recorder.log.chunks, cut=cut, duration=duration), \
+        recorder.spool.body() if big else None
 
 
 def play(flow: http.HTTPFlow, interaction: Interaction, body: memoryview | None,
