@@ -214,42 +214,57 @@ def _find(redactor: Redactor, texts: Iterator[str], headers: Headers, found: _Fo
 
 class _Rewrite:
     """Replacements applied to text arriving piece by piece: what may still be part of a
-    match is kept back until the next piece (see ``OVERLAP``)."""
+    match is kept back until the next piece (see ``OVERLAP``). ``number``: the new text
+    of a JSON number member (``_NUMBER_MEMBER``), or None to leave it."""
 
-    def __init__(self, pairs: list[tuple[str, str]], numbers: Callable[[str], str] | None,
-                 charset: str) -> None:
+    def __init__(self, pairs: list[tuple[str, str]],
+                 number: Callable[[re.Match[str]], str | None] | None, charset: str) -> None:
         present = [p for p in pairs if p[0]]
         self.table = dict(present)
         self.pattern = re.compile("|".join(re.escape(s) for s, _ in present)) \
             if present else None
-        self.numbers = numbers
+        self.number = number
         self.charset = charset
         self.rest = ""
         self.moved: list[tuple[int, int]] = []
         """(end of a replaced part in the old bytes, bytes added by then), in order."""
         self._old = self._new = 0
 
+    def _matches(self, text: str) -> list[tuple[int, int, str]]:
+        """(start, end, new text) of every replacement in ``text``, in order, none
+        overlapping (a secret first, then a secret JSON number, as ``Redactor`` does)."""
+        found = [(m.start(), m.end(), self.table[m.group(0)])
+                 for m in self.pattern.finditer(text)] if self.pattern is not None else []
+        if self.number is not None and '"' in text:
+            taken = found[:]
+            for m in _NUMBER_MEMBER.finditer(text):
+                new = self.number(m)
+                if new is not None:
+                    i = bisect.bisect_left(taken, (m.start(),))
+                    clash = (i > 0 and taken[i - 1][1] > m.start()) or \
+                        (i < len(taken) and taken[i][0] < m.end())
+                    if not clash:
+                        taken.insert(i, (m.start(), m.end(), new))
+            found = taken
+        return found
+
     def feed(self, text: str, final: bool = False) -> bytes:
         text = self.rest + text
         safe = len(text) if final else max(0, len(text) - OVERLAP)
         out: list[str] = []
         at = 0
-        if self.pattern is not None:
-            for m in self.pattern.finditer(text):
-                if m.start() >= safe:
-                    break
-                out.append(text[at:m.start()])
-                self._note(text[at:m.start()], m.group(0), self.table[m.group(0)])
-                out.append(self.table[m.group(0)])
-                at = m.end()
-                safe = max(safe, at)
+        for start, end, new in self._matches(text):
+            if start >= safe:
+                break
+            out.append(text[at:start])
+            self._note(text[at:start], text[start:end], new)
+            out.append(new)
+            at = end
+            safe = max(safe, at)
         out.append(text[at:safe])
         self._note(text[at:safe], "", "")
         self.rest = text[safe:]
-        done = "".join(out)
-        if self.numbers is not None:
-            done = self.numbers(done)
-        return done.encode(self.charset, "replace")
+        return "".join(out).encode(self.charset, "replace")
 
     def _note(self, kept: str, old: str, new: str) -> None:
         size = len(kept) if self.charset == "latin-1" or kept.isascii() \
@@ -314,9 +329,14 @@ def redact_big(redactor: Redactor, it: Interaction, body: BodyFile
     pairs = redactor.replacements(found)
     if not pairs and not found.numbers:
         return redacted, body
-    numbers = (lambda text: redactor.json_numbers(text, config)) if found.numbers else None
+    def number(m: re.Match[str]) -> str | None:
+        if not config.secret_field(m.group(1)):
+            return None
+        head = m.group(0)[:m.start(2) - m.start(0)]
+        return head + json.dumps(redactor.placeholder(_rule_name(m.group(1)), m.group(2)))
+
     out = BodyFile.new()
-    rewrite = _Rewrite(pairs, numbers, charset)
+    rewrite = _Rewrite(pairs, number if found.numbers else None, charset)
     encode = _encoder(encoding) if encoding is not None else None
     grpc = encoding is not None and is_grpc(headers)
     if grpc:
@@ -333,7 +353,7 @@ def redact_big(redactor: Redactor, it: Interaction, body: BodyFile
         new_headers = tuple((k, v) for k, v in new_headers if k.lower() != "content-encoding")
     new_headers = tuple((k, str(out.size) if k.lower() == "content-length" else v)
                         for k, v in new_headers)
-    exact = not grpc and encoding in ("", "identity") and numbers is None
+    exact = not grpc and encoding in ("", "identity")
     place = rewrite.place if exact else (lambda b: b * out.size // max(body.size, 1))
     return replace(redacted, response=replace(redacted.response, headers=new_headers),
                    chunks=_refit(it.chunks, place, out.size)), out

@@ -65,6 +65,7 @@ from replayproxy.redaction.secrets import (
     event_stream_json,
     is_secret_field,
     is_secret_header,
+    json_documents,
     json_in_string,
     multipart_boundary,
     multipart_fields,
@@ -243,11 +244,7 @@ def _find_in_body(body: bytes, headers: Headers, config: RedactionConfig,
     text = body_text(body)
     ctype = (header_value(headers, "content-type") or "").lower()
     if "json" in ctype or text.lstrip()[:1] in ("{", "["):
-        try:
-            doc = json.loads(text)
-        except (ValueError, RecursionError):
-            doc = None
-        if doc is not None:
+        for doc in json_documents(text):
             _walk_json(doc, config, found)
             _json_paths(doc, config.json_paths, found)
     if EVENT_STREAM in ctype:

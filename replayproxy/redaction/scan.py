@@ -15,8 +15,6 @@ turned them off for redaction (``RedactionConfig.scanning``).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +37,7 @@ from replayproxy.redaction.secrets import (
     URL_HEADERS,
     body_text,
     event_stream_json,
+    json_documents,
     json_in_string,
     multipart_boundary,
     multipart_fields,
@@ -147,8 +146,8 @@ class _Scan:
         text = body_text(data)
         ctype = (header_value(headers, "content-type") or "").lower() if headers else ""
         if "json" in ctype or text.lstrip()[:1] in ("{", "["):
-            with contextlib.suppress(ValueError, RecursionError):
-                self.json(location, json.loads(text))
+            for doc in json_documents(text):
+                self.json(location, doc)
         if EVENT_STREAM in ctype:
             for doc in event_stream_json(text):
                 self.json(f"{location} event", doc)

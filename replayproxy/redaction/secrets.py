@@ -31,6 +31,7 @@ __all__ = [
     "is_secret_header",
     "body_text",
     "event_stream_json",
+    "json_documents",
     "json_in_string",
     "multipart_boundary",
     "multipart_fields",
@@ -202,6 +203,26 @@ def multipart_fields(text: str, boundary: str) -> list[tuple[str, int, int]]:
             if text[end - 1:end] == "\n" else end
         fields.append((name.group(1), head_end + sep, value_end))
     return fields
+
+
+def json_documents(text: str) -> list[Any]:
+    """The JSON of a body: one document, or one per line (JSON Lines, NDJSON, a log of
+    events); empty when it is neither."""
+    try:
+        return [json.loads(text)]
+    except (ValueError, RecursionError):
+        pass
+    docs = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line[:1] in ("{", "["):
+            try:
+                docs.append(json.loads(line))
+            except (ValueError, RecursionError):
+                return []  # not JSON Lines either
+        elif line:
+            return []
+    return docs
 
 
 def json_in_string(text: str) -> Any:
