@@ -10,7 +10,7 @@ count-based fault (``first=3``) are kept per worker. What a user reads is one ru
   are judged from it as for one process);
 - ``merge_answers``: one control API answer from every worker's (a fault's hits
   summed, the request logs merged in the order the requests came: the workers number
-  them from one shared counter).
+  them from one shared counter; each request says which worker took it).
 
 Pure: no processes, no sockets.
 """
@@ -155,8 +155,10 @@ def merge_summaries(summaries: Sequence[SessionSummary],
 
 
 def _merge_requests(payloads: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """``GET /requests`` of every worker as one: by number (the order they came)."""
-    requests = sorted((r for p in payloads for r in p["requests"]), key=lambda r: r["seq"])
+    """``GET /requests`` of every worker as one: by number (the order they came), each
+    with the ``worker`` (1, 2...) that took it."""
+    requests = sorted(({**r, "worker": number} for number, p in enumerate(payloads, 1)
+                       for r in p["requests"]), key=lambda r: r["seq"])
     return {"requests": requests, "next": max(int(p["next"]) for p in payloads)}
 
 
