@@ -489,7 +489,8 @@ class ProxyRun:
 
     def poll_workers(self) -> list[str]:
         """With ``workers``: a line for each worker that stopped before it was asked
-        to (the run then fails: ``verdict``); else empty."""
+        to: stop the run then (a worker killed or crashed fails it, ``verdict`` says
+        which); else empty."""
         if self.workers == 1 or self._proxy is None:
             return []
         return cast("WorkerPool", self._proxy).poll()

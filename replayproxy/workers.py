@@ -72,6 +72,10 @@ class _Worker:
         self.conn = conn
         self.control: tuple[str, str] | None = None
         """The worker's control API URL and token, once ready."""
+        self.summary: SessionSummary | None = None
+        """What it served, once it has stopped and handed it in."""
+        self.ended: str | None = None
+        """Why it stopped before it was asked to (``decision.workers.worker_exit``)."""
 
     @property
     def pid(self) -> int:
@@ -124,7 +128,8 @@ class WorkerPool(Listening):
         self.reverse_addresses: dict[str, tuple[str, int]] = {}
         self.workers: list[_Worker] = []
         self.failures: list[str] = []
-        """A line for each worker that stopped before it was asked to."""
+        """A line for each worker that stopped before it was asked to without handing
+        in its summary (killed, crashed): the run fails."""
         self._stopping = False
 
     @property
@@ -187,15 +192,24 @@ class WorkerPool(Listening):
                 worker.control = (message[1], message[2])
 
     def poll(self) -> list[str]:
-        """Note every worker that has stopped before it was asked to (``failures``) and
-        return them."""
+        """A line for each worker that has stopped before it was asked to (then stop
+        them all): killed or crashed (kept in ``failures``), or stopped cleanly by a
+        signal from outside (a ``kill`` of the whole process group: logged, its summary
+        handed in)."""
         if not self._stopping:
             for worker in self.workers:
                 code = worker.process.exitcode
-                line = worker_exit(worker.number, worker.pid, code)
-                if code is not None and line not in self.failures:
-                    self.failures.append(line)
-        return self.failures
+                if code is None or worker.ended is not None:
+                    continue
+                worker.summary = _summary_of(worker, time.monotonic())
+                handed_in = worker.summary is not None
+                worker.ended = worker_exit(worker.number, worker.pid, code,
+                                           handed_in=handed_in)
+                if handed_in and code == 0:
+                    log.info("%s", worker.ended)
+                else:
+                    self.failures.append(worker.ended)
+        return [w.ended for w in self.workers if w.ended is not None]
 
     def stop(self) -> list[tuple[int, int, SessionSummary]]:
         """Stop every worker (SIGTERM by PID; SIGKILL after 30 s); the number, PID and
@@ -209,7 +223,7 @@ class WorkerPool(Listening):
         deadline = time.monotonic() + _STOP_TIMEOUT
         summaries = []
         for worker in self.workers:
-            summary = _summary_of(worker, deadline)
+            summary = worker.summary or _summary_of(worker, deadline)
             if summary is not None:
                 summaries.append((worker.number, worker.pid, summary))
             worker.process.join(max(0.0, deadline - time.monotonic()))

@@ -316,10 +316,7 @@ def serve(
             for s in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(s, lambda *_: stop.set())
             while not stop.wait(0.5):
-                failed = run.poll_workers()
-                if failed:
-                    for line in failed:
-                        log.error("%s", line)
+                if run.poll_workers():  # a worker is gone: the verdict says which
                     break
     finally:
         with contextlib.suppress(FileNotFoundError):

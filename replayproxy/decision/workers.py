@@ -80,9 +80,15 @@ def check_workers(count: int, *, cpus: int | None, mode: RecordMode, engine: str
                           f"serve this run ({why_not_fast}): use {{workers}} 1")
 
 
-def worker_exit(number: int, pid: int, exitcode: int | None) -> str:
-    """One line for a worker that stopped before it was asked to (``exitcode`` as
-    ``multiprocessing`` gives it: negative for a signal, None if unknown)."""
+def worker_exit(number: int, pid: int, exitcode: int | None, *,
+                handed_in: bool = False) -> str:
+    """One line for a worker that stopped before the serving process asked it to
+    (``exitcode`` as ``multiprocessing`` gives it: negative for a signal, None if
+    unknown; ``handed_in``: it stopped cleanly, sent its summary, as when a signal
+    reaches the whole process group)."""
+    if handed_in and exitcode == 0:
+        return (f"worker {number} (PID {pid}) was stopped by a signal from outside: the "
+                "other workers were stopped too")
     if exitcode is None:
         how = "stopped"
     elif exitcode < 0:

@@ -73,6 +73,10 @@ def test_worker_exit_names_the_worker_and_how_it_ended():
     assert worker_exit(1, 40, 3).startswith("worker 1 (PID 40) exited with status 3: ")
     assert worker_exit(1, 40, None).startswith("worker 1 (PID 40) stopped: ")
     assert "the other workers were stopped" in worker_exit(1, 40, 0)
+    assert worker_exit(1, 40, 0, handed_in=True) == (
+        "worker 1 (PID 40) was stopped by a signal from outside: the other workers were "
+        "stopped too")
+    assert "was killed by SIGKILL" in worker_exit(1, 40, -9, handed_in=True)
 
 
 def _request(path: str) -> Request:
