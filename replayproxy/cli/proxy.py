@@ -283,9 +283,9 @@ def serve(
     engine: Engine = "auto",
     workers: Annotated[int, typer.Option(
         "--workers", "-w", metavar="N",
-        help="Serve with N fast-engine processes on one port (SO_REUSEPORT), for load "
-        "testing: replay only; at most 4 per CPU and 64 (see docs/performance.md"
-        "#several-workers).")] = 1,
+        help="Answer from N fast-engine processes on one port (SO_REUSEPORT), for load "
+        "testing: replay only; at most 4 per CPU and 64 in all; one summary and control "
+        "API (see docs/proxy.md#several-workers-serve---workers-n).")] = 1,
 ) -> None:
     """Run the proxy until interrupted; print the `export` lines for a shell.
 
