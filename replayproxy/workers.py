@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import multiprocessing
 import os
@@ -83,21 +84,30 @@ class _Worker:
         return self.process.pid
 
 
-def _reserve(host: str, port: int) -> socket.socket:
-    """A socket bound (not listening) to ``host:port`` with SO_REUSEPORT: it holds the
-    port while the workers bind it too, and takes no connection."""
+def _bind(host: str, port: int, *, share: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if share:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise ProxyStartError(f"cannot listen on {host}:{port}: {e.strerror}; choose "
-                              "another with {port}, or {port} 0 for a free one",
-                              port=port) from None
+        why = "the port is taken" if e.errno == errno.EADDRINUSE else e.strerror
+        raise ProxyStartError(f"cannot listen on {host}:{port}: {why}; choose another "
+                              "with {port}, or {port} 0 for a free one", port=port) from None
     return sock
+
+
+def _reserve(host: str, port: int) -> socket.socket:
+    """A socket bound (not listening) to ``host:port`` with SO_REUSEPORT: it holds the
+    port while the workers bind it too, and takes no connection. A port given is first
+    bound alone, so one another process shares (another ``serve --workers``) is
+    refused as taken."""
+    if port:
+        _bind(host, port, share=False).close()
+    return _bind(host, port, share=True)
 
 
 class WorkerPool(Listening):
@@ -185,8 +195,11 @@ class WorkerPool(Listening):
                 try:
                     message = worker.conn.recv()
                 except (EOFError, OSError):
-                    raise ProxyStartError(worker_exit(worker.number, worker.pid,
-                                                      worker.process.exitcode)) from None
+                    worker.process.join(5)
+                    raise ProxyStartError(
+                        f"worker {worker.number} (PID {worker.pid}) ended before it was "
+                        f"ready (exit code {worker.process.exitcode}); see the lines "
+                        "above") from None
                 if message[0] == "error":
                     raise ProxyStartError(f"worker {worker.number}: {message[1]}")
                 worker.control = (message[1], message[2])

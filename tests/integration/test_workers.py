@@ -204,7 +204,8 @@ def test_https_through_connect_and_reverse_mode_on_both_workers(serve: Any):
     assert code == 0, stderr
 
 
-def test_the_control_api_covers_both_workers(serve: Any):
+def test_the_control_api_covers_both_workers(serve: Any, cassettes: Path,
+                                              cli_env: dict[str, str]):
     running = serve()
     proxy = running.env["HTTP_PROXY"]
     status, added = running.control("POST", "/faults", {"spec": "status=503@*/item/*"})
@@ -235,6 +236,13 @@ def test_the_control_api_covers_both_workers(serve: Any):
     assert status == 400 and "--workers 1" in refused["error"]
     status, denied = running.control("GET", "/faults", token="wrong")
     assert status == 401 and "token" in denied["error"]
+
+    # a second serve --workers on the same port is refused, not silently sharing it
+    port = proxy.rsplit(":", 1)[1]
+    again = cli("serve", "-c", "load", "--cassette-dir", cassettes, "--workers", "2",
+                "--port", port, env=cli_env)
+    assert_clean_error(again, f"cannot listen on 127.0.0.1:{port}: the port is taken",
+                       "--port 0")
     code, stderr = running.stop()
     assert code == 0, stderr
 
