@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import gc
 import math
+import mmap
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ __all__ = [
     "FORMAT_VERSION",
     "JOURNAL_FORMAT",
     "READERS",
+    "WINDOW",
     "Layout",
     "RawEntry",
     "Reader",
@@ -291,19 +293,57 @@ _KIND = bytes(
 """The kind of msgpack object each first byte starts (text, bytes, array, or other)."""
 
 
-def _index_v1(unpacker: msgpack.Unpacker, data: bytes) -> tuple[list[int], list[Any]]:
+WINDOW = 8 << 20
+"""How many bytes of a cassette the indexer unpacks at a time (a response body longer
+than what is left of the window is stepped over, never read: see ``_Window``)."""
+
+
+class _Window:
+    """An ``Unpacker`` fed ``size`` bytes of ``source`` from offset ``base``: the file is
+    walked a window at a time, so indexing a cassette holding a 200 MB body copies a few
+    megabytes, not the file (``source`` may be an ``mmap``, whose untouched pages are
+    never read)."""
+
+    __slots__ = ("base", "end", "source", "unpacker", "view")
+
+    def __init__(self, source: bytes | mmap.mmap, base: int = 0, size: int = WINDOW) -> None:
+        self.source = source
+        self.view = memoryview(source)
+        self.base = self.end = 0
+        self.unpacker = msgpack.Unpacker()
+        self.move(base, size)
+
+    def move(self, base: int, size: int) -> msgpack.Unpacker:
+        """Start unpacking afresh at ``base`` (an object's first byte)."""
+        end = min(len(self.view), base + size)
+        unpacker = msgpack.Unpacker(raw=False, use_list=False,
+                                    max_buffer_size=max(end - base, 1))
+        unpacker.feed(self.view[base:end])
+        self.unpacker, self.base, self.end = unpacker, base, end
+        return unpacker
+
+    def tell(self) -> int:
+        """The offset in ``source`` of the next object."""
+        return self.base + self.unpacker.tell()
+
+    @property
+    def whole(self) -> bool:
+        """Whether the window reaches the end of ``source``."""
+        return self.end >= len(self.view)
+
+
+def _index_v1(window: _Window) -> tuple[list[int], list[Any]]:
     """Walk a version-1 interaction list (see ``_index``)."""
-    return _index(unpacker, data, extras=False)
+    return _index(window, extras=False)
 
 
-def _index_v2(unpacker: msgpack.Unpacker, data: bytes) -> tuple[list[int], list[Any]]:
+def _index_v2(window: _Window) -> tuple[list[int], list[Any]]:
     """Walk a version-2 interaction list (see ``_index``): an entry may end with its map
     of extras, skipped here (``decode_interaction_v2`` checks it when the entry is read)."""
-    return _index(unpacker, data, extras=True)
+    return _index(window, extras=True)
 
 
-def _index(unpacker: msgpack.Unpacker, data: bytes, *, extras: bool
-           ) -> tuple[list[int], list[Any]]:
+def _index(window: _Window, *, extras: bool) -> tuple[list[int], list[Any]]:
     """Walk a version-1 interaction list: each entry's offset (and the end's), and the
     ``(method, scheme, host, port, path)`` of each request.
 
@@ -311,72 +351,99 @@ def _index(unpacker: msgpack.Unpacker, data: bytes, *, extras: bool
     except what needs the bulky parts unpacked: the pairs inside the header lists and
     the bytes of the response body are only looked at by their first byte (a list, a
     ``bin``) and skipped unread; ``decode_interaction`` checks the rest when the
-    interaction is served or shown.
+    interaction is served or shown. A response body the window does not hold is stepped
+    over; an entry the window ends inside is walked again from a window starting at its
+    first byte (twice as big if it did already).
     """
     offsets: list[int] = []
     fields: list[Any] = []
-    intern = sys.intern
     try:
-        count = unpacker.read_array_header()
+        count = window.unpacker.read_array_header()
     except msgpack.OutOfData:
         raise
     except Exception:
         raise _Malformed("the interaction list is missing") from None
-    array, unpack, skip, tell = (unpacker.read_array_header, unpacker.unpack, unpacker.skip,
-                                 unpacker.tell)
-    kind, isfinite, add_offset, add_fields = _KIND, math.isfinite, offsets.append, fields.append
+    intern, view, kind, isfinite = sys.intern, window.view, _KIND, math.isfinite
+    add_offset, add_fields = offsets.append, fields.append
     sizes = "5- or 6" if extras else "5"
+    u = window.unpacker
+    base, end = window.base, window.end
+    array, unpack, skip, tell = u.read_array_header, u.unpack, u.skip, u.tell
     for i in range(count):
-        add_offset(tell())
-        size = array()
-        if size != 5 and not (extras and size == 6):
-            raise _Malformed(f"interaction #{i + 1} is not a {sizes}-element array")
-        if array() != 9:
-            raise _Malformed(f"interaction #{i + 1} has a malformed request "
-                             "(not a 9-element array)")
-        method, scheme, host, port, path, query = (unpack(), unpack(), unpack(), unpack(),
-                                                   unpack(), unpack())
-        if not (type(method) is str and type(scheme) is str and type(host) is str
-                and type(port) is int and 0 <= port <= 65535
-                and type(path) is str and type(query) is str):
-            why = _first_bad(_REQUEST_FIELDS, (method, scheme, host, port, path, query))
-            raise _Malformed(f"interaction #{i + 1} has a malformed request ({why})")
-        if kind[data[tell()]] != _ARRAY:
-            raise _Malformed(f"interaction #{i + 1} has malformed request headers (not a list)")
-        skip()
-        body, version = unpack(), unpack()
-        if type(body) is not bytes or type(version) is not str:
-            raise _Malformed(f"interaction #{i + 1} has a malformed request "
-                             f"({_first_bad(_REQUEST_TAIL, (body, version))})")
-        if array() != 5:
-            raise _Malformed(f"interaction #{i + 1} has a malformed response "
-                             "(not a 5-element array)")
-        status, reason = unpack(), unpack()
-        if kind[data[tell()]] != _ARRAY:
-            raise _Malformed(f"interaction #{i + 1} has malformed response headers "
-                             "(not a list)")
-        skip()
-        if kind[data[tell()]] != _BYTES:
-            raise _Malformed(f"interaction #{i + 1} has a malformed response body "
-                             "(not bytes)")
-        skip()
-        version = unpack()
-        if not (type(status) is int and 0 <= status <= 999 and type(reason) is str
-                and type(version) is str):
-            raise _Malformed(f"interaction #{i + 1} has a malformed response "
-                             f"({_first_bad(_RESPONSE_FIELDS, (status, reason, version))})")
-        recorded_at, ttfb, duration = unpack(), unpack(), unpack()
-        if not (type(recorded_at) is float and type(ttfb) is float
-                and type(duration) is float and isfinite(recorded_at) and isfinite(ttfb)
-                and isfinite(duration)):
-            raise _Malformed(f"interaction #{i + 1} has malformed timings "
-                             f"({_first_bad(_TIMINGS, (recorded_at, ttfb, duration))})")
-        if size == 6:
-            if kind[data[tell()]] != _MAP:
-                raise _Malformed(f"interaction #{i + 1} has malformed extras (not a map)")
-            skip()
+        start, size = base + tell(), WINDOW
+        while True:
+            try:
+                length = array()
+                if length != 5 and not (extras and length == 6):
+                    raise _Malformed(f"interaction #{i + 1} is not a {sizes}-element array")
+                if array() != 9:
+                    raise _Malformed(f"interaction #{i + 1} has a malformed request "
+                                     "(not a 9-element array)")
+                method, scheme, host, port, path, query = (unpack(), unpack(), unpack(),
+                                                           unpack(), unpack(), unpack())
+                if not (type(method) is str and type(scheme) is str and type(host) is str
+                        and type(port) is int and 0 <= port <= 65535
+                        and type(path) is str and type(query) is str):
+                    why = _first_bad(_REQUEST_FIELDS, (method, scheme, host, port, path, query))
+                    raise _Malformed(f"interaction #{i + 1} has a malformed request ({why})")
+                if kind[view[base + tell()]] != _ARRAY:
+                    raise _Malformed(f"interaction #{i + 1} has malformed request headers "
+                                     "(not a list)")
+                skip()
+                body, version = unpack(), unpack()
+                if type(body) is not bytes or type(version) is not str:
+                    raise _Malformed(f"interaction #{i + 1} has a malformed request "
+                                     f"({_first_bad(_REQUEST_TAIL, (body, version))})")
+                if array() != 5:
+                    raise _Malformed(f"interaction #{i + 1} has a malformed response "
+                                     "(not a 5-element array)")
+                status, reason = unpack(), unpack()
+                if kind[view[base + tell()]] != _ARRAY:
+                    raise _Malformed(f"interaction #{i + 1} has malformed response headers "
+                                     "(not a list)")
+                skip()
+                at = base + tell()
+                first = view[at]
+                if kind[first] != _BYTES:
+                    raise _Malformed(f"interaction #{i + 1} has a malformed response body "
+                                     "(not bytes)")
+                head = _SIZED[first][0]
+                after = at + 1 + head + _length(view, at + 1, head)
+                if end < after <= len(view):  # step over a body the window does not hold
+                    u = window.move(after, size)
+                    base, end = window.base, window.end
+                    array, unpack, skip, tell = u.read_array_header, u.unpack, u.skip, u.tell
+                else:
+                    skip()
+                version = unpack()
+                if not (type(status) is int and 0 <= status <= 999 and type(reason) is str
+                        and type(version) is str):
+                    raise _Malformed(
+                        f"interaction #{i + 1} has a malformed response "
+                        f"({_first_bad(_RESPONSE_FIELDS, (status, reason, version))})")
+                recorded_at, ttfb, duration = unpack(), unpack(), unpack()
+                if not (type(recorded_at) is float and type(ttfb) is float
+                        and type(duration) is float and isfinite(recorded_at)
+                        and isfinite(ttfb) and isfinite(duration)):
+                    raise _Malformed(f"interaction #{i + 1} has malformed timings "
+                                     f"({_first_bad(_TIMINGS, (recorded_at, ttfb, duration))})")
+                if length == 6:
+                    if kind[view[base + tell()]] != _MAP:
+                        raise _Malformed(f"interaction #{i + 1} has malformed extras "
+                                         "(not a map)")
+                    skip()
+                break
+            except msgpack.OutOfData:
+                if window.whole:
+                    raise
+                size = size * 2 if base == start else size
+                u = window.move(start, size)
+                base, end = window.base, window.end
+                array, unpack, skip, tell = u.read_array_header, u.unpack, u.skip, u.tell
+        add_offset(start)
         add_fields((intern(method), intern(scheme), intern(host), port, path))
-    add_offset(tell())
+    add_offset(base + tell())
+    window.unpacker = u
     return offsets, fields
 
 
@@ -407,11 +474,10 @@ class Reader:
     """How to read one format version."""
 
     version: int
-    index: Callable[[msgpack.Unpacker, bytes], tuple[list[int], list[Any]]]
-    """Walk the interactions after the header (the unpacker has been fed the file's bytes,
-    given too, so a reader can look at an object's first byte before skipping it): the
-    offset of each entry plus the end offset, and each request's ``(method, scheme, host,
-    port, path)``. Raises ``msgpack.OutOfData`` or ``IndexError`` at the end of the data."""
+    index: Callable[[_Window], tuple[list[int], list[Any]]]
+    """Walk the interactions after the header (from the window's position): the offset
+    of each entry plus the end offset, and each request's ``(method, scheme, host, port,
+    path)``. Raises ``msgpack.OutOfData`` or ``IndexError`` at the end of the data."""
     decode: Callable[[RawEntry], Interaction]
     """One stored entry to an Interaction; raises ValueError if it is malformed."""
 
@@ -497,19 +563,19 @@ def read_header(unpacker: msgpack.Unpacker, path: Path,
     return header, READERS[version]
 
 
-def read_cassette(data: bytes, path: Path) -> Layout:
-    """Read the header of a cassette's bytes and index its interactions.
+def read_cassette(data: bytes | mmap.mmap, path: Path) -> Layout:
+    """Read the header of a cassette's bytes (or of a map of its file) and index its
+    interactions, a window at a time (see ``_Window``).
 
     Raises:
         CassetteError: naming ``path``: not a cassette, corrupt or truncated, or of a
             newer format version.
     """
-    unpacker = msgpack.Unpacker(raw=False, use_list=False, max_buffer_size=max(len(data), 1))
-    unpacker.feed(data)
-    header, reader = read_header(unpacker, path)
+    window = _Window(data)
+    header, reader = read_header(window.unpacker, path)
     with without_gc():
         try:
-            offsets, fields = reader.index(unpacker, data)
+            offsets, fields = reader.index(window)
         except (msgpack.OutOfData, IndexError):
             raise corrupt_error(path, "the file ends before its last interaction") from None
         except _Malformed as e:
@@ -520,7 +586,7 @@ def read_cassette(data: bytes, path: Path) -> Layout:
         count = shorten(repr(header.get("interactions")))
         raise corrupt_error(path, f"header says {count} interactions, "
                                   f"file has {len(fields)}")
-    if unpacker.tell() != len(data):
+    if window.tell() != len(data):
         raise corrupt_error(path, "unexpected data after the interactions")
     used = header.get("features", ())
     if type(used) is not tuple or not all(type(f) is str for f in used):
@@ -539,6 +605,8 @@ _SIZED = {0xc4: (1, 0), 0xc5: (2, 0), 0xc6: (4, 0), 0xd9: (1, 0), 0xda: (2, 0),
 
 
 def _length(buf: memoryview, at: int, size: int) -> int:
+    if at + size > len(buf):
+        raise IndexError(at + size)
     return int.from_bytes(buf[at:at + size], "big")
 
 

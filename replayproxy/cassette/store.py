@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import mmap
 import os
 import re
 import tempfile
@@ -45,6 +46,7 @@ from replayproxy.model import Interaction, Request
 
 __all__ = [
     "LEAN_ABOVE",
+    "MAP_ABOVE",
     "SUFFIX",
     "CassetteFile",
     "cassette_info",
@@ -54,12 +56,16 @@ __all__ = [
     "list_cassettes",
     "load_cassette",
     "locked_dir",
+    "release_pages",
     "save_cassette",
     "validate_cassette_name",
     "write_atomic",
 ]
 
 SUFFIX = ".cassette"
+
+MAP_ABOVE = 16 << 20
+"""A cassette file longer than this (bytes) is mapped into memory rather than read."""
 
 LEAN_ABOVE = 1 << 20
 """A response body longer than this (bytes) is served from the cassette's bytes in
@@ -108,7 +114,7 @@ class CassetteFile:
         self.path = path
         self._reader: Reader = READERS[version]
         self._entries: Sequence[RawEntry] | None = entries
-        self._data = b""
+        self._data: bytes | mmap.mmap = b""
         self._features: tuple[str, ...] | None = None
         self._offsets: Sequence[int] = ()
         self.fields: list[Any] = []
@@ -120,11 +126,13 @@ class CassetteFile:
                                     f"#{i + 1}: expected (request, response, ...)") from None
 
     @classmethod
-    def _lazy(cls, name: str, path: Path, data: bytes, layout: Layout) -> CassetteFile:
+    def _lazy(cls, name: str, path: Path, data: bytes | mmap.mmap, layout: Layout
+              ) -> CassetteFile:
         cassette = cls(name, (), path)
         cassette._reader, cassette._entries = layout.reader, None
         cassette._data, cassette._offsets, cassette.fields = data, layout.offsets, layout.fields
         cassette._features = layout.features
+        release_pages(memoryview(data))  # what indexing read
         return cassette
 
     @property
@@ -224,7 +232,7 @@ def load_cassette(path: str | os.PathLike[str], name: str | None = None) -> Cass
     """
     p = Path(path)
     try:
-        data = p.read_bytes()
+        data = _read(p)
     except FileNotFoundError:
         raise CassetteError(
             f"cassette {p} does not exist: record it first with "
@@ -234,6 +242,28 @@ def load_cassette(path: str | os.PathLike[str], name: str | None = None) -> Cass
         raise CassetteError(f"cannot read cassette {p}: {e.strerror}") from None
     return CassetteFile._lazy(name or p.name.removesuffix(SUFFIX), p, data,
                               read_cassette(data, p))
+
+
+def release_pages(view: memoryview | None) -> None:
+    """Let go of the pages this process has read from the mapped cassette file ``view``
+    is part of (a big body served from ``CassetteFile.lean``): they stay in the page
+    cache and are read from it again when needed, but no longer count in this process's
+    memory. Nothing for bytes in memory."""
+    mapped = view.obj if view is not None else None
+    if isinstance(mapped, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        with contextlib.suppress(OSError, ValueError):
+            mapped.madvise(mmap.MADV_DONTNEED)
+
+
+def _read(path: Path) -> bytes | mmap.mmap:
+    """The bytes of the file at ``path``; a map of it (read-only) when it is longer than
+    ``MAP_ABOVE``, so its big bodies are read from the page cache when they are served,
+    never copied into the process."""
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size <= MAP_ABOVE:
+            return f.read()
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def cassette_info(path: Path) -> int:

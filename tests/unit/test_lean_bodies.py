@@ -83,3 +83,69 @@ def test_journal_writes_a_big_body_in_parts(tmp_path):
     journal.append(big)
     journal.commit()
     assert load_cassette(tmp_path / "big.cassette").interaction(0) == big
+
+
+# -- indexing a window at a time, mapped files ----------------------------------------
+
+
+def _many(count: int) -> list[Interaction]:
+    return [Interaction(
+        Request("POST", "https", "api.test", 443, f"/item/{i}", f"n={i}",
+                (("Content-Type", "application/json"),), b'{"n": %d}' % i),
+        Response(200, "OK", (("Content-Type", "application/json"),), b'{"ok": %d}' % i),
+        recorded_at=1.7e9 + i, ttfb=0.01, duration=0.02) for i in range(count)]
+
+
+@pytest.mark.parametrize("window", [64, 200, 1000, 1 << 20])
+def test_indexing_a_window_at_a_time_finds_every_entry(tmp_path, monkeypatch, window):
+    """Whatever the window, entries it ends inside are walked again from their start (a
+    bigger window when one entry does not fit), and big bodies are stepped over."""
+    from replayproxy.cassette import format as cassette_format
+
+    monkeypatch.setattr(cassette_format, "WINDOW", window)
+    items = _many(40)
+    items[7] = _big(4096)
+    items[30] = _big(70_000, chunks=False)
+    path = tmp_path / "many.cassette"
+    save_cassette(path, items)
+    cassette = load_cassette(path)
+    assert len(cassette) == 40
+    assert list(cassette.interactions()) == items
+
+
+def test_a_file_cut_inside_a_body_the_window_steps_over_is_corrupt(tmp_path, monkeypatch):
+    from replayproxy.cassette import format as cassette_format
+    from replayproxy.errors import CassetteError
+
+    monkeypatch.setattr(cassette_format, "WINDOW", 256)
+    path = tmp_path / "cut.cassette"
+    save_cassette(path, [*_many(3), _big(70_000)])
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) - 40_000])
+    with pytest.raises(CassetteError, match="ends before its last interaction"):
+        load_cassette(path)
+    path.write_bytes(data + b"\xc0")
+    with pytest.raises(CassetteError, match="unexpected data after the interactions"):
+        load_cassette(path)
+
+
+def test_a_big_cassette_file_is_mapped_and_its_bodies_are_views_of_the_map(
+        tmp_path, monkeypatch):
+    import mmap
+
+    from replayproxy.cassette import store
+
+    monkeypatch.setattr(store, "MAP_ABOVE", 1024)
+    big = _big(LEAN_ABOVE + 256)
+    path = tmp_path / "mapped.cassette"
+    save_cassette(path, [*_many(3), big])
+    cassette = load_cassette(path)
+    assert isinstance(cassette._data, mmap.mmap)
+    lean, body = cassette.lean(3)
+    assert body is not None and body.obj is cassette._data
+    store.release_pages(body)  # the pages are read again from the page cache
+    assert bytes(body) == big.response.body and cassette.interaction(3) == big
+    # the file may be replaced while it is mapped: the map keeps the old one
+    save_cassette(path, _many(2))
+    assert bytes(body) == big.response.body
+    assert len(load_cassette(path)) == 2

@@ -310,7 +310,8 @@ def version_3(entry):
 
 def read_version_3(monkeypatch):
     """Register a reader for the made-up version 3."""
-    def index(unpacker, data):
+    def index(window):  # a small file: the first window holds it all
+        unpacker = window.unpacker
         offsets, fields = [], []
         for _ in range(unpacker.read_array_header()):
             offsets.append(unpacker.tell())

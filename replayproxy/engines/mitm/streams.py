@@ -29,6 +29,7 @@ import time
 
 from mitmproxy import http
 
+from replayproxy.cassette.store import release_pages
 from replayproxy.engines.mitm import h2
 from replayproxy.engines.mitm.convert import response_from_flow
 from replayproxy.engines.mitm.trickle import Sender, TrickleServer, point_at
@@ -55,6 +56,8 @@ _PLAYING = "replayproxy.playing"
 _PLAYED = "replayproxy.played"
 _SLICE = 1 << 16
 """Bytes written at a time when replaying a piece."""
+_RELEASE_EVERY = 64 * _SLICE
+"""Bytes of a body left in a mapped cassette sent between two ``release_pages``."""
 _HOLD_AT_MOST = 600.0
 """How long a replayed stream the client had left when recording stays open (seconds):
 mitmproxy's own idle timeout."""
@@ -217,6 +220,7 @@ def _sender(response: Response, body: bytes | memoryview, sends: list[Send], sta
         writer.write(_head(response))
         await writer.drain()
         view = memoryview(body)
+        sent = 0
         for piece in sends:
             if piece.length <= 0:
                 continue
@@ -228,8 +232,12 @@ def _sender(response: Response, body: bytes | memoryview, sends: list[Send], sta
             for at in range(piece.offset, end, _SLICE):
                 writer.write(view[at:min(at + _SLICE, end)])
                 await writer.drain()
+                sent += _SLICE
+                if sent % _RELEASE_EVERY == 0:
+                    release_pages(view)
             writer.write(b"\r\n")
             await writer.drain()
+        release_pages(view)
         if cut and not client_cut(cut):
             writer.transport.abort()  # the upstream broke it off here
             return
