@@ -6,9 +6,12 @@ Serves the same 100 synthetic interactions (bench/engines.py's) with `--workers 
 bench/loadgen.py (keep-alive, one request in flight per connection):
 
 - c1 and c32 from one load-generator process;
-- c32 split over two load-generator processes (16 connections each): one Python
-  process cannot send much more than one fast-engine process answers, so this is
-  the cell where a second worker can show.
+- c32 split over two load-generator processes (16 connections each);
+- c32 pipelined, 16 requests deep: each connection writes 16 requests at once and
+  reads the 16 answers back as one block of bytes, checked against the first such
+  block. The client's cost per request falls to a fraction of the server's, so the
+  server, not the load generator, is the limit: the cell where a second worker can
+  show on this machine.
 
 This machine has 2 cores, shared by the workers and the load generator (and by other
 users): with 2 workers and 2 load processes, four busy processes take turns on two
@@ -19,6 +22,7 @@ and its workers. Results: bench/.work/workers.json.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing
 import os
@@ -95,7 +99,64 @@ def measure_split(t: Target, tree: Tree, c: int, procs: int, seconds: float, war
     return row
 
 
-CELLS = ("c1", "c32", "c32, 2 load processes")
+async def _pipelined_load(port: int, batch: bytes, conns: int, seconds: float
+                          ) -> tuple[int, int, float]:
+    """``conns`` connections each sending ``batch`` (several requests) and reading the
+    answers back, until ``seconds`` pass: (batches answered, mismatches, seconds)."""
+    reference = await _first_answer(port, batch)
+    deadline = time.monotonic() + seconds
+    done = errors = 0
+
+    async def one() -> None:
+        nonlocal done, errors
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            while time.monotonic() < deadline:
+                writer.write(batch)
+                got = await reader.readexactly(len(reference))
+                done += 1
+                errors += got != reference
+        finally:
+            writer.close()
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(one() for _ in range(conns)))
+    return done, errors, time.monotonic() - t0
+
+
+async def _first_answer(port: int, batch: bytes) -> bytes:
+    """The bytes the proxy answers ``batch`` with (read until it falls silent)."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    writer.write(batch)
+    data = b""
+    while True:
+        try:
+            data += await asyncio.wait_for(reader.read(1 << 20), 0.5)
+        except TimeoutError:
+            break
+    writer.close()
+    return data
+
+
+def measure_pipelined(t: Target, tree: Tree, conns: int, depth: int, seconds: float,
+                      warmup: float, label: str) -> dict[str, float]:
+    """A cell of ``conns`` connections pipelining ``depth`` requests at a time."""
+    batch = b"".join(t.requests[:depth])
+    asyncio.run(_pipelined_load(t.port, batch, conns, warmup))
+    cpu0 = tree.cpu_seconds()
+    done, errors, wall = asyncio.run(_pipelined_load(t.port, batch, conns, seconds))
+    cpu = tree.cpu_seconds() - cpu0
+    completed = done * depth
+    row = {"rps": completed / wall, "p50_ms": 0.0, "p99_ms": 0.0, "completed": completed,
+           "errors": errors, "server_cpu_us_per_req": cpu / completed * 1e6 if completed
+           else 0.0}
+    log(f"{label} {t.name:<12} c={conns:<3} (pipelined {depth} deep) {row['rps']:9,.0f} "
+        f"req/s  server CPU {row['server_cpu_us_per_req']:.0f} us/req"
+        + (f"  ERRORS {errors}" if errors else ""))
+    return row
+
+
+CELLS = ("c1", "c32", "c32, 2 load processes", "c32, pipelined 16 deep")
 
 
 def main() -> int:
@@ -136,6 +197,8 @@ def main() -> int:
                                                               args.warmup, label))
                 rows[t.name]["c32, 2 load processes"].append(
                     measure_split(t, tree, 32, 2, args.seconds, args.warmup, label))
+                rows[t.name]["c32, pipelined 16 deep"].append(
+                    measure_pipelined(t, tree, 32, 16, args.seconds, args.warmup, label))
     res["throughput"] = {name: {cell: {k: statistics.median(r[k] for r in cells)
                                        for k in cells[0]} for cell, cells in per.items()}
                          for name, per in rows.items()}
