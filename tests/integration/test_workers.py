@@ -28,6 +28,7 @@ import requests
 
 from replayproxy.cassette.store import cassette_path, save_cassette
 from replayproxy.model import Interaction, Request, Response
+from replayproxy.run import ProxyRun
 from tests.factories import interaction
 from tests.integration.support import (
     Background,
@@ -265,6 +266,37 @@ def test_no_worker_outlives_a_serve_killed_with_sigkill(serve: Any):
     running.bg.proc.kill()
     running.bg.proc.wait(30)
     assert all(_wait_gone(pid, 15) for pid in running.pids), "a worker outlived serve"
+
+
+def test_proxy_run_with_workers_in_python_keeps_sequences_per_worker(cassettes: Path,
+                                                                     proxy_ca_dir: Path):
+    run = ProxyRun("load", "none", cassette_dir=cassettes, ca_dir=proxy_ca_dir, workers=2,
+                   strict=True)
+    with run:
+        assert run.engine_used == "fast"
+        answers = [_get(run.proxy_url, f"http://api.test/item/{i % 3}") for i in range(24)]
+        assert run.control_url is not None and run.control_token is not None
+        request = urllib.request.Request(run.control_url + "/requests", headers={
+            "Authorization": f"Bearer {run.control_token}"})
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(request, timeout=10) as response:
+            log = json.loads(response.read())["requests"]
+        with pytest.raises(RuntimeError, match="use workers=1"):
+            run.flush()
+    # strict: each item is recorded once, so each worker answers it once (its own
+    # sequence) and counts the repeats it takes as unmatched
+    first: set[tuple[int, str]] = set()
+    for sent, answer in zip(log, answers, strict=True):
+        key = (sent["worker"], sent["url"])
+        assert (sent["outcome"], answer.status_code) == (
+            ("unmatched", 502) if key in first else ("replayed", 200)), sent
+        first.add(key)
+    assert {w for w, _ in first} == {1, 2}
+    assert run.summary is not None
+    assert (run.summary.requests, run.summary.replayed, run.summary.unmatched.total) == \
+        (24, len(first), 24 - len(first))
+    assert [n for n, _, s in run.worker_summaries if s.requests] == [1, 2]
+    assert run.verdict(command=False).exit_code == 1  # unmatched requests
 
 
 # -- what --workers refuses -------------------------------------------------------------
