@@ -235,6 +235,9 @@ def test_the_control_api_covers_both_workers(serve: Any, cassettes: Path,
 
     status, refused = running.control("POST", "/sessions", {"cassette": "other"})
     assert status == 400 and "--workers 1" in refused["error"]
+    named = requests.get("http://api.test/item/1", proxies={"http": proxy}, timeout=10,
+                         headers={"Proxy-Authorization": "Basic b3RoZXI6"})  # "other:"
+    assert named.status_code == 407 and b"--workers 1" in named.content
     status, denied = running.control("GET", "/faults", token="wrong")
     assert status == 401 and "token" in denied["error"]
 
