@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import hashlib
 import math
 import mmap
 import sys
@@ -62,8 +63,14 @@ __all__ = [
     "pack_parts",
     "read_cassette",
     "read_header",
+    "release_pages",
     "shorten",
     "unpack_entry",
+    "Window",
+    "comparable",
+    "entry_bytes",
+    "header_bytes",
+    "LEAN_MARK",
     "without_gc",
 ]
 
@@ -278,6 +285,13 @@ def dumps(entries: Sequence[RawEntry]) -> bytes:
     )
 
 
+def header_bytes(entries: Sequence[RawEntry]) -> bytes:
+    """What comes before the packed entries in ``dumps(entries)``: the header and the
+    list's length (the entries can then be written one by one, from where they are)."""
+    return msgpack.packb(_header(entries), use_bin_type=True) + \
+        msgpack.Packer().pack_array_header(len(entries))
+
+
 class _Malformed(Exception):
     """What is wrong with the interactions of a file (the caller names the file)."""
 
@@ -295,10 +309,10 @@ _KIND = bytes(
 
 WINDOW = 8 << 20
 """How many bytes of a cassette the indexer unpacks at a time (a response body longer
-than what is left of the window is stepped over, never read: see ``_Window``)."""
+than what is left of the window is stepped over, never read: see ``Window``)."""
 
 
-class _Window:
+class Window:
     """An ``Unpacker`` fed ``size`` bytes of ``source`` from offset ``base``: the file is
     walked a window at a time, so indexing a cassette holding a 200 MB body copies a few
     megabytes, not the file (``source`` may be an ``mmap``, whose untouched pages are
@@ -332,18 +346,18 @@ class _Window:
         return self.end >= len(self.view)
 
 
-def _index_v1(window: _Window) -> tuple[list[int], list[Any]]:
+def _index_v1(window: Window) -> tuple[list[int], list[Any]]:
     """Walk a version-1 interaction list (see ``_index``)."""
     return _index(window, extras=False)
 
 
-def _index_v2(window: _Window) -> tuple[list[int], list[Any]]:
+def _index_v2(window: Window) -> tuple[list[int], list[Any]]:
     """Walk a version-2 interaction list (see ``_index``): an entry may end with its map
     of extras, skipped here (``decode_interaction_v2`` checks it when the entry is read)."""
     return _index(window, extras=True)
 
 
-def _index(window: _Window, *, extras: bool) -> tuple[list[int], list[Any]]:
+def _index(window: Window, *, extras: bool) -> tuple[list[int], list[Any]]:
     """Walk a version-1 interaction list: each entry's offset (and the end's), and the
     ``(method, scheme, host, port, path)`` of each request.
 
@@ -474,7 +488,7 @@ class Reader:
     """How to read one format version."""
 
     version: int
-    index: Callable[[_Window], tuple[list[int], list[Any]]]
+    index: Callable[[Window], tuple[list[int], list[Any]]]
     """Walk the interactions after the header (from the window's position): the offset
     of each entry plus the end offset, and each request's ``(method, scheme, host, port,
     path)``. Raises ``msgpack.OutOfData`` or ``IndexError`` at the end of the data."""
@@ -565,13 +579,13 @@ def read_header(unpacker: msgpack.Unpacker, path: Path,
 
 def read_cassette(data: bytes | mmap.mmap, path: Path) -> Layout:
     """Read the header of a cassette's bytes (or of a map of its file) and index its
-    interactions, a window at a time (see ``_Window``).
+    interactions, a window at a time (see ``Window``).
 
     Raises:
         CassetteError: naming ``path``: not a cassette, corrupt or truncated, or of a
             newer format version.
     """
-    window = _Window(data)
+    window = Window(data)
     header, reader = read_header(window.unpacker, path)
     with without_gc():
         try:
@@ -685,6 +699,71 @@ def decode_without_body(reader: Reader, raw: RawEntry, body_length: int) -> Inte
     it = reader.decode(raw)
     return dataclasses.replace(it, chunks=_chunks(chunks, body_length)) \
         if chunks is not None else it
+
+
+_HASH_STEP = 16 << 20
+
+LEAN_MARK = b"\x00replayproxy: a body left in its file, sha256 "
+"""How the stand-in for a big body starts in ``comparable`` (its digest follows)."""
+
+
+def comparable(reader: Reader, entry: memoryview, above: int) -> RawEntry:
+    """Entry ``entry`` (its packed bytes) unpacked and checked as ``reader.decode`` checks
+    it, for comparing with others: a response body longer than ``above`` is never
+    copied out, its stand-in (``LEAN_MARK`` and its SHA-256) is compared instead.
+    Such a stand-in is for comparing only, never for writing.
+
+    Raises:
+        ValueError: the entry is malformed (or not one msgpack object).
+    """
+    try:
+        head, start, end = body_span(entry)
+    except (ValueError, IndexError):  # not as written: the decoder says what is wrong
+        head = start = end = 0
+    if end - start <= above:
+        try:
+            raw = unpack_entry(entry)
+        except Exception as e:  # msgpack raises several unrelated types on garbage
+            raise ValueError(f"undecodable ({type(e).__name__})") from None
+        reader.decode(raw)
+        return raw
+    try:
+        stripped = unpack_entry(bytes(entry[:head]) + b"\xc4\x00" + bytes(entry[end:]))
+    except Exception as e:  # msgpack raises several unrelated types on garbage
+        raise ValueError(f"undecodable ({type(e).__name__})") from None
+    decode_without_body(reader, stripped, end - start)
+    q, r, *rest = stripped
+    digest = hashlib.sha256()
+    for at in range(start, end, _HASH_STEP):  # a map's pages let go of as they are read
+        digest.update(entry[at:min(at + _HASH_STEP, end)])
+        release_pages(entry)
+    stand_in = LEAN_MARK + digest.digest()
+    return (q, (*r[:3], stand_in, *r[4:]), *rest)
+
+
+def release_pages(view: memoryview | None) -> None:
+    """Let go of the pages this process has read from the mapped cassette file ``view``
+    is part of (a big body served from ``CassetteFile.lean``): they stay in the page
+    cache and are read from it again when needed, but no longer count in this process's
+    memory. Nothing for bytes in memory."""
+    mapped = view.obj if view is not None else None
+    if isinstance(mapped, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        with contextlib.suppress(OSError, ValueError):
+            mapped.madvise(mmap.MADV_DONTNEED)
+
+
+def entry_bytes(view: memoryview, start: int) -> int:
+    """The end of the packed entry starting at ``start`` in ``view``, found without
+    unpacking it (a body is stepped over by its length).
+
+    Raises:
+        IndexError: ``view`` ends inside the entry.
+        ValueError: garbage at ``start``.
+    """
+    end = _skip(view, start)
+    if end > len(view):
+        raise IndexError(end)
+    return end
 
 
 def unpack_entry(data: bytes | memoryview) -> RawEntry:

@@ -24,10 +24,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import mmap
 import os
 import re
 from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -37,10 +38,16 @@ import msgpack
 from replayproxy.cassette.format import (
     FORMAT_VERSION,
     JOURNAL_FORMAT,
+    LEAN_MARK,
     READERS,
+    WINDOW,
     RawEntry,
-    dumps,
+    Reader,
+    Window,
+    comparable,
     encode_interaction,
+    entry_bytes,
+    header_bytes,
     pack_parts,
     read_cassette,
     read_header,
@@ -52,8 +59,10 @@ from replayproxy.cassette.store import (
     SUFFIX,
     CassetteFile,
     ensure_cassette_dir,
+    file_bytes,
     load_cassette,
     locked_dir,
+    release_pages,
     write_atomic,
 )
 from replayproxy.errors import CassetteError
@@ -137,6 +146,43 @@ class Journal:
         return folded
 
 
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """One interaction as a file holds it: its packed bytes, where they are (a cassette's
+    or journal's data, copied from there when the cassette is written, never unpacked
+    whole), and ``stub``, the entry unpacked for comparing it (a big body stands in as its
+    digest, see ``format.comparable``)."""
+
+    stub: RawEntry
+    data: bytes | mmap.mmap | memoryview
+    start: int
+    end: int
+
+    @classmethod
+    def packed(cls, raw: RawEntry) -> _Stored:
+        """An entry made in memory (a re-recorded one with its noise undone)."""
+        data = msgpack.packb(raw, use_bin_type=True)
+        return cls(raw, data, 0, len(data))
+
+    def pieces(self) -> Iterator[memoryview]:
+        view = memoryview(self.data)
+        for at in range(self.start, self.end, _COPY):
+            yield view[at:min(at + _COPY, self.end)]
+            if (at - self.start) % (16 * _COPY) == 15 * _COPY:
+                release_pages(view)
+        release_pages(view)
+
+    @property
+    def lean(self) -> bool:
+        """Whether a big body stands in as its digest in ``stub``."""
+        body = self.stub[1][3] if len(self.stub) > 1 and len(self.stub[1]) > 3 else b""
+        return isinstance(body, bytes) and body.startswith(LEAN_MARK)
+
+
+_COPY = 1 << 20
+"""Bytes copied at a time from a journal or the old cassette into the new one."""
+
+
 @dataclass
 class _Read:
     """What a journal gave: its entries, each checked as the loader checks a cassette's,
@@ -144,7 +190,7 @@ class _Read:
 
     replace: bool | str = False
     """False, True, or ``_KEEP`` (replace, keeping what the run did not re-record)."""
-    entries: list[RawEntry] = field(default_factory=list)
+    entries: list[_Stored] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     """Why entries (or the whole journal) were set aside; empty when all was good."""
 
@@ -153,37 +199,54 @@ def _read_journal(path: Path) -> _Read:
     """Read a journal left by a run; a torn last entry (the writer was killed while
     writing it) is dropped silently, a damaged entry or header is set aside in
     ``problems``. Every entry kept passes ``decode_interaction``, which checks at least
-    what the loader checks, so the folded cassette always loads."""
-    data = path.read_bytes()
-    if any(_journal_header(r).startswith(data) for r in (False, True, _KEEP)):
+    what the loader checks, so the folded cassette always loads. The journal is walked a
+    window at a time, a big body stepped over (see ``format.comparable``)."""
+    data = file_bytes(path)
+    if len(data) <= 128 and any(_journal_header(r).startswith(bytes(data))
+                                for r in (False, True, _KEEP)):
         return _Read()  # the writer was killed before its header was complete
-    unpacker = msgpack.Unpacker(raw=False, use_list=False, max_buffer_size=max(len(data), 1))
-    unpacker.feed(data)
+    window = Window(data)
     try:
-        header, reader = read_header(unpacker, path, JOURNAL_FORMAT)
+        header, reader = read_header(window.unpacker, path, JOURNAL_FORMAT)
     except CassetteError as e:
         return _Read(problems=[f"its header is damaged ({_why(e)})"])
     replace = header.get("replace")
     if type(replace) is not bool and replace != _KEEP:
         return _Read(problems=[f"its header is damaged (replace is {shorten(repr(replace))})"])
     read = _Read(replace)
+    view = window.view
     number = 0
-    while True:
+    while window.tell() < len(view):
         number += 1
+        start = window.tell()
         try:
-            entry = unpacker.unpack()
+            window.unpacker.skip()
+            end = window.tell()
         except msgpack.OutOfData:
-            break  # the writer was killed in the middle of this entry: nothing to set aside
+            try:
+                end = entry_bytes(view, start)
+            except IndexError:
+                break  # the writer was killed in the middle of this entry: nothing to set aside
+            except ValueError as e:
+                read.problems.append(f"interaction #{number} and what follows are "
+                                     f"unreadable ({shorten(str(e))})")
+                break
+            window.move(end if end - start > WINDOW else start, WINDOW)
+            if end - start <= WINDOW:
+                number -= 1
+                continue  # walked again, whole in the new window
         except Exception as e:  # msgpack raises several unrelated types on garbage
             read.problems.append(f"interaction #{number} and what follows are unreadable "
                                  f"({type(e).__name__})")
             break
         try:
-            reader.decode(entry)
+            stub = comparable(reader, view[start:end], LEAN_ABOVE)
         except ValueError as e:
             read.problems.append(f"interaction #{number} is malformed ({shorten(str(e))})")
             continue
-        read.entries.append(entry)
+        read.entries.append(stored := _Stored(stub, data, start, end))
+        if stored.lean:
+            release_pages(view)  # what hashing its body read
     return read
 
 
@@ -212,25 +275,40 @@ def _content(entry: RawEntry) -> tuple[Any, Any]:
     return entry[0], entry[1]
 
 
-def _stabilise(loaded: CassetteFile | None, new: list[RawEntry], quiet: Quiet
-               ) -> list[RawEntry]:
+def _stored(loaded: CassetteFile) -> list[_Stored]:
+    """The interactions of a loaded cassette, as ``_Stored`` (their bytes where they are)."""
+    out = []
+    for i in range(len(loaded)):
+        packed = loaded.packed(i)
+        try:
+            stub = comparable(loaded.reader, packed, LEAN_ABOVE)
+        except ValueError:
+            stub = loaded.entry(i)  # damaged: kept as it is, compared as it is
+        out.append(stored := _Stored(stub, packed, 0, len(packed)))
+        if stored.lean:
+            release_pages(packed)  # what hashing its body read
+    return out
+
+
+def _stabilise(old: Sequence[_Stored] | None, new: list[_Stored], quiet: Quiet,
+               reader: Reader | None = None) -> list[_Stored]:
     """Keep the old entry wherever the new one differs only in timing, or only in
     values that change on every call (``quiet``), so re-recording an unchanged API
     gives a byte-identical cassette; a new one with a real change is written with its
-    noise undone. ``quiet.keep`` False: ``new`` as it is."""
-    if loaded is None or not quiet.keep:
+    noise undone. ``quiet.keep`` False: ``new`` as it is. Entries with a big body are
+    kept only when identical (their bodies are compared by digest, never unpacked)."""
+    if not old or not quiet.keep:
         return new
-    old = loaded.entries
     pool: dict[tuple[Any, Any], deque[int]] = defaultdict(deque)
     for i, e in enumerate(old):
         with contextlib.suppress(TypeError):  # a map inside a damaged old entry
-            pool[_content(e)].append(i)
-    out: list[RawEntry] = []
+            pool[_content(e.stub)].append(i)
+    out: list[_Stored] = []
     used: set[int] = set()
     rest: list[int] = []
     for j, e in enumerate(new):
         try:
-            same = pool.get(_content(e))
+            same = pool.get(_content(e.stub))
         except TypeError:
             same = None
         if same:
@@ -238,18 +316,22 @@ def _stabilise(loaded: CassetteFile | None, new: list[RawEntry], quiet: Quiet
             out.append(old[same.popleft()])
         else:
             out.append(e)
-            rest.append(j)
-    unused = [i for i in range(len(old)) if i not in used]
+            if not e.lean:
+                rest.append(j)
+    unused = [i for i in range(len(old)) if i not in used and not old[i].lean]
     if not rest or not unused:
         return out
+    decode = (reader or READERS[FORMAT_VERSION]).decode
     try:
-        reader = READERS[FORMAT_VERSION]
-        olds = [loaded.interaction(i) for i in unused]
-        news = [reader.decode(new[j]) for j in rest]
-    except (CassetteError, ValueError):
+        olds = [decode(old[i].stub) for i in unused]
+        news = [decode(new[j].stub) for j in rest]
+    except ValueError:
         return out  # a damaged old entry: nothing to keep but what is identical
-    for j, kept in zip(rest, stabilise(quiet, olds, news), strict=True):
-        out[j] = old[unused[kept]] if isinstance(kept, int) else encode_interaction(kept)
+    for j, it, kept in zip(rest, news, stabilise(quiet, olds, news), strict=True):
+        if isinstance(kept, int):
+            out[j] = old[unused[kept]]
+        elif kept is not it:  # merged: the change kept, its noise undone
+            out[j] = _Stored.packed(encode_interaction(kept))
     return out
 
 
@@ -267,13 +349,15 @@ def _same_request_line(old: CassetteFile, new: CassetteFile) -> list[int]:
 def _fold(cassette_file: Path, journals: Sequence[Path], keep: Keep | None = None,
           quiet: Quiet | None = None) -> int:
     """Merge ``journals`` into ``cassette_file`` (caller holds the lock); once the cassette
-    is written, delete each journal, or keep one that had damaged parts (``DAMAGED``)."""
-    old: Sequence[RawEntry] = ()
+    is written, delete each journal, or keep one that had damaged parts (``DAMAGED``).
+    Entries are copied from where they are, a megabyte at a time: a fold never holds a
+    big body whole."""
+    old: list[_Stored] = []
     loaded: CassetteFile | None = None
     if cassette_file.exists():
         loaded = load_cassette(cassette_file)
-        old = loaded.entries
-    entries: list[RawEntry] = list(old)
+        old = _stored(loaded)
+    entries: list[_Stored] = list(old)
     folded = 0
     replaced = False
     reads = []
@@ -284,16 +368,20 @@ def _fold(cassette_file: Path, journals: Sequence[Path], keep: Keep | None = Non
             kept: Sequence[int] = ()                       # replaces nothing
             if read.replace == _KEEP and loaded is not None:
                 kept = (keep or _same_request_line)(
-                    loaded, CassetteFile(cassette_file.name, read.entries))
+                    loaded, CassetteFile(cassette_file.name, [e.stub for e in read.entries]))
             entries, replaced = [old[i] for i in kept], True
         entries.extend(read.entries)
         folded += len(read.entries)
     if replaced:
-        entries = _stabilise(loaded, entries, quiet or Quiet())
+        entries = _stabilise(old, entries, quiet or Quiet(),
+                             loaded.reader if loaded is not None else None)
     if folded:
-        data = dumps(entries)
-        read_cassette(data, cassette_file)  # never write what would not load
-        write_atomic(cassette_file, data)
+        def pieces() -> Iterator[bytes | memoryview]:
+            yield header_bytes([e.stub for e in entries])
+            for e in entries:
+                yield from e.pieces()
+
+        write_atomic(cassette_file, pieces(), check=_loads)  # never write what would not load
     for j, read in zip(journals, reads, strict=True):
         if read.problems:
             _set_aside(j, read, len(read.entries))
@@ -301,6 +389,15 @@ def _fold(cassette_file: Path, journals: Sequence[Path], keep: Keep | None = Non
             with contextlib.suppress(FileNotFoundError):
                 j.unlink()
     return folded
+
+
+def _loads(path: Path) -> None:
+    """Raise CassetteError if the cassette file at ``path`` does not load."""
+    data = file_bytes(path)
+    try:
+        read_cassette(data, path)
+    finally:
+        release_pages(memoryview(data))
 
 
 def pending_journals(cassette_file: Path) -> list[Path]:

@@ -18,7 +18,7 @@ import mmap
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from replayproxy.cassette.format import (
     features,
     read_cassette,
     read_header,
+    release_pages,
     unpack_entry,
     without_gc,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "cassette_path",
     "check_cassette_dir",
     "ensure_cassette_dir",
+    "file_bytes",
     "list_cassettes",
     "load_cassette",
     "locked_dir",
@@ -136,6 +138,11 @@ class CassetteFile:
         return cassette
 
     @property
+    def reader(self) -> Reader:
+        """The reader of the file's format version."""
+        return self._reader
+
+    @property
     def version(self) -> int:
         """The format version of the file (of the entries in ``entries``)."""
         return self._reader.version
@@ -165,6 +172,15 @@ class CassetteFile:
             raise IndexError(index)
         return unpack_entry(memoryview(self._data)[self._offsets[index]:
                                                    self._offsets[index + 1]])
+
+    def packed(self, index: int) -> memoryview:
+        """The bytes of interaction ``index`` as they are in the file (packed afresh for
+        a cassette built in memory)."""
+        if self._entries is not None:
+            return memoryview(msgpack.packb(self._entries[index], use_bin_type=True))
+        if not 0 <= index < len(self.fields):
+            raise IndexError(index)
+        return memoryview(self._data)[self._offsets[index]:self._offsets[index + 1]]
 
     @property
     def entries(self) -> Sequence[RawEntry]:
@@ -232,7 +248,7 @@ def load_cassette(path: str | os.PathLike[str], name: str | None = None) -> Cass
     """
     p = Path(path)
     try:
-        data = _read(p)
+        data = file_bytes(p)
     except FileNotFoundError:
         raise CassetteError(
             f"cassette {p} does not exist: record it first with "
@@ -244,18 +260,7 @@ def load_cassette(path: str | os.PathLike[str], name: str | None = None) -> Cass
                               read_cassette(data, p))
 
 
-def release_pages(view: memoryview | None) -> None:
-    """Let go of the pages this process has read from the mapped cassette file ``view``
-    is part of (a big body served from ``CassetteFile.lean``): they stay in the page
-    cache and are read from it again when needed, but no longer count in this process's
-    memory. Nothing for bytes in memory."""
-    mapped = view.obj if view is not None else None
-    if isinstance(mapped, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
-        with contextlib.suppress(OSError, ValueError):
-            mapped.madvise(mmap.MADV_DONTNEED)
-
-
-def _read(path: Path) -> bytes | mmap.mmap:
+def file_bytes(path: Path) -> bytes | mmap.mmap:
     """The bytes of the file at ``path``; a map of it (read-only) when it is longer than
     ``MAP_ABOVE``, so its big bodies are read from the page cache when they are served,
     never copied into the process."""
@@ -302,14 +307,20 @@ def locked_dir(directory: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: temp file, fsync, rename, fsync of the directory."""
+def write_atomic(path: Path, data: bytes | Iterable[bytes | memoryview],
+                 check: Callable[[Path], None] | None = None) -> None:
+    """Replace ``path`` with ``data`` (bytes, or the pieces to write one after the other):
+    temp file, fsync, ``check`` on the temp file (it raises to keep ``path`` as it was),
+    rename, fsync of the directory."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for piece in (data,) if isinstance(data, bytes) else data:
+                f.write(piece)
             f.flush()
             os.fsync(f.fileno())
+        if check is not None:
+            check(Path(tmp))
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

@@ -149,3 +149,81 @@ def test_a_big_cassette_file_is_mapped_and_its_bodies_are_views_of_the_map(
     save_cassette(path, _many(2))
     assert bytes(body) == big.response.body
     assert len(load_cassette(path)) == 2
+
+
+# -- folding journals by copying entries ------------------------------------------------
+
+
+@pytest.fixture
+def small_windows(monkeypatch):
+    """Thresholds small enough that a test's bodies take the paths a 200 MB body takes:
+    the file mapped, the body stepped over and compared by digest, copied in pieces."""
+    from replayproxy.cassette import format as cassette_format
+    from replayproxy.cassette import journal, store
+
+    monkeypatch.setattr(cassette_format, "WINDOW", 4096)
+    monkeypatch.setattr(journal, "WINDOW", 4096)
+    monkeypatch.setattr(store, "MAP_ABOVE", 1024)
+    monkeypatch.setattr(journal, "LEAN_ABOVE", 2048)
+    monkeypatch.setattr(journal, "_COPY", 1000)
+
+
+def test_a_journal_with_big_bodies_folds_by_copying_them(tmp_path, small_windows):
+    from replayproxy.cassette.journal import Journal
+
+    path = tmp_path / "big.cassette"
+    items = [*_many(3), _big(70_144), *_many(2), _big(9216, chunks=False)]
+    journal = Journal(path, replace=False)
+    for it in items:
+        journal.append(it)
+    journal.commit()
+    data = path.read_bytes()
+    assert list(load_cassette(path).interactions()) == items
+    save_cassette(tmp_path / "same.cassette", items)  # the bytes dumps would give
+    assert (tmp_path / "same.cassette").read_bytes() == data
+
+
+def test_rerecording_an_unchanged_big_body_keeps_the_file_and_a_changed_one_replaces_it(
+        tmp_path, small_windows):
+    import dataclasses
+
+    from replayproxy.cassette.journal import Journal
+
+    path = tmp_path / "big.cassette"
+    first = [*_many(2), _big(70_144)]
+    save_cassette(path, first)
+    before = path.read_bytes()
+    journal = Journal(path, replace=True)
+    for it in first:  # re-recorded: new timings, same content
+        journal.append(dataclasses.replace(it, ttfb=0.5, duration=3.0))
+    journal.commit()
+    assert path.read_bytes() == before
+
+    changed = first[2].response.body[:-1] + b"!"
+    journal = Journal(path, replace=True)
+    for it in first[:2]:
+        journal.append(it)
+    journal.append(dataclasses.replace(first[2], response=dataclasses.replace(
+        first[2].response, body=changed)))
+    journal.commit()
+    got = load_cassette(path)
+    assert got.interaction(2).response.body == changed
+    assert [got.interaction(i) for i in range(2)] == first[:2]
+
+
+def test_a_torn_big_entry_at_the_end_of_a_journal_is_dropped_silently(
+        tmp_path, small_windows, caplog):
+    from replayproxy.cassette.journal import Journal, recover_journals
+
+    path = tmp_path / "torn.cassette"
+    journal = Journal(path, replace=False)
+    for it in (*_many(2), _big(70_144)):
+        journal.append(it)
+    leftover = journal.path
+    journal._file.close()  # the writer was killed: its lock is gone, the journal stays
+    data = leftover.read_bytes()
+    leftover.write_bytes(data[:len(data) - 30_000])
+    with caplog.at_level("WARNING", logger="replayproxy"):
+        assert recover_journals(path) == 2
+    assert list(load_cassette(path).interactions()) == _many(2)
+    assert not caplog.messages and not leftover.exists()

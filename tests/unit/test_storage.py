@@ -625,10 +625,11 @@ def test_stabilise_consumes_identical_old_entries_in_order():
     old = [encode_interaction(make(ttfb=t)) for t in (0.1, 0.2)]
     new = [encode_interaction(make(ttfb=t)) for t in (0.7, 0.8, 0.9)]
     other = encode_interaction(make("/other", ttfb=0.5))
-    loaded = CassetteFile("c", old)
-    out = journal._stabilise(loaded, [*new, other], Quiet())
-    assert out == [old[0], old[1], new[2], other]
-    assert journal._stabilise(loaded, [*new, other], Quiet(keep=False)) == [*new, other]
+    stored = [journal._Stored.packed(e) for e in old]
+    fresh = [journal._Stored.packed(e) for e in (*new, other)]
+    out = journal._stabilise(stored, fresh, Quiet())
+    assert out == [stored[0], stored[1], fresh[2], fresh[3]]
+    assert journal._stabilise(stored, fresh, Quiet(keep=False)) == fresh
 
 
 # -- damaged journals: checked as the loader checks, set aside, never blocking -------------
