@@ -331,8 +331,9 @@ class ControlServer:
                  proxy_url: str = "http://127.0.0.1:0", token: str | None = None,
                  listen: Callable[[], tuple[str, int]] | None = None) -> None:
         self.token = token or secrets.token_urlsafe(24)
-        self._server = _Server(default, sessions or Sessions(_no_sessions, default),
-                               self.token, proxy_url, listen)
+        self._server: ThreadingHTTPServer = _Server(
+            default, sessions or Sessions(_no_sessions, default), self.token, proxy_url,
+            listen)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="replayproxy-control", daemon=True)
 
@@ -424,7 +425,7 @@ class WorkersControlServer(ControlServer):
     def __init__(self, workers: Sequence[tuple[str, str]], *, token: str | None = None
                  ) -> None:
         self.token = token or secrets.token_urlsafe(24)
-        self._server = _WorkersServer(workers, self.token)  # type: ignore[assignment]
+        self._server = _WorkersServer(workers, self.token)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="replayproxy-control", daemon=True)
 
