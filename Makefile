@@ -64,6 +64,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/decision_bench.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/engines.py
+	$(BIN)/python bench/workers_bench.py
 	$(BIN)/python bench/drift_bench.py
 	$(BIN)/python bench/limits_bench.py
 	$(BIN)/python bench/stream_bench.py

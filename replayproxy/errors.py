@@ -41,7 +41,7 @@ __all__ = [
 
 SETTINGS = ("cassette_dir", "config", "db", "upstream_ca", "ca_dir", "port", "reverse",
             "timeout", "record_mode", "cassette", "fault", "fail_on_unused",
-            "upstream_proxy", "upstream_insecure", "pace", "engine")
+            "upstream_proxy", "upstream_insecure", "pace", "engine", "workers")
 """The settings a message may name as ``{field}``; other braces are left as they are."""
 
 _FIELD = re.compile(r"\{(" + "|".join(SETTINGS) + r")\}")
@@ -54,6 +54,7 @@ CLI_WORDS: Mapping[str, str] = {
     "upstream_proxy": "--upstream-proxy", "upstream_insecure": "--upstream-insecure",
     "pace": "--pace",
     "engine": "--engine",
+    "workers": "--workers",
 }
 """How the ``replayproxy`` command names each setting."""
 

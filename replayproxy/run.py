@@ -23,20 +23,23 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from replayproxy.cassette.store import cassette_path, check_cassette_dir
 from replayproxy.config import Settings, home_dir, load_settings, project_dir
 from replayproxy.decision.pipeline import Pipeline
-from replayproxy.decision.requestlog import RequestLog
+from replayproxy.decision.requestlog import Numbering, RequestLog
 from replayproxy.decision.session import CassetteSession, SessionSummary
 from replayproxy.decision.sessions import Sessions, SessionSettings, session_url
 from replayproxy.decision.verdict import Verdict, verdict
+from replayproxy.decision.workers import check_workers, merge_summaries
 from replayproxy.errors import ConfigError
 from replayproxy.faults.plan import FaultPlan
 from replayproxy.faults.spec import FaultSpec, parse_fault
@@ -52,8 +55,27 @@ if TYPE_CHECKING:
     from replayproxy.engines.mitm.ca import CA
     from replayproxy.engines.mitm.master import Proxy
     from replayproxy.faults.control import ControlServer, FaultControl
+    from replayproxy.workers import WorkerPool
 
-__all__ = ["ProxyRun"]
+__all__ = ["ProxyRun", "SharedPort"]
+
+
+@dataclass(frozen=True)
+class SharedPort:
+    """How a worker of a run served by several processes (``ProxyRun(workers=N)``)
+    runs: the fast engine, bound with ``SO_REUSEPORT`` to ports the other workers share
+    (the proxy port, then ``reverse_ports``), its requests numbered from a counter they
+    share (``numbers``), no named sessions (each worker would open its own)."""
+
+    reverse_ports: tuple[int, ...] = ()
+    numbers: Numbering | None = None
+
+
+def _no_named_sessions(name: str, own: SessionSettings) -> Pipeline:
+    from replayproxy.decision.sessions import SessionRefused
+
+    raise SessionRefused(f"session {name!r}: named sessions are not served by a proxy of "
+                         "several workers (serve --workers N); use --workers 1")
 
 
 def _project(settings: Settings) -> Path:
@@ -112,6 +134,13 @@ class ProxyRun:
             configuration's, else 1].
         engine: ``auto`` (the fast engine whenever it can serve the run, see
             ``engines.choice``), ``fast`` or ``mitmproxy``.
+        workers: engine processes serving the run on one port (``SO_REUSEPORT``), for
+            load testing; more than 1: replay only, fast engine only, no named sessions
+            (``decision.workers`` says why a run cannot have them). The summary, the run
+            report and the control API cover them all; sequences and count-based faults
+            are kept per worker.
+        configure: with ``workers``: run first in each worker process (set up logging).
+        shared: set by a run of several workers for each of its worker processes.
 
     Raises (from ``start``):
         CassetteError: replay-only and the cassette does not exist, or it is corrupt; or
@@ -145,6 +174,9 @@ class ProxyRun:
         report: bool | str | os.PathLike[str] = False,
         pace: float | None = None,
         engine: str = "auto",
+        workers: int = 1,
+        configure: Callable[[], None] | None = None,
+        shared: SharedPort | None = None,
     ) -> None:
         self.cassette = cassette
         self.engine = engine
@@ -195,7 +227,14 @@ class ProxyRun:
         """What happened to the run's own cassette, once the run has stopped."""
         self.session_summaries: dict[str, SessionSummary] = {}
         """What happened in each named session, once the run has stopped."""
-        self._proxy: Proxy | FastProxy | None = None
+        self.workers = workers
+        self.configure = configure
+        self.shared = shared
+        self.worker_summaries: list[tuple[int, int, SessionSummary]] = []
+        """Each worker's number, PID and summary, once a run of several has stopped."""
+        self.worker_failures: list[str] = []
+        """A line for each worker that stopped before it was asked to."""
+        self._proxy: Proxy | FastProxy | WorkerPool | None = None
         self._control: ControlServer | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -219,10 +258,13 @@ class ProxyRun:
         if self.cassette is not None:
             self.session = self._new_session(self.cassette, self.mode, self.settings.match,
                                              self.strict, self.fresh)
-            self.pipeline = Pipeline(self.session, faults, threading.Lock())
+            numbers = self.shared.numbers if self.shared is not None else None
+            self.pipeline = Pipeline(self.session, faults, threading.Lock(),
+                                     RequestLog(numbers))
         else:
             self._check_dir(None, self.mode, self.fresh)
-        self.sessions = Sessions(self._open_session, self.pipeline, self.cassette)
+        self.sessions = Sessions(self._open_session if self.shared is None
+                                 else _no_named_sessions, self.pipeline, self.cassette)
         return self.session
 
     def _check_dir(self, cassette: str | None, mode: RecordMode, fresh: bool) -> None:
@@ -263,6 +305,7 @@ class ProxyRun:
         if self.pipeline is None or self.session is None or self.sessions is None:
             raise RuntimeError("the proxy run has no cassette of its own open: start() it "
                                "with one first")
+        self._one_process("use_cassette")
         try:
             new_mode = self.mode if mode is None else (
                 mode if isinstance(mode, RecordMode) else RecordMode.parse(mode))
@@ -287,7 +330,13 @@ class ProxyRun:
         on serving it) and return its summary so far, ``unused`` included."""
         if self.session is None:
             raise RuntimeError("the proxy run has no cassette of its own open")
+        self._one_process("flush")
         return self.session.close()
+
+    def _one_process(self, what: str) -> None:
+        if self.workers > 1:
+            raise RuntimeError(f"{what}: each of the run's {self.workers} workers holds the "
+                               "cassette in its own process; use workers=1")
 
     def _faults(self, specs: Sequence[str | FaultSpec]) -> FaultPlan:
         faults = FaultPlan(self.settings.faults)
@@ -311,7 +360,8 @@ class ProxyRun:
 
     def choose_engine(self) -> tuple[str, str]:
         """The engine this run uses (``fast`` or ``mitmproxy``) and why; opens the
-        cassette. Raises ConfigError for ``engine="fast"`` on a run it cannot serve."""
+        cassette. Raises ConfigError for ``engine="fast"`` on a run it cannot serve, or
+        for ``workers`` the run cannot have."""
         from replayproxy.engines.choice import choose_engine, fast_engine_can_serve
 
         session = self.open()
@@ -322,7 +372,14 @@ class ProxyRun:
             why_not = fast_engine_can_serve(session.mode, session.index.cassette,
                                             self.pipeline.faults.list(),
                                             mitmproxy_addons=bool(self.extra_addons))
-        return choose_engine(self.engine, why_not)
+        check_workers(self.workers, cpus=os.cpu_count(),
+                      mode=session.mode if session is not None else self.mode,
+                      engine=self.engine, why_not_fast=why_not,
+                      reuse_port=hasattr(socket, "SO_REUSEPORT"))
+        if self.shared is not None and why_not is not None:
+            raise ConfigError(f"a worker runs the fast engine only, which cannot serve this "
+                              f"run ({why_not})")
+        return choose_engine("fast" if self.shared is not None else self.engine, why_not)
 
     def start(self) -> ProxyRun:
         """Open the cassette and start the proxy; return when it accepts connections."""
@@ -335,13 +392,23 @@ class ProxyRun:
         try:
             records = self.pipeline.records if self.pipeline is not None \
                 else self.mode is not RecordMode.NONE
-            proxy: Proxy | FastProxy
-            if self.engine_used == "fast":
+            proxy: Proxy | FastProxy | WorkerPool
+            if self.workers > 1:
+                from replayproxy.workers import WorkerPool
+
+                proxy = WorkerPool(self._worker_args(), self.workers,
+                                   ca=ensure_ca(self.ca_dir), host=self.host,
+                                   port=self.port, reverse=self.reverse,
+                                   configure=self.configure)
+            elif self.engine_used == "fast":
                 from replayproxy.engines.fast.server import FastProxy
 
+                shared = self.shared
                 proxy = FastProxy(self.pipeline, ca=ensure_ca(self.ca_dir), host=self.host,
                                   port=self.port, reverse=self.reverse,
-                                  sessions=self.sessions, limits=self.settings.limits)
+                                  sessions=self.sessions, limits=self.settings.limits,
+                                  reuse_port=shared is not None,
+                                  reverse_ports=shared.reverse_ports if shared else ())
             else:
                 from replayproxy.engines.mitm.addon import ReplayproxyAddon
                 from replayproxy.engines.mitm.guard import OwnControl
@@ -365,10 +432,16 @@ class ProxyRun:
             if self.egress and records:
                 log.info("%s", self.egress.describe())
             self._proxy = proxy
-            if self.control:
+            if self.control and self.workers > 1:
+                from replayproxy.faults.control import WorkersControlServer
+
+                self._control = WorkersControlServer(cast("WorkerPool", proxy).controls)
+                self._control.start()
+            elif self.control:
+                single = cast("Proxy | FastProxy", proxy)
                 self._control = ControlServer(self.pipeline, self.sessions,
-                                              proxy_url=proxy.proxy_url,
-                                              listen=proxy.add_listener)
+                                              proxy_url=single.proxy_url,
+                                              listen=single.add_listener)
                 self._control.start()
         except BaseException:
             self.stop()
@@ -387,15 +460,40 @@ class ProxyRun:
             self._control.stop()
             self._control = None
         if self._proxy is not None:
-            self._proxy.stop()
-            self._proxy = None
+            proxy, self._proxy = self._proxy, None
+            if self.workers > 1:  # a pool of workers: what each served
+                pool = cast("WorkerPool", proxy)
+                self.worker_summaries = pool.stop()
+                self.worker_failures = list(pool.failures)
+            else:
+                proxy.stop()
         if self.sessions is not None and not self._closed:
             self._closed = True
             self.session_summaries = self.sessions.close_all()
             if self.session is not None:
                 self.summary = self.session.close()
+                if self.workers > 1:
+                    self.summary = merge_summaries(
+                        [self.summary, *(s for _, _, s in self.worker_summaries)],
+                        self.session.decoded)
             self._record_report()
         return self.summary
+
+    def _worker_args(self) -> dict[str, Any]:
+        """What each worker of this run is made with (``ProxyRun`` keywords)."""
+        assert self.session is not None
+        return {"cassette": self.cassette, "mode": self.session.mode,
+                "cassette_dir": self.cassette_dir, "settings": self.settings,
+                "faults": self.fault_specs, "strict": self.strict, "ca_dir": self.ca_dir,
+                "freeze_gc": self.freeze_gc, "pace": self.pace, "engine": "fast"}
+
+    def poll_workers(self) -> list[str]:
+        """With ``workers``: a line for each worker that stopped before it was asked
+        to: stop the run then (a worker killed or crashed fails it, ``verdict`` says
+        which); else empty."""
+        if self.workers == 1 or self._proxy is None:
+            return []
+        return cast("WorkerPool", self._proxy).poll()
 
     def _record_report(self) -> None:
         """Store this run's sessions in the runs database; a failure is a warning."""
@@ -423,8 +521,8 @@ class ProxyRun:
     # -- what clients need --------------------------------------------------------------
 
     @property
-    def proxy(self) -> Proxy | FastProxy:
-        """The running engine."""
+    def proxy(self) -> Proxy | FastProxy | WorkerPool:
+        """The running engine (with ``workers``: the pool of worker processes)."""
         if self._proxy is None:
             raise RuntimeError("the proxy run is not started")
         return self._proxy
@@ -475,6 +573,9 @@ class ProxyRun:
         pipeline's ``requests``, ``GET /sessions/NAME/requests``)."""
         if self.pipeline is None:
             raise RuntimeError("the proxy run is not open: start() it first")
+        if self.workers > 1:
+            raise RuntimeError("the requests of a run of several workers are in theirs: "
+                               "read them with GET /requests of the control API")
         return self.pipeline.requests
 
     @property
@@ -509,6 +610,8 @@ class ProxyRun:
                             fail_on_unused=self.settings.fail_on_unused, command=False)
             judged.append(Verdict(found.exit_code, tuple(f"session {name}: {r}"
                                                          for r in found.reasons)))
+        if self.worker_failures:
+            judged.append(Verdict(command_exit or 1, tuple(self.worker_failures)))
         if not judged:
             return Verdict(command_exit)
         return Verdict(max(v.exit_code for v in judged),

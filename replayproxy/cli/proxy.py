@@ -15,6 +15,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -76,7 +77,8 @@ class Upstream:
 def _proxy_run(matching: Matching, name: str, mode: RecordMode, faults: list[str] | None, *,
                ca_dir: Path | None, upstream: Upstream, port: int,
                fresh: bool = False, keep: bool = True,
-               pace: float | None = None, engine: str = "auto") -> ProxyRun:
+               pace: float | None = None, engine: str = "auto", workers: int = 1,
+               quiet: bool = False) -> ProxyRun:
     """The proxy run for a command, its cassette opened (the engine not started yet).
     ``keep`` False (``--no-keep``): a re-recording rewrites every interaction."""
     from replayproxy.run import ProxyRun
@@ -89,8 +91,9 @@ def _proxy_run(matching: Matching, name: str, mode: RecordMode, faults: list[str
                    upstream_ca=upstream.ca or (), upstream_insecure=upstream.insecure,
                    upstream_proxy=upstream.proxy, ca_dir=ca_dir, port=port,
                    reverse=upstream.reverse or (), freeze_gc=True, fresh=fresh,
-                   report=True, pace=pace, engine=engine)
-    run.choose_engine()  # opens the cassette; a wrong --engine fails here
+                   report=True, pace=pace, engine=engine, workers=workers,
+                   configure=partial(setup_logging, quiet))
+    run.choose_engine()  # opens the cassette; a wrong --engine or --workers fails here
     return run
 
 
@@ -101,6 +104,13 @@ def _describe_start(run: ProxyRun) -> None:
             RecordMode.NEW_EPISODES: "replaying and recording new requests"}[session.mode]
     log.info("%s cassette %s on the %s engine (%s) via proxy %s", verb, session.path,
              run.engine_used, run.engine_reason, run.proxy_url)
+    if run.workers > 1:
+        from replayproxy.workers import WorkerPool
+
+        pool = run.proxy
+        assert isinstance(pool, WorkerPool)
+        log.info("%d workers on that port (PIDs %s)", run.workers,
+                 ", ".join(str(w.pid) for w in pool.workers))
     for target, local in run.reverse_urls.items():
         log.info("reverse proxy for %s at %s", target, local)
     if run.pipeline is not None and len(run.pipeline.faults):
@@ -117,6 +127,9 @@ def _finish(run: ProxyRun, command_exit: int, *, command: bool) -> None:
     summary = run.stop()
     assert summary is not None
     report_run(summary, run.settings.fail_on_unused, command=command)
+    for number, pid, served in run.worker_summaries:
+        log.info("worker %d (PID %d): %s on %s", number, pid,
+                 plural(served.requests, "request"), plural(served.connections, "connection"))
     note_replay(summary.path, summary.mode is RecordMode.NONE, summary.requests,
                 summary.cassette_size, summary.unused)
     for name, named in run.session_summaries.items():
@@ -268,6 +281,11 @@ def serve(
     quiet: Quiet = False,
     keep: Keep = True,
     engine: Engine = "auto",
+    workers: Annotated[int, typer.Option(
+        "--workers", "-w", metavar="N",
+        help="Answer from N fast-engine processes on one port (SO_REUSEPORT), for load "
+        "testing: replay only; at most 4 per CPU and 64 in all; one summary and control "
+        "API (see docs/proxy.md#several-workers-serve---workers-n).")] = 1,
 ) -> None:
     """Run the proxy until interrupted; print the `export` lines for a shell.
 
@@ -282,7 +300,7 @@ def serve(
     run = _proxy_run(matching, cassette, record_mode, fault, ca_dir=ca_dir,
                      upstream=Upstream(upstream_ca, upstream_insecure, upstream_proxy,
                                        reverse), port=port, keep=keep, pace=pace,
-                     engine=engine)
+                     engine=engine, workers=workers, quiet=quiet)
     state = _run_dir() / f"serve-{os.getpid()}.json"
     stop = threading.Event()
     try:
@@ -298,7 +316,8 @@ def serve(
             for s in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(s, lambda *_: stop.set())
             while not stop.wait(0.5):
-                pass
+                if run.poll_workers():  # a worker is gone: the verdict says which
+                    break
     finally:
         with contextlib.suppress(FileNotFoundError):
             state.unlink()

@@ -26,14 +26,14 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from replayproxy.codec import decode_body
 from replayproxy.model import Headers, Request, header_value
 from replayproxy.routes import Route, parse_route
 
-__all__ = ["BODY_LIMIT", "RequestLog", "SentRequest", "json_differences", "request_route",
-           "verify"]
+__all__ = ["BODY_LIMIT", "Numbering", "RequestLog", "SentRequest", "json_differences",
+           "request_route", "verify"]
 
 BODY_LIMIT = 1024 * 1024
 """Bytes of each request body the log keeps (the rest is dropped, ``truncated`` says so)."""
@@ -117,24 +117,53 @@ def request_route(method: str | None = None, url: str | None = None) -> Route:
     return parse_route(f"{(method or '*').upper()} {url or '*'}")
 
 
+class Numbering(Protocol):
+    """Where a log's request numbers come from: its own counter, or one shared by the
+    logs of several engine processes serving one port (``serve --workers``), so their
+    requests are numbered in one sequence, in the order they came."""
+
+    def take(self) -> int:
+        """The next number (used up)."""
+        ...
+
+    def peek(self) -> int:
+        """The number ``take`` would give now."""
+        ...
+
+
+class _Counter:
+    """A log's own numbering: 1, 2, 3..."""
+
+    def __init__(self) -> None:
+        self._next = 1
+
+    def take(self) -> int:
+        self._next += 1
+        return self._next - 1
+
+    def peek(self) -> int:
+        return self._next
+
+
 class RequestLog:
     """The requests of one run, oldest first: the last ``limit`` of them, holding at
-    most ``body_budget`` bytes of bodies."""
+    most ``body_budget`` bytes of bodies; numbered by ``numbers`` [default: 1, 2, 3...
+    of its own]."""
 
     limit = 10_000
     body_budget = 64 * 1024 * 1024
 
-    def __init__(self) -> None:
+    def __init__(self, numbers: Numbering | None = None) -> None:
         self._entries: deque[SentRequest] = deque()
         self._lock = threading.Lock()
-        self._next = 1
+        self._numbers = numbers if numbers is not None else _Counter()
         self._bytes = 0
         self._lost_before = 1  # requests before this number fell off the end
 
     @property
     def next_seq(self) -> int:
         """The number the next request will get: ``select(since=...)`` from here on."""
-        return self._next
+        return self._numbers.peek()
 
     def add(self, request: Request, outcome: str) -> SentRequest:
         """Log ``request`` with what the proxy did with it."""
@@ -144,8 +173,7 @@ class RequestLog:
                               request.path, request.query, request.headers,
                               request.body[:BODY_LIMIT], request.http_version)
         with self._lock:
-            entry = SentRequest(self._next, request, outcome, truncated)
-            self._next += 1
+            entry = SentRequest(self._numbers.take(), request, outcome, truncated)
             self._entries.append(entry)
             self._bytes += len(request.body)
             while len(self._entries) > self.limit or (

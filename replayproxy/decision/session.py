@@ -416,7 +416,7 @@ class CassetteSession:
                 len(self.summary.client_refusals) < 100:
             self.summary.client_refusals.append(refusal)
 
-    def _decoded(self, position: int) -> Interaction | None:
+    def decoded(self, position: int) -> Interaction | None:
         """Interaction ``position``, or None if its entry is damaged (said when served)."""
         try:
             return self.index.cassette.interaction(position)
@@ -433,5 +433,5 @@ class CassetteSession:
         if self.mode is not RecordMode.ALL:
             self.summary.unused = self.index.unused()
             self.summary.unused_interactions = [
-                self._decoded(i) for i in self.summary.unused[:100]]
+                self.decoded(i) for i in self.summary.unused[:100]]
         return self.summary

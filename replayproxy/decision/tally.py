@@ -59,12 +59,16 @@ class Tally:
     def _stats(self, request: Request) -> EndpointStats:
         key = (request.method, request.scheme, request.host, request.port, request.path)
         stats = self._by_url.get(key)
-        if stats is None:
-            if len(self._by_url) >= self.MAX_KEYS:
-                key = _OTHER_KEY
-                stats = self._by_url.get(key)
-            if stats is None:
-                stats = self._by_url[key] = EndpointStats()
+        return stats if stats is not None else self._new(key)
+
+    def _new(self, key: _Key) -> EndpointStats:
+        """The counts of a URL not seen yet (``(other URLs)``' beyond ``MAX_KEYS``)."""
+        if len(self._by_url) >= self.MAX_KEYS:
+            key = _OTHER_KEY
+            stats = self._by_url.get(key)
+            if stats is not None:
+                return stats
+        stats = self._by_url[key] = EndpointStats()
         return stats
 
     def planned(self, request: Request, how: str, *, fault: bool = False) -> None:
@@ -86,6 +90,13 @@ class Tally:
     def finished(self, request: Request, seconds: float) -> None:
         """Add the time ``request`` took to be answered."""
         self._stats(request).seconds += max(0.0, seconds)
+
+    def add(self, other: Tally) -> None:
+        """Add ``other``'s counts to these (another process's, serving the same run),
+        URL by URL; URLs beyond ``MAX_KEYS`` are counted under ``(other URLs)``."""
+        for key, stats in other._by_url.items():
+            mine = self._by_url.get(key)
+            (mine if mine is not None else self._new(key)).add(stats)
 
     def endpoints(self, endpoint_of: Callable[[Request], str]) -> dict[str, EndpointStats]:
         """The counts by endpoint, ``endpoint_of`` naming the endpoint of a request."""

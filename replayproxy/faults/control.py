@@ -40,18 +40,20 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from replayproxy.decision.pipeline import Pipeline
 from replayproxy.decision.sessions import SessionRefused, Sessions, SessionSettings, session_url
 from replayproxy.decision.verdict import verdict
+from replayproxy.decision.workers import merge_answers
 from replayproxy.errors import FaultControlError
 from replayproxy.faults.plan import FaultPlan
 from replayproxy.faults.spec import fault_from_table, parse_fault
 
-__all__ = ["MAX_RULES", "ControlServer", "FaultControl", "FaultControlError"]
+__all__ = ["MAX_RULES", "ControlServer", "FaultControl", "FaultControlError",
+           "WorkersControlServer"]
 
 _MAX_BODY = 64 * 1024
 MAX_RULES = 1000
@@ -75,15 +77,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _route(self) -> tuple[str, str] | None:
-        """``("faults", session)``, ``("sessions", "")`` or ``("session", name)`` for the
-        path asked (session ``""``: the run's own); None after answering an error."""
+    def _authorized(self) -> bool:
+        """True if the call carries the run's token; else answers 401."""
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
                 token.strip().encode(), self.server.token.encode()):
             self._send(401, {"error": _TOKEN_HINT})
+            return False
+        return True
+
+    def _parts(self) -> list[str]:
+        return [urllib.parse.unquote(p) for p in self.path.split("?")[0].strip("/").split("/")]
+
+    def _route(self) -> tuple[str, str] | None:
+        """``("faults", session)``, ``("sessions", "")`` or ``("session", name)`` for the
+        path asked (session ``""``: the run's own); None after answering an error."""
+        if not self._authorized():
             return None
-        parts = [urllib.parse.unquote(p) for p in self.path.split("?")[0].strip("/").split("/")]
+        parts = self._parts()
         if parts in (["faults"], ["requests"]):
             if self.server.default is None:
                 self._send(404, {"error": "this proxy serves named sessions only: use "
@@ -320,8 +331,9 @@ class ControlServer:
                  proxy_url: str = "http://127.0.0.1:0", token: str | None = None,
                  listen: Callable[[], tuple[str, int]] | None = None) -> None:
         self.token = token or secrets.token_urlsafe(24)
-        self._server = _Server(default, sessions or Sessions(_no_sessions, default),
-                               self.token, proxy_url, listen)
+        self._server: ThreadingHTTPServer = _Server(
+            default, sessions or Sessions(_no_sessions, default), self.token, proxy_url,
+            listen)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="replayproxy-control", daemon=True)
 
@@ -340,6 +352,82 @@ class ControlServer:
             self._server.shutdown()
             self._thread.join(10)
         self._server.server_close()
+
+
+class _WorkersHandler(_Handler):
+    """Passes each call on to every worker's control API and answers with their answers
+    merged (``decision.workers.merge_answers``)."""
+
+    server: _WorkersServer  # type: ignore[assignment]
+
+    def _fan_out(self) -> None:
+        if not self._authorized():
+            return
+        parts = self._parts()
+        if parts[0] == "sessions":
+            self._send(400, {"error": "named sessions are not served by a proxy of several "
+                                      "workers (serve --workers N): serve them with "
+                                      "--workers 1"})
+            return
+        if parts not in (["faults"], ["requests"]):
+            self._send(404, {"error": f"no such endpoint {self.path[:80]}: a proxy of "
+                                      "several workers serves /faults and /requests"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        body = self.rfile.read(length) if 0 < length <= _MAX_BODY else None
+        answers = [_call(url, token, self.command, self.path, body, number)
+                   for number, (url, token) in enumerate(self.server.workers, 1)]
+        status, payload = merge_answers(parts[0], self.command, answers)
+        self._send(status, payload)
+
+    do_GET = do_POST = do_DELETE = _fan_out  # noqa: N815 - stdlib names
+
+
+def _call(url: str, token: str, method: str, path: str, body: bytes | None,
+          number: int) -> tuple[int, Any]:
+    """One worker's answer to a control call: its status and JSON payload."""
+    request = urllib.request.Request(url + path, data=body, method=method,
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {token}"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never proxied
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        with e:
+            try:
+                return e.code, json.loads(e.read())
+            except ValueError:
+                return e.code, {"error": f"worker {number}: {e}"}
+    except (OSError, ValueError) as e:
+        return 502, {"error": f"worker {number} did not answer ({e}); see the serve log"}
+
+
+class _WorkersServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, workers: Sequence[tuple[str, str]], token: str) -> None:
+        super().__init__(("127.0.0.1", 0), _WorkersHandler)
+        self.workers = list(workers)
+        self.token = token
+
+
+class WorkersControlServer(ControlServer):
+    """The control API of a run served by several worker processes (``serve --workers``):
+    one URL and token; each call goes to every worker's own control API (``workers``:
+    their URL and token) and is answered with their answers merged: a fault added or
+    cleared on each, hits added up, the request logs merged in the order requests came.
+    Named sessions are refused."""
+
+    def __init__(self, workers: Sequence[tuple[str, str]], *, token: str | None = None
+                 ) -> None:
+        self.token = token or secrets.token_urlsafe(24)
+        self._server = _WorkersServer(workers, self.token)
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="replayproxy-control", daemon=True)
 
 
 def _no_sessions(name: str, settings: SessionSettings) -> Pipeline:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "replayproxy"
-IMPURE = ("replayproxy.engines.mitm", "replayproxy.cli", "replayproxy.run", "replayproxy.__main__",
-          "replayproxy.pytest_plugin")
+IMPURE = ("replayproxy.engines.mitm", "replayproxy.cli", "replayproxy.run", "replayproxy.workers",
+          "replayproxy.__main__", "replayproxy.pytest_plugin")
 """Modules that may import mitmproxy (the engine) or start it (the front ends)."""
 
 

@@ -622,6 +622,9 @@ class FastProxy(Listening):
             in its proxy URL is served from it, if it replays only.
         limits: the header and idle timeouts and the connection cap (``[limits]``),
             applied as the mitm engine applies them (``replayproxy.limits``).
+        reuse_port: bind with ``SO_REUSEPORT``, sharing ``port`` (and ``reverse_ports``)
+            with other processes serving the same run (``serve --workers``).
+        reverse_ports: each ``reverse`` upstream's port [default: a free one each].
     """
 
     ca: CA
@@ -629,9 +632,11 @@ class FastProxy(Listening):
     def __init__(self, pipeline: Pipeline | None, *, ca: CA, host: str = "127.0.0.1",
                  port: int = 0,
                  reverse: str | Sequence[str] | None = None,
-                 sessions: Sessions | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
+                 sessions: Sessions | None = None, limits: Limits = DEFAULT_LIMITS,
+                 reuse_port: bool = False, reverse_ports: Sequence[int] = ()) -> None:
         if not 0 <= port <= 65535:
             raise ConfigError(f"invalid {{port}} {port}: use 0 (a free port) up to 65535")
+        self.reuse_port = reuse_port
         self.pipeline = pipeline
         self.sessions = sessions
         self.ca = ca
@@ -639,6 +644,7 @@ class FastProxy(Listening):
         self.port = port
         self.reverses = reverse_targets(reverse)
         self.reverse = self.reverses[0] if self.reverses else None
+        self.reverse_ports = list(reverse_ports) or [0] * len(self.reverses)
         self.proxy_address: tuple[str, int] | None = None
         self.reverse_addresses: dict[str, tuple[str, int]] = {}
         self.certificates = Certificates(ca.directory, ca.cert)
@@ -744,6 +750,8 @@ class FastProxy(Listening):
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((self.host, port))
             sock.listen(1024)
         except OSError as e:
@@ -765,7 +773,7 @@ class FastProxy(Listening):
         """
         socks = [self._listen(self.port)]
         try:
-            socks += [self._listen(0) for _ in self.reverses]
+            socks += [self._listen(p) for p in self.reverse_ports]
         except BaseException:
             for s in socks:
                 s.close()
