@@ -151,8 +151,11 @@ class Journal:
     def body(self, start: int, size: int) -> memoryview:
         """``size`` bytes from ``start`` of this journal, as written (a map of the file:
         a big body recorded in this run, served again without being read into memory)."""
-        assert self._file is not None
-        mapped = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)  # the map keeps its own
         return memoryview(mapped)[start:start + size]
 
     def commit(self, keep: Keep | None = None, quiet: Quiet | None = None) -> int:

@@ -191,10 +191,11 @@ def _find(redactor: Redactor, texts: Iterator[str], headers: Headers, found: _Fo
     config = redactor.config
     events = _Events() if EVENT_STREAM in (header_value(headers, "content-type") or "").lower() \
         else None
+    shapes = _Found()  # named after JSON members first, as ``Redactor`` names them
     for text, new in _overlapping(texts):
         for pattern in config.patterns:
             for m in pattern.finditer(text):
-                found.add(m.group(), pattern.name)
+                shapes.add(m.group(), pattern.name)
         if '"' in text:
             for m in _STRING_MEMBER.finditer(text):
                 key, value = _unescape(m.group(1)), _unescape(m.group(2))
@@ -210,6 +211,8 @@ def _find(redactor: Redactor, texts: Iterator[str], headers: Headers, found: _Fo
     if events is not None:
         for doc in events.feed("", final=True):
             _walk_json(doc, config, found)
+    for value, rule in shapes.values.items():
+        found.add(value, rule)
 
 
 class _Rewrite:

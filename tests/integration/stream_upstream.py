@@ -5,7 +5,9 @@ Routes (GET):
 - ``/events``: ``text/event-stream``, ``EVENTS`` events ``GAP`` seconds apart, chunked;
 - ``/slow-chunked``: ``text/plain``, ``PIECES`` chunks ``GAP`` seconds apart;
 - ``/cut``: two events, then the connection is dropped without ending the body;
-- ``/endless``: an event every 0.1 s until the client leaves (at most 300).
+- ``/endless``: an event every 0.1 s until the client leaves (at most 300);
+- ``/big-events``: ``BIG_EVENTS`` events of about 64 KiB each (over 9 MiB in all, a body
+  recorded from its file, see ``redaction.big``), each carrying a token, sent at once.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 
 from tests.integration.support import QuietHandler
 
-__all__ = ["EVENTS", "GAP", "PIECES", "StreamHandler", "event"]
+__all__ = ["BIG_EVENTS", "EVENTS", "GAP", "PIECES", "StreamHandler", "big_event", "event"]
 
 GAP = 0.45
 EVENTS = 5
@@ -27,6 +29,17 @@ def event(n: int) -> bytes:
     """The ``n``th Server-Sent Event of ``/events`` (it carries a token to redact)."""
     data = json.dumps({"n": n, "text": f"part {n}", "access_token": "sk_live_abcdef0123456789"})
     return f"id: {n}\nevent: delta\ndata: {data}\n\n".encode()
+
+
+BIG_EVENTS = 150
+
+
+def big_event(n: int) -> bytes:
+    """The ``n``th event of ``/big-events``: a token at a different offset in each."""
+    data = json.dumps({"n": n, "pad": "p" * (n * 997 % 4096),
+                       "access_token": "sk_live_abcdef0123456789",
+                       "text": "t" * 60_000})
+    return f"id: {n}\ndata: {data}\n\n".encode()
 
 
 class StreamHandler(QuietHandler):
@@ -70,6 +83,11 @@ class StreamHandler(QuietHandler):
                                        b"\x01\x00\x00\x00\x00\x00\x00\x00")
             self.close_connection = True
             self.connection.close()
+        elif self.path.startswith("/big-events"):
+            self._start("text/event-stream")
+            for n in range(BIG_EVENTS):
+                self._chunk(big_event(n))
+            self.wfile.write(b"0\r\n\r\n")
         elif self.path == "/endless":
             self._start("text/event-stream")
             try:

@@ -27,11 +27,20 @@ import urllib3
 
 from replayproxy.cassette.store import cassette_path, load_cassette, save_cassette
 from replayproxy.model import Interaction, RecordMode, Request, Response
+from replayproxy.redaction.big import BIG_BODY
 from replayproxy.run import ProxyRun
 from replayproxy.streams import upstream_cut
 from tests.conftest import UpstreamCA
 from tests.integration.conftest import RunningProxy, serving
-from tests.integration.stream_upstream import EVENTS, GAP, PIECES, StreamHandler, event
+from tests.integration.stream_upstream import (
+    BIG_EVENTS,
+    EVENTS,
+    GAP,
+    PIECES,
+    StreamHandler,
+    big_event,
+    event,
+)
 from tests.integration.support import Upstream, base_env, cli, offline, write_config
 
 
@@ -454,3 +463,43 @@ def test_a_bad_pace_is_one_line(value, cli_env, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert lines[0].startswith("replayproxy: error: --pace: the pace should be a number from 0")
+
+
+def _body(client: httpx.Client, url: str) -> bytes:
+    with client.stream("GET", url) as r:
+        assert r.status_code == 200
+        return b"".join(r.iter_raw())
+
+
+def test_a_big_stream_is_redacted_from_its_file_and_replayed(sse_upstream, stream_proxy,
+                                                              cassette_dir):
+    """A 9 MiB event stream (over the size kept in memory while recording): the client
+    gets it as sent, the cassette holds it redacted in every event, a new_episodes run
+    replays what it just recorded (from its journal), and offline replay gives the
+    recorded bytes."""
+    sent = b"".join(big_event(n) for n in range(BIG_EVENTS))
+    assert len(sent) > BIG_BODY
+    with stream_proxy(RecordMode.ALL) as p, _client(p) as client:
+        assert _body(client, sse_upstream.url("/big-events")) == sent
+    cassette = load_cassette(cassette_path(cassette_dir, "streams"))
+    it = cassette.interaction(0)
+    recorded = it.response.body
+    assert b"sk_live_" not in recorded
+    events = recorded.split(b"\n\n")[:-1]
+    assert len(events) == BIG_EVENTS
+    assert all(b'"access_token": "<redacted:access_token:' in e for e in events)
+    assert sum(n for _, n in it.chunks) == len(recorded)
+
+    with stream_proxy(RecordMode.NEW_EPISODES) as p, _client(p) as client:
+        url = sse_upstream.url("/big-events?again=1")
+        assert _body(client, url) == sent  # recorded now: the upstream's bytes
+        assert _body(client, url) == recorded  # replayed from the journal: redacted
+    assert p.summary is not None
+    assert (p.summary.recorded, p.summary.replayed) == (1, 1)
+    assert sse_upstream.hits("/big-events?again=1") == 1
+
+    sse_upstream.stop()
+    with offline(sse_upstream), stream_proxy(RecordMode.NONE, pace=0) as p, \
+            _client(p) as client:
+        assert _body(client, sse_upstream.url("/big-events")) == recorded
+        assert _body(client, sse_upstream.url("/big-events?again=1")) == recorded
