@@ -99,20 +99,23 @@ def measure_split(t: Target, tree: Tree, c: int, procs: int, seconds: float, war
     return row
 
 
-async def _pipelined_load(port: int, batch: bytes, conns: int, seconds: float
+async def _pipelined_load(port: int, batches: list[bytes], conns: int, seconds: float
                           ) -> tuple[int, int, float]:
-    """``conns`` connections each sending ``batch`` (several requests) and reading the
-    answers back, until ``seconds`` pass: (batches answered, mismatches, seconds)."""
-    reference = await _first_answer(port, batch)
+    """``conns`` connections each sending a batch (several requests; the next of
+    ``batches`` each time, all answered alike) and reading the answers back, until
+    ``seconds`` pass: (batches answered, mismatches, seconds)."""
+    reference = await _first_answer(port, batches[0])
     deadline = time.monotonic() + seconds
     done = errors = 0
+    turn = 0
 
     async def one() -> None:
-        nonlocal done, errors
+        nonlocal done, errors, turn
         reader, writer = await asyncio.open_connection(HOST, port)
         try:
             while time.monotonic() < deadline:
-                writer.write(batch)
+                turn += 1
+                writer.write(batches[turn % len(batches)])
                 got = await reader.readexactly(len(reference))
                 done += 1
                 errors += got != reference
@@ -138,25 +141,44 @@ async def _first_answer(port: int, batch: bytes) -> bytes:
     return data
 
 
+NEW_REQUESTS = 8192
+"""Distinct requests the "new requests" cell cycles through: twice what the fast
+engine's caches keep (parsed heads, redacted requests: 4096 each), so nearly every
+request is decided afresh (parsed, redacted, matched) as a request never seen is."""
+
+
+def _batches(t: Target, depth: int, fresh: bool) -> list[bytes]:
+    """The batches a pipelined cell sends: the same ``depth`` requests, or (``fresh``)
+    each time with a different ``X-Request-Id`` (not matched on: the same answers)."""
+    if not fresh:
+        return [b"".join(t.requests[:depth])]
+    return [b"".join(r.replace(b"\r\n", b"\r\nX-Request-Id: %d\r\n" % (k * depth + j), 1)
+                     for j, r in enumerate(t.requests[:depth]))
+            for k in range(NEW_REQUESTS // depth)]
+
+
 def measure_pipelined(t: Target, tree: Tree, conns: int, depth: int, seconds: float,
-                      warmup: float, label: str) -> dict[str, float]:
-    """A cell of ``conns`` connections pipelining ``depth`` requests at a time."""
-    batch = b"".join(t.requests[:depth])
-    asyncio.run(_pipelined_load(t.port, batch, conns, warmup))
+                      warmup: float, label: str, fresh: bool = False) -> dict[str, float]:
+    """A cell of ``conns`` connections pipelining ``depth`` requests at a time (``fresh``:
+    requests the engine has not seen, see ``NEW_REQUESTS``)."""
+    batches = _batches(t, depth, fresh)
+    asyncio.run(_pipelined_load(t.port, batches, conns, warmup))
     cpu0 = tree.cpu_seconds()
-    done, errors, wall = asyncio.run(_pipelined_load(t.port, batch, conns, seconds))
+    done, errors, wall = asyncio.run(_pipelined_load(t.port, batches, conns, seconds))
     cpu = tree.cpu_seconds() - cpu0
     completed = done * depth
     row = {"rps": completed / wall, "p50_ms": 0.0, "p99_ms": 0.0, "completed": completed,
            "errors": errors, "server_cpu_us_per_req": cpu / completed * 1e6 if completed
            else 0.0}
-    log(f"{label} {t.name:<12} c={conns:<3} (pipelined {depth} deep) {row['rps']:9,.0f} "
+    log(f"{label} {t.name:<12} c={conns:<3} (pipelined {depth} deep{', new' if fresh else ''}) "
+        f"{row['rps']:9,.0f} "
         f"req/s  server CPU {row['server_cpu_us_per_req']:.0f} us/req"
         + (f"  ERRORS {errors}" if errors else ""))
     return row
 
 
-CELLS = ("c1", "c32", "c32, 2 load processes", "c32, pipelined 16 deep")
+CELLS = ("c1", "c32", "c32, 2 load processes", "c32, pipelined 16 deep",
+         "c32, pipelined 16 deep, new requests")
 
 
 def main() -> int:
@@ -199,6 +221,9 @@ def main() -> int:
                     measure_split(t, tree, 32, 2, args.seconds, args.warmup, label))
                 rows[t.name]["c32, pipelined 16 deep"].append(
                     measure_pipelined(t, tree, 32, 16, args.seconds, args.warmup, label))
+                rows[t.name]["c32, pipelined 16 deep, new requests"].append(
+                    measure_pipelined(t, tree, 32, 16, args.seconds, args.warmup, label,
+                                      fresh=True))
     res["throughput"] = {name: {cell: {k: statistics.median(r[k] for r in cells)
                                        for k in cells[0]} for cell, cells in per.items()}
                          for name, per in rows.items()}
