@@ -15,7 +15,9 @@ imported only then (``pip install 'replayproxy[grpc]'``).
 
 from __future__ import annotations
 
+import gzip
 import struct
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +32,11 @@ __all__ = [
     "Descriptors",
     "Frame",
     "frames_view",
+    "inflate",
     "is_grpc",
+    "message_coding",
     "parse_frames",
+    "message_text",
     "render_frames",
     "rewrite_frames",
     "status_code",
@@ -105,6 +110,30 @@ class Frame:
         return f"{kind}, {len(self.payload)} bytes: {self.payload.hex()}"
 
 
+def message_coding(headers: Headers) -> str:
+    """How the messages of a gRPC body with ``headers`` are compressed when their flag
+    says so (``grpc-encoding``: ``gzip``, ``deflate``, ``identity``...)."""
+    return (header_value(headers, "grpc-encoding") or "identity").strip().lower()
+
+
+def inflate(payload: bytes, coding: str) -> bytes | None:
+    """A compressed message's bytes; None for a coding this replayproxy does not know
+    (``snappy``...) or bytes that are not what it says."""
+    try:
+        if coding == "gzip":
+            return gzip.decompress(payload)
+        if coding == "deflate":
+            return zlib.decompress(payload)
+    except (OSError, EOFError, zlib.error):
+        return None
+    return None
+
+
+def _compress(payload: bytes, coding: str) -> bytes:
+    """``payload`` compressed as ``coding`` (one ``inflate`` knows), reproducibly."""
+    return gzip.compress(payload, mtime=0) if coding == "gzip" else zlib.compress(payload)
+
+
 def parse_frames(body: bytes) -> tuple[list[Frame], bytes]:
     """The messages framed in ``body``, and what is left that is no whole message (a
     stream cut short, or not gRPC at all: then everything is left)."""
@@ -133,15 +162,19 @@ def frames_view(body: bytes) -> list[str] | None:
 
 
 def render_frames(body: bytes, path: str, *, response: bool,
-                  descriptors: Descriptors | None = None) -> str:
-    """The messages of a gRPC body for people: each as compressed flag, length and hex,
-    and decoded when ``descriptors`` know the method at ``path``."""
+                  descriptors: Descriptors | None = None, coding: str = "identity") -> str:
+    """The messages of a gRPC body for people: each as compressed flag, length and hex
+    (a compressed one as it is, then decompressed, when its ``coding`` is known), and
+    decoded when ``descriptors`` know the method at ``path``."""
     frames, rest = parse_frames(body)
     lines = []
     for i, f in enumerate(frames[:_MAX_SHOWN], 1):
         lines.append(f"message {i}: {f.describe()}")
-        if descriptors is not None and not f.compressed:
-            lines.append(f"  {descriptors.decode(path, f.payload, response=response)}")
+        payload = inflate(f.payload, coding) if f.compressed else f.payload
+        if f.compressed and payload is not None:
+            lines.append(f"  {coding}-decompressed, {len(payload)} bytes: {payload.hex()}")
+        if descriptors is not None and payload is not None:
+            lines.append(f"  {descriptors.decode(path, payload, response=response)}")
     if len(frames) > _MAX_SHOWN:
         lines.append(f"… {len(frames) - _MAX_SHOWN} more messages")
     if rest:
@@ -241,16 +274,54 @@ def _rewrite_message(payload: bytes, replace: Callable[[bytes], bytes], depth: i
     return bytes(out)
 
 
-def rewrite_frames(body: bytes, replace: Callable[[bytes], bytes]) -> bytes | None:
+def _strings(payload: bytes, depth: int) -> Iterable[bytes]:
+    """Every length-delimited value in a protobuf message, and those of the messages
+    nested in it."""
+    fields = _fields(payload)
+    if fields is None or depth > _MAX_DEPTH:
+        return
+    for _, value, delimited in fields:
+        if delimited:
+            yield value
+            yield from _strings(value, depth + 1)
+
+
+def message_text(body: bytes, coding: str) -> bytes | None:
+    """The strings in a gRPC body's messages (compressed ones decompressed), one per
+    line, for finding secrets: in the framed bytes a string's length byte can read as a
+    letter glued to it (``yAKIA…`` for 121 bytes), hiding a credential's shape. None
+    when ``body`` is not whole length-prefixed messages."""
+    frames, rest = parse_frames(body)
+    if rest:
+        return None
+    lines: list[bytes] = []
+    for f in frames:
+        payload = inflate(f.payload, coding) if f.compressed else f.payload
+        if payload is not None:
+            lines.extend(_strings(payload, 0))
+    return b"\n".join(lines)
+
+
+def rewrite_frames(body: bytes, replace: Callable[[bytes], bytes],
+                   coding: str = "identity") -> bytes | None:
     """A gRPC body with ``replace`` applied inside each message's strings, every length
-    (the protobuf fields' and the frames') fixed; compressed messages are kept as they
-    are. None when ``body`` is not whole length-prefixed messages."""
+    (the protobuf fields' and the frames') fixed. A compressed message is decompressed
+    (``coding``, see ``message_coding``), rewritten and compressed again when something
+    in it changed; one whose coding is unknown is kept as it is. None when ``body`` is
+    not whole length-prefixed messages."""
     frames, rest = parse_frames(body)
     if rest:
         return None
     out = bytearray()
     for f in frames:
-        payload = f.payload if f.compressed else _rewrite_message(f.payload, replace, 0)
+        payload = f.payload
+        if not f.compressed:
+            payload = _rewrite_message(payload, replace, 0)
+        else:
+            plain = inflate(payload, coding)
+            rewritten = _rewrite_message(plain, replace, 0) if plain is not None else None
+            if plain is not None and rewritten is not None and rewritten != plain:
+                payload = _compress(rewritten, coding)
         out += _HEAD.pack(f.compressed, len(payload)) + payload
     return bytes(out)
 

@@ -15,7 +15,13 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 
 from replayproxy.codec import decode_body
-from replayproxy.grpc_wire import Descriptors, is_grpc, render_frames, status_of
+from replayproxy.grpc_wire import (
+    Descriptors,
+    is_grpc,
+    message_coding,
+    render_frames,
+    status_of,
+)
 from replayproxy.model import Headers, Interaction, WebSocketLog, WebSocketMessage, header_value
 from replayproxy.safetext import escape_controls
 from replayproxy.streams import describe_chunks
@@ -165,7 +171,7 @@ def render_interaction(number: int, it: Interaction, max_chars: int = 4000,
             yield escape_controls(f"    {k}: {v}")
         if is_grpc(headers) and body:
             rendered = render_frames(body, q.path, response=title == "response",
-                                     descriptors=descriptors)
+                                     descriptors=descriptors, coding=message_coding(headers))
         else:
             rendered = render_body(body, headers, max_chars, digest)
         if rendered:

@@ -30,7 +30,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from replayproxy.codec import content_encodings
-from replayproxy.grpc_wire import is_grpc, rewrite_frames
+from replayproxy.grpc_wire import is_grpc, message_coding, rewrite_frames
 from replayproxy.model import Chunks, Headers, Interaction, header_value
 from replayproxy.redaction.redactor import (
     RedactionConfig,
@@ -344,7 +344,8 @@ def redact_big(redactor: Redactor, it: Interaction, body: BodyFile
     grpc = encoding is not None and is_grpc(headers)
     if grpc:
         for frame in _frames(source()):
-            out.write(rewrite_frames(frame, lambda leaf: _replace_bytes(leaf, pairs)) or frame)
+            out.write(rewrite_frames(frame, lambda leaf: _replace_bytes(leaf, pairs),
+                                     message_coding(headers)) or frame)
     else:
         feed, flush = encode or ((lambda data: data), (lambda: b""))
         for text in _texts(source(), charset):

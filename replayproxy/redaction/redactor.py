@@ -41,7 +41,7 @@ from urllib.parse import parse_qsl, quote, quote_plus
 
 from replayproxy.codec import content_encodings, decode_body
 from replayproxy.errors import ConfigError
-from replayproxy.grpc_wire import is_grpc, rewrite_frames
+from replayproxy.grpc_wire import is_grpc, message_coding, message_text, rewrite_frames
 from replayproxy.matching.rules import compile_json_path
 from replayproxy.model import (
     Headers,
@@ -432,6 +432,10 @@ class Redactor:
         for body, headers in ((q_body if q_body is not None else q.body, q.headers),
                               (r_body if r_body is not None else r.body, r.headers)):
             _find_in_body(body, headers, config, found)
+            if is_grpc(headers):  # the strings in the messages, compressed ones too
+                strings = message_text(body, message_coding(headers))
+                if strings:
+                    _find_in_text(body_text(strings), config, found)
         messages = it.websocket.messages if it.websocket is not None else ()
         for message in messages:
             _find_in_body(message.content, (), config, found)
@@ -559,7 +563,8 @@ def _rebuild_body(raw: bytes, decoded: bytes | None, headers: Headers,
     it and fix Content-Length if it changed."""
     plain = raw if decoded is None else decoded
     if is_grpc(headers) and decoded is not None:
-        rebuilt = rewrite_frames(decoded, lambda leaf: _replace_bytes(leaf, pairs))
+        rebuilt = rewrite_frames(decoded, lambda leaf: _replace_bytes(leaf, pairs),
+                                 message_coding(headers))
         if rebuilt is not None:  # message by message: every length prefix stays right
             return (raw, headers) if rebuilt == decoded else (rebuilt, headers)
     try:

@@ -29,6 +29,7 @@ from replayproxy.errors import CassetteError
 from replayproxy.formats import Entry
 from replayproxy.formats.har import read_har
 from replayproxy.formats.vcr import read_vcr
+from replayproxy.grpc_wire import is_grpc, message_coding, message_text
 from replayproxy.model import Headers, Interaction, header_value
 from replayproxy.redaction.redactor import RedactionConfig
 from replayproxy.redaction.secrets import (
@@ -143,6 +144,10 @@ class _Scan:
             return
         decoded = decode_body(body, headers) if headers is not None else body
         data = body if decoded is None else decoded
+        if headers is not None and is_grpc(headers):  # the strings in the messages
+            strings = message_text(data, message_coding(headers))
+            if strings:
+                self.text(location, body_text(strings))
         text = body_text(data)
         ctype = (header_value(headers, "content-type") or "").lower() if headers else ""
         if "json" in ctype or text.lstrip()[:1] in ("{", "["):
