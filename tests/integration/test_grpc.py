@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -310,3 +311,29 @@ def test_a_grpc_client_run_by_the_cli_needs_no_setup(grpc_upstream, upstream_ca,
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout.strip() == expected
     assert "2 replayed, 0 recorded" in replayed.stderr
+
+
+def test_a_server_stream_reaches_the_client_as_it_comes_and_replays_paced(
+        slow_grpc_upstream, run_proxy, through, cassette_dir):
+    """Messages 0.3 s apart: while recording, the first reaches the client long before the
+    last; replayed offline (pace 1), the spacing is kept; the same messages."""
+    def arrivals(p: Any) -> tuple[list[bytes], list[float]]:
+        start = time.monotonic()
+        got, times = [], []
+        for message in through(p, slow_grpc_upstream.target).unary_stream(COUNT)(
+                encode_varint_field(4), timeout=30):
+            got.append(message)
+            times.append(time.monotonic() - start)
+        return got, times
+
+    with run_proxy("paced", RecordMode.ALL) as p:
+        live, times = arrivals(p)
+    assert live == [encode_varint_field(i) for i in (1, 2, 3, 4)]
+    assert times[-1] - times[0] > 0.6, times  # 0.9 s apart at the upstream
+    chunks = load_cassette(cassette_path(cassette_dir, "paced")).interaction(0).chunks
+    assert len(chunks) == 4 and chunks[-1][0] - chunks[0][0] > 0.6
+    slow_grpc_upstream.stop()
+    with run_proxy("paced", RecordMode.NONE) as p:
+        replayed, times = arrivals(p)
+    assert replayed == live and times[-1] - times[0] > 0.6, times
+    assert p.summary is not None and p.summary.replayed == 1
