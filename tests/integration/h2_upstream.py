@@ -155,6 +155,8 @@ SERVICE = "demo.Greeter"
 HELLO = f"/{SERVICE}/Hello"
 COUNT = f"/{SERVICE}/Count"
 FAIL = f"/{SERVICE}/Fail"
+SUM = f"/{SERVICE}/Sum"
+ECHO = f"/{SERVICE}/Echo"
 
 
 def frame(payload: bytes, compressed: bool = False) -> bytes:
@@ -168,7 +170,10 @@ class GrpcUpstream:
     Messages are protobuf-encoded by hand (``demo.proto`` below describes them):
     ``Hello(HelloRequest{name}) -> HelloReply{message}``;
     ``Count(CountRequest{n}) -> stream CountReply{i}`` (i = 1..n, ``delay`` seconds
-    apart); ``Fail`` always answers NOT_FOUND with a message.
+    apart); ``Fail`` always answers NOT_FOUND with a message; ``Sum(stream
+    CountRequest{n}) -> CountReply{total}`` (client streaming); ``Echo(stream
+    HelloRequest{name}) -> stream HelloReply{message}`` (bidirectional: one reply per
+    message, sent as soon as it came).
     """
 
     def __init__(self, leaf: trustme.LeafCert, delay: float = 0.0) -> None:
@@ -181,6 +186,8 @@ class GrpcUpstream:
             "Hello": grpc.unary_unary_rpc_method_handler(self._hello),
             "Count": grpc.unary_stream_rpc_method_handler(self._count),
             "Fail": grpc.unary_unary_rpc_method_handler(self._fail),
+            "Sum": grpc.stream_unary_rpc_method_handler(self._sum),
+            "Echo": grpc.stream_stream_rpc_method_handler(self._echo),
         })
         self._pool = ThreadPoolExecutor(max_workers=4)
         self._server = grpc.server(self._pool, handlers=(handler,))
@@ -206,6 +213,15 @@ class GrpcUpstream:
             yield encode_varint_field(i)
             if self.delay and self.cancelled.wait(self.delay):
                 return
+
+    def _sum(self, requests: Iterator[bytes], context: Any) -> bytes:
+        self.calls.append("Sum")
+        return encode_varint_field(sum(decode_varint_field(r) for r in requests))
+
+    def _echo(self, requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
+        self.calls.append("Echo")
+        for r in requests:
+            yield encode_string_field(f"echo {decode_string_field(r)}")
 
     def _fail(self, request: bytes, context: Any) -> bytes:
         import grpc

@@ -11,6 +11,7 @@ that differs; a client cancelling a stream mid-way is one log line and nothing e
 from __future__ import annotations
 
 import logging
+import queue
 import sys
 import threading
 import time
@@ -23,11 +24,15 @@ import pytest
 from replayproxy.cassette.store import cassette_path, load_cassette
 from replayproxy.grpc_wire import parse_frames
 from replayproxy.model import RecordMode
+from replayproxy.run import ProxyRun
 from tests.conftest import UpstreamCA
+from tests.integration.conftest import RunningProxy
 from tests.integration.h2_upstream import (
     COUNT,
+    ECHO,
     FAIL,
     HELLO,
+    SUM,
     GrpcUpstream,
     decode_string_field,
     decode_varint_field,
@@ -337,3 +342,62 @@ def test_a_server_stream_reaches_the_client_as_it_comes_and_replays_paced(
         replayed, times = arrivals(p)
     assert replayed == live and times[-1] - times[0] > 0.6, times
     assert p.summary is not None and p.summary.replayed == 1
+
+
+def test_client_streaming_and_bidirectional_calls_sent_whole_replay_offline(
+        grpc_upstream, run_proxy, through, cassette_dir):
+    """A client-streaming call and a bidirectional one whose client sends all its
+    messages before reading: each recorded as one request and one response body, and
+    replayed offline with the same messages."""
+    def calls(p: Any) -> tuple[int, list[str]]:
+        channel = through(p, grpc_upstream.target)
+        total = channel.stream_unary(SUM)(
+            iter([encode_varint_field(i) for i in (1, 2, 3)]), timeout=10)
+        echoed = channel.stream_stream(ECHO)(
+            iter([encode_string_field(n) for n in ("a", "b")]), timeout=10)
+        return decode_varint_field(total), [decode_string_field(m) for m in echoed]
+
+    with run_proxy("streaming", RecordMode.ALL) as p:
+        live = calls(p)
+    assert live == (6, ["echo a", "echo b"])
+    cassette = load_cassette(cassette_path(cassette_dir, "streaming"))
+    assert cassette.interaction(0).request.body == b"".join(
+        frame(encode_varint_field(i)) for i in (1, 2, 3))
+    grpc_upstream.stop()
+    with run_proxy("streaming", RecordMode.NONE) as p:
+        assert calls(p) == live
+    assert p.summary is not None and p.summary.replayed == 2
+
+
+def test_a_bidirectional_call_waiting_for_each_reply_fails_the_run_loudly(
+        grpc_upstream, proxy_ca, upstream_ca, cassette_dir, through, tmp_path, caplog):
+    """Bad input for a recorder that answers a call once its request has ended: a client
+    that waits for the reply to its first message before sending the next stalls until it
+    gives up. The proxy says why in one line and the run fails; nothing is recorded."""
+    run = ProxyRun("pingpong", RecordMode.ALL, cassette_dir=cassette_dir,
+                   upstream_ca=upstream_ca.pem, ca_dir=proxy_ca.directory, control=False,
+                   upstream_proxy="none")
+    p = RunningProxy(run, tmp_path)
+    replied: queue.Queue[int] = queue.Queue()
+
+    def one_at_a_time() -> Iterator[bytes]:
+        for name in ("x", "y"):
+            yield encode_string_field(name)
+            replied.get(timeout=2)  # raises: the reply never comes
+
+    run.start()
+    try:
+        with pytest.raises(grpc.RpcError):
+            for _ in through(p, grpc_upstream.target).stream_stream(ECHO)(
+                    one_at_a_time(), timeout=10):
+                replied.put(1)
+    finally:
+        summary = run.stop()
+    lines = [r.getMessage() for r in caplog.records
+             if r.name == "replayproxy" and r.levelno >= logging.ERROR]
+    assert len(lines) == 1 and ECHO in lines[0], lines
+    assert "waits for a reply before sending the rest" in lines[0]
+    assert summary is not None and summary.errors.total == 1
+    verdict = run.verdict(command=False)
+    assert not verdict.passed and any(ECHO in r for r in verdict.reasons), verdict
+    assert not cassette_path(cassette_dir, "pingpong").exists()

@@ -17,6 +17,7 @@ Given a ``Pipeline``, the addon uses it; otherwise it builds one from its option
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -214,25 +215,30 @@ class ReplayproxyAddon:
     def _configured(self) -> bool:
         return self.pipeline is not None or self.sessions is not None
 
+    def _named(self, flow: http.HTTPFlow) -> tuple[str | None, Pipeline | None]:
+        """The session ``flow`` names (its port, its Proxy-Authorization, its tunnel's
+        CONNECT) and its pipeline, else the run's own. Raises SessionRefused."""
+        if self.sessions is None:
+            return None, self.pipeline
+        name = self.sessions.on_port(flow.client_conn.sockname[1]) \
+            if flow.client_conn.sockname else None
+        if name is None:
+            name = session_name(flow.request.headers.get("proxy-authorization"))
+        if name is None and flow.client_conn.id in self._tunnels:
+            return None, self._tunnels[flow.client_conn.id]
+        return name, self.sessions.pipeline(name)
+
     def _session(self, flow: http.HTTPFlow) -> Pipeline | None:
         """The pipeline serving ``flow``: the session its Proxy-Authorization (or its
         tunnel's CONNECT) names, else the run's own. None after answering 407."""
-        if self.sessions is None:
-            return self.pipeline
         try:
-            name = self.sessions.on_port(flow.client_conn.sockname[1]) \
-                if flow.client_conn.sockname else None
-            if name is None:
-                name = session_name(flow.request.headers.get("proxy-authorization"))
-            if name is None and flow.client_conn.id in self._tunnels:
-                return self._tunnels[flow.client_conn.id]
-            pipeline = self.sessions.pipeline(name)
+            name, pipeline = self._named(flow)
         except SessionRefused as e:
             log.warning("refused %s %s: %s", flow.request.method, flow.request.pretty_url, e)
             flow.metadata[STATE] = FlowState(Role.OTHER)
             flow.response = _session_refused(str(e))
             return None
-        if name is not None:
+        if name is not None and pipeline is not None:
             self._tunnels[flow.client_conn.id] = pipeline
         return pipeline
 
@@ -592,6 +598,14 @@ class ReplayproxyAddon:
         state = _state(flow)
         if state is not None and state.trickled and streams.played(flow):
             streams.ended_early(flow)
+        if state is None and self._configured():
+            unfinished = h2.unfinished_request(flow)
+            if unfinished is not None:
+                with contextlib.suppress(SessionRefused):
+                    pipeline = self._named(flow)[1]
+                    if pipeline is not None:  # counts in the run's verdict
+                        pipeline.session.summary.errors.append(unfinished)
+            return
         if state is None or state.role is Role.OTHER or state.planned is None \
                 or state.planned.answers_by_itself or state.trickled \
                 or state.pipeline is None or flow.error is None:

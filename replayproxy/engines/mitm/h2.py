@@ -16,6 +16,9 @@
   an HTTP 502 it would report as "Received http2 header with status: 502".
 - ``stream_reset``: a client that resets an HTTP/2 stream (a cancelled gRPC call): one
   log line, that flow only.
+- ``unfinished_request``: a client that gave up before its request was whole, as a
+  bidirectional gRPC call waiting for each reply does (replayproxy answers, and records,
+  a call once its request has ended): one line saying so, for the run's errors.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from replayproxy import grpc_wire
 from replayproxy.decision.alpn import HTTP1, AlpnPolicy
 from replayproxy.engines.mitm import http1_trailers
 
-__all__ = ["choose_protocol", "fit_trailers", "grpc_error", "stream_reset", "upstream_offers"]
+__all__ = ["choose_protocol", "fit_trailers", "grpc_error", "stream_reset",
+           "unfinished_request", "upstream_offers"]
 
 log = logging.getLogger("replayproxy")
 
@@ -128,3 +132,22 @@ def stream_reset(flow: http.HTTPFlow) -> bool:
              "not recorded; the other streams go on", flow.request.method,
              flow.request.pretty_url, error.msg.removeprefix(_RESET).strip(" ()") or "reset")
     return True
+
+
+def unfinished_request(flow: http.HTTPFlow) -> str | None:
+    """The one-line reason (also logged) when ``flow`` is a gRPC call whose client gave up
+    before its request ended (a client-streaming or bidirectional call that waited for a
+    reply before sending the rest: replayproxy forwards and answers a call once its
+    request is whole, so such a call stalls until the client's deadline). None for any
+    other flow."""
+    if flow.error is None or flow.request.timestamp_end is not None \
+            or not grpc_wire.is_grpc(tuple((k.decode("latin-1"), v.decode("latin-1"))
+                                           for k, v in flow.request.headers.fields)):
+        return None
+    message = (f"{flow.request.method} {flow.request.pretty_url}: the client gave up before "
+               f"its request ended ({' '.join(flow.error.msg.split())}): a client-streaming "
+               "or bidirectional gRPC call that waits for a reply before sending the rest "
+               "cannot be recorded or replayed (replayproxy answers a call once its request "
+               "is whole); nothing recorded for it")
+    log.error("%s", message)
+    return message
