@@ -73,6 +73,7 @@ __all__ = [
     "entry_bytes",
     "header_bytes",
     "LEAN_MARK",
+    "MAX_BODY",
     "without_gc",
 ]
 
@@ -689,6 +690,10 @@ def pack_around(it: Interaction, size: int) -> tuple[bytes, bytes]:
         it, response=dataclasses.replace(it.response, body=b""))), use_bin_type=True)
     head, start, _ = body_span(memoryview(stub))
     return stub[:head] + bin_header(size), stub[start:]
+
+
+MAX_BODY = (1 << 32) - 1
+"""The longest body a cassette holds (msgpack's ``bin 32``)."""
 
 
 def bin_header(size: int) -> bytes:

@@ -39,6 +39,7 @@ from replayproxy.cassette.format import (
     FORMAT_VERSION,
     JOURNAL_FORMAT,
     LEAN_MARK,
+    MAX_BODY,
     READERS,
     WINDOW,
     RawEntry,
@@ -128,6 +129,12 @@ class Journal:
         Returns where the response body starts in the journal."""
         if self._file is None:
             raise ValueError("journal is closed")
+        size = body.size if body is not None else len(it.response.body)
+        if size > MAX_BODY:
+            raise CassetteError(
+                f"the response body of {it.request.method} {it.request.scheme}://"
+                f"{it.request.host}{it.request.path} is {size:,} bytes, more than a cassette "
+                f"holds ({MAX_BODY:,}): not recorded; let the client stop reading sooner")
         if body is not None:
             before, after = pack_around(it, body.size)
             self._file.write(before)

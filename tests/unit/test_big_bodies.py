@@ -155,3 +155,24 @@ def test_jsonpath_rules_are_said_not_to_apply(caplog):
     with caplog.at_level(logging.WARNING, logger="replayproxy"):
         _both(_interaction(_lines()), config)
     assert any("JSONPath redaction rules are not applied" in m for m in caplog.messages)
+
+
+def test_a_body_over_what_a_cassette_holds_is_one_error_and_nothing_is_written(tmp_path):
+    """msgpack's ``bin 32`` holds 4 GiB - 1 bytes: a longer stream (an endless one a
+    client read for hours) is refused in one line; the journal stays loadable."""
+    from replayproxy.cassette.format import MAX_BODY
+    from replayproxy.cassette.journal import Journal
+    from replayproxy.cassette.store import load_cassette
+    from replayproxy.errors import CassetteError
+
+    journal = Journal(tmp_path / "huge.cassette", replace=False)
+    small = _interaction(b"ok")
+    journal.append(small)
+    body = _file(b"x" * 10)
+    body.size = MAX_BODY + 1  # as if: the check comes before any byte is copied
+    with pytest.raises(CassetteError, match=r"GET https://api.test/feed is 4,294,967,296 "
+                                            r"bytes, more than a cassette holds"):
+        journal.append(_interaction(b""), body)
+    body.close()
+    journal.commit()
+    assert list(load_cassette(tmp_path / "huge.cassette").interactions()) == [small]
