@@ -188,6 +188,11 @@ class BodyFile:
                 return
             yield window
 
+    def reader(self) -> IO[bytes]:
+        """The file, at the body's start, to read from (not to close)."""
+        self._file.seek(0)
+        return self._file
+
     def close(self) -> None:
         self._file.close()
 

@@ -68,24 +68,47 @@ class _Codec(Protocol):
     def __call__(self, data: bytes) -> bytes: ...
 
 
-def _decoder(encoding: str) -> tuple[_Codec, Callable[[], bytes]] | None:
-    """A streaming decoder for one Content-Encoding (feed, flush); None: unknown."""
+_DECODED = ("", "identity", "gzip", "x-gzip", "deflate", "br", "zstd")
+"""The Content-Encodings a big body is decoded from, a window at a time."""
+
+
+def _decoded(body: BodyFile, encoding: str) -> Iterator[bytes]:
+    """``body`` with its Content-Encoding (one of ``_DECODED``) undone, in pieces of at
+    most about ``WINDOW`` bytes however well it was compressed (a "zip bomb" upstream
+    does not make a piece bigger)."""
     if encoding in ("", "identity"):
-        return (lambda data: data), (lambda: b"")
-    if encoding in ("gzip", "x-gzip", "deflate"):
+        yield from body.windows(WINDOW)
+    elif encoding in ("gzip", "x-gzip", "deflate"):
         d = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding != "deflate" else zlib.MAX_WBITS)
-        return (lambda data: d.decompress(data)), (lambda: d.flush())
-    if encoding == "br":
+        for window in body.windows(WINDOW):
+            data = window
+            while data:
+                out = d.decompress(data, WINDOW)
+                if out:
+                    yield out
+                data = d.unconsumed_tail
+        rest = d.flush()
+        if rest:
+            yield rest
+    elif encoding == "br":
         import brotli  # a mitmproxy dependency
 
         b = brotli.Decompressor()
-        return (lambda data: bytes(b.process(data))), (lambda: b"")
-    if encoding == "zstd":
+        for window in body.windows(1 << 14):  # brotli has no output limit: small inputs
+            out = bytes(b.process(window))
+            if out:
+                yield out
+    elif encoding == "zstd":
         import zstandard  # a mitmproxy dependency
 
-        z = zstandard.ZstdDecompressor().decompressobj()
-        return (lambda data: bytes(z.decompress(data))), (lambda: b"")
-    return None
+        with zstandard.ZstdDecompressor().stream_reader(body.reader(), closefd=False) as z:
+            while True:
+                out = z.read(WINDOW)
+                if not out:
+                    return
+                yield out
+    else:
+        raise ValueError(f"unknown content-encoding {encoding!r}")
 
 
 def _encoder(encoding: str) -> tuple[_Codec, Callable[[], bytes]] | None:
@@ -112,18 +135,9 @@ def _source(body: BodyFile, headers: Headers) -> tuple[Callable[[], Iterator[byt
         return body.windows(WINDOW)
 
     def decoded() -> Iterator[bytes]:
-        codec = _decoder(encoding or "")
-        assert codec is not None
-        feed, flush = codec
-        for window in body.windows(WINDOW):
-            out = feed(window)
-            if out:
-                yield out
-        rest = flush()
-        if rest:
-            yield rest
+        return _decoded(body, encoding or "")
 
-    if encoding is not None and _decoder(encoding) is not None:
+    if encoding in _DECODED:
         try:
             return decoded, _charset(decoded()), encoding
         except Exception:  # not what its Content-Encoding says

@@ -176,3 +176,25 @@ def test_a_body_over_what_a_cassette_holds_is_one_error_and_nothing_is_written(t
     body.close()
     journal.commit()
     assert list(load_cassette(tmp_path / "huge.cassette").interactions()) == [small]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "zstd", "br"])
+def test_a_well_compressed_body_is_decoded_in_bounded_pieces(encoding):
+    """A body that inflates a thousandfold (a "zip bomb" upstream) comes out a window at
+    a time, never in one piece its compressed size does not announce (brotli's decoder
+    takes no output limit: only its input is fed 16 KiB at a time)."""
+    import zlib
+
+    import zstandard
+
+    plain = b"\0" * 2_000_000
+    packed = {"gzip": lambda d: gzip.compress(d), "deflate": zlib.compress,
+              "zstd": lambda d: zstandard.ZstdCompressor().compress(d),
+              "br": brotli.compress}[encoding](plain)
+    assert len(packed) < 10_000
+    source = _file(packed)
+    pieces = list(big._decoded(source, encoding))
+    source.close()
+    assert b"".join(pieces) == plain
+    if encoding != "br":
+        assert max(len(p) for p in pieces) <= 1000
