@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from replayproxy.cassette.journal import Journal, pending_journals, recover_journals
 from replayproxy.cassette.quiet import Quiet
 from replayproxy.cassette.store import CassetteFile, cassette_path, load_cassette
+from replayproxy.codec import decoded_over
 from replayproxy.decision.failures import (
     ClientRefusal,
     UpstreamFailure,
@@ -31,7 +32,7 @@ from replayproxy.matching.diagnostics import Candidate, render_candidates
 from replayproxy.matching.index import ReplayIndex, Served
 from replayproxy.matching.rules import MatchConfig
 from replayproxy.model import Interaction, RecordMode, Request
-from replayproxy.redaction.big import redact_big, scan_big_interaction
+from replayproxy.redaction.big import BIG_BODY, redact_big, scan_big_interaction
 from replayproxy.redaction.redactor import Redactor
 from replayproxy.redaction.scan import Finding, scan_interaction
 from replayproxy.routes import Route
@@ -348,6 +349,13 @@ class CassetteSession:
         "error"`` (the default) such an interaction is not written at all.
         """
         out: BodyFile | None = None
+        made: BodyFile | None = None
+        r = interaction.response
+        if body is None and r.body and decoded_over(r.body, r.headers, BIG_BODY):
+            # small on the wire, big decoded: redacted a window at a time as well
+            body = made = BodyFile.new()
+            made.write(r.body)
+            interaction = replace(interaction, response=replace(r, body=b""))
         try:
             if body is not None:
                 interaction, out = redact_big(self.redactor, interaction, body)
@@ -372,6 +380,8 @@ class CassetteSession:
         finally:
             if out is not None and out is not body:
                 out.close()
+            if made is not None:
+                made.close()
 
     def _scan(self, interaction: Interaction, body: BodyFile | None) -> list[Finding]:
         """What the scanner finds in a redacted interaction (and its big body)."""

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any, Protocol
 
-from replayproxy.codec import content_encodings
+from replayproxy.codec import DECODINGS, content_encodings, decoded_pieces
 from replayproxy.grpc_wire import is_grpc, message_coding, rewrite_frames
 from replayproxy.model import Chunks, Headers, Interaction, header_value
 from replayproxy.redaction.redactor import (
@@ -68,47 +68,10 @@ class _Codec(Protocol):
     def __call__(self, data: bytes) -> bytes: ...
 
 
-_DECODED = ("", "identity", "gzip", "x-gzip", "deflate", "br", "zstd")
-"""The Content-Encodings a big body is decoded from, a window at a time."""
-
-
 def _decoded(body: BodyFile, encoding: str) -> Iterator[bytes]:
-    """``body`` with its Content-Encoding (one of ``_DECODED``) undone, in pieces of at
-    most about ``WINDOW`` bytes however well it was compressed (a "zip bomb" upstream
-    does not make a piece bigger)."""
-    if encoding in ("", "identity"):
-        yield from body.windows(WINDOW)
-    elif encoding in ("gzip", "x-gzip", "deflate"):
-        d = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding != "deflate" else zlib.MAX_WBITS)
-        for window in body.windows(WINDOW):
-            data = window
-            while data:
-                out = d.decompress(data, WINDOW)
-                if out:
-                    yield out
-                data = d.unconsumed_tail
-        rest = d.flush()
-        if rest:
-            yield rest
-    elif encoding == "br":
-        import brotli  # a mitmproxy dependency
-
-        b = brotli.Decompressor()
-        for window in body.windows(1 << 14):  # brotli has no output limit: small inputs
-            out = bytes(b.process(window))
-            if out:
-                yield out
-    elif encoding == "zstd":
-        import zstandard  # a mitmproxy dependency
-
-        with zstandard.ZstdDecompressor().stream_reader(body.reader(), closefd=False) as z:
-            while True:
-                out = z.read(WINDOW)
-                if not out:
-                    return
-                yield out
-    else:
-        raise ValueError(f"unknown content-encoding {encoding!r}")
+    """``body`` with its Content-Encoding (one of ``codec.DECODINGS``) undone, in pieces
+    of at most about ``WINDOW`` bytes however well it was compressed."""
+    return decoded_pieces(body.reader(), encoding, WINDOW)
 
 
 def _encoder(encoding: str) -> tuple[_Codec, Callable[[], bytes]] | None:
@@ -137,7 +100,7 @@ def _source(body: BodyFile, headers: Headers) -> tuple[Callable[[], Iterator[byt
     def decoded() -> Iterator[bytes]:
         return _decoded(body, encoding or "")
 
-    if encoding in _DECODED:
+    if encoding in DECODINGS:
         try:
             return decoded, _charset(decoded()), encoding
         except Exception:  # not what its Content-Encoding says

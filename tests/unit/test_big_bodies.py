@@ -198,3 +198,55 @@ def test_a_well_compressed_body_is_decoded_in_bounded_pieces(encoding):
     assert b"".join(pieces) == plain
     if encoding != "br":
         assert max(len(p) for p in pieces) <= 1000
+
+
+# -- bounded decoding -------------------------------------------------------------------
+
+
+def test_decoding_is_bounded_and_refuses_what_would_grow_too_big():
+    import zlib
+
+    from replayproxy import codec
+
+    gz = (("Content-Encoding", "gzip"),)
+    assert codec.decode_body(gzip.compress(b"hello"), gz) == b"hello"
+    bomb = gzip.compress(b"\0" * 3_000_000)
+    assert codec.decode_body(bomb, gz, limit=2_000_000) is None  # as undecodable
+    assert codec.decode_body(bomb, gz) == b"\0" * 3_000_000
+    assert codec.decode_body(gzip.compress(b"x" * 5000)[:-20], gz) is None  # truncated
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    deflated = raw.compress(b"raw deflate") + raw.flush()
+    assert codec.decode_body(deflated, (("Content-Encoding", "deflate"),)) == b"raw deflate"
+    assert codec.decode_body(zlib.compress(b"zlib"), (("Content-Encoding", "deflate"),)) \
+        == b"zlib"
+    assert codec.decoded_over(bomb, gz, 2_999_999) and not codec.decoded_over(bomb, gz,
+                                                                             3_000_000)
+    assert not codec.decoded_over(b"not gzip", gz, 1)
+
+
+def test_a_small_compressed_body_that_decodes_big_is_redacted_a_window_at_a_time(
+        tmp_path, monkeypatch):
+    """Small on the wire, big decoded (a gzip body of a few kilobytes): recorded through
+    the windowed redactor, its secrets replaced, never decoded whole."""
+    from replayproxy.cassette.store import cassette_path, load_cassette
+    from replayproxy.decision import session as session_module
+    from replayproxy.decision.session import CassetteSession
+    from replayproxy.model import RecordMode
+
+    monkeypatch.setattr(session_module, "BIG_BODY", 20_000)
+    plain = _lines(400)
+    assert len(plain) > 20_000
+    body = gzip.compress(plain)
+    assert len(body) < 20_000
+    seen = []
+    real = big.redact_big
+    monkeypatch.setattr(session_module, "redact_big",
+                        lambda *a: seen.append(a[2].size) or real(*a))
+    writer = CassetteSession(tmp_path, "gz", RecordMode.ALL, redactor=Redactor(key=KEY))
+    assert writer.record(_interaction(body, encoding="gzip")) == []
+    writer.close()
+    assert seen == [len(body)]
+    stored = load_cassette(cassette_path(tmp_path, "gz")).interaction(0).response
+    text = gzip.decompress(stored.body)
+    assert AWS.encode() not in text and TOKEN.encode() not in text
+    assert text.count(b"\n") == plain.count(b"\n")
