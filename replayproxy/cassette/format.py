@@ -62,12 +62,12 @@ __all__ = [
     "encode_interaction",
     "features",
     "pack_around",
-    "pack_parts",
     "read_cassette",
     "read_header",
     "release_pages",
     "shorten",
     "unpack_entry",
+    "unpack_without_body",
     "Window",
     "comparable",
     "entry_bytes",
@@ -321,10 +321,9 @@ class Window:
     megabytes, not the file (``source`` may be an ``mmap``, whose untouched pages are
     never read)."""
 
-    __slots__ = ("base", "end", "source", "unpacker", "view")
+    __slots__ = ("base", "end", "unpacker", "view")
 
     def __init__(self, source: bytes | mmap.mmap, base: int = 0, size: int = WINDOW) -> None:
-        self.source = source
         self.view = memoryview(source)
         self.base = self.end = 0
         self.unpacker = msgpack.Unpacker()
@@ -675,17 +674,11 @@ def body_span(entry: memoryview) -> tuple[int, int, int]:
     return pos, start, start + _length(entry, pos + 1, size)
 
 
-def pack_parts(it: Interaction) -> tuple[bytes, bytes, bytes]:
-    """The packed entry of ``it`` in three parts, the middle one its response body (not
-    copied): written one after the other they are exactly ``packb(encode_interaction(it))``,
-    without the whole entry ever being one more copy of a big body in memory."""
-    before, after = pack_around(it, len(it.response.body))
-    return before, it.response.body, after
-
-
 def pack_around(it: Interaction, size: int) -> tuple[bytes, bytes]:
     """What comes before and after a response body of ``size`` bytes in the packed entry
-    of ``it`` (whose own response body is ignored): for a body written from elsewhere."""
+    of ``it`` (whose own response body is ignored): written with the body between them
+    they are exactly ``packb(encode_interaction(it))``, without the whole entry ever being
+    one more copy of a big body in memory, and the body may come from a file."""
     stub = msgpack.packb(encode_interaction(dataclasses.replace(
         it, response=dataclasses.replace(it.response, body=b""))), use_bin_type=True)
     head, start, _ = body_span(memoryview(stub))
@@ -703,6 +696,23 @@ def bin_header(size: int) -> bytes:
     if size < 1 << 16:
         return b"\xc5" + size.to_bytes(2, "big")
     return b"\xc6" + size.to_bytes(4, "big")
+
+
+def unpack_without_body(reader: Reader, entry: memoryview, head: int, end: int
+                        ) -> tuple[RawEntry, Interaction]:
+    """Entry ``entry`` (its packed bytes) unpacked with its response body, whose ``bin``
+    runs from ``head`` to ``end`` (see ``body_span``), left out and never copied; and
+    decoded, checked as ``decode_without_body`` checks it.
+
+    Raises:
+        ValueError: the entry is malformed.
+    """
+    length = end - (head + 1 + _SIZED[entry[head]][0])
+    try:
+        stripped = unpack_entry(bytes(entry[:head]) + b"\xc4\x00" + bytes(entry[end:]))
+    except Exception as e:  # msgpack raises several unrelated types on garbage
+        raise ValueError(f"undecodable ({type(e).__name__})") from None
+    return stripped, decode_without_body(reader, stripped, length)
 
 
 def decode_without_body(reader: Reader, raw: RawEntry, body_length: int) -> Interaction:
@@ -743,12 +753,7 @@ def comparable(reader: Reader, entry: memoryview, above: int) -> RawEntry:
             raise ValueError(f"undecodable ({type(e).__name__})") from None
         reader.decode(raw)
         return raw
-    try:
-        stripped = unpack_entry(bytes(entry[:head]) + b"\xc4\x00" + bytes(entry[end:]))
-    except Exception as e:  # msgpack raises several unrelated types on garbage
-        raise ValueError(f"undecodable ({type(e).__name__})") from None
-    decode_without_body(reader, stripped, end - start)
-    q, r, *rest = stripped
+    q, r, *rest = unpack_without_body(reader, entry, head, end)[0]
     digest = hashlib.sha256()
     for at in range(start, end, _HASH_STEP):  # a map's pages let go of as they are read
         digest.update(entry[at:min(at + _HASH_STEP, end)])

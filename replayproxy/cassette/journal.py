@@ -50,7 +50,6 @@ from replayproxy.cassette.format import (
     entry_bytes,
     header_bytes,
     pack_around,
-    pack_parts,
     read_cassette,
     read_header,
     shorten,
@@ -135,18 +134,12 @@ class Journal:
                 f"the response body of {it.request.method} {it.request.scheme}://"
                 f"{it.request.host}{it.request.path} is {size:,} bytes, more than a cassette "
                 f"holds ({MAX_BODY:,}): not recorded; let the client stop reading sooner")
-        if body is not None:
-            before, after = pack_around(it, body.size)
+        if body is not None or size > LEAN_ABOVE:  # no packed copy of a big body
+            before, after = pack_around(it, size)
             self._file.write(before)
             start = self._file.tell()
-            for window in body.windows(1 << 20):
+            for window in body.windows(1 << 20) if body is not None else (it.response.body,):
                 self._file.write(window)
-            self._file.write(after)
-        elif len(it.response.body) > LEAN_ABOVE:
-            before, middle, after = pack_parts(it)  # no packed copy of a big body
-            self._file.write(before)
-            start = self._file.tell()
-            self._file.write(middle)
             self._file.write(after)
         else:
             self._file.write(msgpack.packb(encode_interaction(it), use_bin_type=True))

@@ -32,7 +32,6 @@ from replayproxy.cassette.format import (
     Reader,
     body_span,
     corrupt_error,
-    decode_without_body,
     dumps,
     encode_interaction,
     features,
@@ -40,6 +39,7 @@ from replayproxy.cassette.format import (
     read_header,
     release_pages,
     unpack_entry,
+    unpack_without_body,
     without_gc,
 )
 from replayproxy.errors import CassetteError, ConfigError
@@ -211,8 +211,7 @@ class CassetteFile:
         if end - start <= LEAN_ABOVE:
             return self.interaction(index), None
         try:
-            stripped = unpack_entry(bytes(entry[:head]) + b"\xc4\x00" + bytes(entry[end:]))
-            it = decode_without_body(self._reader, stripped, end - start)
+            it = unpack_without_body(self._reader, entry, head, end)[1]
         except ValueError as e:
             raise CassetteError(
                 f"cassette {self._where()} has a malformed interaction #{index + 1} ({e}): "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import msgpack
 import pytest
 
-from replayproxy.cassette.format import _skip, body_span, encode_interaction, pack_parts
+from replayproxy.cassette.format import _skip, body_span, encode_interaction, pack_around
 from replayproxy.cassette.store import LEAN_ABOVE, load_cassette, save_cassette
 from replayproxy.matching.index import ReplayIndex
 from replayproxy.model import Interaction, Request, Response
@@ -68,11 +70,14 @@ def test_lean_checks_chunks_against_the_real_length(tmp_path):
 
 
 @pytest.mark.parametrize("size", [0, 255, 256, 65535, 65536, LEAN_ABOVE + 256])
-def test_pack_parts_is_packb(size):
+def test_pack_around_a_body_is_packb(size):
     it = _big(size)
-    parts = pack_parts(it)
-    assert b"".join(parts) == msgpack.packb(encode_interaction(it), use_bin_type=True)
-    assert parts[1] is it.response.body
+    before, after = pack_around(it, len(it.response.body))
+    assert before + it.response.body + after == msgpack.packb(encode_interaction(it),
+                                                             use_bin_type=True)
+    # the body given is not looked at: the parts are the same without it
+    empty = dataclasses.replace(it, response=dataclasses.replace(it.response, body=b""))
+    assert pack_around(empty, len(it.response.body)) == (before, after)
 
 
 def test_journal_writes_a_big_body_in_parts(tmp_path):
