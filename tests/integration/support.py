@@ -26,6 +26,8 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.error
+import urllib.request
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -443,6 +445,23 @@ CLIENTS: dict[str, type[Client]] = {"curl": CurlClient, "requests": RequestsClie
 
 
 # -- matching: configuration files, the offline check, the payment scenario ------------
+
+
+def control_call(url: str, token: str, method: str, path: str,
+                 payload: Any = None) -> tuple[int, Any]:
+    """A call to the control API at ``url`` (never through a proxy): its status and
+    decoded JSON answer."""
+    request = urllib.request.Request(
+        url + path, method=method,
+        data=json.dumps(payload).encode() if payload is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, json.loads(e.read())
 
 
 def write_config(tmp_path: Path, text: str, *, name: str = "pyproject.toml") -> Path:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,7 @@ import pytest
 
 from replayproxy import ProxyRun
 from replayproxy.cassette.store import load_cassette
-from tests.integration.support import base_env, offline
+from tests.integration.support import base_env, control_call, offline
 
 
 def curl(proxy_url: str, ca: Path, url: str, *extra: str) -> tuple[int, str, str]:
@@ -27,18 +25,8 @@ def curl(proxy_url: str, ca: Path, url: str, *extra: str) -> tuple[int, str, str
 
 
 def control(run: ProxyRun, method: str, path: str, payload: Any = None) -> tuple[int, Any]:
-    assert run.control_url is not None
-    request = urllib.request.Request(
-        run.control_url + path, method=method,
-        data=json.dumps(payload).encode() if payload is not None else None,
-        headers={"Authorization": f"Bearer {run.control_token}",
-                 "Content-Type": "application/json"})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    assert run.control_url is not None and run.control_token is not None
+    return control_call(run.control_url, run.control_token, method, path, payload)
 
 
 def test_two_processes_replay_their_own_cassettes_through_one_proxy(

@@ -10,15 +10,12 @@ of 2^-39 or less), and the summary and the request log say which worker took eac
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import os
 import re
 import signal
 import sqlite3
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +33,7 @@ from tests.integration.support import (
     background,
     base_env,
     cli,
+    control_call,
     parse_exports,
     replayproxy_cmd,
 )
@@ -75,18 +73,9 @@ class Serving:
 
     def control(self, method: str, path: str, payload: dict[str, Any] | None = None,
                 token: str | None = None) -> tuple[int, Any]:
-        data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(
-            self.env["REPLAYPROXY_CONTROL_URL"] + path, data=data, method=method,
-            headers={"Authorization": f"Bearer {token or self.env['REPLAYPROXY_CONTROL_TOKEN']}",
-                     "Content-Type": "application/json"})
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            with opener.open(request, timeout=10) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as e:
-            with e:
-                return e.code, json.loads(e.read())
+        return control_call(self.env["REPLAYPROXY_CONTROL_URL"],
+                            token or self.env["REPLAYPROXY_CONTROL_TOKEN"], method, path,
+                            payload)
 
     def stop(self) -> tuple[int, str]:
         """SIGTERM to serve (the parent): its exit code and stderr."""
@@ -279,11 +268,9 @@ def test_proxy_run_with_workers_in_python_keeps_sequences_per_worker(cassettes: 
         assert run.engine_used == "fast"
         answers = [_get(run.proxy_url, f"http://api.test/item/{i % 3}") for i in range(24)]
         assert run.control_url is not None and run.control_token is not None
-        request = urllib.request.Request(run.control_url + "/requests", headers={
-            "Authorization": f"Bearer {run.control_token}"})
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(request, timeout=10) as response:
-            log = json.loads(response.read())["requests"]
+        status, answer = control_call(run.control_url, run.control_token, "GET", "/requests")
+        assert status == 200
+        log = answer["requests"]
         with pytest.raises(RuntimeError, match="use workers=1"):
             run.flush()
     # strict: each item is recorded once, so each worker answers it once (its own
