@@ -64,6 +64,7 @@ __all__ = [
     "load_history",
     "open_database",
     "prepare_directory",
+    "writing",
     "record_run",
 ]
 
@@ -341,6 +342,24 @@ def open_database(path: Path, *, readonly: bool) -> Iterator[Database]:
         yield db
 
 
+@contextmanager
+def writing(path: Path) -> Iterator[Database]:
+    """An SQLite database opened for one write transaction, committed on leaving (rolled
+    back on an error). The transaction takes the write lock at once (``BEGIN
+    IMMEDIATE``), waiting for another writer as long as the connection's timeout: one that
+    read first and wrote second would instead fail at once with "database is locked" when
+    another writer came in between (SQLite does not wait there, to avoid a deadlock), as
+    two pytest-xdist workers writing their runs at the same moment do."""
+    with open_database(path, readonly=False) as db:
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.conn.rollback()
+            raise
+        db.conn.commit()
+
+
 # -- recording --------------------------------------------------------------------------
 
 
@@ -351,7 +370,7 @@ def record_run(db_path: Path, report: DriftReport) -> int:
     """
     prepare_directory(db_path)
     try:
-        with open_database(db_path, readonly=False) as db, db.atomic():
+        with writing(db_path) as db:
             _check_schema(db, db_path)
             _MIGRATIONS.apply(db)
             return _insert_run(db, report)

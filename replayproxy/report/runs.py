@@ -30,7 +30,7 @@ from sqlite_utils import Database, Migrations  # noqa: TID251 - this module is i
 
 from replayproxy.cassette.store import load_cassette
 from replayproxy.decision.session import SessionSummary
-from replayproxy.drift.history import open_database, prepare_directory
+from replayproxy.drift.history import open_database, prepare_directory, writing
 from replayproxy.drift.plan import endpoint_of
 from replayproxy.errors import CassetteError, ConfigError
 from replayproxy.report import ENV
@@ -107,7 +107,7 @@ def record_session(db_path: Path, summary: SessionSummary, *, suite: str, starte
     }
     try:
         prepare_directory(db_path)
-        with open_database(db_path, readonly=False) as db, db.atomic():
+        with writing(db_path) as db:
             _check(db, db_path)
             _MIGRATIONS.apply(db)
             run_id = db.table("runs").insert(row).last_pk

@@ -119,3 +119,31 @@ def test_the_database_is_named_by_the_environment_or_lives_in_the_project(tmp_pa
     assert default_database(tmp_path, {}) == tmp_path / ".replayproxy" / "runs.db"
     assert default_database(tmp_path, {"REPLAYPROXY_REPORT_DB": "/x/r.db"}) == Path("/x/r.db")
     assert default_database(tmp_path, {"REPLAYPROXY_REPORT_DB": "off"}) is None
+
+
+def test_a_run_written_while_another_writer_holds_the_database_waits_for_it(tmp_path):
+    """Two pytest-xdist workers writing their runs at once: the second waits for the
+    first instead of failing with "database is locked" (a writer that read before it
+    wrote was refused at once by SQLite)."""
+    import sqlite3
+    import threading
+    import time
+
+    save_cassette(tmp_path / "shop.cassette", [Interaction(req("/v1/items"), Response(200))])
+    db = tmp_path / "runs.db"
+    _run(tmp_path, db, ["/v1/items"], suite="first")  # the tables exist
+    other = sqlite3.connect(db, timeout=10, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another worker, in the middle of its write
+    other.execute("UPDATE runs SET suite = suite")
+    released = threading.Event()
+
+    def finish() -> None:
+        time.sleep(0.5)
+        other.commit()
+        released.set()
+
+    threading.Thread(target=finish).start()
+    _run(tmp_path, db, ["/v1/items"], suite="second")
+    assert released.is_set()  # it waited for the other writer, then wrote
+    other.close()
+    assert read_report(db).suites == 2
