@@ -544,7 +544,7 @@ class _Conn(asyncio.Protocol):
         if isinstance(plan, Replay):
             recorded = plan.served.whole()  # a big body left in the cassette, copied
             if action.trickle is not None:
-                await self._trickle(recorded.response, action, method, started,
+                await self._trickle(recorded.response, action, method, head.close, started,
                                     recorded.ttfb, request.url)
                 return
             await self._after(recorded.response, action, method, head.close, started,
@@ -574,14 +574,16 @@ class _Conn(asyncio.Protocol):
         return response
 
     async def _trickle(self, response: Response, action: FaultAction, method: str,
-                       started: float, recorded: float, url: str) -> None:
-        """Send a replayed body at the slow_body rate, then close."""
+                       close: bool, started: float, recorded: float, url: str) -> None:
+        """Send a replayed body at the slow_body rate, then close. A response with no body
+        (to a HEAD) is sent as any other, the connection kept unless ``close``: closing it
+        unannounced would break the client's next request on it."""
         assert action.trickle is not None
         await _wait(action, started, recorded)
         original = len(response.body)
         response = self._broken(response, action, url)
         if not answers.has_body(method, response):
-            self._send(response, method, True)
+            self._send(response, method, close)
             return
         announced = max(original, 1) if isinstance(action.terminal, Truncate) else None
         rate = max(action.trickle.bytes_per_second, 1)
